@@ -1,0 +1,76 @@
+"""The one place configuration comes from.
+
+Every setting can be given as an environment variable ``CENTREX_<NAME>`` (``DATABASE_URL`` is also
+read as is, the convention most tools share), or in ``var/centrex.env``, which ``centrex up``
+writes on first run with freshly generated secrets.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_VAR_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CENTREX_",
+        env_file=(DEFAULT_VAR_DIR / "centrex.env",),
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    # --- state on this host -------------------------------------------------------------------
+    var_dir: Path = Field(DEFAULT_VAR_DIR, description="Runtime state: Postgres cluster, logs.")
+
+    # --- PostgreSQL ---------------------------------------------------------------------------
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("CENTREX_DATABASE_URL", "DATABASE_URL"),
+        description="postgresql+asyncpg://… ; unset: a private cluster under var/ is used.",
+    )
+    pg_port: int = Field(55432, description="Port of the private cluster (loopback only).")
+
+    # --- Asterisk -----------------------------------------------------------------------------
+    asterisk_root: Path = Field(
+        Path("/var/cache/centrex/asterisk-root"),
+        description="debootstrap root holding Asterisk when the host has none.",
+    )
+    asterisk_instance: str = Field("main", description="Name of this Asterisk instance.")
+    asterisk_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    ami_port: int = 5038
+    http_port: int = 8088
+    ami_username: str = "centrex"
+    ami_secret: SecretStr = SecretStr("centrex-ami-change-me")
+    ari_username: str = "centrex"
+    ari_password: SecretStr = SecretStr("centrex-ari-change-me")
+    stasis_app: str = "centrex"
+
+    # --- API ----------------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_token: SecretStr = Field(
+        SecretStr(""), description="Bearer token operators present; empty refuses every call."
+    )
+
+    # --- behaviour ----------------------------------------------------------------------------
+    reconcile_interval_s: float = Field(30.0, gt=0)
+    asterisk_timeout_s: float = Field(5.0, gt=0, description="Per request to ARI/AMI.")
+
+    @property
+    def ari_url(self) -> str:
+        return f"http://{self.asterisk_host}:{self.http_port}/ari"
+
+    @property
+    def ari_ws_url(self) -> str:
+        return f"ws://{self.asterisk_host}:{self.http_port}/ari/events"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
