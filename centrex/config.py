@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     ari_username: str = "centrex"
     ari_password: SecretStr = SecretStr("centrex-ari-change-me")
     stasis_app: str = "centrex"
+    sip_realm: str = Field("centrex", description="Digest realm of every line's credentials.")
 
     # --- API ----------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
@@ -63,12 +64,33 @@ class Settings(BaseSettings):
     asterisk_timeout_s: float = Field(5.0, gt=0, description="Per request to ARI/AMI.")
 
     @property
+    def database_url_required(self) -> str:
+        if not self.database_url:
+            raise RuntimeError(
+                "no database configured: set DATABASE_URL, or start through `centrex up`, "
+                "which starts the private cluster and sets it"
+            )
+        return self.database_url
+
+    @property
     def ari_url(self) -> str:
         return f"http://{self.asterisk_host}:{self.http_port}/ari"
 
     @property
     def ari_ws_url(self) -> str:
         return f"ws://{self.asterisk_host}:{self.http_port}/ari/events"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as ``CENTREX_*`` variables, to hand to a child process."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"CENTREX_{name.upper()}"] = str(value)
+    return env
 
 
 @lru_cache

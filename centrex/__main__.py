@@ -1,0 +1,3 @@
+from centrex.cli import app
+
+app()

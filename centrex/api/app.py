@@ -1,0 +1,75 @@
+"""The provisioning API: an async FastAPI app over the database, pushing into Asterisk."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from centrex import __version__
+from centrex.api.deps import require_operator
+from centrex.api.routes import customers, lines
+from centrex.asterisk.ari import AriClient
+from centrex.asterisk.errors import AsteriskUnavailable
+from centrex.config import Settings
+from centrex.db.session import make_engine, make_sessionmaker
+from centrex.services.errors import ServiceError
+from centrex.services.provisioning import AsteriskProjector
+from centrex.services.reconcile import Reconciler
+
+log = logging.getLogger(__name__)
+
+
+def _error_body(exc: ServiceError) -> dict:
+    # Same shape as FastAPI's own validation errors, so clients parse one format.
+    loc = [exc.location] + ([exc.field] if exc.field else [])
+    return {"detail": [{"loc": loc, "msg": exc.message, "type": exc.error_type}]}
+
+
+def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url_required)
+        app.state.sessionmaker = make_sessionmaker(engine)
+        ari = AriClient.from_settings(settings)
+        app.state.projector = AsteriskProjector(ari)
+        app.state.reconciler = Reconciler(settings, app.state.sessionmaker, app.state.projector)
+        task = asyncio.create_task(app.state.reconciler.run_forever()) if run_reconciler else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            await app.state.reconciler.aclose()
+            await ari.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="centrex provisioning API",
+        version=__version__,
+        lifespan=lifespan,
+        description="Customers and SIP lines of a hosted Centrex platform, pushed into Asterisk.",
+    )
+    app.state.settings = settings
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content=_error_body(exc))
+
+    @app.exception_handler(AsteriskUnavailable)
+    async def asterisk_unavailable(_: Request, exc: AsteriskUnavailable) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": f"Asterisk unreachable: {exc}"})
+
+    @app.get("/health/live", tags=["health"])
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    secured = [Depends(require_operator)]
+    app.include_router(customers.router, dependencies=secured)
+    app.include_router(lines.router, dependencies=secured)
+    return app

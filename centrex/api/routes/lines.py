@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import JSONResponse
+
+from centrex.api.deps import ProjectorDep, SessionDep, SettingsDep
+from centrex.api.schemas import LineCreated, LineIn, LineOut, LinePage
+from centrex.db.models import Line
+from centrex.services import lines as line_service
+from centrex.services.errors import ServiceError
+
+router = APIRouter(prefix="/v1/lines", tags=["lines"])
+
+
+def _encode_cursor(line: Line) -> str:
+    raw = f"{line.created_at.isoformat()}|{line.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, line_id = raw.split("|")
+        return datetime.fromisoformat(created_at), uuid.UUID(line_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ServiceError(
+            "cursor", "not a cursor returned by this API", location="query"
+        ) from None
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=LineCreated)
+async def create_line(
+    body: LineIn, session: SessionDep, projector: ProjectorDep, settings: SettingsDep
+) -> LineCreated:
+    created = await line_service.create_line(
+        session,
+        projector,
+        customer_id=body.customer_id,
+        label=body.label,
+        realm=settings.sip_realm,
+        max_calls=body.max_calls,
+    )
+    return LineCreated(
+        **LineOut.model_validate(created.line).model_dump(),
+        sip_password=created.password,
+        sip_server=f"{settings.asterisk_host}:{settings.sip_port}",
+    )
+
+
+@router.get("", response_model=LinePage)
+async def list_lines(
+    session: SessionDep,
+    customer_id: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> LinePage:
+    after = _decode_cursor(cursor) if cursor else None
+    rows = await line_service.list_lines(
+        session, customer_id=customer_id, after=after, limit=limit + 1
+    )
+    page, more = rows[:limit], len(rows) > limit
+    return LinePage(
+        items=[LineOut.model_validate(r) for r in page],
+        next_cursor=_encode_cursor(page[-1]) if more else None,
+    )
+
+
+@router.get("/{line_id}", response_model=LineOut)
+async def get_line(line_id: uuid.UUID, session: SessionDep) -> Line:
+    return await line_service.get_live_line(session, line_id)
+
+
+@router.delete(
+    "/{line_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={202: {"description": "Deleted; Asterisk will be updated when reachable."}},
+)
+async def delete_line(line_id: uuid.UUID, session: SessionDep, projector: ProjectorDep) -> Response:
+    line = await line_service.get_live_line(session, line_id)
+    if await line_service.delete_line(session, projector, line):
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return JSONResponse(
+        status_code=status.HTTP_202_ACCEPTED,
+        content={
+            "detail": "line deleted; Asterisk is unreachable and will drop it when it is back"
+        },
+    )

@@ -1,0 +1,69 @@
+"""The API's boundary: what operators send and get back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from centrex.db.models import SyncState
+
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class StrictInput(BaseModel):
+    # Unknown fields are refused, not ignored: a typo ("lable") must not create a line silently.
+    model_config = ConfigDict(extra="forbid")
+
+
+class CustomerIn(StrictInput):
+    name: Label
+    external_ref: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+        | None
+    ) = Field(None, description="The operator's own reference for this customer; unique.")
+
+
+class CustomerOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    external_ref: str | None
+    created_at: datetime
+
+
+class LineIn(StrictInput):
+    customer_id: uuid.UUID
+    label: Label
+    max_calls: int | None = Field(
+        None, ge=1, le=100, description="Simultaneous calls allowed; default 2 (contract art. 8)."
+    )
+
+
+class LineOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    label: str
+    sip_username: str
+    sip_realm: str
+    max_calls: int
+    sync_state: SyncState = Field(
+        description="synced: Asterisk holds the line; pending: saved, not yet in Asterisk."
+    )
+    sync_error: str | None
+    created_at: datetime
+
+
+class LineCreated(LineOut):
+    sip_password: str = Field(description="Shown in this response only; it is never stored.")
+    sip_server: str = Field(description="host:port softphones register to.")
+
+
+class LinePage(BaseModel):
+    items: list[LineOut]
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page.")

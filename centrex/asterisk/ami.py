@@ -1,0 +1,138 @@
+"""AMI client on panoramisk: actions with timeouts, events, connection state.
+
+panoramisk reconnects by itself (every ``reconnect_timeout`` seconds, forever); this wrapper adds
+what an operator needs around it: a clear "is it up" answer, actions that fail fast with
+:class:`AsteriskUnavailable` instead of hanging while Asterisk is away, and hooks on
+(re)connection so callers can resynchronise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Self
+
+from panoramisk import Manager
+from panoramisk.message import Message
+
+from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
+from centrex.config import Settings
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[Message], Awaitable[None] | None]
+
+
+class AmiClient:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str,
+        secret: str,
+        *,
+        timeout: float = 5.0,
+        reconnect_s: int = 1,
+    ) -> None:
+        self.timeout = timeout
+        self.logged_in = asyncio.Event()
+        self.reconnects = 0
+        self._on_login: list[Callable[[], Awaitable[None]]] = []
+        self._callbacks: set[asyncio.Future[None]] = set()
+        self._manager = Manager(
+            host=host,
+            port=port,
+            username=username,
+            secret=secret,
+            ping_delay=5,
+            ping_interval=5,
+            reconnect_timeout=reconnect_s,
+            on_login=self._logged_in,
+            on_disconnect=self._disconnected,
+            log=logging.getLogger("centrex.ami.panoramisk"),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(
+            settings.asterisk_host,
+            settings.ami_port,
+            settings.ami_username,
+            settings.ami_secret.get_secret_value(),
+            timeout=settings.asterisk_timeout_s,
+        )
+
+    # --- connection -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect in the background; reconnects forever until :meth:`close`."""
+        self._manager.loop = asyncio.get_running_loop()
+        self._manager.connect()
+
+    def close(self) -> None:
+        self._manager.close()
+        self.logged_in.clear()
+
+    @property
+    def connected(self) -> bool:
+        return self.logged_in.is_set()
+
+    def on_login(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run ``callback`` after every successful login, the first and each reconnection."""
+        self._on_login.append(callback)
+
+    def _logged_in(self, _manager: Manager) -> None:
+        if self.logged_in.is_set():
+            return
+        self.logged_in.set()
+        log.info("AMI logged in")
+        for callback in self._on_login:
+            future = asyncio.ensure_future(callback())
+            self._callbacks.add(future)
+            future.add_done_callback(self._callbacks.discard)
+
+    def _disconnected(self, _manager: Manager, exc: object) -> None:
+        if self.logged_in.is_set():
+            self.reconnects += 1
+            log.warning("AMI connection lost (%s); reconnecting", exc)
+        self.logged_in.clear()
+
+    async def wait_connected(self, within_s: float) -> None:
+        try:
+            await asyncio.wait_for(self.logged_in.wait(), within_s)
+        except TimeoutError:
+            raise AsteriskUnavailable(f"AMI not logged in after {within_s:.0f}s") from None
+
+    def on_event(self, pattern: str, handler: Callable[[Message], Any]) -> None:
+        self._manager.register_event(pattern, lambda _m, event: handler(event))
+
+    # --- actions ----------------------------------------------------------------------------
+    async def action(self, action: dict[str, str], *, as_list: bool | None = None) -> Any:
+        if not self.connected:
+            raise AsteriskUnavailable(f"AMI not connected (action {action.get('Action')})")
+        future = self._manager.send_action(action, as_list=as_list)
+        try:
+            result = await asyncio.wait_for(asyncio.shield(future), self.timeout)
+        except TimeoutError:
+            raise AsteriskUnavailable(f"AMI {action.get('Action')}: no answer") from None
+        first = result[0] if isinstance(result, list) else result
+        if first.get("Response") == "Error":
+            raise AsteriskError(f"AMI {action.get('Action')}: {first.get('Message')}")
+        return result
+
+    async def db_get_tree(self, family: str) -> dict[str, str]:
+        """Every astdb key under ``family`` (keys without the family prefix) and its value."""
+        try:
+            result = await self.action({"Action": "DBGetTree", "Family": family}, as_list=True)
+        except AsteriskError as exc:
+            if "not found" in str(exc).lower() or "database entry" in str(exc).lower():
+                return {}
+            raise
+        prefix = f"/{family}/"
+        entries: dict[str, str] = {}
+        for message in result if isinstance(result, list) else [result]:
+            if message.get("Event") != "DBGetTreeResponse":
+                continue
+            key = message.get("Key", "")
+            entries[key.removeprefix(prefix)] = message.get("Val", "")
+        return entries

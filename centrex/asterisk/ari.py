@@ -1,0 +1,166 @@
+"""ARI REST client: dynamic res_pjsip configuration and channel control.
+
+Thin on purpose: one method per ARI resource used, errors mapped to :mod:`.errors`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Self
+
+import httpx
+
+from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
+from centrex.config import Settings
+
+log = logging.getLogger(__name__)
+
+# ARI's hangup reasons map onto Q.850 causes and from there onto SIP codes in chan_pjsip:
+# busy -> 17 -> 486, unallocated -> 1 -> 404, congestion -> 34 -> 503, rejected -> 21 -> 403.
+HANGUP_REASONS = frozenset(
+    {
+        "normal",
+        "busy",
+        "congestion",
+        "no_answer",
+        "timeout",
+        "rejected",
+        "unallocated",
+        "normal_unspecified",
+        "number_incomplete",
+        "codec_mismatch",
+        "interworking",
+        "failure",
+        "answered_elsewhere",
+    }
+)
+
+
+class AriClient:
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 5.0) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            auth=(username, password),
+            timeout=timeout,
+            # Provisioning bursts (thousands of lines) reuse a handful of connections.
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(
+            settings.ari_url,
+            settings.ari_username,
+            settings.ari_password.get_secret_value(),
+            settings.asterisk_timeout_s,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        ok_missing: bool = False,
+    ) -> Any:
+        try:
+            response = await self._http.request(method, path, params=params, json=json)
+        except (httpx.TransportError, httpx.TimeoutException) as exc:
+            raise AsteriskUnavailable(
+                f"ARI {method} {path}: {type(exc).__name__}: {exc or 'no answer'}"
+            ) from exc
+        if response.status_code == 404 and ok_missing:
+            return None
+        if response.status_code >= 500:
+            raise AsteriskUnavailable(
+                f"ARI {method} {path}: {response.status_code} {response.text}"
+            )
+        if response.status_code >= 400:
+            raise AsteriskError(f"ARI {method} {path}: {response.status_code} {response.text}")
+        if not response.content:
+            return None
+        return response.json()
+
+    # --- /asterisk ----------------------------------------------------------------------------
+    async def info(self) -> dict[str, Any]:
+        return await self._request("GET", "/asterisk/info")
+
+    async def put_object(
+        self, config_class: str, object_type: str, object_id: str, fields: Mapping[str, str]
+    ) -> None:
+        """Create or update a sorcery object (written to the astdb backend, so it persists)."""
+        body = {"fields": [{"attribute": k, "value": v} for k, v in fields.items()]}
+        await self._request(
+            "PUT", f"/asterisk/config/dynamic/{config_class}/{object_type}/{object_id}", json=body
+        )
+
+    async def get_object(
+        self, config_class: str, object_type: str, object_id: str
+    ) -> dict[str, str] | None:
+        tuples = await self._request(
+            "GET",
+            f"/asterisk/config/dynamic/{config_class}/{object_type}/{object_id}",
+            ok_missing=True,
+        )
+        if tuples is None:
+            return None
+        return {t["attribute"]: t["value"] for t in tuples}
+
+    async def delete_object(self, config_class: str, object_type: str, object_id: str) -> None:
+        """A missing object is not an error: delete is idempotent."""
+        await self._request(
+            "DELETE",
+            f"/asterisk/config/dynamic/{config_class}/{object_type}/{object_id}",
+            ok_missing=True,
+        )
+
+    # --- /channels ----------------------------------------------------------------------------
+    async def list_channels(self) -> list[dict[str, Any]]:
+        return await self._request("GET", "/channels")
+
+    async def get_channel(self, channel_id: str) -> dict[str, Any] | None:
+        return await self._request("GET", f"/channels/{channel_id}", ok_missing=True)
+
+    async def set_variable(self, channel_id: str, name: str, value: str) -> None:
+        await self._request(
+            "POST", f"/channels/{channel_id}/variable", params={"variable": name, "value": value}
+        )
+
+    async def get_variable(self, channel_id: str, name: str) -> str | None:
+        try:
+            result = await self._request(
+                "GET",
+                f"/channels/{channel_id}/variable",
+                params={"variable": name},
+                ok_missing=True,
+            )
+        except AsteriskError:
+            return None
+        return None if result is None else result.get("value")
+
+    async def continue_in_dialplan(
+        self, channel_id: str, context: str, extension: str = "s", priority: int = 1
+    ) -> None:
+        await self._request(
+            "POST",
+            f"/channels/{channel_id}/continue",
+            params={"context": context, "extension": extension, "priority": priority},
+        )
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> None:
+        if reason not in HANGUP_REASONS:
+            raise ValueError(f"unknown ARI hangup reason {reason!r}")
+        await self._request(
+            "DELETE", f"/channels/{channel_id}", params={"reason": reason}, ok_missing=True
+        )

@@ -1,0 +1,75 @@
+"""What a provisioned line looks like inside Asterisk: res_pjsip auth, aor and endpoint.
+
+Pure: these functions only describe objects; ``centrex.services`` pushes them over ARI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# Order matters on create (an endpoint names its auth and aor) and is reversed on delete.
+LINE_OBJECT_TYPES: tuple[str, ...] = ("auth", "aor", "endpoint")
+LINES_CONTEXT = "centrex-lines"
+# sorcery.conf keeps these types in astdb under one prefix: keys "/centrex/<type>/<id>".
+ASTDB_FAMILY = "centrex"
+
+
+@dataclass(frozen=True)
+class PjsipObject:
+    type: str  # "auth" | "aor" | "endpoint"
+    id: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.type, self.id)
+
+
+@dataclass(frozen=True)
+class LineSpec:
+    """The part of a line Asterisk needs to know."""
+
+    username: str
+    ha1: str
+    realm: str
+
+
+def line_objects(line: LineSpec) -> list[PjsipObject]:
+    """auth + aor + endpoint for one line, all named after its SIP username."""
+    return [
+        PjsipObject(
+            "auth",
+            line.username,
+            {
+                "auth_type": "digest",
+                "username": line.username,
+                "realm": line.realm,
+                "md5_cred": line.ha1,
+            },
+        ),
+        PjsipObject(
+            "aor",
+            line.username,
+            {
+                # Contract art. 17: one connection at a time per credential; a new REGISTER
+                # from another device replaces the old contact instead of being refused.
+                "max_contacts": "1",
+                "remove_existing": "yes",
+            },
+        ),
+        PjsipObject(
+            "endpoint",
+            line.username,
+            {
+                "context": LINES_CONTEXT,
+                "disallow": "all",
+                "allow": "alaw,ulaw",
+                # Media always through Asterisk: no re-INVITEs, and the daemon can cut any call.
+                "direct_media": "no",
+                "auth": line.username,
+                "aors": line.username,
+                "callerid": f'"{line.username}" <{line.username}>',
+            },
+        ),
+    ]

@@ -1,0 +1,252 @@
+"""The ``centrex`` command: run the platform, its parts, and the local sandboxes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import typer
+
+from centrex.config import Settings, settings_env
+
+app = typer.Typer(no_args_is_help=True, help=__doc__)
+sandbox_app = typer.Typer(no_args_is_help=True, help="The local Asterisk (real, on loopback).")
+db_app = typer.Typer(no_args_is_help=True, help="The local PostgreSQL cluster.")
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(db_app, name="db")
+
+log = logging.getLogger("centrex")
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+# --- secrets generated on first run -------------------------------------------------------
+_GENERATED_SECRETS = ("CENTREX_API_TOKEN", "CENTREX_AMI_SECRET", "CENTREX_ARI_PASSWORD")
+
+
+def ensure_env_file(var_dir: Path) -> Path:
+    """Write ``var/centrex.env`` with fresh secrets for whatever the environment doesn't set."""
+    path = var_dir / "centrex.env"
+    var_dir.mkdir(parents=True, exist_ok=True)
+    existing = path.read_text() if path.exists() else ""
+    lines = [ln for ln in existing.splitlines() if ln.strip()]
+    present = {ln.split("=", 1)[0] for ln in lines}
+    for name in _GENERATED_SECRETS:
+        if name not in present and name not in os.environ:
+            lines.append(f"{name}={secrets.token_urlsafe(24)}")
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+# --- sandbox: Asterisk --------------------------------------------------------------------
+def _asterisk(settings: Settings):
+    from centrex.sandbox.asterisk import AsteriskSandbox
+
+    return AsteriskSandbox(settings)
+
+
+@sandbox_app.command("up")
+def sandbox_up() -> None:
+    """Install Asterisk if needed, render asterisk-config/, start it and wait until booted."""
+    _setup_logging()
+    sandbox = _asterisk(_settings())
+    sandbox.ensure_installed()
+    sandbox.render_config()
+    sandbox.start()
+    typer.echo(sandbox.status())
+
+
+@sandbox_app.command("down")
+def sandbox_down() -> None:
+    """Stop Asterisk cleanly."""
+    _setup_logging()
+    _asterisk(_settings()).stop()
+
+
+@sandbox_app.command("status")
+def sandbox_status() -> None:
+    typer.echo(_asterisk(_settings()).status())
+
+
+# --- db: PostgreSQL -----------------------------------------------------------------------
+def _postgres(settings: Settings):
+    from centrex.sandbox.postgres import PostgresCluster
+
+    return PostgresCluster(settings)
+
+
+def start_database(settings: Settings) -> str:
+    """Start the private cluster unless DATABASE_URL is set; migrate; return the URL."""
+    from centrex.db.migrate import upgrade_to_head
+
+    cluster = _postgres(settings)
+    if not cluster.external:
+        cluster.ensure_installed()
+        cluster.init()
+        cluster.start()
+    url = cluster.url
+    upgrade_to_head(url)
+    return url
+
+
+@db_app.command("up")
+def db_up() -> None:
+    """Start PostgreSQL (private cluster) and run the migrations."""
+    _setup_logging()
+    typer.echo(start_database(_settings()))
+
+
+@db_app.command("down")
+def db_down() -> None:
+    _setup_logging()
+    _postgres(_settings()).stop()
+
+
+@app.command()
+def migrate() -> None:
+    """Run the database migrations up to the newest."""
+    from centrex.db.migrate import upgrade_to_head
+
+    _setup_logging()
+    upgrade_to_head(_settings().database_url_required)
+
+
+# --- the services -------------------------------------------------------------------------
+@app.command()
+def api() -> None:
+    """Run the provisioning API (and its reconciler)."""
+    import uvicorn
+
+    from centrex.api.app import create_app
+
+    _setup_logging()
+    settings = _settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=True,
+    )
+
+
+@app.command()
+def control(verbose: bool = False) -> None:
+    """Run the call-control daemon (ARI Stasis app + AMI)."""
+    from centrex.control.daemon import run_daemon
+
+    _setup_logging(verbose)
+    settings = _settings()
+    try:
+        asyncio.run(run_daemon(settings))
+    except KeyboardInterrupt:
+        pass
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+
+
+@app.command()
+def up() -> None:
+    """Start everything: PostgreSQL, Asterisk, the API and the daemon. Ctrl-C stops it all."""
+    _setup_logging()
+    ensure_env_file(Path("var"))
+    settings = _settings()
+    typer.echo("== PostgreSQL")
+    database_url = start_database(settings)
+    settings = settings.model_copy(update={"database_url": database_url})
+    typer.echo("== Asterisk")
+    sandbox = _asterisk(settings)
+    sandbox.ensure_installed()
+    sandbox.render_config()
+    sandbox.start()
+
+    env = {**os.environ, **settings_env(settings)}
+    children = [
+        subprocess.Popen([sys.executable, "-m", "centrex", "api"], env=env),
+        subprocess.Popen([sys.executable, "-m", "centrex", "control"], env=env),
+    ]
+    api_url = f"http://{settings.api_host}:{settings.api_port}"
+    _wait_http(f"{api_url}/health/live", 30)
+    token = settings.api_token.get_secret_value()
+    typer.echo(
+        f"""
+== centrex is running
+API          {api_url}   (OpenAPI: {api_url}/docs)
+API token    {token}   (in var/centrex.env)
+SIP          udp/tcp {settings.asterisk_host}:{settings.sip_port}   realm {settings.sip_realm}
+AMI / ARI    {settings.asterisk_host}:{settings.ami_port} / {settings.ari_url}
+Database     {database_url.split("@")[-1]}
+
+Register a softphone:
+  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\
+       -d '{{"name": "Acme"}}' {api_url}/v1/customers
+  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\
+       -d '{{"customer_id": "<id from above>", "label": "Reception"}}' {api_url}/v1/lines
+  then in the softphone: server {settings.asterisk_host}:{settings.sip_port} (UDP),
+  username = sip_username, password = sip_password (shown only in that response).
+  Dial another line's sip_username to call it.
+
+Ctrl-C stops the API, the daemon, Asterisk and PostgreSQL.
+"""
+    )
+
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stopping and all(c.poll() is None for c in children):
+            time.sleep(0.5)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        typer.echo("== stopping Asterisk and PostgreSQL")
+        sandbox.stop()
+        _postgres(settings).stop()
+
+
+@app.command()
+def down() -> None:
+    """Stop Asterisk and the private PostgreSQL cluster (after a `centrex up` that was killed)."""
+    _setup_logging()
+    settings = _settings()
+    _asterisk(settings).stop()
+    _postgres(settings).stop()

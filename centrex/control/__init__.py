@@ -1,0 +1,1 @@
+"""The call-control daemon: decides every call placed through Asterisk."""

@@ -1,0 +1,1 @@
+"""Business rules: plain functions and dataclasses, no I/O."""

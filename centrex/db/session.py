@@ -1,0 +1,33 @@
+"""Engines and sessions. Nothing is created at import time: the app owns its engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+SessionMaker = async_sessionmaker[AsyncSession]
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An async engine for ``postgresql+asyncpg://…``; kwargs go to ``create_async_engine``."""
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(url, **kwargs)
+
+
+def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def transaction(sessionmaker: SessionMaker) -> AsyncIterator[AsyncSession]:
+    """A session inside one transaction: commits on success, rolls back on error."""
+    async with sessionmaker() as session, session.begin():
+        yield session

@@ -1,0 +1,138 @@
+"""Lines: created in the database first (the source of truth), then pushed into Asterisk."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
+from centrex.asterisk.pjsip_objects import LineSpec
+from centrex.core.credentials import generate_credentials
+from centrex.db.models import Customer, Line, SyncState
+from centrex.services.errors import NotFound, UnknownReference
+from centrex.services.provisioning import AsteriskProjector
+
+log = logging.getLogger(__name__)
+
+_USERNAME_ATTEMPTS = 5
+
+
+def line_spec(line: Line) -> LineSpec:
+    return LineSpec(username=line.sip_username, ha1=line.sip_ha1, realm=line.sip_realm)
+
+
+@dataclass
+class CreatedLine:
+    line: Line
+    password: str  # shown once, never stored
+
+
+async def get_live_line(session: AsyncSession, line_id: uuid.UUID) -> Line:
+    line = await session.get(Line, line_id)
+    if line is None or line.deleted_at is not None:
+        raise NotFound("line_id", f"no line with id {line_id}", location="path")
+    return line
+
+
+async def push_to_asterisk(session: AsyncSession, projector: AsteriskProjector, line: Line) -> None:
+    """Try to bring Asterisk in line now; on failure the reconciler retries later."""
+    try:
+        await projector.push_line(line_spec(line))
+    except AsteriskUnavailable as exc:
+        line.sync_state = SyncState.pending
+        line.sync_error = (
+            f"Asterisk is unreachable ({exc}); the line is saved and will be pushed into "
+            "Asterisk automatically when it is back"
+        )
+        log.warning("line %s saved but not pushed: %s", line.sip_username, exc)
+    except AsteriskError as exc:
+        line.sync_state = SyncState.pending
+        line.sync_error = f"Asterisk refused the line ({exc}); the reconciler will retry"
+        log.error("line %s refused by Asterisk: %s", line.sip_username, exc)
+    else:
+        line.sync_state = SyncState.synced
+        line.sync_error = None
+    await session.commit()
+
+
+async def create_line(
+    session: AsyncSession,
+    projector: AsteriskProjector,
+    *,
+    customer_id: uuid.UUID,
+    label: str,
+    realm: str,
+    max_calls: int | None = None,
+) -> CreatedLine:
+    if await session.get(Customer, customer_id) is None:
+        raise UnknownReference("customer_id", f"no customer with id {customer_id}")
+
+    for _ in range(_USERNAME_ATTEMPTS):
+        creds = generate_credentials(realm)
+        line = Line(
+            customer_id=customer_id,
+            label=label,
+            sip_username=creds.username,
+            sip_ha1=creds.ha1,
+            sip_realm=realm,
+            sync_state=SyncState.pending,
+        )
+        if max_calls is not None:
+            line.max_calls = max_calls
+        session.add(line)
+        try:
+            await session.commit()
+        except IntegrityError:
+            # A username collision (1 in 31^9 per pair) or the customer vanished meanwhile.
+            await session.rollback()
+            if await session.get(Customer, customer_id) is None:
+                raise UnknownReference(
+                    "customer_id", f"no customer with id {customer_id}"
+                ) from None
+            continue
+        break
+    else:  # pragma: no cover - astronomically unlikely
+        raise RuntimeError("could not generate a unique SIP username")
+
+    await push_to_asterisk(session, projector, line)
+    return CreatedLine(line=line, password=creds.password)
+
+
+async def delete_line(session: AsyncSession, projector: AsteriskProjector, line: Line) -> bool:
+    """Soft-delete (CDRs keep naming it), then remove it from Asterisk.
+
+    Returns False when Asterisk could not be told now: the reconciler removes it later.
+    """
+    line.deleted_at = datetime.now(UTC)
+    await session.commit()
+    try:
+        await projector.remove_line(line.sip_username)
+    except AsteriskError as exc:
+        log.warning("line %s deleted; Asterisk removal deferred: %s", line.sip_username, exc)
+        return False
+    return True
+
+
+async def list_lines(
+    session: AsyncSession,
+    *,
+    customer_id: uuid.UUID | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Line]:
+    query = select(Line).where(Line.deleted_at.is_(None))
+    if customer_id is not None:
+        query = query.where(Line.customer_id == customer_id)
+    if after is not None:
+        created_at, line_id = after
+        query = query.where(
+            (Line.created_at > created_at) | ((Line.created_at == created_at) & (Line.id > line_id))
+        )
+    query = query.order_by(Line.created_at, Line.id).limit(limit)
+    return list((await session.scalars(query)).all())

@@ -1,0 +1,29 @@
+"""Pushing provisioned objects into Asterisk (the projection of the database)."""
+
+from __future__ import annotations
+
+from centrex.asterisk.ari import AriClient
+from centrex.asterisk.pjsip_objects import LINE_OBJECT_TYPES, LineSpec, PjsipObject, line_objects
+
+PJSIP = "res_pjsip"
+
+
+class AsteriskProjector:
+    """Writes and removes res_pjsip objects over ARI; every call is idempotent."""
+
+    def __init__(self, ari: AriClient) -> None:
+        self.ari = ari
+
+    async def put(self, obj: PjsipObject) -> None:
+        await self.ari.put_object(PJSIP, obj.type, obj.id, obj.fields)
+
+    async def delete(self, object_type: str, object_id: str) -> None:
+        await self.ari.delete_object(PJSIP, object_type, object_id)
+
+    async def push_line(self, line: LineSpec) -> None:
+        for obj in line_objects(line):
+            await self.put(obj)
+
+    async def remove_line(self, username: str) -> None:
+        for object_type in reversed(LINE_OBJECT_TYPES):
+            await self.delete(object_type, username)

@@ -1,0 +1,156 @@
+"""Keeps Asterisk holding exactly the lines the database says: at start, periodically, and
+whenever Asterisk comes back (a restart, a wiped astdb, a manual edit).
+
+Order matters for correctness: Asterisk's state is read *before* the database's, so an object
+created through the API between the two reads is at worst pushed twice (idempotent), never
+deleted as a stray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from centrex.asterisk.ami import AmiClient
+from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
+from centrex.asterisk.pjsip_objects import (
+    ASTDB_FAMILY,
+    LINE_OBJECT_TYPES,
+    PjsipObject,
+    line_objects,
+)
+from centrex.config import Settings
+from centrex.core.sync_plan import ObjectKey, plan_sync
+from centrex.db.models import Line, SyncState
+from centrex.services.lines import line_spec
+from centrex.services.provisioning import AsteriskProjector
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReconcileReport:
+    put: int = 0
+    deleted: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def parse_astdb_objects(entries: Mapping[str, str]) -> dict[ObjectKey, dict[str, str]]:
+    """astdb keys ``<type>/<id>`` with a JSON object of fields, as res_sorcery_astdb writes them."""
+    objects: dict[ObjectKey, dict[str, str]] = {}
+    for key, value in entries.items():
+        object_type, _, object_id = key.partition("/")
+        if object_type not in LINE_OBJECT_TYPES or not object_id:
+            continue
+        try:
+            fields = json.loads(value)
+        except ValueError:
+            fields = {}  # unreadable: treated as drifted, rewritten
+        objects[(object_type, object_id)] = {str(k): str(v) for k, v in fields.items()}
+    return objects
+
+
+async def read_asterisk_objects(ami: AmiClient) -> dict[ObjectKey, dict[str, str]]:
+    return parse_astdb_objects(await ami.db_get_tree(ASTDB_FAMILY))
+
+
+async def read_desired_lines(session: AsyncSession) -> dict[str, list[PjsipObject]]:
+    rows = await session.scalars(select(Line).where(Line.deleted_at.is_(None)))
+    return {line.sip_username: line_objects(line_spec(line)) for line in rows}
+
+
+async def reconcile_lines(
+    sessionmaker: async_sessionmaker[AsyncSession], projector: AsteriskProjector, ami: AmiClient
+) -> ReconcileReport:
+    actual = await read_asterisk_objects(ami)  # first: see the module docstring
+    async with sessionmaker() as session:
+        desired_by_line = await read_desired_lines(session)
+    desired = [obj for objs in desired_by_line.values() for obj in objs]
+    plan = plan_sync(desired, actual)
+    report = ReconcileReport()
+    failed_users: set[str] = set()
+    for obj in plan.put:
+        try:
+            await projector.put(obj)
+            report.put += 1
+        except AsteriskUnavailable:
+            raise
+        except AsteriskError as exc:
+            report.failed += 1
+            report.errors.append(str(exc))
+            failed_users.add(obj.id)
+    for object_type, object_id in plan.delete:
+        await projector.delete(object_type, object_id)
+        report.deleted += 1
+    if plan.put or plan.delete:
+        log.info(
+            "reconciled Asterisk: %d objects written, %d removed, %d failed",
+            report.put,
+            report.deleted,
+            report.failed,
+        )
+    async with sessionmaker() as session:
+        synced = set(desired_by_line) - failed_users
+        if synced:
+            await session.execute(
+                update(Line)
+                .where(Line.sip_username.in_(synced), Line.sync_state != SyncState.synced)
+                .values(sync_state=SyncState.synced, sync_error=None)
+            )
+            await session.commit()
+    return report
+
+
+class Reconciler:
+    """Runs :func:`reconcile_lines` periodically and right after every AMI (re)login."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        projector: AsteriskProjector,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.projector = projector
+        self.ami = AmiClient.from_settings(settings)
+        self.ami.on_login(self._asterisk_back)
+        self._wake = asyncio.Event()
+        self.passes = 0
+        self.last_report: ReconcileReport | None = None
+
+    async def _asterisk_back(self) -> None:
+        self.trigger()
+
+    def trigger(self) -> None:
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        self.ami.start()
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.settings.reconcile_interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            if not self.ami.connected:
+                continue  # the login hook wakes us when Asterisk is back
+            try:
+                self.last_report = await reconcile_lines(
+                    self.sessionmaker, self.projector, self.ami
+                )
+                self.passes += 1
+            except AsteriskUnavailable as exc:
+                log.warning("reconcile postponed, Asterisk unavailable: %s", exc)
+            except Exception:
+                log.exception("reconcile pass failed; retrying at the next interval")
+
+    async def aclose(self) -> None:
+        self.ami.close()
