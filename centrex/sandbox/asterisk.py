@@ -41,6 +41,7 @@ from centrex.config import Settings
 log = logging.getLogger(__name__)
 
 DEFAULT_REALM = "centrex"
+DEFAULT_TONE_ZONE = "us"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SUITE = "sid"
 #: astdb prefix of objects pushed over ARI: family ``<prefix>/<type>``, e.g. ``centrex/endpoint``.
@@ -324,6 +325,7 @@ class AsteriskSandbox:
             "ari_password": s.ari_password.get_secret_value(),
             "stasis_app": s.stasis_app,
             "realm": self.realm,
+            "tone_zone": DEFAULT_TONE_ZONE,
             "astdb_prefix": ASTDB_PREFIX,
         }
 

@@ -1,0 +1,44 @@
+"""Looking into the real Asterisk from the tests, independently of centrex's own clients."""
+
+from __future__ import annotations
+
+import httpx
+
+from centrex.config import Settings
+from centrex.sandbox.asterisk import AsteriskSandbox
+
+
+def ari_object(settings: Settings, object_type: str, object_id: str) -> dict | None:
+    response = httpx.get(
+        f"{settings.ari_url}/asterisk/config/dynamic/res_pjsip/{object_type}/{object_id}",
+        auth=(settings.ari_username, settings.ari_password.get_secret_value()),
+        timeout=5,
+    )
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    return {t["attribute"]: t["value"] for t in response.json()}
+
+
+def put_ari_object(settings: Settings, object_type: str, object_id: str, fields: dict) -> None:
+    response = httpx.put(
+        f"{settings.ari_url}/asterisk/config/dynamic/res_pjsip/{object_type}/{object_id}",
+        auth=(settings.ari_username, settings.ari_password.get_secret_value()),
+        json={"fields": [{"attribute": k, "value": v} for k, v in fields.items()]},
+        timeout=5,
+    )
+    response.raise_for_status()
+
+
+def delete_ari_object(settings: Settings, object_type: str, object_id: str) -> None:
+    httpx.delete(
+        f"{settings.ari_url}/asterisk/config/dynamic/res_pjsip/{object_type}/{object_id}",
+        auth=(settings.ari_username, settings.ari_password.get_secret_value()),
+        timeout=5,
+    )
+
+
+def provisioned_keys(asterisk: AsteriskSandbox) -> set[str]:
+    """Every astdb key holding a provisioned object (``/centrex/<type>/<id>``)."""
+    out = asterisk.cli("database show centrex")
+    return {ln.split(":")[0].strip() for ln in out.splitlines() if ln.startswith("/centrex/")}

@@ -1,0 +1,180 @@
+"""Drives sipp, the real SIP peer of the tests: REGISTER, place and answer calls.
+
+Each helper starts one sipp process; ``SippRun`` keeps its output for assertion messages.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import string
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+SIPP = shutil.which("sipp") or "sipp"
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class SippRun:
+    argv: list[str]
+    process: subprocess.Popen[str]
+    workdir: Path
+
+    def wait(self, timeout: float = 60) -> int:
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        return self.process.returncode
+
+    @property
+    def output(self) -> str:
+        out = self.process.stdout.read() if self.process.stdout else ""
+        errors = "".join(p.read_text(errors="replace")[-4000:] for p in self.workdir.glob("*err*"))
+        return f"$ {' '.join(self.argv)}\n{out[-4000:]}\n{errors}"
+
+    def expect_success(self, timeout: float = 60) -> None:
+        code = self.wait(timeout)
+        assert code == 0, f"sipp exited {code}\n{self.output}"
+
+
+def _scenario(name: str, **template: str) -> Path:
+    path = SCENARIOS / name
+    if not template:
+        return path
+    text = string.Template(path.read_text()).substitute(template)
+    out = Path(tempfile.mkdtemp(prefix="sipp-scn-")) / path.name.removesuffix(".tmpl")
+    out.write_text(text)
+    return out
+
+
+def run_sipp(
+    scenario: Path,
+    server: str,
+    *,
+    local_port: int | None = None,
+    service: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    keys: dict[str, str] | None = None,
+    calls: int = 1,
+    rate: float | None = None,
+    limit: int | None = None,
+    timeout_s: int = 30,
+    extra: list[str] | None = None,
+) -> SippRun:
+    workdir = Path(tempfile.mkdtemp(prefix="sipp-"))
+    argv = [
+        SIPP,
+        server,
+        "-sf",
+        str(scenario),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(local_port or free_udp_port()),
+        "-m",
+        str(calls),
+        "-timeout",
+        f"{timeout_s}s",
+        "-timeout_error",
+        "-nostdin",
+        "-trace_err",
+        "-error_file",
+        str(workdir / "errors.log"),
+        "-recv_timeout",
+        f"{timeout_s * 1000}",
+    ]
+    if service:
+        argv += ["-s", service]
+    if user:
+        argv += ["-au", user, "-ap", password or ""]
+    if rate:
+        argv += ["-r", str(rate)]
+    if limit:
+        argv += ["-l", str(limit)]
+    for key, value in (keys or {}).items():
+        argv += ["-key", key, str(value)]
+    argv += extra or []
+    process = subprocess.Popen(
+        argv,
+        cwd=workdir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return SippRun(argv, process, workdir)
+
+
+@dataclass
+class SipEndpoint:
+    """A line as a device sees it: credentials and the Asterisk to talk to."""
+
+    username: str
+    password: str
+    server: str  # "127.0.0.1:5060"
+
+    def register(self, contact_port: int, *, expires: int = 300) -> SippRun:
+        return run_sipp(
+            _scenario("register.xml"),
+            self.server,
+            service=self.username,
+            user=self.username,
+            password=self.password,
+            keys={"contact_port": str(contact_port), "expires": str(expires)},
+        )
+
+    def register_refused(self, contact_port: int) -> SippRun:
+        return run_sipp(
+            _scenario("register_refused.xml"),
+            self.server,
+            service=self.username,
+            user=self.username,
+            password=self.password,
+            keys={"contact_port": str(contact_port), "expires": "300"},
+        )
+
+    def answer(self, port: int, *, calls: int = 1, ring_ms: int = 200) -> SippRun:
+        """The device: a UAS on ``port`` (where this line registered) answering ``calls`` calls."""
+        return run_sipp(
+            _scenario("uas_answer.xml"),
+            self.server,
+            local_port=port,
+            calls=calls,
+            extra=["-d", str(ring_ms)],
+        )
+
+    def call(self, dialled: str, *, hold_ms: int = 1000, calls: int = 1, **kw: object) -> SippRun:
+        return run_sipp(
+            _scenario("uac_call.xml"),
+            self.server,
+            service=dialled,
+            user=self.username,
+            password=self.password,
+            calls=calls,
+            keys={"caller": self.username},
+            extra=["-d", str(hold_ms)],
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def call_refused(self, dialled: str, code: int, **kw: object) -> SippRun:
+        return run_sipp(
+            _scenario("uac_refused.xml.tmpl", code=str(code)),
+            self.server,
+            service=dialled,
+            user=self.username,
+            password=self.password,
+            keys={"caller": self.username},
+            **kw,  # type: ignore[arg-type]
+        )

@@ -1,0 +1,66 @@
+"""The database is the source of truth: Asterisk is brought back to it without API calls."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from helpers import ari_object, delete_ari_object, put_ari_object
+from sip_agent import SipEndpoint, free_udp_port
+
+from centrex.config import Settings
+from centrex.sandbox.asterisk import AsteriskSandbox
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def customer(api: httpx.Client) -> dict:
+    return api.post("/v1/customers", json={"name": "Reconciled"}).json()
+
+
+def test_line_created_while_asterisk_is_down_reaches_it_when_back(
+    api: httpx.Client, customer, asterisk: AsteriskSandbox, settings: Settings, wait_until
+):
+    asterisk.stop()
+    try:
+        response = api.post("/v1/lines", json={"customer_id": customer["id"], "label": "late"})
+        assert response.status_code == 201, response.text
+        line = response.json()
+        assert line["sync_state"] == "pending"
+        assert "unreachable" in line["sync_error"]
+        deleted = api.post("/v1/lines", json={"customer_id": customer["id"], "label": "x"}).json()
+        # Deleting while Asterisk is away: accepted, and finished by the reconciler.
+        assert api.delete(f"/v1/lines/{deleted['id']}").status_code == 202
+    finally:
+        asterisk.start()
+    user = line["sip_username"]
+    wait_until(lambda: ari_object(settings, "endpoint", user) is not None, 30, "the reconciler")
+    wait_until(
+        lambda: api.get(f"/v1/lines/{line['id']}").json()["sync_state"] == "synced",
+        10,
+        "sync_state synced",
+    )
+    assert api.get(f"/v1/lines/{line['id']}").json()["sync_error"] is None
+    device = SipEndpoint(user, line["sip_password"], f"127.0.0.1:{settings.sip_port}")
+    device.register(free_udp_port()).expect_success()
+
+
+def test_drift_in_asterisk_is_repaired(api: httpx.Client, customer, settings: Settings, wait_until):
+    line = api.post("/v1/lines", json={"customer_id": customer["id"], "label": "drift"}).json()
+    user = line["sip_username"]
+    # Someone removes the auth by hand, and loosens the one-device rule.
+    delete_ari_object(settings, "auth", user)
+    put_ari_object(settings, "aor", user, {"max_contacts": "5", "remove_existing": "no"})
+    # ... and leaves a stray endpoint that the database never knew.
+    put_ari_object(settings, "endpoint", "strayendpoint", {"context": "centrex-lines"})
+
+    def repaired() -> bool:
+        aor = ari_object(settings, "aor", user)
+        return (
+            ari_object(settings, "auth", user) is not None
+            and aor is not None
+            and aor["max_contacts"] == "1"
+            and ari_object(settings, "endpoint", "strayendpoint") is None
+        )
+
+    wait_until(repaired, 15, "the reconciler to repair drift")
