@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-SCENARIOS = Path(__file__).parent / "scenarios"
+SCENARIOS = Path(__file__).parent / "sipp"
 SIPP = shutil.which("sipp") or "sipp"
 
 
@@ -83,6 +83,8 @@ def run_sipp(
         "127.0.0.1",
         "-p",
         str(local_port or free_udp_port()),
+        "-mp",
+        str(free_udp_port()),
         "-m",
         str(calls),
         "-timeout",

@@ -36,7 +36,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
         engine = make_engine(settings.database_url_required)
         app.state.sessionmaker = make_sessionmaker(engine)
         ari = AriClient.from_settings(settings)
-        app.state.projector = AsteriskProjector(ari)
+        app.state.projector = AsteriskProjector(ari, settings.asterisk_host)
         app.state.reconciler = Reconciler(settings, app.state.sessionmaker, app.state.projector)
         task = asyncio.create_task(app.state.reconciler.run_forever()) if run_reconciler else None
         try:

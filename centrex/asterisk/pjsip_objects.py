@@ -33,6 +33,7 @@ class LineSpec:
     username: str
     ha1: str
     realm: str
+    media_address: str  # where Asterisk's RTP for this line binds: its SIP address
 
 
 def line_objects(line: LineSpec) -> list[PjsipObject]:
@@ -70,6 +71,9 @@ def line_objects(line: LineSpec) -> list[PjsipObject]:
                 "auth": line.username,
                 "aors": line.username,
                 "callerid": f'"{line.username}" <{line.username}>',
+                # Without these RTP binds to every address and the first call resolves names.
+                "media_address": line.media_address,
+                "bind_rtp_to_media_address": "yes",
             },
         ),
     ]

@@ -36,16 +36,16 @@ from pathlib import Path, PurePosixPath
 
 import jinja2
 
+from centrex.asterisk.pjsip_objects import ASTDB_FAMILY
 from centrex.config import Settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REALM = "centrex"
 DEFAULT_TONE_ZONE = "us"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SUITE = "sid"
 #: astdb prefix of objects pushed over ARI: family ``<prefix>/<type>``, e.g. ``centrex/endpoint``.
-ASTDB_PREFIX = "centrex"
+ASTDB_PREFIX = ASTDB_FAMILY
 #: Where instance directories live inside a chroot root.
 CHROOT_INSTANCES = PurePosixPath("/srv/centrex")
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "asterisk-config"
@@ -138,7 +138,6 @@ class AsteriskSandbox:
         self,
         settings: Settings,
         *,
-        realm: str = DEFAULT_REALM,
         template_dir: Path = TEMPLATE_DIR,
         mirror: str = DEBIAN_MIRROR,
     ) -> None:
@@ -146,7 +145,7 @@ class AsteriskSandbox:
             raise ValueError(f"bad Asterisk instance name {settings.asterisk_instance!r}")
         self.settings = settings
         self.instance = settings.asterisk_instance
-        self.realm = realm
+        self.realm = settings.sip_realm
         self.template_dir = template_dir
         self.mirror = mirror
         self.host_binary: str | None = shutil.which("asterisk")
@@ -266,6 +265,19 @@ class AsteriskSandbox:
         log.info("Asterisk root ready at %s", root)
         return f"chroot {root}"
 
+    def _prepare_root(self) -> None:
+        """Small fixes a bare debootstrap root needs (idempotent)."""
+        if self.root is None:
+            return
+        hosts = self.root / "etc/hosts"
+        if not hosts.exists():
+            # Without it Asterisk cannot resolve even the host name it runs under.
+            hosts.write_text(
+                "127.0.0.1\tlocalhost\n"
+                f"127.0.1.1\t{socket.gethostname()}\n"
+                "::1\tlocalhost ip6-localhost ip6-loopback\n"
+            )
+
     @staticmethod
     def _ensure_debootstrap() -> None:
         if shutil.which("debootstrap"):
@@ -375,13 +387,21 @@ class AsteriskSandbox:
         if state in ("Z", "X"):
             return False
         args = [a.decode(errors="replace") for a in cmdline]
-        return (
-            bool(args)
+        if not (
+            args
             and os.path.basename(args[0]) == "asterisk"
             and str(self.config_file) in args
             and "-r" not in args
             and "-rx" not in args
-        )
+        ):
+            return False
+        if self.root is None:
+            return True
+        # Same instance name in another root is another instance.
+        try:
+            return os.readlink(f"/proc/{pid}/root") == str(self.root.resolve())
+        except OSError:
+            return False
 
     def _find_pid(self) -> int | None:
         with contextlib.suppress(OSError, ValueError):
@@ -455,10 +475,15 @@ class AsteriskSandbox:
             raise AsteriskSandboxError(f"ports already in use: {', '.join(busy)}")
 
     def start(self, timeout: float = 60) -> AsteriskStatus:
-        """Start the instance (idempotent) and wait until it is fully booted and listening."""
-        deadline = time.monotonic() + timeout
+        """Start the instance (idempotent) and wait until it is fully booted and listening.
+
+        *timeout* does not include building the root on first use (``ensure_installed``).
+        """
         self.ensure_installed()
+        deadline = time.monotonic() + timeout
+        launched_at = None
         if not self.is_running():
+            self._prepare_root()
             self.render_config()
             if len(str(self.dirs.run / "asterisk.ctl")) > _SUN_PATH_MAX:
                 raise AsteriskSandboxError(f"control socket path too long: {self.dirs.run}")
@@ -485,15 +510,16 @@ class AsteriskSandbox:
                 raise AsteriskSandboxError(
                     f"asterisk exited with {proc.returncode}\n{self._log_tail(startup_log)}"
                 )
+            launched_at = time.monotonic()
         try:
-            self._wait_ready(deadline)
+            self._wait_ready(deadline, launched_at)
         except AsteriskSandboxError:
             with contextlib.suppress(AsteriskSandboxError):
                 self.stop()
             raise
         return self.status()
 
-    def _wait_ready(self, deadline: float) -> None:
+    def _wait_ready(self, deadline: float, launched_at: float | None) -> None:
         # 1. the control socket answers and Asterisk is fully booted
         while True:
             remaining = deadline - time.monotonic()
@@ -502,7 +528,9 @@ class AsteriskSandbox:
                     f"Asterisk {self.instance} did not boot in time\n{self._log_tail()}"
                 )
             if not self.ctl_socket.exists():
-                if self._find_pid() is None and not self._recently_started():
+                # The forked daemon needs a moment before its pid file and socket appear.
+                grace = launched_at is not None and time.monotonic() - launched_at < 5
+                if not grace and self._find_pid() is None:
                     raise AsteriskSandboxError(
                         f"Asterisk {self.instance} is not running\n{self._log_tail()}"
                     )
@@ -526,13 +554,6 @@ class AsteriskSandbox:
                             f"does not accept connections\n{self._log_tail()}"
                         ) from None
                     time.sleep(0.1)
-
-    def _recently_started(self) -> bool:
-        # The forked daemon needs a moment to write its pid file.
-        try:
-            return time.time() - self.host_path(self.dirs.log / "startup.log").stat().st_mtime < 5
-        except OSError:
-            return False
 
     def _log_tail(self, path: Path | None = None, lines: int = 30) -> str:
         path = path or self.log_file

@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
-from centrex.asterisk.pjsip_objects import LineSpec
 from centrex.core.credentials import generate_credentials
 from centrex.db.models import Customer, Line, SyncState
 from centrex.services.errors import NotFound, UnknownReference
@@ -21,10 +20,6 @@ from centrex.services.provisioning import AsteriskProjector
 log = logging.getLogger(__name__)
 
 _USERNAME_ATTEMPTS = 5
-
-
-def line_spec(line: Line) -> LineSpec:
-    return LineSpec(username=line.sip_username, ha1=line.sip_ha1, realm=line.sip_realm)
 
 
 @dataclass
@@ -43,7 +38,7 @@ async def get_live_line(session: AsyncSession, line_id: uuid.UUID) -> Line:
 async def push_to_asterisk(session: AsyncSession, projector: AsteriskProjector, line: Line) -> None:
     """Try to bring Asterisk in line now; on failure the reconciler retries later."""
     try:
-        await projector.push_line(line_spec(line))
+        await projector.push_line(line)
     except AsteriskUnavailable as exc:
         line.sync_state = SyncState.pending
         line.sync_error = (

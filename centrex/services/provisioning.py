@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from centrex.asterisk.ari import AriClient
 from centrex.asterisk.pjsip_objects import LINE_OBJECT_TYPES, LineSpec, PjsipObject, line_objects
+from centrex.db.models import Line
 
 PJSIP = "res_pjsip"
 
@@ -11,8 +12,19 @@ PJSIP = "res_pjsip"
 class AsteriskProjector:
     """Writes and removes res_pjsip objects over ARI; every call is idempotent."""
 
-    def __init__(self, ari: AriClient) -> None:
+    def __init__(self, ari: AriClient, media_address: str) -> None:
         self.ari = ari
+        self.media_address = media_address
+
+    def line_objects(self, line: Line) -> list[PjsipObject]:
+        return line_objects(
+            LineSpec(
+                username=line.sip_username,
+                ha1=line.sip_ha1,
+                realm=line.sip_realm,
+                media_address=self.media_address,
+            )
+        )
 
     async def put(self, obj: PjsipObject) -> None:
         await self.ari.put_object(PJSIP, obj.type, obj.id, obj.fields)
@@ -20,8 +32,8 @@ class AsteriskProjector:
     async def delete(self, object_type: str, object_id: str) -> None:
         await self.ari.delete_object(PJSIP, object_type, object_id)
 
-    async def push_line(self, line: LineSpec) -> None:
-        for obj in line_objects(line):
+    async def push_line(self, line: Line) -> None:
+        for obj in self.line_objects(line):
             await self.put(obj)
 
     async def remove_line(self, username: str) -> None:

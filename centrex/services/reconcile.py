@@ -23,12 +23,10 @@ from centrex.asterisk.pjsip_objects import (
     ASTDB_FAMILY,
     LINE_OBJECT_TYPES,
     PjsipObject,
-    line_objects,
 )
 from centrex.config import Settings
 from centrex.core.sync_plan import ObjectKey, plan_sync
 from centrex.db.models import Line, SyncState
-from centrex.services.lines import line_spec
 from centrex.services.provisioning import AsteriskProjector
 
 log = logging.getLogger(__name__)
@@ -61,9 +59,11 @@ async def read_asterisk_objects(ami: AmiClient) -> dict[ObjectKey, dict[str, str
     return parse_astdb_objects(await ami.db_get_tree(ASTDB_FAMILY))
 
 
-async def read_desired_lines(session: AsyncSession) -> dict[str, list[PjsipObject]]:
+async def read_desired_lines(
+    session: AsyncSession, projector: AsteriskProjector
+) -> dict[str, list[PjsipObject]]:
     rows = await session.scalars(select(Line).where(Line.deleted_at.is_(None)))
-    return {line.sip_username: line_objects(line_spec(line)) for line in rows}
+    return {line.sip_username: projector.line_objects(line) for line in rows}
 
 
 async def reconcile_lines(
@@ -71,7 +71,7 @@ async def reconcile_lines(
 ) -> ReconcileReport:
     actual = await read_asterisk_objects(ami)  # first: see the module docstring
     async with sessionmaker() as session:
-        desired_by_line = await read_desired_lines(session)
+        desired_by_line = await read_desired_lines(session, projector)
     desired = [obj for objs in desired_by_line.values() for obj in objs]
     plan = plan_sync(desired, actual)
     report = ReconcileReport()
