@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from helpers import ari_object, delete_ari_object, put_ari_object
 from sip_agent import SipEndpoint, free_udp_port
 
+from centrex.asterisk.ami import AmiClient
+from centrex.asterisk.ari import AriClient
 from centrex.config import Settings
+from centrex.db.session import make_engine, make_sessionmaker
 from centrex.sandbox.asterisk import AsteriskSandbox
+from centrex.services.provisioning import AsteriskProjector
+from centrex.services.reconcile import reconcile_lines
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +71,25 @@ def test_drift_in_asterisk_is_repaired(api: httpx.Client, customer, settings: Se
         )
 
     wait_until(repaired, 15, "the reconciler to repair drift")
+
+
+async def test_reconciler_is_quiet_when_asterisk_is_in_sync(
+    api: httpx.Client, customer, settings: Settings
+):
+    """Asterisk spells fields its own way; a pass over an in-sync Asterisk must write nothing."""
+    for label in ("quiet-1", "quiet-2"):
+        body = {"customer_id": customer["id"], "label": label}
+        await asyncio.to_thread(api.post, "/v1/lines", json=body)
+    engine = make_engine(settings.database_url_required)
+    ami = AmiClient.from_settings(settings)
+    ami.start()
+    try:
+        await ami.wait_connected(10)
+        async with AriClient.from_settings(settings) as ari:
+            projector = AsteriskProjector(ari, settings.asterisk_host)
+            await reconcile_lines(make_sessionmaker(engine), projector, ami)
+            second = await reconcile_lines(make_sessionmaker(engine), projector, ami)
+    finally:
+        ami.close()
+        await engine.dispose()
+    assert (second.put, second.deleted, second.failed) == (0, 0, 0), second

@@ -136,3 +136,13 @@ class AmiClient:
             key = message.get("Key", "")
             entries[key.removeprefix(prefix)] = message.get("Val", "")
         return entries
+
+    async def db_del(self, family: str, key: str) -> bool:
+        """Delete one astdb key; False if it was not there."""
+        try:
+            await self.action({"Action": "DBDel", "Family": family, "Key": key})
+        except AsteriskError as exc:
+            if "not found" in str(exc).lower() or "failed" in str(exc).lower():
+                return False
+            raise
+        return True

@@ -38,6 +38,7 @@ class ReconcileReport:
     deleted: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # "<type>/<id>" written or removed
 
 
 def parse_astdb_objects(entries: Mapping[str, str]) -> dict[ObjectKey, dict[str, str]]:
@@ -80,6 +81,7 @@ async def reconcile_lines(
         try:
             await projector.put(obj)
             report.put += 1
+            report.changed.append(f"{obj.type}/{obj.id}")
         except AsteriskUnavailable:
             raise
         except AsteriskError as exc:
@@ -88,13 +90,18 @@ async def reconcile_lines(
             failed_users.add(obj.id)
     for object_type, object_id in plan.delete:
         await projector.delete(object_type, object_id)
+        # An astdb entry sorcery cannot load (hand-written, or from an older Asterisk) is
+        # invisible to ARI, whose delete then answers 404: remove the key itself.
+        await ami.db_del(f"{ASTDB_FAMILY}/{object_type}", object_id)
         report.deleted += 1
+        report.changed.append(f"{object_type}/{object_id}")
     if plan.put or plan.delete:
         log.info(
-            "reconciled Asterisk: %d objects written, %d removed, %d failed",
+            "reconciled Asterisk: %d objects written, %d removed, %d failed: %s",
             report.put,
             report.deleted,
             report.failed,
+            " ".join(report.changed[:20]) + (" ..." if len(report.changed) > 20 else ""),
         )
     async with sessionmaker() as session:
         synced = set(desired_by_line) - failed_users

@@ -1,0 +1,53 @@
+import pytest
+
+from centrex.asterisk.pjsip_objects import LineSpec, PjsipObject, line_objects
+from centrex.core.sync_plan import normalise, plan_sync, same_fields
+
+pytestmark = pytest.mark.unit
+
+SPEC = LineSpec(username="bob", ha1="0" * 32, realm="centrex", media_address="127.0.0.1")
+
+
+def as_asterisk_spells_it(obj: PjsipObject) -> dict[str, str]:
+    spelled = {k: {"yes": "true", "no": "false"}.get(v, v) for k, v in obj.fields.items()}
+    if "allow" in spelled:
+        spelled["allow"] = "(ulaw|alaw)"
+    spelled.pop("disallow", None)
+    spelled["some_default"] = "whatever"  # Asterisk returns every field
+    return spelled
+
+
+def test_in_sync_means_nothing_to_do():
+    objects = line_objects(SPEC)
+    actual = {o.key: as_asterisk_spells_it(o) for o in objects}
+    assert plan_sync(objects, actual).empty
+
+
+def test_missing_objects_are_put_in_create_order():
+    plan = plan_sync(reversed(line_objects(SPEC)), {})
+    assert [o.type for o in plan.put] == ["auth", "aor", "endpoint"]
+
+
+def test_strays_are_deleted_endpoint_first():
+    actual = {("auth", "old"): {}, ("endpoint", "old"): {}, ("aor", "old"): {}}
+    plan = plan_sync([], actual)
+    assert plan.delete == [("endpoint", "old"), ("aor", "old"), ("auth", "old")]
+
+
+def test_a_changed_field_is_rewritten():
+    objects = line_objects(SPEC)
+    actual = {o.key: as_asterisk_spells_it(o) for o in objects}
+    actual[("aor", "bob")]["max_contacts"] = "5"
+    assert [o.key for o in plan_sync(objects, actual).put] == [("aor", "bob")]
+
+
+@pytest.mark.parametrize(
+    ("attribute", "a", "b"),
+    [("direct_media", "no", "false"), ("allow", "alaw,ulaw", "(ulaw|alaw)"), ("x", "yes", "1")],
+)
+def test_normalise(attribute, a, b):
+    assert normalise(attribute, a) == normalise(attribute, b)
+
+
+def test_missing_attribute_is_drift():
+    assert not same_fields({"context": "x"}, {})
