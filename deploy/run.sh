@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job on a fresh Debian host, as root: PostgreSQL, Asterisk, the API and the call-control
+# daemon, in the foreground; prints where each listens and how to register a softphone.
+# Ctrl-C stops everything. Settings: CENTREX_* environment variables or var/centrex.env.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+deploy/bootstrap.sh
+exec .venv/bin/centrex up "$@"
