@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 CENTREX_EXTRAS=dev deploy/bootstrap.sh sip-tester
 
 echo "== ruff"
-.venv/bin/ruff check centrex tests bench migrations
-.venv/bin/ruff format --check centrex tests bench migrations
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 
 echo "== pytest"
 set +e
