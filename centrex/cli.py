@@ -31,6 +31,9 @@ def _setup_logging(verbose: bool = False) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # One line per ARI request or alembic plugin drowns the decisions the operator looks for.
+    for noisy in ("httpx", "httpcore", "alembic.runtime.plugins", "centrex.ami.panoramisk"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _settings() -> Settings:
