@@ -59,6 +59,18 @@ class Settings(BaseSettings):
         SecretStr(""), description="Bearer token operators present; empty refuses every call."
     )
 
+    # --- call control -------------------------------------------------------------------------
+    node_name: str = Field(
+        "main", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="This Asterisk node's name."
+    )
+    max_call_duration_s: int = Field(
+        7200, ge=1, description="Answered calls are cut at this duration (contract art. 8)."
+    )
+    ring_timeout_s: int = Field(60, ge=1, le=600)
+    call_sweep_interval_s: float = Field(
+        5.0, gt=0, description="How often the daemon checks its calls against Asterisk's."
+    )
+
     # --- behaviour ----------------------------------------------------------------------------
     reconcile_interval_s: float = Field(30.0, gt=0)
     asterisk_timeout_s: float = Field(5.0, gt=0, description="Per request to ARI/AMI.")

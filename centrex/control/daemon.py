@@ -1,10 +1,17 @@
-"""The call-control daemon: owns the Stasis app, decides each call, hands it back to Asterisk.
+"""The call-control daemon: owns the Stasis app, decides each call, keeps calls within limits.
 
-Every call from a line enters ``Stasis(centrex)``; the daemon looks the parties up, asks the pure
-core (:mod:`centrex.core.routing`) for a decision, then either sends the channel on to the
-``centrex-dial`` context with the dial target in channel variables (Asterisk does the ringing and
-bridging, so an admitted call does not depend on the daemon staying up) or hangs it up with a
-reason that chan_pjsip turns into the right SIP code.
+Every call from a line enters ``Stasis(centrex)``. The daemon admits it in the database
+(:mod:`.call_registry`: the two-call limit, atomic across daemons), then sends the channel on to
+the ``centrex-dial`` context with the whole ``Dial()`` argument in one channel variable: Asterisk
+rings and bridges, so an admitted call does not depend on the daemon staying up, and the
+``L()`` option there cuts it at the maximum duration even if the daemon is dead. A refused call
+is hung up with a reason chan_pjsip turns into the SIP code that fits (486, 404, 403).
+
+From then on the daemon follows its calls through AMI events (answer: ``DialEnd``; end:
+``Hangup``), cuts each at its deadline with its own timer (:class:`.CutoffTimer`), and every
+few seconds, and after every (re)connection, checks its calls against Asterisk's channels: a
+restarted daemon picks its calls up again from the database and Asterisk, and calls Asterisk
+lost are released instead of counting forever.
 """
 
 from __future__ import annotations
@@ -13,96 +20,179 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from panoramisk.message import Message
 
 from centrex.asterisk.ami import AmiClient
 from centrex.asterisk.ari import AriClient
 from centrex.asterisk.ari_events import stream_events
 from centrex.asterisk.errors import AsteriskError
 from centrex.config import Settings
-from centrex.core.routing import Admit, Decision, LineInfo, endpoint_of_channel, route_from_line
-from centrex.db.models import Line
+from centrex.control.call_registry import AdmittedCall, CallRef, CallRegistry
+from centrex.control.cutoff_timer import CutoffTimer
+from centrex.core.routing import endpoint_of_channel
 from centrex.db.session import make_engine, make_sessionmaker
 
 log = logging.getLogger(__name__)
 
 DIAL_CONTEXT = "centrex-dial"
-RING_TIMEOUT_S = 60
+ANSWERED_VAR = "CENTREX_ANSWERED_AT"  # stamped on the caller's channel by the dialplan
 RECONNECT_MAX_S = 10.0
+# A call ending this close to its deadline, not cut by us, was cut by Asterisk's L() backstop.
+CUT_TOLERANCE_S = 0.25
 
 
-async def load_lines(session: AsyncSession, usernames: set[str]) -> dict[str, LineInfo]:
-    rows = await session.scalars(
-        select(Line).where(Line.sip_username.in_(usernames), Line.deleted_at.is_(None))
-    )
-    return {
-        line.sip_username: LineInfo(line.id, line.customer_id, line.sip_username, line.max_calls)
-        for line in rows
-    }
+def now() -> datetime:
+    return datetime.now(UTC)
 
 
 class CallControl:
     def __init__(
-        self,
-        settings: Settings,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        ari: AriClient,
-        ami: AmiClient,
+        self, settings: Settings, registry: CallRegistry, ari: AriClient, ami: AmiClient
     ) -> None:
         self.settings = settings
-        self.sessionmaker = sessionmaker
+        self.registry = registry
         self.ari = ari
         self.ami = ami
         self.connected = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.calls: dict[str, CallRef] = {}  # this node's calls in progress, by caller channel
+        self.cutoffs = CutoffTimer(self.cut)
+        self._cut_by_us: set[str] = set()
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._tasks: set[asyncio.Task[Any]] = set()
 
-    # --- decisions ----------------------------------------------------------------------------
-    async def decide(self, channel: dict[str, Any]) -> Decision:
-        caller_name = endpoint_of_channel(channel.get("name", ""))
-        dialed = channel.get("dialplan", {}).get("exten", "")
-        async with self.sessionmaker() as session:
-            lines = await load_lines(session, {n for n in (caller_name, dialed) if n})
-        return route_from_line(
-            lines.get(caller_name) if caller_name else None, dialed, lines.get(dialed)
-        )
-
+    # --- admission ----------------------------------------------------------------------------
     async def handle_call(self, channel: dict[str, Any]) -> None:
         channel_id = channel["id"]
+        caller = endpoint_of_channel(channel.get("name", ""))
+        dialled = channel.get("dialplan", {}).get("exten", "")
         started = time.perf_counter()
         try:
-            decision = await self.decide(channel)
+            decision = await self.registry.admit(
+                channel_id=channel_id, caller_username=caller, dialled=dialled, now=now()
+            )
         except Exception:
             log.exception("call %s: no decision (internal error); refusing", channel_id)
             await self._hangup_quietly(channel_id, "congestion")
             return
         elapsed_ms = (time.perf_counter() - started) * 1000
-        caller = channel.get("caller", {}).get("number", "")
-        dialed = channel.get("dialplan", {}).get("exten", "")
+        if not isinstance(decision, AdmittedCall):
+            log.info(
+                "call %s: %s -> %s refused: %s (%s) (%.1f ms)",
+                channel_id, caller, dialled, decision.why, decision.reason, elapsed_ms,
+            )  # fmt: skip
+            await self._hangup_quietly(channel_id, decision.reason)
+            return
+        log.info(
+            "call %s: %s -> %s admitted, dialling %s, max %ss (%.1f ms)",
+            channel_id, caller, dialled, decision.dial, decision.limits.max_duration_s, elapsed_ms,
+        )  # fmt: skip
+        self.calls[channel_id] = CallRef(
+            decision.call_id, channel_id, decision.limits.max_duration_s, None, None, None, None
+        )
+        dial_args = (
+            f"{decision.dial},{self.settings.ring_timeout_s},"
+            f"L({decision.limits.asterisk_limit_ms})U(centrex-answered)"
+        )
         try:
-            if isinstance(decision, Admit):
-                log.info(
-                    "call %s: %s -> %s admitted, dialling %s (%.1f ms)",
-                    channel_id, caller, dialed, decision.dial, elapsed_ms,
-                )  # fmt: skip
-                await self.ari.set_variable(channel_id, "CENTREX_DIAL", decision.dial)
-                await self.ari.set_variable(channel_id, "CENTREX_RING_TIMEOUT", str(RING_TIMEOUT_S))
-                await self.ari.continue_in_dialplan(channel_id, DIAL_CONTEXT)
-            else:
-                log.info(
-                    "call %s: %s -> %s refused: %s (%s) (%.1f ms)",
-                    channel_id, caller, dialed, decision.why, decision.reason, elapsed_ms,
-                )  # fmt: skip
-                await self.ari.hangup(channel_id, decision.reason)
+            await self.ari.set_variable(channel_id, "CENTREX_DIAL", dial_args)
+            await self.ari.continue_in_dialplan(channel_id, DIAL_CONTEXT, dialled or "s")
         except AsteriskError as exc:
-            # Typically the caller hung up while we decided: nothing left to do.
-            log.info("call %s: could not apply decision: %s", channel_id, exc)
+            # The caller hung up while we decided: the call never happened.
+            log.info("call %s: gone before it could proceed (%s); released", channel_id, exc)
+            await self.end_call(channel_id)
 
     async def _hangup_quietly(self, channel_id: str, reason: str) -> None:
         with contextlib.suppress(AsteriskError):
             await self.ari.hangup(channel_id, reason)
+
+    # --- following calls (AMI) ----------------------------------------------------------------
+    async def on_dial_end(self, event: Message) -> None:
+        if event.get("DialStatus") != "ANSWER":
+            return
+        channel_id = event.get("Uniqueid", "")
+        if channel_id not in self.calls:
+            return
+        async with self._locks[channel_id]:
+            if channel_id not in self.calls:
+                return
+            await self._answered(channel_id, now())
+
+    async def _answered(self, channel_id: str, at: datetime) -> None:
+        ref = await self.registry.mark_answered(channel_id, at)
+        if ref is None or ref.deadline_at is None:
+            return
+        self.calls[channel_id] = ref
+        self.cutoffs.arm(channel_id, ref.deadline_at)
+        log.info("call %s: answered, cut at %s", channel_id, ref.deadline_at.isoformat())
+
+    async def end_call(self, channel_id: str, *, ended_at: datetime | None = None) -> None:
+        async with self._locks[channel_id]:
+            self.calls.pop(channel_id, None)
+            self.cutoffs.disarm(channel_id)
+            ref = await self.registry.release(channel_id)
+            cut_by_us = channel_id in self._cut_by_us
+            self._cut_by_us.discard(channel_id)
+        self._locks.pop(channel_id, None)
+        if ref is None:
+            return
+        log.info("call %s: ended, released", channel_id)
+        if ref.answered_at is None or cut_by_us or ended_at is None:
+            return
+        held = (ended_at - ref.answered_at).total_seconds()
+        if held >= ref.max_duration_s - CUT_TOLERANCE_S:
+            log.warning("call %s: cut by Asterisk at the maximum duration", channel_id)
+            await self.registry.record_cutoff(ref, ended_at=ended_at, enforced_by="asterisk")
+
+    async def cut(self, channel_id: str) -> None:
+        """The deadline has come: hang up, and record why."""
+        ref = self.calls.get(channel_id)
+        if ref is None or ref.answered_at is None:
+            return
+        self._cut_by_us.add(channel_id)
+        await self._hangup_quietly(channel_id, "normal")
+        log.warning("call %s: cut at the maximum duration of %ss", channel_id, ref.max_duration_s)
+        await self.registry.record_cutoff(ref, ended_at=now(), enforced_by="daemon")
+
+    # --- agreement with Asterisk --------------------------------------------------------------
+    async def sync_with_asterisk(self) -> None:
+        """Take up every call of this node recorded in the database; release those Asterisk no
+        longer has; arm the cutoff of those answered while nobody was watching."""
+        rows = await self.registry.calls_on_node()  # before the channels: see _release_gone
+        try:
+            channels = {c["id"]: c for c in await self.ari.list_channels()}
+        except AsteriskError as exc:
+            log.warning("cannot list Asterisk's channels (%s); calls kept as they are", exc)
+            return
+        for ref in rows:
+            channel = channels.get(ref.channel_id)
+            if channel is None:
+                # Ended while we were not looking (daemon down, or Asterisk restarted): it stops
+                # counting now. Its true end time is not known here.
+                log.info("call %s: no longer in Asterisk; released", ref.channel_id)
+                await self.end_call(ref.channel_id)
+                continue
+            self.calls.setdefault(ref.channel_id, ref)
+            if ref.answered_at is None and channel.get("state") == "Up":
+                stamp = await self.ari.get_variable(ref.channel_id, ANSWERED_VAR)
+                at = datetime.fromtimestamp(float(stamp), UTC) if stamp else now()
+                async with self._locks[ref.channel_id]:
+                    await self._answered(ref.channel_id, at)
+            elif ref.deadline_at is not None and not self.cutoffs.armed(ref.channel_id):
+                self.calls[ref.channel_id] = ref
+                self.cutoffs.arm(ref.channel_id, ref.deadline_at)
+
+    async def sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.call_sweep_interval_s)
+            if self.connected.is_set():
+                try:
+                    await self.sync_with_asterisk()
+                except Exception:
+                    log.exception("sweep failed; retrying")
 
     # --- events -------------------------------------------------------------------------------
     def _spawn(self, coro: Any) -> None:
@@ -110,14 +200,23 @@ class CallControl:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def on_event(self, event: dict[str, Any]) -> None:
+    async def on_ari_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "CentrexConnected":
             self.connected.set()
+            self._spawn(self.sync_with_asterisk())
             self._spawn(self.resume_waiting_calls())
         elif kind == "StasisStart":
             # Each call is decided in its own task: a slow lookup never delays other calls.
             self._spawn(self.handle_call(event["channel"]))
+
+    def _on_ami_event(self, event: Message) -> None:
+        name = event.get("Event")
+        if name == "DialEnd":
+            self._spawn(self.on_dial_end(event))
+        elif name == "Hangup":
+            if event.get("Uniqueid") in self.calls:
+                self._spawn(self.end_call(event["Uniqueid"], ended_at=now()))
 
     async def resume_waiting_calls(self) -> None:
         """Calls that entered Stasis while we were disconnected are still waiting: decide them."""
@@ -137,13 +236,16 @@ class CallControl:
                 self._spawn(self.handle_call(channel))
 
     async def run(self) -> None:
+        self.ami.on_event("DialEnd", self._on_ami_event)
+        self.ami.on_event("Hangup", self._on_ami_event)
         self.ami.start()
+        self._spawn(self.sweep_forever())
         backoff = 0.5
         while True:
             try:
                 async for event in stream_events(self.settings):
                     backoff = 0.5
-                    await self.on_event(event)
+                    await self.on_ari_event(event)
                 log.warning("ARI events connection closed by Asterisk; reconnecting")
             except asyncio.CancelledError:
                 raise
@@ -158,13 +260,17 @@ class CallControl:
 
 
 async def run_daemon(settings: Settings) -> None:
-    engine = make_engine(settings.database_url_required)
+    engine = make_engine(settings.database_url_required, pool_size=10, max_overflow=20)
+    registry = CallRegistry(
+        make_sessionmaker(engine), settings.node_name, settings.max_call_duration_s
+    )
     ari = AriClient.from_settings(settings)
     ami = AmiClient.from_settings(settings)
-    control = CallControl(settings, make_sessionmaker(engine), ari, ami)
+    control = CallControl(settings, registry, ari, ami)
     try:
         await control.run()
     finally:
+        control.cutoffs.cancel_all()
         ami.close()
         await ari.aclose()
         await engine.dispose()

@@ -12,6 +12,7 @@ class LineInfo:
     customer_id: uuid.UUID
     username: str
     max_calls: int
+    max_duration_s: int | None = None  # per-line override of the platform maximum
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,18 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, Enum, ForeignKey, Index, Integer, String, Text, func, text
+from sqlalchemy import (
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -63,3 +74,64 @@ class Line(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     customer: Mapped[Customer] = relationship(back_populates="lines")
+
+
+class ActiveCall(Base):
+    """A call in progress, admitted by a daemon: the state every daemon shares.
+
+    Keyed for Asterisk by ``(node, channel_id)``: the caller's channel, whose hangup ends the
+    call. A row exists from admission until that channel is gone; while it exists, each line in
+    :class:`ActiveCallLeg` counts it against its simultaneous-call limit.
+    """
+
+    __tablename__ = "active_calls"
+    __table_args__ = (UniqueConstraint("node", "channel_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    node: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(64))
+    direction: Mapped[str] = mapped_column(String(16))
+    caller: Mapped[str] = mapped_column(String(64))
+    callee: Mapped[str] = mapped_column(String(64))
+    caller_line_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lines.id"))
+    callee_line_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lines.id"))
+    max_duration_s: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    legs: Mapped[list[ActiveCallLeg]] = relationship(
+        back_populates="call", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ActiveCallLeg(Base):
+    """One line's share of a call in progress (caller side or callee side)."""
+
+    __tablename__ = "active_call_legs"
+
+    call_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("active_calls.id", ondelete="CASCADE"), primary_key=True
+    )
+    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(8))  # "caller" | "callee"
+
+    call: Mapped[ActiveCall] = relationship(back_populates="legs")
+
+
+class CallCutoff(Base):
+    """A call hung up because its answered duration reached the maximum (contract art. 8)."""
+
+    __tablename__ = "call_cutoffs"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    call_id: Mapped[uuid.UUID] = mapped_column(unique=True)  # the ActiveCall it was
+    node: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(64))
+    caller_line_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lines.id"))
+    callee_line_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lines.id"))
+    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    max_duration_s: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32))  # "max_duration"
+    enforced_by: Mapped[str] = mapped_column(String(16))  # "daemon" | "asterisk"
