@@ -20,6 +20,7 @@ from centrex.sandbox.asterisk import AsteriskSandbox
 from centrex.sandbox.postgres import free_port, migrated_test_database
 
 API_TOKEN = "test-operator-token"
+DAEMON_READY = "Stasis app 'centrex' registered"
 
 
 def _port_block() -> dict[str, int]:
@@ -45,6 +46,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         ami_secret="test-ami-secret",
         ari_password="test-ari-password",
         reconcile_interval_s=2,
+        call_sweep_interval_s=1,
         **_port_block(),
     )
 
@@ -95,6 +97,20 @@ class Service:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def kill(self) -> None:
+        """``kill -9``: no cleanup, no goodbye."""
+        self.stop(kill=True)
+
+    def start_and_wait(self, marker: str, timeout: float = 30) -> None:
+        """Start, and wait until the log says ``marker`` one more time than before."""
+        seen = self.log_text().count(marker)
+        self.start()
+        try:
+            _wait_until(lambda: self.log_text().count(marker) > seen, timeout, self.name)
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"{self.name} did not start:\n{self.log_text()[-3000:]}") from None
+
 
 def _wait_until(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
@@ -133,12 +149,7 @@ def control_service(
     settings: Settings, asterisk: AsteriskSandbox, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
     service = Service("control", settings, tmp_path_factory.mktemp("logs"))
-    service.start()
-    try:
-        _wait_until(lambda: "registered" in service.log_text(), 30, "the daemon's Stasis app")
-    except AssertionError:
-        service.stop()
-        raise AssertionError(f"daemon did not start:\n{service.log_text()[-3000:]}") from None
+    service.start_and_wait(DAEMON_READY)
     yield service
     service.stop()
 

@@ -120,6 +120,106 @@ def run_sipp(
 
 
 @dataclass
+class Outcomes:
+    answered: int
+    busy: int
+    failed: int
+
+
+def _counts(run: SippRun) -> Outcomes:
+    """Answered / busy / failed calls of one sipp run, from -trace_counts and -trace_stat."""
+
+    def last_row(pattern: str) -> dict[str, str]:
+        (path,) = run.workdir.glob(pattern)
+        rows = [ln.split(";") for ln in path.read_text().splitlines() if ln.strip()]
+        return dict(zip(rows[0], rows[-1], strict=False))
+
+    counts = last_row("*_counts.csv")
+
+    def first(suffix: str) -> int:
+        columns = [c for c in counts if c[:1].isdigit() and c.split("_", 1)[1] == suffix]
+        return int(counts[columns[0]] or 0) if columns else 0
+
+    failed = int(last_row("*_.csv").get("FailedCall(C)") or 0)
+    return Outcomes(answered=first("200_Recv"), busy=first("486_Recv"), failed=failed)
+
+
+@dataclass
+class CallBatch:
+    """Calls placed at once: one sipp per calling line (sipp 3.6 can't vary -au per call)."""
+
+    runs: list[SippRun]
+
+    def outcomes(self, timeout: float = 90) -> Outcomes:
+        total = Outcomes(0, 0, 0)
+        for run in self.runs:
+            run.wait(timeout)
+            o = _counts(run)
+            assert o.failed == 0, f"{o}\n{run.output}"
+            total = Outcomes(total.answered + o.answered, total.busy + o.busy, 0)
+        return total
+
+    def held_ms(self) -> list[float]:
+        """uac_call_until_cut: each call's answer -> BYE time in ms (sipp's rtd 1)."""
+        held: list[float] = []
+        for run in self.runs:
+            (rtt,) = run.workdir.glob("*_rtt.csv")
+            rows = [ln.split(";") for ln in rtt.read_text().splitlines()[1:] if ln.strip()]
+            held += [float(r[1]) for r in rows if len(r) > 2 and r[2].strip() == "1"]
+        return held
+
+
+def start_calls(
+    scenario: str,
+    server: str,
+    callers: list[tuple[str, str]],
+    dialled: str,
+    *,
+    hold_ms: int = 0,
+    timeout_s: int = 60,
+) -> CallBatch:
+    """One call per (username, password) row, a line's calls all at once; not waited for."""
+    per_line: dict[tuple[str, str], int] = {}
+    for creds in callers:
+        per_line[creds] = per_line.get(creds, 0) + 1
+    runs = [
+        run_sipp(
+            _scenario(scenario),
+            server,
+            service=dialled,
+            user=user,
+            password=password,
+            calls=count,
+            rate=1000,
+            limit=count,
+            timeout_s=timeout_s,
+            keys={"caller": user},
+            extra=[
+                "-d",
+                str(max(hold_ms, 1)),
+                "-trace_counts",
+                "-trace_stat",
+                "-trace_rtt",
+                "-rtt_freq",
+                "1",
+                "-fd",
+                "1",
+            ],
+        )
+        for (user, password), count in per_line.items()
+    ]
+    return CallBatch(runs)
+
+
+def call_many(
+    server: str, callers: list[tuple[str, str]], dialled: str, *, hold_ms: int
+) -> Outcomes:
+    """Answered-or-busy calls, all at once; waits for them to end."""
+    batch = start_calls("uac_call_or_busy.xml", server, callers, dialled, hold_ms=hold_ms)
+    return batch.outcomes(timeout=60 + hold_ms / 1000)
+
+
+@dataclass
 class SipEndpoint:
     """A line as a device sees it: credentials and the Asterisk to talk to."""
 
@@ -147,13 +247,16 @@ class SipEndpoint:
             keys={"contact_port": str(contact_port), "expires": "300"},
         )
 
-    def answer(self, port: int, *, calls: int = 1, ring_ms: int = 200) -> SippRun:
+    def answer(
+        self, port: int, *, calls: int = 1, ring_ms: int = 200, timeout_s: int = 30
+    ) -> SippRun:
         """The device: a UAS on ``port`` (where this line registered) answering ``calls`` calls."""
         return run_sipp(
             _scenario("uas_answer.xml"),
             self.server,
             local_port=port,
             calls=calls,
+            timeout_s=timeout_s,
             extra=["-d", str(ring_ms)],
         )
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from centrex import __version__
 from centrex.api.deps import require_operator
-from centrex.api.routes import customers, lines
+from centrex.api.routes import calls, customers, lines
 from centrex.asterisk.ari import AriClient
 from centrex.asterisk.errors import AsteriskUnavailable
 from centrex.config import Settings
@@ -36,6 +36,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
         engine = make_engine(settings.database_url_required)
         app.state.sessionmaker = make_sessionmaker(engine)
         ari = AriClient.from_settings(settings)
+        app.state.ari = ari
         app.state.projector = AsteriskProjector(ari, settings.asterisk_host)
         app.state.reconciler = Reconciler(settings, app.state.sessionmaker, app.state.projector)
         task = asyncio.create_task(app.state.reconciler.run_forever()) if run_reconciler else None
@@ -72,4 +73,5 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     secured = [Depends(require_operator)]
     app.include_router(customers.router, dependencies=secured)
     app.include_router(lines.router, dependencies=secured)
+    app.include_router(calls.router, dependencies=secured)
     return app

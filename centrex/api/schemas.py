@@ -35,12 +35,32 @@ class CustomerOut(BaseModel):
     created_at: datetime
 
 
+MaxCalls = Annotated[
+    int, Field(ge=1, le=1000, description="Simultaneous calls allowed; default 2 (art. 8).")
+]
+MaxDuration = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=86400,
+        description="Answered seconds before a call is cut; default the platform's (7200).",
+    ),
+]
+
+
 class LineIn(StrictInput):
     customer_id: uuid.UUID
     label: Label
-    max_calls: int | None = Field(
-        None, ge=1, le=100, description="Simultaneous calls allowed; default 2 (contract art. 8)."
-    )
+    max_calls: MaxCalls | None = None
+    max_call_duration_s: MaxDuration | None = None
+
+
+class LinePatch(StrictInput):
+    """Only the fields given change; ``null`` for a limit means "back to the default"."""
+
+    label: Label | None = None
+    max_calls: MaxCalls | None = None
+    max_call_duration_s: MaxDuration | None = None
 
 
 class LineOut(BaseModel):
@@ -52,6 +72,7 @@ class LineOut(BaseModel):
     sip_username: str
     sip_realm: str
     max_calls: int
+    max_call_duration_s: int | None
     sync_state: SyncState = Field(
         description="synced: Asterisk holds the line; pending: saved, not yet in Asterisk."
     )
@@ -67,3 +88,19 @@ class LineCreated(LineOut):
 class LinePage(BaseModel):
     items: list[LineOut]
     next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page.")
+
+
+class CallOut(BaseModel):
+    """A call in progress, seen from one of its lines."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    node: str
+    channel_id: str
+    direction: str = Field(description="outbound: this line called; inbound: it was called.")
+    peer: str = Field(description="The other party: a SIP username or a number.")
+    started_at: datetime
+    answered_at: datetime | None
+    deadline_at: datetime | None = Field(description="When it will be cut; set once answered.")
+    max_duration_s: int

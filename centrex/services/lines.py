@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
 from centrex.core.credentials import generate_credentials
 from centrex.db.models import Customer, Line, SyncState
-from centrex.services.errors import NotFound, UnknownReference
+from centrex.services.errors import NotFound, ServiceError, UnknownReference
 from centrex.services.provisioning import AsteriskProjector
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ async def create_line(
     label: str,
     realm: str,
     max_calls: int | None = None,
+    max_call_duration_s: int | None = None,
 ) -> CreatedLine:
     if await session.get(Customer, customer_id) is None:
         raise UnknownReference("customer_id", f"no customer with id {customer_id}")
@@ -76,6 +77,7 @@ async def create_line(
             sip_username=creds.username,
             sip_ha1=creds.ha1,
             sip_realm=realm,
+            max_call_duration_s=max_call_duration_s,
             sync_state=SyncState.pending,
         )
         if max_calls is not None:
@@ -97,6 +99,21 @@ async def create_line(
 
     await push_to_asterisk(session, projector, line)
     return CreatedLine(line=line, password=creds.password)
+
+
+DEFAULT_MAX_CALLS = 2  # contract art. 8
+
+
+async def update_line(session: AsyncSession, line: Line, changes: dict[str, object]) -> Line:
+    """Apply a partial update; limits take effect on the next call the daemon decides."""
+    if "label" in changes and changes["label"] is None:
+        raise ServiceError("label", "a line's label cannot be null")
+    for field, value in changes.items():
+        if field == "max_calls" and value is None:
+            value = DEFAULT_MAX_CALLS
+        setattr(line, field, value)
+    await session.commit()
+    return line
 
 
 async def delete_line(session: AsyncSession, projector: AsteriskProjector, line: Line) -> bool:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from centrex.api.deps import ProjectorDep, SessionDep, SettingsDep
-from centrex.api.schemas import LineCreated, LineIn, LineOut, LinePage
+from centrex.api.schemas import LineCreated, LineIn, LineOut, LinePage, LinePatch
 from centrex.db.models import Line
 from centrex.services import lines as line_service
 from centrex.services.errors import ServiceError
@@ -45,6 +45,7 @@ async def create_line(
         label=body.label,
         realm=settings.sip_realm,
         max_calls=body.max_calls,
+        max_call_duration_s=body.max_call_duration_s,
     )
     return LineCreated(
         **LineOut.model_validate(created.line).model_dump(),
@@ -74,6 +75,13 @@ async def list_lines(
 @router.get("/{line_id}", response_model=LineOut)
 async def get_line(line_id: uuid.UUID, session: SessionDep) -> Line:
     return await line_service.get_live_line(session, line_id)
+
+
+@router.patch("/{line_id}", response_model=LineOut)
+async def update_line(line_id: uuid.UUID, body: LinePatch, session: SessionDep) -> Line:
+    line = await line_service.get_live_line(session, line_id)
+    changes = {field: getattr(body, field) for field in body.model_fields_set}
+    return await line_service.update_line(session, line, changes)
 
 
 @router.delete(
