@@ -5,22 +5,18 @@ is not disturbed.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from centrex.config import Settings, settings_env
+from centrex.config import Settings
+from centrex.sandbox import processes
 from centrex.sandbox.asterisk import AsteriskSandbox
 from centrex.sandbox.postgres import free_port, migrated_test_database
+from centrex.sandbox.processes import API_READY, DAEMON_READY, ServiceProcess
 
 API_TOKEN = "test-operator-token"
-DAEMON_READY = "Stasis app 'centrex' registered"
 
 
 def _port_block() -> dict[str, int]:
@@ -62,63 +58,14 @@ def asterisk(settings: Settings) -> Iterator[AsteriskSandbox]:
     sandbox.stop()
 
 
-class Service:
-    """A centrex process (``centrex api`` / ``centrex control``) run for real, with its log."""
-
-    def __init__(self, name: str, settings: Settings, log_dir: Path) -> None:
-        self.name = name
-        self.settings = settings
-        self.log_path = log_dir / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, **settings_env(self.settings)}
-        env.pop("DATABASE_URL", None)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "centrex", self.name],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def stop(self, *, kill: bool = False) -> None:
-        if self.process and self.process.poll() is None:
-            if kill:
-                self.process.kill()
-            else:
-                self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def kill(self) -> None:
-        """``kill -9``: no cleanup, no goodbye."""
-        self.stop(kill=True)
-
-    def start_and_wait(self, marker: str, timeout: float = 30) -> None:
-        """Start, and wait until the log says ``marker`` one more time than before."""
-        seen = self.log_text().count(marker)
-        self.start()
-        try:
-            _wait_until(lambda: self.log_text().count(marker) > seen, timeout, self.name)
-        except AssertionError:
-            self.stop()
-            raise AssertionError(f"{self.name} did not start:\n{self.log_text()[-3000:]}") from None
+Service = ServiceProcess
 
 
 def _wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    try:
+        processes.wait_until(predicate, timeout, what)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 @pytest.fixture(scope="session")
@@ -126,20 +73,7 @@ def api_service(
     settings: Settings, asterisk: AsteriskSandbox, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
     service = Service("api", settings, tmp_path_factory.mktemp("logs"))
-    service.start()
-
-    def ready() -> bool:
-        try:
-            url = f"http://{settings.api_host}:{settings.api_port}/health/live"
-            return httpx.get(url, timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        _wait_until(ready, 30, "the API")
-    except AssertionError:
-        service.stop()
-        raise AssertionError(f"API did not start:\n{service.log_text()[-3000:]}") from None
+    service.start_and_wait(API_READY)
     yield service
     service.stop()
 

@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 import asyncpg
 import httpx
 import pytest
-from conftest import DAEMON_READY, Service
 from sip_agent import (
     SipEndpoint,
     call_many,
@@ -20,6 +19,8 @@ from sip_agent import (
 )
 
 from centrex.config import Settings
+from centrex.sandbox.processes import DAEMON_READY
+from centrex.sandbox.processes import ServiceProcess as Service
 
 pytestmark = pytest.mark.integration
 

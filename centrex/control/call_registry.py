@@ -70,58 +70,71 @@ class CallRegistry:
 
     async def admit(
         self, *, channel_id: str, caller_username: str | None, dialled: str, now: datetime
+    ) -> AdmittedCall | Refuse | None:
+        """Admit and record the call, or say why not; None if this channel was already
+        admitted (decided twice around a reconnection): the first decision stands."""
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                decision = await self._admit_locked(
+                    session, channel_id, caller_username, dialled, now
+                )
+        except IntegrityError:
+            return None  # (node, channel_id) already recorded
+        return decision
+
+    async def _admit_locked(
+        self,
+        session: AsyncSession,
+        channel_id: str,
+        caller_username: str | None,
+        dialled: str,
+        now: datetime,
     ) -> AdmittedCall | Refuse:
         names = {n for n in (caller_username, dialled) if n}
-        async with self.sessionmaker() as session, session.begin():
-            rows = await session.scalars(
-                select(Line)
-                .where(Line.sip_username.in_(names), Line.deleted_at.is_(None))
-                .order_by(Line.id)
-                .with_for_update()
-            )
-            lines = {line.sip_username: _line_info(line) for line in rows}
-            caller = lines.get(caller_username) if caller_username else None
-            callee = lines.get(dialled)
-            route = route_from_line(caller, dialled, callee)
-            if isinstance(route, Refuse):
-                return route
-            assert caller is not None  # route_from_line refuses an unknown caller
-            counts = dict(
-                (
-                    await session.execute(
-                        select(ActiveCallLeg.line_id, func.count())
-                        .where(ActiveCallLeg.line_id.in_([ln.id for ln in lines.values()]))
-                        .group_by(ActiveCallLeg.line_id)
-                    )
-                ).all()
-            )
-            refusal = admit_call(caller, callee, counts)
-            if refusal is not None:
-                return refusal
-            limits = call_limits(self.default_max_s, caller, callee)
-            call = ActiveCall(
-                node=self.node,
-                channel_id=channel_id,
-                direction="on-net",
-                caller=caller.username,
-                callee=dialled,
-                caller_line_id=caller.id,
-                callee_line_id=callee.id if callee else None,
-                max_duration_s=limits.max_duration_s,
-                started_at=now,
-            )
-            call.legs = [ActiveCallLeg(line_id=caller.id, role="caller")]
-            if callee is not None:
-                call.legs.append(ActiveCallLeg(line_id=callee.id, role="callee"))
-            session.add(call)
-            try:
-                await session.flush()
-            except IntegrityError:
-                # This channel was already admitted (decided twice after a reconnect).
-                return Refuse("normal", "already admitted")
-            call_id = call.id
+        rows = await session.scalars(
+            select(Line)
+            .where(Line.sip_username.in_(names), Line.deleted_at.is_(None))
+            .order_by(Line.id)
+            .with_for_update()
+        )
+        lines = {line.sip_username: _line_info(line) for line in rows}
+        caller = lines.get(caller_username) if caller_username else None
+        callee = lines.get(dialled)
+        route = route_from_line(caller, dialled, callee)
+        if isinstance(route, Refuse):
+            return route
+        assert caller is not None  # route_from_line refuses an unknown caller
+        counts = dict(
+            (
+                await session.execute(
+                    select(ActiveCallLeg.line_id, func.count())
+                    .where(ActiveCallLeg.line_id.in_([ln.id for ln in lines.values()]))
+                    .group_by(ActiveCallLeg.line_id)
+                )
+            ).all()
+        )
+        refusal = admit_call(caller, callee, counts)
+        if refusal is not None:
+            return refusal
+        limits = call_limits(self.default_max_s, caller, callee)
+        call = ActiveCall(
+            node=self.node,
+            channel_id=channel_id,
+            direction="on-net",
+            caller=caller.username,
+            callee=dialled,
+            caller_line_id=caller.id,
+            callee_line_id=callee.id if callee else None,
+            max_duration_s=limits.max_duration_s,
+            started_at=now,
+        )
+        call.legs = [ActiveCallLeg(line_id=caller.id, role="caller")]
+        if callee is not None:
+            call.legs.append(ActiveCallLeg(line_id=callee.id, role="callee"))
+        session.add(call)
+        await session.flush()
         assert isinstance(route, Admit)
-        return AdmittedCall(call_id, route.dial, limits)
+        return AdmittedCall(call.id, route.dial, limits)
 
     async def mark_answered(self, channel_id: str, at: datetime) -> CallRef | None:
         async with self.sessionmaker() as session, session.begin():

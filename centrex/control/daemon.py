@@ -79,6 +79,9 @@ class CallControl:
             await self._hangup_quietly(channel_id, "congestion")
             return
         elapsed_ms = (time.perf_counter() - started) * 1000
+        if decision is None:
+            log.info("call %s: already admitted; the first decision stands", channel_id)
+            return
         if not isinstance(decision, AdmittedCall):
             log.info(
                 "call %s: %s -> %s refused: %s (%s) (%.1f ms)",
