@@ -150,14 +150,22 @@ class CallBatch:
 
     runs: list[SippRun]
 
-    def outcomes(self, timeout: float = 90) -> Outcomes:
-        total = Outcomes(0, 0, 0)
+    def per_caller(self, timeout: float = 90) -> list[Outcomes]:
+        """Each calling line's outcomes, in the order of the callers given."""
+        results = []
         for run in self.runs:
             run.wait(timeout)
             o = _counts(run)
             assert o.failed == 0, f"{o}\n{run.output}"
-            total = Outcomes(total.answered + o.answered, total.busy + o.busy, 0)
-        return total
+            results.append(o)
+        return results
+
+    def outcomes(self, timeout: float = 90) -> Outcomes:
+        each = self.per_caller(timeout)
+        return Outcomes(sum(o.answered for o in each), sum(o.busy for o in each), 0)
+
+    def running(self) -> bool:
+        return any(run.process.poll() is None for run in self.runs)
 
     def held_ms(self) -> list[float]:
         """uac_call_until_cut: each call's answer -> BYE time in ms (sipp's rtd 1)."""

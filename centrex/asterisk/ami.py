@@ -34,8 +34,16 @@ class AmiClient:
         *,
         timeout: float = 5.0,
         reconnect_s: int = 1,
+        events: tuple[str, ...] = (),
     ) -> None:
+        """``events``: the AMI event names this client wants; none means no events at all.
+
+        Asterisk sends a busy platform's every event (dozens per call: VarSet, Newexten, …) to a
+        connection that asks for events; parsing them all would cost the daemon more than its
+        decisions, so the wanted ones are whitelisted on the server side (AMI ``Filter``).
+        """
         self.timeout = timeout
+        self.events = events
         self.logged_in = asyncio.Event()
         self.reconnects = 0
         self._on_login: list[Callable[[], Awaitable[None]]] = []
@@ -48,19 +56,21 @@ class AmiClient:
             ping_delay=5,
             ping_interval=5,
             reconnect_timeout=reconnect_s,
+            events="on" if events else "off",
             on_login=self._logged_in,
             on_disconnect=self._disconnected,
             log=logging.getLogger("centrex.ami.panoramisk"),
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
+    def from_settings(cls, settings: Settings, *, events: tuple[str, ...] = ()) -> Self:
         return cls(
             settings.asterisk_host,
             settings.ami_port,
             settings.ami_username,
             settings.ami_secret.get_secret_value(),
             timeout=settings.asterisk_timeout_s,
+            events=events,
         )
 
     # --- connection -------------------------------------------------------------------------
@@ -84,12 +94,24 @@ class AmiClient:
     def _logged_in(self, _manager: Manager) -> None:
         if self.logged_in.is_set():
             return
+        future = asyncio.ensure_future(self._after_login())
+        self._callbacks.add(future)
+        future.add_done_callback(self._callbacks.discard)
+
+    async def _after_login(self) -> None:
+        for name in self.events:
+            # A whitelist: once one filter exists, only matching events are sent.
+            future = self._manager.send_action(
+                {"Action": "Filter", "Operation": "Add", "Filter": f"Event: {name}"}
+            )
+            try:
+                await asyncio.wait_for(future, self.timeout)
+            except TimeoutError:
+                log.warning("AMI filter for %s not acknowledged", name)
         self.logged_in.set()
-        log.info("AMI logged in")
+        log.info("AMI logged in%s", f" (events: {', '.join(self.events)})" if self.events else "")
         for callback in self._on_login:
-            future = asyncio.ensure_future(callback())
-            self._callbacks.add(future)
-            future.add_done_callback(self._callbacks.discard)
+            await callback()
 
     def _disconnected(self, _manager: Manager, exc: object) -> None:
         if self.logged_in.is_set():

@@ -1,9 +1,10 @@
 """Calls in progress, in the database every daemon shares.
 
-The admission transaction locks the rows of the lines involved (``SELECT … FOR UPDATE``, in id
-order so two calls between the same lines cannot deadlock), counts their calls in progress,
-asks the pure core, and records the call: N simultaneous attempts on one line, on any number of
-daemons and Asterisk nodes, admit exactly the line's limit.
+Admission is one database statement (``centrex_admit_call``, migration 0003): it locks the rows of
+the lines involved (in id order, so two calls between the same lines cannot deadlock), counts
+their calls in progress and records the call if every line has room. N simultaneous attempts on
+one line, on any number of daemons and Asterisk nodes, admit exactly the line's limit. The pure
+core decides everything else (where the call goes, its maximum duration, why it was refused).
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import delete, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from centrex.core.admission import CallLimits, admit_call, call_limits
 from centrex.core.routing import Admit, LineInfo, Refuse, route_from_line
 from centrex.db.models import ActiveCall, ActiveCallLeg, CallCutoff, Line
+from centrex.db.session import make_sessionmaker
 
 
 @dataclass(frozen=True)
@@ -60,81 +61,67 @@ def _ref(call: ActiveCall) -> CallRef:
     )
 
 
+ADMIT = text(
+    "SELECT centrex_admit_call(:call_id, :node, :channel_id, :direction, :caller, :callee,"
+    " :caller_line, :callee_line, :max_duration_s, :started_at)"
+)
+
+
 class CallRegistry:
-    def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], node: str, default_max_s: int
-    ) -> None:
-        self.sessionmaker = sessionmaker
+    def __init__(self, engine: AsyncEngine, node: str, default_max_s: int) -> None:
+        self.engine = engine
+        self.sessionmaker = make_sessionmaker(engine)
         self.node = node
         self.default_max_s = default_max_s
+
+    async def lines_by_username(self, names: set[str]) -> dict[str, LineInfo]:
+        async with self.sessionmaker() as session:
+            rows = await session.scalars(
+                select(Line).where(Line.sip_username.in_(names), Line.deleted_at.is_(None))
+            )
+            return {line.sip_username: _line_info(line) for line in rows}
 
     async def admit(
         self, *, channel_id: str, caller_username: str | None, dialled: str, now: datetime
     ) -> AdmittedCall | Refuse | None:
         """Admit and record the call, or say why not; None if this channel was already
         admitted (decided twice around a reconnection): the first decision stands."""
-        try:
-            async with self.sessionmaker() as session, session.begin():
-                decision = await self._admit_locked(
-                    session, channel_id, caller_username, dialled, now
-                )
-        except IntegrityError:
-            return None  # (node, channel_id) already recorded
-        return decision
-
-    async def _admit_locked(
-        self,
-        session: AsyncSession,
-        channel_id: str,
-        caller_username: str | None,
-        dialled: str,
-        now: datetime,
-    ) -> AdmittedCall | Refuse:
-        names = {n for n in (caller_username, dialled) if n}
-        rows = await session.scalars(
-            select(Line)
-            .where(Line.sip_username.in_(names), Line.deleted_at.is_(None))
-            .order_by(Line.id)
-            .with_for_update()
-        )
-        lines = {line.sip_username: _line_info(line) for line in rows}
+        lines = await self.lines_by_username({n for n in (caller_username, dialled) if n})
         caller = lines.get(caller_username) if caller_username else None
         callee = lines.get(dialled)
         route = route_from_line(caller, dialled, callee)
         if isinstance(route, Refuse):
             return route
         assert caller is not None  # route_from_line refuses an unknown caller
-        counts = dict(
-            (
-                await session.execute(
-                    select(ActiveCallLeg.line_id, func.count())
-                    .where(ActiveCallLeg.line_id.in_([ln.id for ln in lines.values()]))
-                    .group_by(ActiveCallLeg.line_id)
-                )
-            ).all()
-        )
-        refusal = admit_call(caller, callee, counts)
-        if refusal is not None:
-            return refusal
         limits = call_limits(self.default_max_s, caller, callee)
-        call = ActiveCall(
-            node=self.node,
-            channel_id=channel_id,
-            direction="on-net",
-            caller=caller.username,
-            callee=dialled,
-            caller_line_id=caller.id,
-            callee_line_id=callee.id if callee else None,
-            max_duration_s=limits.max_duration_s,
-            started_at=now,
-        )
-        call.legs = [ActiveCallLeg(line_id=caller.id, role="caller")]
-        if callee is not None:
-            call.legs.append(ActiveCallLeg(line_id=callee.id, role="callee"))
-        session.add(call)
-        await session.flush()
+        call_id = uuid.uuid4()
+        # One statement in autocommit: the lines' row locks last for the count and the insert
+        # only (see migration 0003), never across this process's event loop.
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            result = await conn.scalar(
+                ADMIT,
+                {
+                    "call_id": call_id,
+                    "node": self.node,
+                    "channel_id": channel_id,
+                    "direction": "on-net",
+                    "caller": caller.username,
+                    "callee": dialled,
+                    "caller_line": caller.id,
+                    "callee_line": callee.id if callee else None,
+                    "max_duration_s": limits.max_duration_s,
+                    "started_at": now,
+                },
+            )
+        if result["duplicate"]:
+            return None
+        if not result["admitted"]:
+            counts = {uuid.UUID(k): int(v) for k, v in result["counts"].items()}
+            # The database applied the limit atomically; the pure rule says which side was full.
+            return admit_call(caller, callee, counts) or Refuse("busy", "line at its limit")
         assert isinstance(route, Admit)
-        return AdmittedCall(call.id, route.dial, limits)
+        return AdmittedCall(call_id, route.dial, limits)
 
     async def mark_answered(self, channel_id: str, at: datetime) -> CallRef | None:
         async with self.sessionmaker() as session, session.begin():

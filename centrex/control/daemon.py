@@ -34,7 +34,7 @@ from centrex.config import Settings
 from centrex.control.call_registry import AdmittedCall, CallRef, CallRegistry
 from centrex.control.cutoff_timer import CutoffTimer
 from centrex.core.routing import endpoint_of_channel
-from centrex.db.session import make_engine, make_sessionmaker
+from centrex.db.session import make_engine
 
 log = logging.getLogger(__name__)
 
@@ -263,12 +263,12 @@ class CallControl:
 
 
 async def run_daemon(settings: Settings) -> None:
-    engine = make_engine(settings.database_url_required, pool_size=10, max_overflow=20)
-    registry = CallRegistry(
-        make_sessionmaker(engine), settings.node_name, settings.max_call_duration_s
-    )
+    # A fixed set of connections: a burst of calls waits its turn for one rather than opening
+    # (and forking a PostgreSQL backend for) a new connection per call.
+    engine = make_engine(settings.database_url_required, pool_size=20, max_overflow=0)
+    registry = CallRegistry(engine, settings.node_name, settings.max_call_duration_s)
     ari = AriClient.from_settings(settings)
-    ami = AmiClient.from_settings(settings)
+    ami = AmiClient.from_settings(settings, events=("DialEnd", "Hangup"))
     control = CallControl(settings, registry, ari, ami)
     try:
         await control.run()

@@ -1,0 +1,924 @@
+"""Issue 3, "Must measure": what centrex's call admission costs Asterisk.
+
+    .venv/bin/python bench/admission.py [--quick] [--keep]
+
+Builds a private stack (PostgreSQL, an Asterisk instance named ``bench`` on ports 45060/45038/
+48088, the API just long enough to provision two lines, then the call-control daemon), and drives
+it with sipp through two paths that end on the same device (a sipp UAS registered as the target
+line), with the same sipp scenario, credentials style (digest) and hold time:
+
+- ``centrex``: a caller *line* (context ``centrex-lines``): Stasis(centrex) -> the daemon admits
+  the call in PostgreSQL -> ``centrex-dial`` -> Dial(PJSIP/<target>,...).
+- ``bare``: a caller endpoint that is no line, pushed over ARI with the very fields of a line but
+  ``context=bench-bare``, a context added over AMI at run time: Dial(PJSIP/<target>,60). The
+  daemon is stopped during bare steps: that path runs without centrex at all.
+
+1. Admission overhead: steps of sipp at R calls/s for a fixed time, R ramped (centrex at R, then
+   bare at R, then the next R), a step passes with < 1 % failed calls; a path stops ramping after
+   two failed steps in a row. Reported: each path's highest passing R and their ratio.
+2. Latency at a fixed load (half the lower maximum): p50/p99 of the daemon's decision time (its
+   ``admitted ... (x ms)`` log lines) and of INVITE -> 180 Ringing as sipp sees it (rtd 1).
+
+Writes a table to stdout and ``bench/results/admission-<UTC>.json``. Everything it starts is
+stopped and removed at the end, also on failure and Ctrl-C. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy.engine import make_url
+
+from centrex.asterisk.pjsip_objects import LINE_OBJECT_TYPES, LineSpec, line_objects
+from centrex.config import Settings
+from centrex.core.credentials import digest_ha1
+from centrex.sandbox.asterisk import AsteriskSandbox
+from centrex.sandbox.postgres import find_pg_bin, free_port, migrated_test_database
+from centrex.sandbox.processes import API_READY, DAEMON_READY, ServiceProcess, wait_until
+
+BENCH_DIR = Path(__file__).resolve().parent
+SCENARIOS = BENCH_DIR / "sipp"
+RESULTS_DIR = BENCH_DIR / "results"
+SIPP = shutil.which("sipp") or "sipp"
+
+INSTANCE = "bench"
+PORTS = {"sip_port": 45060, "ami_port": 45038, "http_port": 48088}
+BARE_CONTEXT = "bench-bare"
+BARE_EXTEN = "_[0-9a-zA-Z]!"
+FAIL_BAR = 0.01  # a step passes with fewer than 1 % failed calls
+FAILS_TO_STOP = 2  # a path stops ramping after this many failed steps in a row
+HOLD_MS = 500  # caller's conversation after the answer, then BYE
+RING_MS = 100  # device: 180 Ringing -> 200 OK
+RECV_TIMEOUT_MS = 10_000  # a call waiting longer than this for an answer counts as failed
+AMI_LOGGED_IN = "AMI logged in"
+DECISION_RE = re.compile(r"call \S+: .* admitted, dialling .*\((\d+(?:\.\d+)?) ms\)\s*$")
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    step_s: float
+    rates: tuple[int, ...]
+    ramp_budget_s: float  # no new ramp rate is started past this (from the start of the ramp)
+
+
+FULL = Mode("full", 15, (10, 20, 40, 60, 80, 100, 130, 160, 200, 250, 300, 400, 500, 650, 800), 420)
+QUICK = Mode("quick", 5, (10, 40, 80, 130, 200, 300, 400, 500), 100)
+
+
+# --- small helpers -------------------------------------------------------------------------------
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile (p in 0..100); None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}{unit}"
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(path: Path) -> list[str] | None:
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    head, _, tail = text.rpartition(")")
+    return [head.split("(", 1)[-1], *tail.split()]  # [comm, state, ppid, ...]
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process (all its threads)."""
+    f = _stat_fields(Path(f"/proc/{pid}/stat"))
+    return None if f is None else (int(f[12]) + int(f[13])) / CLK_TCK
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name (threads of one name summed)."""
+    out: Counter[str] = Counter()
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            f = _stat_fields(task / "stat")
+            if f is not None:
+                out[f[0]] += (int(f[12]) + int(f[13])) / CLK_TCK
+    return dict(out)
+
+
+def children_of(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            f = _stat_fields(entry / "stat")
+            if f is not None and int(f[2]) == pid:
+                kids.append(int(entry.name))
+    return kids
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])
+    return total - idle, total
+
+
+def machine_info() -> dict[str, Any]:
+    mem_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
+    pg_bin = find_pg_bin()
+    pg_version = None
+    if pg_bin:
+        pg_version = subprocess.run(
+            [str(pg_bin / "postgres"), "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    sipp_version = subprocess.run([SIPP, "-v"], capture_output=True, text=True, check=False)
+    sipp_line = next(
+        (ln.strip() for ln in sipp_version.stdout.splitlines() if "SIPp" in ln), "sipp"
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "postgresql": pg_version,
+        "sipp": sipp_line,
+        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
+    }
+
+
+def ami_action(settings: Settings, action: dict[str, str]) -> dict[str, str]:
+    """One AMI action on a fresh connection (login with events off): its response headers."""
+
+    def read_message(f: Any) -> dict[str, str]:
+        message: dict[str, str] = {}
+        while True:
+            line = f.readline().decode(errors="replace").rstrip("\r\n")
+            if not line:
+                if message:
+                    return message
+                continue
+            key, _, value = line.partition(":")
+            message[key.strip()] = value.strip()
+
+    def send(f: Any, fields: dict[str, str]) -> None:
+        f.write("".join(f"{k}: {v}\r\n" for k, v in fields.items()).encode() + b"\r\n")
+        f.flush()
+
+    with socket.create_connection((settings.asterisk_host, settings.ami_port), timeout=10) as s:
+        f = s.makefile("rwb")
+        f.readline()  # banner
+        login = {
+            "Action": "Login",
+            "Username": settings.ami_username,
+            "Secret": settings.ami_secret.get_secret_value(),
+            "Events": "off",
+        }
+        send(f, login)
+        answer = read_message(f)
+        if answer.get("Response") != "Success":
+            raise RuntimeError(f"AMI login refused: {answer}")
+        send(f, action)
+        answer = read_message(f)
+        send(f, {"Action": "Logoff"})
+        return answer
+
+
+# --- one sipp step -------------------------------------------------------------------------------
+@dataclass
+class Caller:
+    path: str  # "centrex" | "bare"
+    username: str
+    password: str
+
+
+@dataclass
+class StepResult:
+    path: str
+    rate: int
+    duration_s: float
+    kind: str  # "ramp" | "latency" | "smoke" | "warmup"
+    offered: int = 0
+    successful: int = 0
+    failed: int = 0
+    failed_by_reason: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+    sipp_exit: int | None = None
+    drained: bool = True
+    invite_180_ms: list[float] = field(default_factory=list)
+    decision_ms: list[float] = field(default_factory=list)
+    daemon_log: dict[str, int] = field(default_factory=dict)
+    cpu_cores: dict[str, float] = field(default_factory=dict)
+    asterisk_threads: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failed_ratio(self) -> float:
+        total = max(self.offered, self.successful + self.failed)
+        return 1.0 if total == 0 else (total - self.successful) / total
+
+    @property
+    def passed(self) -> bool:
+        return self.failed_ratio < FAIL_BAR and self.drained
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "rate_cps": self.rate,
+            "duration_s": self.duration_s,
+            "offered": self.offered,
+            "successful": self.successful,
+            "failed": max(self.offered, self.successful + self.failed) - self.successful,
+            "failed_pct": round(100 * self.failed_ratio, 2),
+            "failed_by_reason": self.failed_by_reason,
+            "passed": self.passed,
+            "wall_s": round(self.wall_s, 2),
+            "sipp_exit": self.sipp_exit,
+            "drained": self.drained,
+            "invite_180_ms": dist(self.invite_180_ms),
+            "decision_ms": dist(self.decision_ms) if self.path == "centrex" else None,
+            "daemon_log": self.daemon_log or None,
+            "cpu_cores": {k: round(v, 3) for k, v in self.cpu_cores.items()},
+            "asterisk_top_threads": {k: round(v, 3) for k, v in self.asterisk_threads.items()},
+        }
+
+
+def dist(values: list[float]) -> dict[str, Any]:
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else None,
+    }
+
+
+def read_csv_rows(path: Path) -> list[list[str]]:
+    return [ln.split(";") for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+
+
+# --- the bench ------------------------------------------------------------------------------------
+class Bench:
+    def __init__(self, mode: Mode, keep: bool) -> None:
+        self.mode = mode
+        self.keep = keep
+        self.work = Path(tempfile.mkdtemp(prefix="centrex-bench-"))
+        self.loop = asyncio.new_event_loop()
+        self.cleanups: list[tuple[str, Any]] = []
+        self.sipps: set[subprocess.Popen[bytes]] = set()
+        self.settings: Settings | None = None
+        self.sandbox: AsteriskSandbox | None = None
+        self.daemon: ServiceProcess | None = None
+        self.asterisk_pid: int | None = None
+        self.postmaster_pid: int | None = None
+        self.uas: subprocess.Popen[bytes] | None = None
+        self.target = ""
+        self.callers: dict[str, Caller] = {}
+        self.steps: list[StepResult] = []
+        self.step_no = 0
+        self.notes: list[str] = []
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    def cleanup(self) -> None:
+        for proc in list(self.sipps):
+            if proc.poll() is None:
+                proc.kill()
+                with contextlib.suppress(Exception):
+                    proc.wait(5)
+        for what, fn in reversed(self.cleanups):
+            try:
+                fn()
+            except BaseException as exc:  # keep cleaning up whatever happens
+                print(f"cleanup of {what} failed: {exc!r}", file=sys.stderr)
+        self.cleanups.clear()
+        self.loop.close()
+        if self.keep:
+            print(f"work directory kept: {self.work}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def setup(self) -> None:
+        self.log(f"work directory {self.work}")
+        # PostgreSQL: a private cluster and a migrated database, removed at the end.
+        pg = migrated_test_database(self.work / "pg", prefix="centrex_bench")
+        url = self.loop.run_until_complete(pg.__aenter__())
+        self.cleanups.append(
+            ("postgres", lambda: self.loop.run_until_complete(pg.__aexit__(None, None, None)))
+        )
+        self.db_url = url
+        self.postmaster_pid = self.loop.run_until_complete(self._postmaster_pid())
+        self.log(f"PostgreSQL up (postmaster pid {self.postmaster_pid})")
+
+        token = secrets.token_urlsafe(16)
+        self.settings = s = Settings(
+            _env_file=None,
+            var_dir=self.work / "var",
+            database_url=url,
+            asterisk_instance=INSTANCE,
+            api_port=free_port(),
+            api_token=token,
+            ami_secret=secrets.token_urlsafe(16),
+            ari_password=secrets.token_urlsafe(16),
+            # The API only provisions and is then stopped; its reconciler would delete the bare
+            # endpoint (a stray in the centrex astdb family) if it ever ran again.
+            reconcile_interval_s=86400,
+            node_name="bench",
+            **PORTS,
+        )
+        self.sandbox = AsteriskSandbox(s)
+        if self.sandbox.is_running():
+            raise SystemExit(
+                f"an Asterisk instance {INSTANCE!r} is already running (left by an interrupted "
+                f"bench?): stop it with `centrex sandbox down` and CENTREX_ASTERISK_INSTANCE="
+                f"{INSTANCE}, or pick other ports/instance"
+            )
+        self.sandbox.ensure_installed()
+        self.cleanups.append(("asterisk", self.sandbox.remove_instance))
+        self.sandbox.render_config()
+        self.sandbox.wipe_provisioned_state()
+        self.sandbox.start()
+        status = self.sandbox.status()
+        self.asterisk_pid = status.pid
+        self.asterisk_version = status.version
+        self.log(f"Asterisk {status.version} up (pid {status.pid}, {status.mode})")
+
+        self.provision_lines()
+        self.start_device()
+        self.add_bare_path()
+        self.daemon = ServiceProcess("control", s, self.work / "logs")
+        self.cleanups.append(("daemon", self.daemon.stop))
+
+    async def _postmaster_pid(self) -> int | None:
+        u = make_url(self.db_url)
+        conn = await asyncpg.connect(
+            user=u.username, password=u.password, host=u.host, port=u.port, database=u.database
+        )
+        try:
+            data_dir = await conn.fetchval("SHOW data_directory")
+            pid_of_backend = await conn.fetchval("SELECT pg_backend_pid()")
+        finally:
+            await conn.close()
+        with contextlib.suppress(OSError, ValueError):
+            return int((Path(data_dir) / "postmaster.pid").read_text().splitlines()[0])
+        f = _stat_fields(Path(f"/proc/{pid_of_backend}/stat"))
+        return int(f[2]) if f else None
+
+    async def _active_calls(self) -> int:
+        u = make_url(self.db_url)
+        conn = await asyncpg.connect(
+            user=u.username, password=u.password, host=u.host, port=u.port, database=u.database
+        )
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM active_calls"))
+        finally:
+            await conn.close()
+
+    def ari(self) -> httpx.Client:
+        s = self.settings
+        assert s is not None
+        return httpx.Client(
+            base_url=s.ari_url,
+            auth=(s.ari_username, s.ari_password.get_secret_value()),
+            timeout=10,
+        )
+
+    def provision_lines(self) -> None:
+        s = self.settings
+        assert s is not None
+        api_service = ServiceProcess("api", s, self.work / "logs")
+        self.cleanups.append(("api", api_service.stop))
+        api_service.start_and_wait(API_READY)
+        with httpx.Client(
+            base_url=f"http://{s.api_host}:{s.api_port}",
+            headers={"Authorization": f"Bearer {s.api_token.get_secret_value()}"},
+            timeout=15,
+        ) as api:
+            customer = api.post("/v1/customers", json={"name": "Bench"})
+            customer.raise_for_status()
+            lines = []
+            for label in ("bench caller", "bench target"):
+                body = {"customer_id": customer.json()["id"], "label": label, "max_calls": 1000}
+                response = api.post("/v1/lines", json=body)
+                if response.status_code != 201:
+                    raise RuntimeError(f"creating a line failed: {response.text}")
+                lines.append(response.json())
+        caller, target = lines
+        self.callers["centrex"] = Caller("centrex", caller["sip_username"], caller["sip_password"])
+        self.target = target["sip_username"]
+        self.target_password = target["sip_password"]
+        with self.ari() as ari:
+
+            def pushed() -> bool:
+                return all(
+                    ari.get(f"/asterisk/config/dynamic/res_pjsip/endpoint/{u}").status_code == 200
+                    for u in (caller["sip_username"], self.target)
+                )
+
+            wait_until(pushed, 30, "both lines in Asterisk")
+        # The daemon alone is the admission path; the API (and its reconciler) goes now.
+        api_service.stop()
+        self.log(f"lines provisioned: caller {caller['sip_username']}, target {self.target}")
+
+    def start_device(self) -> None:
+        """The target line's device: one sipp UAS for the whole run, registered as the line."""
+        s = self.settings
+        assert s is not None
+        server = f"{s.asterisk_host}:{s.sip_port}"
+        port = free_udp_port()
+        wd = self.work / "device"
+        wd.mkdir()
+        self.uas = self._popen(
+            [
+                SIPP, server, "-sf", str(SCENARIOS / "uas_answer.xml"),
+                "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_udp_port()),
+                "-m", "100000000", "-d", str(RING_MS), "-nostdin",
+                "-trace_err", "-error_file", str(wd / "errors.log"),
+                "-recv_timeout", "60000",
+            ],
+            wd,
+        )  # fmt: skip
+        register = self._popen(
+            [
+                SIPP, server, "-sf", str(SCENARIOS / "register.xml"),
+                "-i", "127.0.0.1", "-p", str(free_udp_port()), "-m", "1",
+                "-s", self.target, "-au", self.target, "-ap", self.target_password,
+                "-key", "contact_port", str(port), "-key", "expires", "3600",
+                "-timeout", "15s", "-timeout_error", "-nostdin",
+            ],
+            wd,
+        )  # fmt: skip
+        if register.wait(30) != 0:
+            raise RuntimeError(f"the target device could not register (sipp {register.returncode})")
+        self.log(f"device of {self.target} answering on 127.0.0.1:{port}")
+
+    def add_bare_path(self) -> None:
+        """A caller endpoint that is no centrex line, and a context that just dials."""
+        s = self.settings
+        assert s is not None
+        username = "benchbare" + secrets.token_hex(3)
+        password = secrets.token_urlsafe(18)
+        spec = LineSpec(username, digest_ha1(username, s.sip_realm, password), s.sip_realm,
+                        s.asterisk_host)  # fmt: skip
+        objects = {o.type: o for o in line_objects(spec)}
+        with self.ari() as ari:
+            for kind in LINE_OBJECT_TYPES:
+                fields = dict(objects[kind].fields)
+                if kind == "endpoint":
+                    fields["context"] = BARE_CONTEXT
+                body = {"fields": [{"attribute": k, "value": v} for k, v in fields.items()]}
+                r = ari.put(f"/asterisk/config/dynamic/res_pjsip/{kind}/{username}", json=body)
+                if r.status_code >= 300:
+                    raise RuntimeError(f"ARI PUT {kind}/{username}: {r.status_code} {r.text}")
+        answer = ami_action(
+            s,
+            {
+                "Action": "DialplanExtensionAdd",
+                "Context": BARE_CONTEXT,
+                "Extension": BARE_EXTEN,
+                "Priority": "1",
+                "Application": "Dial",
+                "ApplicationData": "PJSIP/${EXTEN},60",
+            },
+        )
+        if answer.get("Response") != "Success":
+            raise RuntimeError(f"AMI DialplanExtensionAdd: {answer}")
+        assert self.sandbox is not None
+        shown = self.sandbox.cli(f"dialplan show {BARE_CONTEXT}")
+        if "Dial(PJSIP/${EXTEN},60)" not in shown:
+            raise RuntimeError(f"context {BARE_CONTEXT} not as expected:\n{shown}")
+        self.callers["bare"] = Caller("bare", username, password)
+        self.log(f"bare path: endpoint {username}, context {BARE_CONTEXT} -> Dial(PJSIP/...,60)")
+
+    def _popen(self, argv: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+        with (cwd / "sipp.out").open("ab") as out:
+            proc = subprocess.Popen(
+                argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            )
+        self.sipps.add(proc)
+        return proc
+
+    # --- the daemon ------------------------------------------------------------------------------
+    def daemon_running(self) -> bool:
+        return bool(self.daemon and self.daemon.process and self.daemon.process.poll() is None)
+
+    def set_daemon(self, running: bool) -> None:
+        assert self.daemon is not None
+        if running and not self.daemon_running():
+            seen = self.daemon.log_text().count(AMI_LOGGED_IN)
+            self.daemon.start_and_wait(DAEMON_READY)
+            wait_until(
+                lambda: self.daemon.log_text().count(AMI_LOGGED_IN) > seen, 15, "daemon's AMI"
+            )
+        elif not running and self.daemon_running():
+            self.daemon.stop()
+
+    # --- measuring -------------------------------------------------------------------------------
+    def cpu_snapshot(self) -> dict[str, Any]:
+        snap: dict[str, Any] = {"t": time.monotonic(), "machine": machine_cpu()}
+        if self.asterisk_pid:
+            snap["asterisk"] = proc_cpu_s(self.asterisk_pid) or 0.0
+            snap["asterisk_threads"] = thread_cpu_s(self.asterisk_pid)
+        if self.daemon_running():
+            assert self.daemon and self.daemon.process
+            snap["daemon"] = proc_cpu_s(self.daemon.process.pid) or 0.0
+        if self.postmaster_pid:
+            pids = [self.postmaster_pid, *children_of(self.postmaster_pid)]
+            snap["postgres_pids"] = {p: proc_cpu_s(p) or 0.0 for p in pids}
+        if self.uas:
+            snap["sipp_uas"] = proc_cpu_s(self.uas.pid) or 0.0
+        return snap
+
+    @staticmethod
+    def cpu_delta(a: dict[str, Any], b: dict[str, Any], uac_cpu: float) -> tuple[dict, dict]:
+        wall = b["t"] - a["t"]
+        cores: dict[str, float] = {}
+        for key in ("asterisk", "daemon", "sipp_uas"):
+            if key in a and key in b:
+                cores[key] = (b[key] - a[key]) / wall
+        if "postgres_pids" in b:
+            before = a.get("postgres_pids", {})
+            used = sum(v - before.get(p, 0.0) for p, v in b["postgres_pids"].items())
+            cores["postgres"] = used / wall
+        cores["sipp_uac"] = uac_cpu / wall
+        busy = b["machine"][0] - a["machine"][0]
+        total = b["machine"][1] - a["machine"][1]
+        cores["machine_busy"] = (os.cpu_count() or 1) * busy / max(total, 1)
+        threads: dict[str, float] = {}
+        if "asterisk_threads" in a and "asterisk_threads" in b:
+            before = a["asterisk_threads"]
+            deltas = {n: (v - before.get(n, 0.0)) / wall for n, v in b["asterisk_threads"].items()}
+            threads = dict(sorted(deltas.items(), key=lambda kv: -kv[1])[:5])
+        return cores, threads
+
+    def drain(self, path: str, timeout: float = 30) -> bool:
+        """Wait until Asterisk has no channel left (and, on the centrex path, the daemon has
+        released every call)."""
+        deadline = time.monotonic() + timeout
+        with self.ari() as ari:
+            while time.monotonic() < deadline:
+                try:
+                    channels = ari.get("/channels").json()
+                except httpx.HTTPError:
+                    channels = [None]
+                if not channels:
+                    break
+                time.sleep(0.2)
+            else:
+                return False
+        if path == "centrex":
+            while time.monotonic() < deadline:
+                if self.loop.run_until_complete(self._active_calls()) == 0:
+                    return True
+                time.sleep(0.2)
+            return False
+        return True
+
+    def run_step(
+        self, path: str, rate: int, duration_s: float, kind: str = "ramp", calls: int | None = None
+    ) -> StepResult:
+        s = self.settings
+        assert s is not None and self.daemon is not None
+        self.set_daemon(path == "centrex")
+        caller = self.callers[path]
+        self.step_no += 1
+        wd = self.work / "steps" / f"{self.step_no:02d}-{kind}-{path}-{rate}"
+        wd.mkdir(parents=True)
+        offered = calls or max(1, round(rate * duration_s))
+        result = StepResult(path, rate, duration_s, kind, offered=offered)
+        log_offset = self.daemon.log_path.stat().st_size if self.daemon.log_path.exists() else 0
+        argv = [
+            SIPP, f"{s.asterisk_host}:{s.sip_port}", "-sf", str(SCENARIOS / "uac_call.xml"),
+            "-i", "127.0.0.1", "-p", str(free_udp_port()), "-mp", str(free_udp_port()),
+            "-s", self.target, "-au", caller.username, "-ap", caller.password,
+            "-key", "caller", caller.username,
+            "-r", str(rate), "-m", str(offered), "-l", "100000", "-d", str(HOLD_MS),
+            "-recv_timeout", str(RECV_TIMEOUT_MS),
+            "-timeout", f"{int(duration_s + RECV_TIMEOUT_MS / 1000 + 60)}s", "-timeout_error",
+            "-nostdin", "-trace_stat", "-fd", "1", "-trace_rtt", "-rtt_freq", "1",
+            "-trace_err", "-error_file", str(wd / "errors.log"),
+        ]  # fmt: skip
+        before = self.cpu_snapshot()
+        started = time.monotonic()
+        proc = self._popen(argv, wd)
+        uac_cpu = 0.0
+        deadline = started + duration_s + RECV_TIMEOUT_MS / 1000 + 90
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                uac_cpu = usage.ru_utime + usage.ru_stime
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                self.notes.append(f"step {wd.name}: sipp killed after its deadline")
+                break
+            time.sleep(0.1)
+        self.sipps.discard(proc)
+        result.wall_s = time.monotonic() - started
+        result.sipp_exit = proc.returncode
+        result.drained = self.drain(path)
+        after = self.cpu_snapshot()
+        result.cpu_cores, result.asterisk_threads = self.cpu_delta(before, after, uac_cpu)
+
+        stats = sorted(wd.glob("uac_call_*_.csv"))
+        if stats:
+            rows = read_csv_rows(stats[0])
+            last = dict(zip(rows[0], rows[-1], strict=False))
+            result.successful = int(last.get("SuccessfulCall(C)") or 0)
+            result.failed = int(last.get("FailedCall(C)") or 0)
+            result.failed_by_reason = {
+                k.removesuffix("(C)"): int(v)
+                for k, v in last.items()
+                if k.startswith("Failed") and k.endswith("(C)") and v.strip() not in ("", "0")
+                and k != "FailedCall(C)"
+            }  # fmt: skip
+        for rtt in wd.glob("uac_call_*_rtt.csv"):
+            for row in read_csv_rows(rtt)[1:]:
+                if len(row) >= 3 and row[2].strip() == "1":
+                    with contextlib.suppress(ValueError):
+                        result.invite_180_ms.append(float(row[1]))
+        if path == "centrex":
+            self.daemon_log_of_step(result, log_offset)
+        self.steps.append(result)
+        return result
+
+    def daemon_log_of_step(self, result: StepResult, offset: int) -> None:
+        assert self.daemon is not None
+        with self.daemon.log_path.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+        counts: Counter[str] = Counter()
+        for line in text.splitlines():
+            if m := DECISION_RE.search(line):
+                result.decision_ms.append(float(m.group(1)))
+                counts["admitted"] += 1
+            elif " refused: " in line:
+                counts["refused"] += 1
+            elif "no decision" in line:
+                counts["no_decision"] += 1
+            elif "gone before it could proceed" in line:
+                counts["gone_before_proceed"] += 1
+            elif " WARNING " in line or " ERROR " in line:
+                counts["warnings_errors"] += 1
+        result.daemon_log = dict(counts)
+
+    def step_line(self, r: StepResult) -> str:
+        c = r.cpu_cores
+        cpu = " ".join(
+            f"{name}={c[key]:.2f}"
+            for name, key in (
+                ("ast", "asterisk"), ("dmn", "daemon"), ("pg", "postgres"),
+                ("uac", "sipp_uac"), ("uas", "sipp_uas"), ("all", "machine_busy"),
+            )
+            if key in c
+        )  # fmt: skip
+        dec = ""
+        if r.path == "centrex":
+            dec = (
+                f" decision p50/p99 {fmt(percentile(r.decision_ms, 50))}/"
+                f"{fmt(percentile(r.decision_ms, 99))} ms"
+            )
+        return (
+            f"{r.kind:7} {r.path:7} {r.rate:4d} cps: {r.successful}/{r.offered} ok, "
+            f"{100 * r.failed_ratio:5.2f}% failed {'PASS' if r.passed else 'FAIL'}"
+            f"{'' if r.drained else ' (not drained)'}; INVITE->180 p50/p99 "
+            f"{fmt(percentile(r.invite_180_ms, 50))}/{fmt(percentile(r.invite_180_ms, 99))} ms"
+            f"{dec}; cores {cpu}"
+        )
+
+    # --- the measurements ------------------------------------------------------------------------
+    def smoke(self) -> None:
+        for path in ("centrex", "bare"):
+            r = self.run_step(path, 2, 1, kind="smoke", calls=2)
+            self.log(self.step_line(r))
+            if r.successful != r.offered:
+                raise RuntimeError(
+                    f"smoke test of the {path} path failed; see "
+                    f"{self.work}/steps (run with --keep to look at it)"
+                )
+
+    def ramp(self) -> dict[str, dict[str, Any]]:
+        state = {
+            p: {"max_cps": 0, "fails_in_row": 0, "stopped": False, "stopped_by": None}
+            for p in ("centrex", "bare")
+        }
+        started = time.monotonic()
+        for rate in self.mode.rates:
+            if all(st["stopped"] for st in state.values()):
+                break
+            if time.monotonic() - started > self.mode.ramp_budget_s:
+                for st in state.values():
+                    if not st["stopped"]:
+                        st["stopped"], st["stopped_by"] = True, "time budget"
+                self.notes.append(f"ramp stopped by its time budget before {rate} cps")
+                break
+            for path in ("centrex", "bare"):
+                st = state[path]
+                if st["stopped"]:
+                    continue
+                r = self.run_step(path, rate, self.mode.step_s)
+                self.log(self.step_line(r))
+                if r.passed:
+                    st["max_cps"], st["fails_in_row"] = rate, 0
+                else:
+                    st["fails_in_row"] += 1
+                    if st["fails_in_row"] >= FAILS_TO_STOP:
+                        st["stopped"], st["stopped_by"] = True, "failed twice in a row"
+        for st in state.values():
+            if not st["stopped"]:
+                st["stopped_by"] = "highest rate of the ramp passed: a lower bound"
+        return state
+
+    def latency(self, rate: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"rate_cps": rate, "duration_s": self.mode.step_s}
+        for path in ("centrex", "bare"):
+            # A few calls first so connection pools and caches are warm, then the measured step.
+            self.run_step(path, rate, 1, kind="warmup", calls=max(5, min(rate, 50)))
+            r = self.run_step(path, rate, self.mode.step_s, kind="latency")
+            self.log(self.step_line(r))
+            out[path] = {
+                "failed_pct": round(100 * r.failed_ratio, 2),
+                "invite_180_ms": dist(r.invite_180_ms),
+                "decision_ms": dist(r.decision_ms) if path == "centrex" else None,
+                "cpu_cores": {k: round(v, 3) for k, v in r.cpu_cores.items()},
+            }
+        return out
+
+    def run(self) -> dict[str, Any]:
+        began = time.monotonic()
+        started_at = datetime.now(UTC)
+        machine = machine_info()
+        self.setup()
+        self.smoke()
+        self.log(
+            f"ramp: {self.mode.step_s:.0f} s steps at {', '.join(map(str, self.mode.rates))} cps"
+        )
+        state = self.ramp()
+        maxima = {p: st["max_cps"] for p, st in state.items()}
+        ratio = maxima["centrex"] / maxima["bare"] if maxima["bare"] else None
+        lat_rate = max(2, min(maxima.values()) // 2)
+        self.log(f"latency at {lat_rate} cps (half the lower maximum)")
+        latency = self.latency(lat_rate)
+        self.set_daemon(False)
+        return {
+            "benchmark": "admission",
+            "mode": self.mode.name,
+            "started_at": started_at.isoformat(timespec="seconds"),
+            "elapsed_s": round(time.monotonic() - began, 1),
+            "machine": {**machine, "asterisk": self.asterisk_version},
+            "method": {
+                "step_s": self.mode.step_s,
+                "rates_cps": list(self.mode.rates),
+                "fail_bar_pct": 100 * FAIL_BAR,
+                "fails_to_stop": FAILS_TO_STOP,
+                "hold_ms": HOLD_MS,
+                "ring_ms": RING_MS,
+                "recv_timeout_ms": RECV_TIMEOUT_MS,
+                "scenario": "bench/sipp/uac_call.xml (digest auth, 1 caller per path)",
+                "bare_dialplan": f"[{BARE_CONTEXT}] exten => {BARE_EXTEN},1,"
+                "Dial(PJSIP/${EXTEN},60)",
+                "daemon_during_bare_steps": "stopped",
+            },
+            "max_cps": maxima,
+            "ramp_end": {p: st["stopped_by"] for p, st in state.items()},
+            "ratio_centrex_over_bare": None if ratio is None else round(ratio, 3),
+            "latency": latency,
+            "steps": [r.summary() for r in self.steps],
+            "notes": self.notes,
+        }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print()
+    print(f"== admission benchmark ({report['mode']}), {report['elapsed_s']:.0f} s ==")
+    m = report["machine"]
+    print(
+        f"machine: {m['nproc']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, "
+        f"Asterisk {m['asterisk']}, {m['postgresql']}, {m['sipp']}"
+    )
+    header = f"{'rate':>5} | {'centrex fail%':>13} {'180 p50/p99 ms':>15} {'decision p50/p99':>17}"
+    header += f" | {'bare fail%':>10} {'180 p50/p99 ms':>15}"
+    print(header)
+    by_rate: dict[int, dict[str, dict[str, Any]]] = {}
+    for st in report["steps"]:
+        if st["kind"] == "ramp":
+            by_rate.setdefault(st["rate_cps"], {})[st["path"]] = st
+
+    def cells(st: dict[str, Any] | None, with_decision: bool) -> str:
+        if st is None:
+            return f"{'-':>13} {'-':>15}" + (f" {'-':>17}" if with_decision else "")
+        fail = f"{st['failed_pct']:.2f}{' ' if st['passed'] else '!'}"
+        i = st["invite_180_ms"]
+        out = f"{fail:>13} {fmt(i['p50']) + '/' + fmt(i['p99']):>15}"
+        if with_decision:
+            d = st["decision_ms"]
+            out += f" {fmt(d['p50']) + '/' + fmt(d['p99']):>17}"
+        return out
+
+    for rate in sorted(by_rate):
+        row = by_rate[rate]
+        bare = cells(row.get("bare"), False).replace(f"{'':>3}", "", 1)
+        print(f"{rate:>5} | {cells(row.get('centrex'), True)} | {bare}")
+    print("('!' = step failed the 1 % bar)")
+    mx = report["max_cps"]
+    ratio = report["ratio_centrex_over_bare"]
+    print(
+        f"max cps with < 1 % failed: centrex {mx['centrex']}, bare {mx['bare']}, "
+        f"ratio {fmt(ratio, digits=2)}   (ramp end: centrex: {report['ramp_end']['centrex']}; "
+        f"bare: {report['ramp_end']['bare']})"
+    )
+    lat = report["latency"]
+    c, b = lat["centrex"], lat["bare"]
+    print(
+        f"latency at {lat['rate_cps']} cps: decision p50/p99 "
+        f"{fmt(c['decision_ms']['p50'])}/{fmt(c['decision_ms']['p99'])} ms; INVITE->180 "
+        f"p50/p99 centrex {fmt(c['invite_180_ms']['p50'])}/{fmt(c['invite_180_ms']['p99'])} ms, "
+        f"bare {fmt(b['invite_180_ms']['p50'])}/{fmt(b['invite_180_ms']['p99'])} ms"
+    )
+    for note in report["notes"]:
+        print(f"note: {note}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="5 s steps, coarser ramp (< 3 min)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("run as root (PostgreSQL and Asterisk sandboxes need it)", file=sys.stderr)
+        return 2
+    if not shutil.which(SIPP):
+        print("sipp not found: apt-get install sip-tester", file=sys.stderr)
+        return 2
+
+    def on_term(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    bench = Bench(QUICK if args.quick else FULL, keep=args.keep)
+    try:
+        report = bench.run()
+    except KeyboardInterrupt:
+        print("\ninterrupted; cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        bench.cleanup()
+    print_report(report)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS_DIR / f"admission-{stamp}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"results: {out.relative_to(BENCH_DIR.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
