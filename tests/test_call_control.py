@@ -93,6 +93,8 @@ def test_twenty_simultaneous_invites_admit_exactly_two(
         assert (outcome.answered, outcome.busy) == (2, 18), f"run {run}: {outcome}"
         # Both admitted calls ended: nothing still counts against the line.
         wait_until(lambda line=line: calls_of(api, line) == [], 5, "calls released")
+    # A hung-up channel never comes back to the daemon (the dialplan's "h" extension).
+    assert " -> h " not in control_service.log_text()
 
 
 def test_fifty_lines_five_attempts_each(
