@@ -253,6 +253,7 @@ class StepResult:
     decision_ms: list[float] = field(default_factory=list)
     daemon_log: dict[str, int] = field(default_factory=dict)
     cpu_cores: dict[str, float] = field(default_factory=dict)
+    cpu_window_s: float = 0.0
     asterisk_threads: dict[str, float] = field(default_factory=dict)
     pg_sessions: dict[str, float] = field(default_factory=dict)
 
@@ -260,6 +261,15 @@ class StepResult:
     def failed_ratio(self) -> float:
         total = max(self.offered, self.successful + self.failed)
         return 1.0 if total == 0 else (total - self.successful) / total
+
+    def cpu_ms_per_call(self) -> dict[str, float]:
+        """CPU time each part spent per offered call during the step."""
+        per_call = self.cpu_window_s * 1000 / max(self.offered, 1)
+        return {
+            k: round(v * per_call, 2)
+            for k, v in self.cpu_cores.items()
+            if k not in ("machine_busy", "other")
+        }
 
     @property
     def passed(self) -> bool:
@@ -284,6 +294,7 @@ class StepResult:
             "decision_ms": dist(self.decision_ms) if self.path == "centrex" else None,
             "daemon_log": self.daemon_log or None,
             "cpu_cores": {k: round(v, 3) for k, v in self.cpu_cores.items()},
+            "cpu_ms_per_call": self.cpu_ms_per_call(),
             "asterisk_top_threads": {k: round(v, 3) for k, v in self.asterisk_threads.items()},
             "pg_sessions": self.pg_sessions or None,
         }
@@ -598,7 +609,7 @@ class Bench:
             threads = dict(sorted(deltas.items(), key=lambda kv: -kv[1])[:5])
         return cores, threads
 
-    def drain(self, path: str, timeout: float = 40) -> bool:
+    def drain(self, path: str, timeout: float = 20) -> bool:
         """Wait until Asterisk has no channel left and, on the centrex path, the daemon has
         released every call. Calls sipp gave up on (it sends no CANCEL) can linger: after
         ``timeout`` they are hung up over ARI, so the next step starts clean. False then."""
@@ -702,6 +713,7 @@ class Bench:
         result.wall_s = time.monotonic() - started
         result.sipp_exit = proc.returncode
         result.cpu_cores, result.asterisk_threads = self.cpu_delta(before, after, uac_cpu)
+        result.cpu_window_s = after["t"] - before["t"]
         if samples:
             result.pg_sessions = {
                 f"{stat}_{agg}": round(fn([x[stat] for x in samples]), 1)
@@ -837,6 +849,7 @@ class Bench:
                 "invite_180_ms": dist(r.invite_180_ms),
                 "decision_ms": dist(r.decision_ms) if path == "centrex" else None,
                 "cpu_cores": {k: round(v, 3) for k, v in r.cpu_cores.items()},
+                "cpu_ms_per_call": r.cpu_ms_per_call(),
             }
         return out
 
@@ -879,6 +892,21 @@ class Bench:
             "ramp_end": {p: st["stopped_by"] for p, st in state.items()},
             "ratio_centrex_over_bare": None if ratio is None else round(ratio, 3),
             "latency": latency,
+            "cpu_at_max": {
+                p: next(
+                    (
+                        {
+                            "rate_cps": r.rate,
+                            "cores": r.summary()["cpu_cores"],
+                            "ms_per_call": r.cpu_ms_per_call(),
+                        }
+                        for r in self.steps
+                        if r.kind == "ramp" and r.path == p and r.rate == maxima[p]
+                    ),
+                    None,
+                )
+                for p in ("centrex", "bare")
+            },  # fmt: skip
             "steps": [r.summary() for r in self.steps],
             "notes": self.notes,
         }
@@ -931,6 +959,10 @@ def print_report(report: dict[str, Any]) -> None:
         f"p50/p99 centrex {fmt(c['invite_180_ms']['p50'])}/{fmt(c['invite_180_ms']['p99'])} ms, "
         f"bare {fmt(b['invite_180_ms']['p50'])}/{fmt(b['invite_180_ms']['p99'])} ms"
     )
+    for path, at in report["cpu_at_max"].items():
+        if at:
+            cores = ", ".join(f"{k} {v:.2f}" for k, v in at["cores"].items())
+            print(f"CPU cores used at the {path} maximum ({at['rate_cps']} cps): {cores}")
     for note in report["notes"]:
         print(f"note: {note}")
 

@@ -265,3 +265,26 @@ def cutoffs(database_url: str, line_id: str) -> list[tuple[str, str]]:
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, query()).result()
+
+
+def test_asterisk_restart_releases_lost_calls(
+    api, make_line, answering_line, settings, asterisk, control_service, wait_until
+):
+    _, target = answering_line()
+    line, caller = make_line()
+    batch = start_calls(
+        "uac_call_or_busy.xml", server(settings), [(caller.username, caller.password)] * 2,
+        target.username, hold_ms=30000,
+    )  # fmt: skip
+    wait_until(lambda: len(calls_of(api, line)) == 2, 10, "2 calls up")
+    asterisk.stop()
+    asterisk.start()
+    for run in batch.runs:
+        run.process.kill()
+    # The calls died with Asterisk: they stop counting, and the daemon carries on.
+    wait_until(lambda: calls_of(api, line) == [], 15, "lost calls released")
+    port = free_udp_port()
+    device = target.answer(port)
+    target.register(port).expect_success()
+    caller.call(target.username, hold_ms=200).expect_success()
+    device.expect_success()
