@@ -853,6 +853,14 @@ class Bench:
             }
         return out
 
+    def cpu_at(self, path: str, rate: int) -> dict[str, Any] | None:
+        """Who used the CPU during the path's ramp step at ``rate``."""
+        for r in self.steps:
+            if r.kind == "ramp" and r.path == path and r.rate == rate:
+                cores = {k: round(v, 3) for k, v in r.cpu_cores.items()}
+                return {"rate_cps": rate, "cores": cores, "ms_per_call": r.cpu_ms_per_call()}
+        return None
+
     def run(self) -> dict[str, Any]:
         began = time.monotonic()
         started_at = datetime.now(UTC)
@@ -892,21 +900,7 @@ class Bench:
             "ramp_end": {p: st["stopped_by"] for p, st in state.items()},
             "ratio_centrex_over_bare": None if ratio is None else round(ratio, 3),
             "latency": latency,
-            "cpu_at_max": {
-                p: next(
-                    (
-                        {
-                            "rate_cps": r.rate,
-                            "cores": r.summary()["cpu_cores"],
-                            "ms_per_call": r.cpu_ms_per_call(),
-                        }
-                        for r in self.steps
-                        if r.kind == "ramp" and r.path == p and r.rate == maxima[p]
-                    ),
-                    None,
-                )
-                for p in ("centrex", "bare")
-            },  # fmt: skip
+            "cpu_at_max": {p: self.cpu_at(p, maxima[p]) for p in ("centrex", "bare")},
             "steps": [r.summary() for r in self.steps],
             "notes": self.notes,
         }

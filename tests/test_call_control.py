@@ -82,6 +82,17 @@ def server(settings: Settings) -> str:
     return f"{settings.asterisk_host}:{settings.sip_port}"
 
 
+def answered_call(api, settings, line, caller: SipEndpoint, target: SipEndpoint, wait_until):
+    """One call from ``caller`` to ``target``, held until the platform hangs it up; returns
+    once it is answered (its deadline set)."""
+    batch = start_calls(
+        "uac_call_until_cut.xml", server(settings), [(caller.username, caller.password)],
+        target.username, timeout_s=30,
+    )  # fmt: skip
+    wait_until(lambda: calls_of(api, line) and calls_of(api, line)[0]["deadline_at"], 10, "answer")
+    return batch
+
+
 def test_twenty_simultaneous_invites_admit_exactly_two(
     api, make_line, answering_line, settings, control_service, wait_until
 ):
@@ -147,11 +158,7 @@ def test_call_is_cut_at_the_maximum_duration(
 ):
     _, target = answering_line()
     line, caller = make_line(max_call_duration_s=3)
-    run = start_calls(
-        "uac_call_until_cut.xml", server(settings), [(caller.username, caller.password)],
-        target.username, timeout_s=30,
-    )  # fmt: skip
-    wait_until(lambda: calls_of(api, line) and calls_of(api, line)[0]["deadline_at"], 10, "answer")
+    run = answered_call(api, settings, line, caller, target, wait_until)
     (call,) = calls_of(api, line)
     assert call["max_duration_s"] == 3 and call["direction"] == "outbound"
     run.outcomes()
@@ -166,11 +173,7 @@ def test_asterisk_cuts_even_with_the_daemon_dead(
 ):
     _, target = answering_line()
     line, caller = make_line(max_call_duration_s=3)
-    run = start_calls(
-        "uac_call_until_cut.xml", server(settings), [(caller.username, caller.password)],
-        target.username, timeout_s=30,
-    )  # fmt: skip
-    wait_until(lambda: calls_of(api, line) and calls_of(api, line)[0]["deadline_at"], 10, "answer")
+    run = answered_call(api, settings, line, caller, target, wait_until)
     control_service.kill()
     try:
         run.outcomes()
@@ -220,11 +223,7 @@ def test_operator_hangs_up_a_call(api, make_line, answering_line, settings, cont
                                   wait_until):  # fmt: skip
     _, target = answering_line()
     line, caller = make_line()
-    run = start_calls(
-        "uac_call_until_cut.xml", server(settings), [(caller.username, caller.password)],
-        target.username, timeout_s=30,
-    )  # fmt: skip
-    wait_until(lambda: calls_of(api, line) and calls_of(api, line)[0]["answered_at"], 10, "answer")
+    run = answered_call(api, settings, line, caller, target, wait_until)
     (call,) = calls_of(api, line)
     assert api.delete(f"/v1/calls/{call['id']}").status_code == 204
     run.outcomes()
