@@ -72,6 +72,9 @@ FAILS_TO_STOP = 2  # a path stops ramping after this many failed steps in a row
 HOLD_MS = 500  # caller's conversation after the answer, then BYE
 RING_MS = 100  # device: 180 Ringing -> 200 OK
 RECV_TIMEOUT_MS = 10_000  # a call waiting longer than this for an answer counts as failed
+# A step can pass the 1 % bar while calls wait seconds for the daemon: a short step absorbs a
+# backlog as set-up delay. The second maximum also asks for p99 INVITE -> 180 within this.
+SETUP_P99_BAR_MS = 1000
 AMI_LOGGED_IN = "AMI logged in"
 DECISION_RE = re.compile(r"call \S+: .* admitted, dialling .*\((\d+(?:\.\d+)?) ms\)\s*$")
 
@@ -84,7 +87,7 @@ class Mode:
     ramp_budget_s: float  # no new ramp rate is started past this (from the start of the ramp)
 
 
-FULL = Mode("full", 15, (10, 20, 40, 60, 80, 100, 130, 160, 200, 250, 300, 400, 500, 650, 800), 420)
+FULL = Mode("full", 15, (10, 25, 50, 75, 100, 130, 160, 200, 250, 300, 350, 400, 500, 650), 450)
 QUICK = Mode("quick", 5, (10, 40, 80, 130, 200, 300, 400, 500), 100)
 
 
@@ -127,14 +130,14 @@ def proc_cpu_s(pid: int) -> float | None:
 
 
 def thread_cpu_s(pid: int) -> dict[str, float]:
-    """CPU seconds per thread name (threads of one name summed)."""
-    out: Counter[str] = Counter()
+    """CPU seconds per thread, keyed "<name>/<tid>" (to spot one saturated thread)."""
+    out: dict[str, float] = {}
     with contextlib.suppress(OSError):
         for task in Path(f"/proc/{pid}/task").iterdir():
             f = _stat_fields(task / "stat")
             if f is not None:
-                out[f[0]] += (int(f[12]) + int(f[13])) / CLK_TCK
-    return dict(out)
+                out[f"{f[0]}/{task.name}"] = (int(f[12]) + int(f[13])) / CLK_TCK
+    return out
 
 
 def children_of(pid: int) -> list[int]:
@@ -147,12 +150,18 @@ def children_of(pid: int) -> list[int]:
     return kids
 
 
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine."""
+def machine_cpu() -> tuple[float, float, float]:
+    """(busy, total, irq + softirq) jiffies of the whole machine."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + values[4]  # idle + iowait
     total = sum(values[:8])
-    return total - idle, total
+    return total - idle, total, values[5] + values[6]
+
+
+def own_cpu_s() -> float:
+    """This script's own CPU seconds (its sampling of /proc, PostgreSQL and ARI)."""
+    t = os.times()
+    return t.user + t.system
 
 
 def machine_info() -> dict[str, Any]:
@@ -268,12 +277,18 @@ class StepResult:
         return {
             k: round(v * per_call, 2)
             for k, v in self.cpu_cores.items()
-            if k not in ("machine_busy", "other")
+            if k not in ("machine_busy", "other", "bench_script")
         }
 
     @property
     def passed(self) -> bool:
         return self.failed_ratio < FAIL_BAR
+
+    @property
+    def prompt(self) -> bool:
+        """Passed, and set up in time: p99 INVITE -> 180 within SETUP_P99_BAR_MS."""
+        p99 = percentile(self.invite_180_ms, 99)
+        return self.passed and p99 is not None and p99 <= SETUP_P99_BAR_MS
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -287,6 +302,7 @@ class StepResult:
             "failed_pct": round(100 * self.failed_ratio, 2),
             "failed_by_reason": self.failed_by_reason,
             "passed": self.passed,
+            "prompt": self.prompt,
             "wall_s": round(self.wall_s, 2),
             "sipp_exit": self.sipp_exit,
             "drained": self.drained,
@@ -569,7 +585,11 @@ class Bench:
 
     # --- measuring -------------------------------------------------------------------------------
     def cpu_snapshot(self) -> dict[str, Any]:
-        snap: dict[str, Any] = {"t": time.monotonic(), "machine": machine_cpu()}
+        snap: dict[str, Any] = {
+            "t": time.monotonic(),
+            "machine": machine_cpu(),
+            "bench_script": own_cpu_s(),
+        }
         if self.asterisk_pid:
             snap["asterisk"] = proc_cpu_s(self.asterisk_pid) or 0.0
             snap["asterisk_threads"] = thread_cpu_s(self.asterisk_pid)
@@ -587,7 +607,7 @@ class Bench:
     def cpu_delta(a: dict[str, Any], b: dict[str, Any], uac_cpu: float) -> tuple[dict, dict]:
         wall = b["t"] - a["t"]
         cores: dict[str, float] = {}
-        for key in ("asterisk", "daemon", "sipp_uas"):
+        for key in ("asterisk", "daemon", "sipp_uas", "bench_script"):
             if key in a and key in b:
                 cores[key] = (b[key] - a[key]) / wall
         if "postgres_pids" in b:
@@ -598,6 +618,8 @@ class Bench:
         busy = b["machine"][0] - a["machine"][0]
         total = b["machine"][1] - a["machine"][1]
         cores["machine_busy"] = (os.cpu_count() or 1) * busy / max(total, 1)
+        irq = b["machine"][2] - a["machine"][2]
+        cores["kernel_irq"] = (os.cpu_count() or 1) * irq / max(total, 1)
         # Whatever else ran on the machine meanwhile (other users' work, the kernel, this script).
         cores["other"] = cores["machine_busy"] - sum(
             v for k, v in cores.items() if k != "machine_busy"
@@ -606,10 +628,10 @@ class Bench:
         if "asterisk_threads" in a and "asterisk_threads" in b:
             before = a["asterisk_threads"]
             deltas = {n: (v - before.get(n, 0.0)) / wall for n, v in b["asterisk_threads"].items()}
-            threads = dict(sorted(deltas.items(), key=lambda kv: -kv[1])[:5])
+            threads = dict(sorted(deltas.items(), key=lambda kv: -kv[1])[:3])
         return cores, threads
 
-    def drain(self, path: str, timeout: float = 20) -> bool:
+    def drain(self, path: str, timeout: float = 12) -> bool:
         """Wait until Asterisk has no channel left and, on the centrex path, the daemon has
         released every call. Calls sipp gave up on (it sends no CANCEL) can linger: after
         ``timeout`` they are hung up over ARI, so the next step starts clean. False then."""
@@ -807,7 +829,13 @@ class Bench:
 
     def ramp(self) -> dict[str, dict[str, Any]]:
         state = {
-            p: {"max_cps": 0, "fails_in_row": 0, "stopped": False, "stopped_by": None}
+            p: {
+                "max_cps": 0,
+                "prompt_max_cps": 0,
+                "fails_in_row": 0,
+                "stopped": False,
+                "stopped_by": None,
+            }
             for p in ("centrex", "bare")
         }
         started = time.monotonic()
@@ -826,6 +854,8 @@ class Bench:
                     continue
                 r = self.run_step(path, rate, self.mode.step_s)
                 self.log(self.step_line(r))
+                if r.prompt:
+                    st["prompt_max_cps"] = rate
                 if r.passed:
                     st["max_cps"], st["fails_in_row"] = rate, 0
                 else:
@@ -872,8 +902,14 @@ class Bench:
         )
         state = self.ramp()
         maxima = {p: st["max_cps"] for p, st in state.items()}
-        ratio = maxima["centrex"] / maxima["bare"] if maxima["bare"] else None
-        lat_rate = max(2, min(maxima.values()) // 2)
+        prompt = {p: st["prompt_max_cps"] for p, st in state.items()}
+
+        def ratio(m: dict[str, int]) -> float | None:
+            return round(m["centrex"] / m["bare"], 3) if m["bare"] else None
+
+        # A load both paths sustain: half the lower maximum, the stricter one when there is one.
+        basis = prompt if min(prompt.values()) > 0 else maxima
+        lat_rate = max(2, min(basis.values()) // 2)
         self.log(f"latency at {lat_rate} cps (half the lower maximum)")
         latency = self.latency(lat_rate)
         self.set_daemon(False)
@@ -891,14 +927,17 @@ class Bench:
                 "hold_ms": HOLD_MS,
                 "ring_ms": RING_MS,
                 "recv_timeout_ms": RECV_TIMEOUT_MS,
+                "setup_p99_bar_ms": SETUP_P99_BAR_MS,
                 "scenario": "bench/sipp/uac_call.xml (digest auth, 1 caller per path)",
                 "bare_dialplan": f"[{BARE_CONTEXT}] exten => {BARE_EXTEN},1,"
                 "Dial(PJSIP/${EXTEN},60)",
                 "daemon_during_bare_steps": "stopped",
             },
             "max_cps": maxima,
+            "ratio_centrex_over_bare": ratio(maxima),
+            "max_cps_setup_p99_within_bar": prompt,
+            "ratio_setup_p99_within_bar": ratio(prompt),
             "ramp_end": {p: st["stopped_by"] for p, st in state.items()},
-            "ratio_centrex_over_bare": None if ratio is None else round(ratio, 3),
             "latency": latency,
             "cpu_at_max": {p: self.cpu_at(p, maxima[p]) for p in ("centrex", "bare")},
             "steps": [r.summary() for r in self.steps],
@@ -925,7 +964,8 @@ def print_report(report: dict[str, Any]) -> None:
     def cells(st: dict[str, Any] | None, with_decision: bool) -> str:
         if st is None:
             return f"{'-':>13} {'-':>15}" + (f" {'-':>17}" if with_decision else "")
-        fail = f"{st['failed_pct']:.2f}{' ' if st['passed'] else '!'}"
+        mark = " " if st["prompt"] else ("*" if st["passed"] else "!")
+        fail = f"{st['failed_pct']:.2f}{mark}"
         i = st["invite_180_ms"]
         out = f"{fail:>13} {fmt(i['p50']) + '/' + fmt(i['p99']):>15}"
         if with_decision:
@@ -937,13 +977,22 @@ def print_report(report: dict[str, Any]) -> None:
         row = by_rate[rate]
         bare = cells(row.get("bare"), False).replace(f"{'':>3}", "", 1)
         print(f"{rate:>5} | {cells(row.get('centrex'), True)} | {bare}")
-    print("('!' = step failed the 1 % bar)")
+    print(
+        f"('!' = step failed the 1 % bar; '*' = passed it, but p99 INVITE->180 > "
+        f"{SETUP_P99_BAR_MS} ms)"
+    )
     mx = report["max_cps"]
     ratio = report["ratio_centrex_over_bare"]
     print(
         f"max cps with < 1 % failed: centrex {mx['centrex']}, bare {mx['bare']}, "
         f"ratio {fmt(ratio, digits=2)}   (ramp end: centrex: {report['ramp_end']['centrex']}; "
         f"bare: {report['ramp_end']['bare']})"
+    )
+    mp = report["max_cps_setup_p99_within_bar"]
+    print(
+        f"max cps with < 1 % failed and p99 INVITE->180 <= {SETUP_P99_BAR_MS} ms: centrex "
+        f"{mp['centrex']}, bare {mp['bare']}, ratio "
+        f"{fmt(report['ratio_setup_p99_within_bar'], digits=2)}"
     )
     lat = report["latency"]
     c, b = lat["centrex"], lat["bare"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from collections import Counter
@@ -11,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import asyncpg
 import httpx
 import pytest
+from helpers import ari_object
 from sip_agent import (
     SipEndpoint,
     call_many,
@@ -269,19 +272,35 @@ def cutoffs(database_url: str, line_id: str) -> list[tuple[str, str]]:
 def test_asterisk_restart_releases_lost_calls(
     api, make_line, answering_line, settings, asterisk, control_service, wait_until
 ):
-    _, target = answering_line()
-    line, caller = make_line()
+    target_line_and_endpoint = answering_line()
+    line_and_caller = make_line()
+    (_, target), (line, caller) = target_line_and_endpoint, line_and_caller
     batch = start_calls(
         "uac_call_or_busy.xml", server(settings), [(caller.username, caller.password)] * 2,
         target.username, hold_ms=30000,
     )  # fmt: skip
     wait_until(lambda: len(calls_of(api, line)) == 2, 10, "2 calls up")
-    asterisk.stop()
+    registrations = control_service.log_text().count(DAEMON_READY)
+    # Asterisk crashes: no Hangup events, the calls simply vanish.
+    os.kill(asterisk.status().pid, signal.SIGKILL)
+    wait_until(lambda: not asterisk.is_running(), 10, "Asterisk dead")
     asterisk.start()
     for run in batch.runs:
         run.process.kill()
-    # The calls died with Asterisk: they stop counting, and the daemon carries on.
+    # The daemon reconnects, and the calls Asterisk lost stop counting.
+    wait_until(
+        lambda: control_service.log_text().count(DAEMON_READY) > registrations, 20, "reconnect"
+    )
     wait_until(lambda: calls_of(api, line) == [], 15, "lost calls released")
+    # astdb syncs to disk about once a second: objects written just before a crash can be lost,
+    # and the reconciler (run on every AMI reconnection) puts them back.
+    for _, endpoint in (line_and_caller, target_line_and_endpoint):
+        for kind in ("auth", "aor", "endpoint"):
+            wait_until(
+                lambda kind=kind, ep=endpoint: ari_object(settings, kind, ep.username),
+                15,
+                f"{kind} restored",
+            )
     port = free_udp_port()
     device = target.answer(port)
     target.register(port).expect_success()
