@@ -200,6 +200,20 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def code_version() -> dict[str, Any]:
+    """Which centrex was measured: the commit, and files changed since (read-only git)."""
+
+    def git(*args: str) -> str:
+        proc = subprocess.run(
+            ["git", "-C", str(BENCH_DIR.parent), *args],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return proc.stdout.strip()
+
+    changed = [ln[3:] for ln in git("status", "--porcelain", "--", "centrex").splitlines()]
+    return {"commit": git("rev-parse", "--short", "HEAD") or None, "uncommitted": changed}
+
+
 def ami_action(settings: Settings, action: dict[str, str]) -> dict[str, str]:
     """One AMI action on a fresh connection (login with events off): its response headers."""
 
@@ -895,6 +909,7 @@ class Bench:
         began = time.monotonic()
         started_at = datetime.now(UTC)
         machine = machine_info()
+        code = code_version()
         self.setup()
         self.smoke()
         self.log(
@@ -919,6 +934,7 @@ class Bench:
             "started_at": started_at.isoformat(timespec="seconds"),
             "elapsed_s": round(time.monotonic() - began, 1),
             "machine": {**machine, "asterisk": self.asterisk_version},
+            "code": code,
             "method": {
                 "step_s": self.mode.step_s,
                 "rates_cps": list(self.mode.rates),

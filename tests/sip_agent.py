@@ -5,6 +5,8 @@ Each helper starts one sipp process; ``SippRun`` keeps its output for assertion 
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
 import socket
 import string
@@ -17,10 +19,27 @@ SCENARIOS = Path(__file__).parent / "sipp"
 SIPP = shutil.which("sipp") or "sipp"
 
 
-def free_udp_port() -> int:
+_next_port = itertools.count(30000 + (os.getpid() % 100) * 40, 4)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_udp_port() -> int:
+    """A port block (port .. port+3, sipp uses the next ones for RTP/RTCP) that no other sipp
+    of this test run was given: ephemeral ports from the kernel collide among 50 sipps."""
+    for port in _next_port:
+        if port > 39990:
+            raise RuntimeError("ran out of test ports")
+        if all(_bindable(p) for p in range(port, port + 4)):
+            return port
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -154,7 +173,8 @@ class CallBatch:
         """Each calling line's outcomes, in the order of the callers given."""
         results = []
         for run in self.runs:
-            run.wait(timeout)
+            code = run.wait(timeout)
+            assert code in (0, 1), f"sipp exited {code}\n{run.output}"
             o = _counts(run)
             assert o.failed == 0, f"{o}\n{run.output}"
             results.append(o)

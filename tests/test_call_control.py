@@ -129,7 +129,12 @@ def test_fifty_lines_five_attempts_each(
     assert max(peak[ep.username] for _, ep in lines) == 2, peak
     # ... and each line got exactly 2 answered and 3 busy.
     per_line = batch.per_caller()
-    assert all((o.answered, o.busy) == (2, 3) for o in per_line), per_line
+    wrong = [
+        (ep.username, o)
+        for (_, ep), o in zip(lines, per_line, strict=True)
+        if (o.answered, o.busy) != (2, 3)
+    ]
+    assert not wrong, wrong
     wait_until(lambda: all(calls_of(api, ln) == [] for ln, _ in lines), 10, "all released")
 
 
