@@ -5,9 +5,10 @@ Thin on purpose: one method per ARI resource used, errors mapped to :mod:`.error
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import httpx
 
@@ -37,8 +38,20 @@ HANGUP_REASONS = frozenset(
 )
 
 
-class AriClient:
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 5.0) -> None:
+class AriTransport(Protocol):
+    """Carries one ARI REST request; raises :class:`AsteriskUnavailable` when it can't."""
+
+    async def send(
+        self, method: str, path: str, params: Mapping[str, Any] | None, json_body: Any
+    ) -> tuple[int, str]: ...  # status code, body text
+
+    async def aclose(self) -> None: ...
+
+
+class HttpTransport:
+    """ARI over HTTP: for the API and the reconciler, which have no events websocket."""
+
+    def __init__(self, base_url: str, username: str, password: str, timeout: float) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             auth=(username, password),
@@ -47,17 +60,40 @@ class AriClient:
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
         )
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
-        return cls(
-            settings.ari_url,
-            settings.ari_username,
-            settings.ari_password.get_secret_value(),
-            settings.asterisk_timeout_s,
-        )
+    async def send(
+        self, method: str, path: str, params: Mapping[str, Any] | None, json_body: Any
+    ) -> tuple[int, str]:
+        try:
+            response = await self._http.request(method, path, params=params, json=json_body)
+        except (httpx.TransportError, httpx.TimeoutException) as exc:
+            raise AsteriskUnavailable(
+                f"ARI {method} {path}: {type(exc).__name__}: {exc or 'no answer'}"
+            ) from exc
+        return response.status_code, response.text
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+class AriClient:
+    """The ARI resources centrex uses, over HTTP or over the events websocket."""
+
+    def __init__(self, transport: AriTransport) -> None:
+        self.transport = transport
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(
+            HttpTransport(
+                settings.ari_url,
+                settings.ari_username,
+                settings.ari_password.get_secret_value(),
+                settings.asterisk_timeout_s,
+            )
+        )
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -74,23 +110,14 @@ class AriClient:
         json: Any = None,
         ok_missing: bool = False,
     ) -> Any:
-        try:
-            response = await self._http.request(method, path, params=params, json=json)
-        except (httpx.TransportError, httpx.TimeoutException) as exc:
-            raise AsteriskUnavailable(
-                f"ARI {method} {path}: {type(exc).__name__}: {exc or 'no answer'}"
-            ) from exc
-        if response.status_code == 404 and ok_missing:
+        status, body = await self.transport.send(method, path, params, json)
+        if status == 404 and ok_missing:
             return None
-        if response.status_code >= 500:
-            raise AsteriskUnavailable(
-                f"ARI {method} {path}: {response.status_code} {response.text}"
-            )
-        if response.status_code >= 400:
-            raise AsteriskError(f"ARI {method} {path}: {response.status_code} {response.text}")
-        if not response.content:
-            return None
-        return response.json()
+        if status >= 500:
+            raise AsteriskUnavailable(f"ARI {method} {path}: {status} {body}")
+        if status >= 400:
+            raise AsteriskError(f"ARI {method} {path}: {status} {body}")
+        return jsonlib.loads(body) if body else None
 
     # --- /asterisk ----------------------------------------------------------------------------
     async def info(self) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from panoramisk.message import Message
 
 from centrex.asterisk.ami import AmiClient
 from centrex.asterisk.ari import AriClient
-from centrex.asterisk.ari_events import stream_events
+from centrex.asterisk.ari_events import AriWebSocket
 from centrex.asterisk.errors import AsteriskError
 from centrex.config import Settings
 from centrex.control.call_registry import AdmittedCall, CallRef, CallRegistry
@@ -203,7 +203,7 @@ class CallControl:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def on_ari_event(self, event: dict[str, Any]) -> None:
+    def on_ari_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "CentrexConnected":
             self.connected.set()
@@ -238,17 +238,21 @@ class CallControl:
                 log.info("call %s: was waiting for a decision; deciding now", channel["id"])
                 self._spawn(self.handle_call(channel))
 
-    async def run(self) -> None:
+    async def run(self, websocket: AriWebSocket) -> None:
         self.ami.on_event("DialEnd", self._on_ami_event)
         self.ami.on_event("Hangup", self._on_ami_event)
         self.ami.start()
         self._spawn(self.sweep_forever())
         backoff = 0.5
+
+        def on_event(event: dict[str, Any]) -> None:
+            nonlocal backoff
+            backoff = 0.5
+            self.on_ari_event(event)
+
         while True:
             try:
-                async for event in stream_events(self.settings):
-                    backoff = 0.5
-                    await self.on_ari_event(event)
+                await websocket.run(on_event)
                 log.warning("ARI events connection closed by Asterisk; reconnecting")
             except asyncio.CancelledError:
                 raise
@@ -267,11 +271,12 @@ async def run_daemon(settings: Settings) -> None:
     # (and forking a PostgreSQL backend for) a new connection per call.
     engine = make_engine(settings.database_url_required, pool_size=20, max_overflow=0)
     registry = CallRegistry(engine, settings.node_name, settings.max_call_duration_s)
-    ari = AriClient.from_settings(settings)
+    websocket = AriWebSocket(settings)
+    ari = AriClient(websocket)  # per-call requests ride the events websocket
     ami = AmiClient.from_settings(settings, events=("DialEnd", "Hangup"))
     control = CallControl(settings, registry, ari, ami)
     try:
-        await control.run()
+        await control.run(websocket)
     finally:
         control.cutoffs.cancel_all()
         ami.close()
