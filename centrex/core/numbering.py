@@ -1,0 +1,108 @@
+"""The French numbering plan, as the contract uses it (art. 2, 9): what kind a number is, and
+what a line dialled. Parsing and E.164 come from ``phonenumbers``; this module only names what
+matters to the operator.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType
+
+FRANCE = "FR"
+COUNTRY_CODE = 33
+
+# Reachable from every line, whatever its restrictions (the law, not the contract).
+EMERGENCY_NUMBERS = frozenset({"15", "17", "18", "112", "114", "115", "119", "191", "196"})
+
+GEOGRAPHIC_ZONES = {
+    "1": "Île-de-France",
+    "2": "Nord-Ouest",
+    "3": "Nord-Est",
+    "4": "Sud-Est",
+    "5": "Sud-Ouest",
+}
+
+
+class NumberKind(enum.StrEnum):
+    geographic = "geographic"  # 01-05, zone by first digit
+    non_geographic = "non_geographic"  # 09
+    special_free = "special_free"  # 0800-0805
+    special_charged = "special_charged"  # 081, 082, 089
+    mobile = "mobile"  # 06, 07: not allocatable here
+
+
+ALLOCATABLE = frozenset(
+    {
+        NumberKind.geographic,
+        NumberKind.non_geographic,
+        NumberKind.special_free,
+        NumberKind.special_charged,
+    }
+)
+
+
+class NumberError(ValueError):
+    """A number that is not a valid French number of a kind this platform knows."""
+
+
+@dataclass(frozen=True)
+class FrenchNumber:
+    e164: str  # "+33142345678"
+    national: str  # "0142345678"
+    kind: NumberKind
+    zone: str | None  # "1".."5" for geographic numbers
+
+    @property
+    def allocatable(self) -> bool:
+        return self.kind in ALLOCATABLE
+
+
+def parse_french_number(text: str) -> FrenchNumber:
+    """``01 42 34 56 78``, ``+33 1 42 34 56 78`` or ``0033142345678`` → a :class:`FrenchNumber`.
+
+    Raises :class:`NumberError` with a sentence an operator can act on.
+    """
+    cleaned = re.sub(r"[\s.\-()]", "", text or "")
+    if not cleaned:
+        raise NumberError("empty number")
+    if cleaned.startswith("00"):
+        cleaned = "+" + cleaned[2:]
+    try:
+        parsed = phonenumbers.parse(cleaned, FRANCE)
+    except NumberParseException as exc:
+        raise NumberError(f"{text!r} is not a phone number: {exc}") from None
+    if parsed.country_code != COUNTRY_CODE:
+        raise NumberError(f"{text!r} is not a French number (+{parsed.country_code})")
+    if not phonenumbers.is_valid_number(parsed):
+        raise NumberError(f"{text!r} is not a valid French number")
+    national = "0" + str(parsed.national_number)
+    kind = _kind(national, phonenumbers.number_type(parsed))
+    if kind is None:
+        raise NumberError(f"{text!r} is of a kind this platform does not handle")
+    zone = national[1] if kind is NumberKind.geographic else None
+    return FrenchNumber(
+        phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
+        national,
+        kind,
+        zone,
+    )
+
+
+def _kind(national: str, number_type: int) -> NumberKind | None:
+    prefix = national[:2]
+    if prefix in {"01", "02", "03", "04", "05"}:
+        return NumberKind.geographic
+    if prefix == "09":
+        return NumberKind.non_geographic
+    if prefix in {"06", "07"} or number_type == PhoneNumberType.MOBILE:
+        return NumberKind.mobile
+    if prefix == "08":
+        if national[:4] in {"0800", "0801", "0802", "0803", "0804", "0805"}:
+            return NumberKind.special_free
+        if national[:3] in {"081", "082", "089"}:
+            return NumberKind.special_charged
+    return None

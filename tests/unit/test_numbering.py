@@ -1,0 +1,39 @@
+import pytest
+
+from centrex.core.numbering import NumberError, NumberKind, parse_french_number
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("text", "e164", "kind", "zone"),
+    [
+        ("01 42 34 56 78", "+33142345678", NumberKind.geographic, "1"),
+        ("+33 5 67 89 01 23", "+33567890123", NumberKind.geographic, "5"),
+        ("0033 4 56 78 90 12", "+33456789012", NumberKind.geographic, "4"),
+        ("09.12.34.56.78", "+33912345678", NumberKind.non_geographic, None),
+        ("0800 12 34 56", "+33800123456", NumberKind.special_free, None),
+        ("0805123456", "+33805123456", NumberKind.special_free, None),
+        ("0820 12 34 56", "+33820123456", NumberKind.special_charged, None),
+        ("0899 12 34 56", "+33899123456", NumberKind.special_charged, None),
+        ("06 12 34 56 78", "+33612345678", NumberKind.mobile, None),
+    ],
+)
+def test_french_numbers(text, e164, kind, zone):
+    number = parse_french_number(text)
+    assert (number.e164, number.kind, number.zone) == (e164, kind, zone)
+    assert number.allocatable == (kind is not NumberKind.mobile)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("", "empty"),
+        ("hello", "not a phone number"),
+        ("+44 20 7946 0958", "not a French number"),
+        ("01 42", "not a valid French number"),
+    ],
+)
+def test_bad_numbers_say_why(text, why):
+    with pytest.raises(NumberError, match=why):
+        parse_french_number(text)
