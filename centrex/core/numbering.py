@@ -106,3 +106,43 @@ def _kind(national: str, number_type: int) -> NumberKind | None:
         if national[:3] in {"081", "082", "089"}:
             return NumberKind.special_charged
     return None
+
+
+class DialledKind(enum.StrEnum):
+    emergency = "emergency"  # a short emergency number: always to the trunk
+    number = "number"  # a full number, E.164 known
+    line = "line"  # another line's SIP username
+    invalid = "invalid"
+
+
+@dataclass(frozen=True)
+class Dialled:
+    kind: DialledKind
+    text: str  # what was dialled
+    e164: str | None = None  # for numbers
+    why: str | None = None  # for invalid input
+
+
+_USERNAME = re.compile(r"^[a-z][a-z0-9]{1,63}$")
+
+
+def classify_dialled(dialled: str) -> Dialled:
+    """What a line dialled: ``112``; ``01 42 …`` (national); ``+44 …`` (E.164); ``0044 …``
+    (international); or another line's SIP username."""
+    text = dialled.strip()
+    if text in EMERGENCY_NUMBERS:
+        return Dialled(DialledKind.emergency, text)
+    if _USERNAME.match(text):
+        return Dialled(DialledKind.line, text)
+    digits = text[1:] if text.startswith("+") else text
+    if not digits.isdigit():
+        return Dialled(DialledKind.invalid, text, why="not a number nor a line")
+    candidate = "+" + text[2:] if text.startswith("00") else text
+    try:
+        parsed = phonenumbers.parse(candidate, FRANCE)
+    except NumberParseException as exc:
+        return Dialled(DialledKind.invalid, text, why=str(exc))
+    if not phonenumbers.is_possible_number(parsed):
+        return Dialled(DialledKind.invalid, text, why="incomplete or too long")
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return Dialled(DialledKind.number, text, e164=e164)

@@ -1,6 +1,12 @@
 import pytest
 
-from centrex.core.numbering import NumberError, NumberKind, parse_french_number
+from centrex.core.numbering import (
+    DialledKind,
+    NumberError,
+    NumberKind,
+    classify_dialled,
+    parse_french_number,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -37,3 +43,22 @@ def test_french_numbers(text, e164, kind, zone):
 def test_bad_numbers_say_why(text, why):
     with pytest.raises(NumberError, match=why):
         parse_french_number(text)
+
+
+@pytest.mark.parametrize(
+    ("dialled", "kind", "e164"),
+    [
+        ("112", DialledKind.emergency, None),
+        ("15", DialledKind.emergency, None),
+        ("0142345678", DialledKind.number, "+33142345678"),
+        ("+33142345678", DialledKind.number, "+33142345678"),
+        ("0044207946095", DialledKind.number, "+44207946095"),
+        ("+12025550123", DialledKind.number, "+12025550123"),
+        ("h7m8g285t8", DialledKind.line, None),
+        ("01423", DialledKind.invalid, None),
+        ("12*34", DialledKind.invalid, None),
+    ],
+)
+def test_classify_dialled(dialled, kind, e164):
+    result = classify_dialled(dialled)
+    assert (result.kind, result.e164) == (kind, e164)
