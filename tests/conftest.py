@@ -5,6 +5,7 @@ is not disturbed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import httpx
@@ -20,8 +21,10 @@ API_TOKEN = "test-operator-token"
 
 
 def _port_block() -> dict[str, int]:
-    # A fixed block away from the defaults (5060/5038/8088) and from the sandbox unit tests.
-    return {"sip_port": 25060, "ami_port": 25038, "http_port": 28088}
+    # A fixed block away from the defaults (5060/5038/8088) and from the sandbox unit tests;
+    # CENTREX_TEST_PORT_OFFSET moves it, so two test runs can share a machine.
+    offset = int(os.environ.get("CENTREX_TEST_PORT_OFFSET", "0"))
+    return {"sip_port": 25060 + offset, "ami_port": 25038 + offset, "http_port": 28088 + offset}
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +39,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         _env_file=None,
         var_dir=tmp_path_factory.mktemp("var"),
         database_url=database_url,
-        asterisk_instance="pytest",
+        asterisk_instance=f"pytest{os.environ.get('CENTREX_TEST_PORT_OFFSET', '')}",
         api_port=free_port(),
         api_token=API_TOKEN,
         ami_secret="test-ami-secret",
