@@ -42,6 +42,10 @@ class Customer(Base):
     # The operator's own account reference, if it has one; unique so a retried POST can't
     # create the same customer twice.
     external_ref: Mapped[str | None] = mapped_column(String(100), unique=True, nullable=True)
+    # Contract art. 9: French numbers only for customers residing in metropolitan France
+    # ("FR"; overseas territories have codes of their own), with supporting documents checked.
+    residence_country: Mapped[str | None] = mapped_column(String(2))
+    documents_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     lines: Mapped[list[Line]] = relationship(back_populates="customer")
@@ -135,3 +139,63 @@ class CallCutoff(Base):
     max_duration_s: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(32))  # "max_duration"
     enforced_by: Mapped[str] = mapped_column(String(16))  # "daemon" | "asterisk"
+
+
+class NumberStatus(enum.StrEnum):
+    free = "free"  # allocatable (once its quarantine, if any, is over)
+    assigned = "assigned"
+
+
+class NumberBlock(Base):
+    """A range of numbers the operator holds, loaded with ``POST /v1/number-blocks``."""
+
+    __tablename__ = "number_blocks"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    first_e164: Mapped[str] = mapped_column(String(16))
+    last_e164: Mapped[str] = mapped_column(String(16))
+    size: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))
+    zone: Mapped[str | None] = mapped_column(String(1))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class PhoneNumber(Base):
+    """One number of the inventory; never sold, transferred or owned (art. 9): assigned."""
+
+    __tablename__ = "numbers"
+    __table_args__ = (
+        Index("ix_numbers_free", "kind", "zone", postgresql_where=text("status = 'free'")),
+    )
+
+    e164: Mapped[str] = mapped_column(String(16), primary_key=True)
+    national: Mapped[str] = mapped_column(String(10), unique=True)
+    block_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("number_blocks.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    zone: Mapped[str | None] = mapped_column(String(1))
+    tier: Mapped[str | None] = mapped_column(String(8))  # silver / gold, from the tier rules
+    status: Mapped[NumberStatus] = mapped_column(
+        Enum(NumberStatus, name="number_status"), default=NumberStatus.free
+    )
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("customers.id"))
+    monthly_fee_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    quarantine_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class NumberTierRule(Base):
+    """An operator's Silver/Gold rule: a pattern over the national number, and its fee."""
+
+    __tablename__ = "number_tier_rules"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tier: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(100))
+    pattern: Mapped[str] = mapped_column(String(200))
+    monthly_fee_cents: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
