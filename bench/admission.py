@@ -76,6 +76,7 @@ RECV_TIMEOUT_MS = 10_000  # a call waiting longer than this for an answer counts
 # backlog as set-up delay. The second maximum also asks for p99 INVITE -> 180 within this.
 SETUP_P99_BAR_MS = 1000
 AMI_LOGGED_IN = "AMI logged in"
+ASTERISK_LOG_RE = re.compile(r"^\[[^\]]*\]\s+([A-Z]+)\[\d+\](?:\[[^\]]*\])?:?\s*(.*)$")
 DECISION_RE = re.compile(r"call \S+: .* admitted, dialling .*\((\d+(?:\.\d+)?) ms\)\s*$")
 
 
@@ -279,6 +280,7 @@ class StepResult:
     cpu_window_s: float = 0.0
     asterisk_threads: dict[str, float] = field(default_factory=dict)
     pg_sessions: dict[str, float] = field(default_factory=dict)
+    asterisk_log: dict[str, int] = field(default_factory=dict)
 
     @property
     def failed_ratio(self) -> float:
@@ -327,6 +329,7 @@ class StepResult:
             "cpu_ms_per_call": self.cpu_ms_per_call(),
             "asterisk_top_threads": {k: round(v, 3) for k, v in self.asterisk_threads.items()},
             "pg_sessions": self.pg_sessions or None,
+            "asterisk_log": self.asterisk_log or None,
         }
 
 
@@ -425,7 +428,7 @@ class Bench:
                 f"{INSTANCE}, or pick other ports/instance"
             )
         self.sandbox.ensure_installed()
-        self.cleanups.append(("asterisk", self.sandbox.remove_instance))
+        self.cleanups.append(("asterisk", self.remove_asterisk))
         self.sandbox.render_config()
         self.sandbox.wipe_provisioned_state()
         self.sandbox.start()
@@ -439,6 +442,13 @@ class Bench:
         self.add_bare_path()
         self.daemon = ServiceProcess("control", s, self.work / "logs")
         self.cleanups.append(("daemon", self.daemon.stop))
+
+    def remove_asterisk(self) -> None:
+        assert self.sandbox is not None
+        if self.keep:
+            with contextlib.suppress(OSError):
+                shutil.copy(self.sandbox.log_file, self.work / "asterisk-messages.log")
+        self.sandbox.remove_instance()
 
     async def _postmaster_pid(self) -> int | None:
         conn = await self._connect()
@@ -711,12 +721,13 @@ class Bench:
         offered = calls or max(1, round(rate * duration_s))
         result = StepResult(path, rate, duration_s, kind, offered=offered)
         log_offset = self.daemon.log_path.stat().st_size if self.daemon.log_path.exists() else 0
+        ast_offset = self.asterisk_log_size()
         argv = [
             SIPP, f"{s.asterisk_host}:{s.sip_port}", "-sf", str(SCENARIOS / "uac_call.xml"),
             "-i", "127.0.0.1", "-p", str(free_udp_port()), "-mp", str(free_udp_port()),
             "-s", self.target, "-au", caller.username, "-ap", caller.password,
             "-key", "caller", caller.username,
-            "-r", str(rate), "-m", str(offered), "-l", "100000", "-d", str(HOLD_MS),
+            "-r", str(rate), "-m", str(offered), "-l", "5000", "-d", str(HOLD_MS),
             "-recv_timeout", str(RECV_TIMEOUT_MS),
             "-timeout", f"{int(duration_s + RECV_TIMEOUT_MS / 1000 + 60)}s", "-timeout_error",
             "-nostdin", "-trace_stat", "-fd", "1", "-trace_rtt", "-rtt_freq", "1",
@@ -777,8 +788,32 @@ class Bench:
                         result.invite_180_ms.append(float(row[1]))
         if path == "centrex":
             self.daemon_log_of_step(result, log_offset)
+        result.asterisk_log = self.asterisk_log_since(ast_offset)
         self.steps.append(result)
         return result
+
+    def asterisk_log_size(self) -> int:
+        assert self.sandbox is not None
+        with contextlib.suppress(OSError):
+            return self.sandbox.log_file.stat().st_size
+        return 0
+
+    def asterisk_log_since(self, offset: int, top: int = 4) -> dict[str, int]:
+        """Asterisk's notices, warnings and errors since ``offset``: the most frequent ones,
+        numbers masked, with their counts."""
+        assert self.sandbox is not None
+        try:
+            with self.sandbox.log_file.open("rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return {}
+        counts: Counter[str] = Counter()
+        for line in text.splitlines():
+            if m := ASTERISK_LOG_RE.match(line):
+                message = re.sub(r"\d+", "N", m.group(2))[:160]
+                counts[f"{m.group(1)} {message}"] += 1
+        return dict(counts.most_common(top))
 
     def daemon_log_of_step(self, result: StepResult, offset: int) -> None:
         assert self.daemon is not None

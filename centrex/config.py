@@ -71,6 +71,14 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How often the daemon checks its calls against Asterisk's."
     )
 
+    # --- numbers ------------------------------------------------------------------------------
+    number_quarantine_s: int = Field(
+        90 * 86400, ge=0, description="A released number rests this long before reallocation."
+    )
+    special_number_monthly_fee_cents: int = Field(
+        1000, ge=0, description="Monthly fee of a special (08) number."
+    )
+
     # --- behaviour ----------------------------------------------------------------------------
     reconcile_interval_s: float = Field(30.0, gt=0)
     asterisk_timeout_s: float = Field(5.0, gt=0, description="Per request to ARI/AMI.")

@@ -46,6 +46,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         ari_password="test-ari-password",
         reconcile_interval_s=2,
         call_sweep_interval_s=1,
+        number_quarantine_s=3,
         **_port_block(),
     )
 

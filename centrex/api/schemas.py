@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -20,10 +20,28 @@ class StrictInput(BaseModel):
 
 class CustomerIn(StrictInput):
     name: Label
+    residence_country: CountryCode | None = None
     external_ref: (
         Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
         | None
     ) = Field(None, description="The operator's own reference for this customer; unique.")
+
+
+CountryCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z]{2}$"),
+    Field(description="ISO 3166-1 alpha-2 country of residence; FR is metropolitan France."),
+]
+
+
+class CustomerPatch(StrictInput):
+    """Residency facts checked by the operator (contract art. 9, French numbers)."""
+
+    name: Label | None = None
+    residence_country: CountryCode | None = None
+    documents_verified: bool | None = Field(
+        None, description="true once the supporting documents were checked; false revokes."
+    )
 
 
 class CustomerOut(BaseModel):
@@ -32,6 +50,8 @@ class CustomerOut(BaseModel):
     id: uuid.UUID
     name: str
     external_ref: str | None
+    residence_country: str | None
+    documents_verified_at: datetime | None
     created_at: datetime
 
 
@@ -104,3 +124,59 @@ class CallOut(BaseModel):
     answered_at: datetime | None
     deadline_at: datetime | None = Field(description="When it will be cut; set once answered.")
     max_duration_s: int
+
+
+class NumberBlockIn(StrictInput):
+    first: str = Field(description="First number of the range, national or E.164.")
+    last: str = Field(description="Last number of the range (at most 10,000 numbers).")
+
+
+class NumberBlockOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    first_e164: str
+    last_e164: str
+    size: int
+    kind: str
+    zone: str | None
+    created_at: datetime
+
+
+class TierRuleIn(StrictInput):
+    tier: Literal["silver", "gold"]
+    name: Label
+    pattern: str = Field(description="Regular expression searched in the national number.")
+    monthly_fee_cents: int = Field(ge=0)
+
+
+class TierRuleOut(TierRuleIn):
+    model_config = ConfigDict(from_attributes=True, extra="ignore")
+
+    id: uuid.UUID
+
+
+class AllocateIn(StrictInput):
+    customer_id: uuid.UUID
+    kind: Literal["geographic", "non_geographic", "special_free", "special_charged"]
+    zone: Literal["1", "2", "3", "4", "5"] | None = Field(
+        None, description="Geographic zone (first digit after 0), for geographic numbers."
+    )
+    number: str | None = Field(
+        None, description="A specific free Silver or Gold number; others are allocated at random."
+    )
+
+
+class NumberOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    e164: str
+    national: str
+    kind: str
+    zone: str | None
+    tier: str | None
+    status: str
+    customer_id: uuid.UUID | None
+    monthly_fee_cents: int
+    assigned_at: datetime | None
+    quarantine_until: datetime | None

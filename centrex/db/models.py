@@ -157,9 +157,7 @@ class NumberBlock(Base):
     size: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(20))
     zone: Mapped[str | None] = mapped_column(String(1))
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class PhoneNumber(Base):
@@ -196,6 +194,4 @@ class NumberTierRule(Base):
     name: Mapped[str] = mapped_column(String(100))
     pattern: Mapped[str] = mapped_column(String(200))
     monthly_fee_cents: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -50,10 +50,20 @@ class ServiceProcess:
         seen = self.log_text().count(marker)
         self.start()
         try:
-            wait_until(lambda: self.log_text().count(marker) > seen, timeout, self.name)
+            wait_until(
+                lambda: self.log_text().count(marker) > seen or not self.running,
+                timeout,
+                self.name,
+            )
+            if not self.running:
+                raise TimeoutError(f"{self.name} exited")
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"{self.name} did not start:\n{self.log_text()[-3000:]}") from None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def stop(self, *, kill: bool = False) -> None:
         if self.process and self.process.poll() is None:

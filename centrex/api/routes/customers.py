@@ -1,21 +1,24 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, status
 from sqlalchemy.exc import IntegrityError
 
 from centrex.api.deps import SessionDep
-from centrex.api.schemas import CustomerIn, CustomerOut
+from centrex.api.schemas import CustomerIn, CustomerOut, CustomerPatch
 from centrex.db.models import Customer
-from centrex.services.errors import Conflict, NotFound
+from centrex.services.errors import Conflict, NotFound, ServiceError
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CustomerOut)
 async def create_customer(body: CustomerIn, session: SessionDep) -> Customer:
-    customer = Customer(name=body.name, external_ref=body.external_ref)
+    customer = Customer(
+        name=body.name, external_ref=body.external_ref, residence_country=body.residence_country
+    )
     session.add(customer)
     try:
         await session.commit()
@@ -32,4 +35,22 @@ async def get_customer(customer_id: uuid.UUID, session: SessionDep) -> Customer:
     customer = await session.get(Customer, customer_id)
     if customer is None:
         raise NotFound("customer_id", f"no customer with id {customer_id}", location="path")
+    return customer
+
+
+@router.patch("/{customer_id}", response_model=CustomerOut)
+async def update_customer(
+    customer_id: uuid.UUID, body: CustomerPatch, session: SessionDep
+) -> Customer:
+    customer = await get_customer(customer_id, session)
+    fields = body.model_fields_set
+    if "name" in fields:
+        if body.name is None:
+            raise ServiceError("name", "a customer's name cannot be null")
+        customer.name = body.name
+    if "residence_country" in fields:
+        customer.residence_country = body.residence_country
+    if "documents_verified" in fields:
+        customer.documents_verified_at = datetime.now(UTC) if body.documents_verified else None
+    await session.commit()
     return customer

@@ -1,0 +1,77 @@
+"""The number inventory: blocks, Silver/Gold rules, allocation and release (contract art. 9)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from centrex.api.deps import SessionDep, SettingsDep
+from centrex.api.schemas import (
+    AllocateIn,
+    NumberBlockIn,
+    NumberBlockOut,
+    NumberOut,
+    TierRuleIn,
+    TierRuleOut,
+)
+from centrex.core.number_tiers import TierRuleError, check_pattern
+from centrex.core.numbering import NumberKind
+from centrex.db.models import NumberBlock, NumberTierRule, PhoneNumber
+from centrex.services import numbers as number_service
+from centrex.services.errors import ServiceError
+
+router = APIRouter(tags=["numbers"])
+
+
+@router.post(
+    "/v1/number-blocks", status_code=status.HTTP_201_CREATED, response_model=NumberBlockOut
+)
+async def load_block(
+    body: NumberBlockIn, session: SessionDep, settings: SettingsDep
+) -> NumberBlock:
+    return await number_service.load_block(
+        session, body.first, body.last, special_fee_cents=settings.special_number_monthly_fee_cents
+    )
+
+
+@router.post(
+    "/v1/number-tier-rules", status_code=status.HTTP_201_CREATED, response_model=TierRuleOut
+)
+async def add_tier_rule(
+    body: TierRuleIn, session: SessionDep, settings: SettingsDep
+) -> NumberTierRule:
+    try:
+        check_pattern(body.pattern)
+    except TierRuleError as exc:
+        raise ServiceError("pattern", str(exc)) from None
+    rule = NumberTierRule(**body.model_dump())
+    session.add(rule)
+    await session.commit()
+    await number_service.reclassify_free_numbers(
+        session, special_fee_cents=settings.special_number_monthly_fee_cents
+    )
+    return rule
+
+
+@router.post("/v1/numbers/allocate", status_code=status.HTTP_201_CREATED, response_model=NumberOut)
+async def allocate(body: AllocateIn, session: SessionDep) -> PhoneNumber:
+    return await number_service.allocate(
+        session,
+        customer_id=body.customer_id,
+        kind=NumberKind(body.kind),
+        zone=body.zone,
+        number=body.number,
+        now=number_service.utcnow(),
+    )
+
+
+@router.get("/v1/numbers/{number}", response_model=NumberOut)
+async def get_number(number: str, session: SessionDep) -> PhoneNumber:
+    return await number_service.get_number(session, number)
+
+
+@router.post("/v1/numbers/{number}/release", response_model=NumberOut)
+async def release(number: str, session: SessionDep, settings: SettingsDep) -> PhoneNumber:
+    found = await number_service.get_number(session, number)
+    return await number_service.release(
+        session, found, now=number_service.utcnow(), quarantine_s=settings.number_quarantine_s
+    )
