@@ -343,15 +343,68 @@ def dist(values: list[float]) -> dict[str, Any]:
     }
 
 
+# Buckets of the daemon's time, first match wins (a stack's frames joined with ";").
+PROFILE_BUCKETS = (
+    ("database (SQLAlchemy ORM + asyncpg)", ("sqlalchemy/", "asyncpg/")),
+    (
+        "ARI: requests and events (websockets/httpx, json)",
+        ("websockets/", "httpx/", "httpcore/", "ari_events", "centrex/asterisk/ari.py", "json/"),
+    ),
+    ("AMI (panoramisk)", ("panoramisk/", "asterisk/ami")),
+    ("logging", ("logging/",)),
+    ("import machinery at run time", ("<frozen importlib",)),
+)
+# Within those: costs worth naming on their own.
+PROFILE_DETAILS = (
+    ("httpcore's failed 'import sniffio' per request", "current_async_library"),
+    ("SQLAlchemy pool pre-ping per checkout", "_async_ping"),
+    ("CallRegistry.admit", "CallRegistry.admit"),
+    ("CallRegistry.mark_answered", "CallRegistry.mark_answered"),
+    ("CallRegistry.release", "CallRegistry.release"),
+    ("ARI set_variable", "AriClient.set_variable"),
+    ("ARI continue_in_dialplan", "AriClient.continue_in_dialplan"),
+)
+
+
+def summarise_py_spy(raw: str) -> dict[str, Any]:
+    """Shares of the daemon's busy samples (py-spy raw format: 'frame;frame;... count')."""
+    buckets: Counter[str] = Counter()
+    details: Counter[str] = Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        if stack.rsplit(";", 1)[-1].startswith("EpollSelector.select"):
+            continue  # waiting for I/O: idle
+        total += n
+        bucket = next(
+            (name for name, needles in PROFILE_BUCKETS if any(x in stack for x in needles)),
+            "event loop, daemon code, other",
+        )
+        buckets[bucket] += n
+        for name, needle in PROFILE_DETAILS:
+            if needle in stack:
+                details[name] += n
+
+    def pct(c: Counter[str]) -> dict[str, float]:
+        return {k: round(100 * v / max(total, 1), 1) for k, v in c.most_common()}
+
+    return {"samples": total, "share_pct": pct(buckets), "of_which_pct": pct(details)}
+
+
 def read_csv_rows(path: Path) -> list[list[str]]:
     return [ln.split(";") for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
 
 
 # --- the bench ------------------------------------------------------------------------------------
 class Bench:
-    def __init__(self, mode: Mode, keep: bool) -> None:
+    def __init__(self, mode: Mode, keep: bool, py_spy: str | None = None) -> None:
         self.mode = mode
         self.keep = keep
+        self.py_spy = py_spy
+        self.profile: dict[str, Any] | None = None
         self.work = Path(tempfile.mkdtemp(prefix="centrex-bench-"))
         self.loop = asyncio.new_event_loop()
         self.cleanups: list[tuple[str, Any]] = []
@@ -921,8 +974,11 @@ class Bench:
         for path in ("centrex", "bare"):
             # A few calls first so connection pools and caches are warm, then the measured step.
             self.run_step(path, rate, 1, kind="warmup", calls=max(5, min(rate, 50)))
+            spy = self.start_py_spy() if path == "centrex" else None
             r = self.run_step(path, rate, self.mode.step_s, kind="latency")
             self.log(self.step_line(r))
+            if spy is not None:
+                self.profile = self.finish_py_spy(spy, rate)
             out[path] = {
                 "failed_pct": round(100 * r.failed_ratio, 2),
                 "invite_180_ms": dist(r.invite_180_ms),
@@ -931,6 +987,36 @@ class Bench:
                 "cpu_ms_per_call": r.cpu_ms_per_call(),
             }
         return out
+
+    # --- where the daemon's time goes (optional: --py-spy) ------------------------------------
+    def start_py_spy(self) -> tuple[subprocess.Popen[bytes], Path] | None:
+        if not self.py_spy or not self.daemon_running():
+            return None
+        assert self.daemon is not None and self.daemon.process is not None
+        out = self.work / "daemon-py-spy.txt"
+        argv = [
+            self.py_spy, "record", "-p", str(self.daemon.process.pid), "-r", "200",
+            "-d", str(int(self.mode.step_s)), "-f", "raw", "-o", str(out), "--nonblocking",
+        ]  # fmt: skip
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return proc, out
+
+    def finish_py_spy(
+        self, spy: tuple[subprocess.Popen[bytes], Path], rate: int
+    ) -> dict[str, Any] | None:
+        proc, out = spy
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if not out.exists():
+            self.notes.append("py-spy gave no profile of the daemon")
+            return None
+        profile = summarise_py_spy(out.read_text(errors="replace"))
+        profile["rate_cps"] = rate
+        shutil.copy(out, RESULTS_DIR / f"daemon-py-spy-{time.strftime('%Y%m%dT%H%M%S')}.txt")
+        return profile
 
     def cpu_at(self, path: str, rate: int) -> dict[str, Any] | None:
         """Who used the CPU during the path's ramp step at ``rate``."""
@@ -991,6 +1077,7 @@ class Bench:
             "ramp_end": {p: st["stopped_by"] for p, st in state.items()},
             "latency": latency,
             "cpu_at_max": {p: self.cpu_at(p, maxima[p]) for p in ("centrex", "bare")},
+            "daemon_profile": self.profile,
             "steps": [r.summary() for r in self.steps],
             "notes": self.notes,
         }
@@ -1057,6 +1144,10 @@ def print_report(report: dict[str, Any]) -> None:
         if at:
             cores = ", ".join(f"{k} {v:.2f}" for k, v in at["cores"].items())
             print(f"CPU cores used at the {path} maximum ({at['rate_cps']} cps): {cores}")
+    if prof := report.get("daemon_profile"):
+        shares = ", ".join(f"{k} {v}%" for k, v in prof["share_pct"].items())
+        print(f"daemon's busy time at {prof['rate_cps']} cps (py-spy): {shares}")
+        print("  of which: " + ", ".join(f"{k} {v}%" for k, v in prof["of_which_pct"].items()))
     for note in report["notes"]:
         print(f"note: {note}")
 
@@ -1065,6 +1156,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="5 s steps, coarser ramp (< 3 min)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument(
+        "--py-spy",
+        metavar="PATH",
+        default=shutil.which("py-spy"),
+        help="py-spy binary: profiles the daemon during the latency step (default: on PATH)",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root (PostgreSQL and Asterisk sandboxes need it)", file=sys.stderr)
@@ -1077,7 +1174,8 @@ def main() -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_term)
-    bench = Bench(QUICK if args.quick else FULL, keep=args.keep)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    bench = Bench(QUICK if args.quick else FULL, keep=args.keep, py_spy=args.py_spy)
     try:
         report = bench.run()
     except KeyboardInterrupt:

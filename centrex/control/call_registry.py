@@ -12,9 +12,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import Row, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from centrex.core.admission import CallLimits, admit_call, call_limits
@@ -43,22 +44,16 @@ class CallRef:
     callee_line_id: uuid.UUID | None
 
 
-def _line_info(line: Line) -> LineInfo:
-    return LineInfo(
-        line.id, line.customer_id, line.sip_username, line.max_calls, line.max_call_duration_s
-    )
-
-
-def _ref(call: ActiveCall) -> CallRef:
-    return CallRef(
-        call.id,
-        call.channel_id,
-        call.max_duration_s,
-        call.answered_at,
-        call.deadline_at,
-        call.caller_line_id,
-        call.callee_line_id,
-    )
+# In CallRef's field order.
+CALL_REF_COLUMNS = (
+    ActiveCall.id,
+    ActiveCall.channel_id,
+    ActiveCall.max_duration_s,
+    ActiveCall.answered_at,
+    ActiveCall.deadline_at,
+    ActiveCall.caller_line_id,
+    ActiveCall.callee_line_id,
+)
 
 
 ADMIT = text(
@@ -74,12 +69,21 @@ class CallRegistry:
         self.node = node
         self.default_max_s = default_max_s
 
+    # The per-call statements below are Core, one autocommit round trip each: no ORM objects,
+    # no transaction bookkeeping, on the path every call takes.
+    async def _run(self, statement: Any) -> list[Row[Any]]:
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return list((await conn.execute(statement)).all())
+
     async def lines_by_username(self, names: set[str]) -> dict[str, LineInfo]:
-        async with self.sessionmaker() as session:
-            rows = await session.scalars(
-                select(Line).where(Line.sip_username.in_(names), Line.deleted_at.is_(None))
-            )
-            return {line.sip_username: _line_info(line) for line in rows}
+        rows = await self._run(
+            select(
+                Line.id, Line.customer_id, Line.sip_username, Line.max_calls,
+                Line.max_call_duration_s,
+            ).where(Line.sip_username.in_(names), Line.deleted_at.is_(None))
+        )  # fmt: skip
+        return {row.sip_username: LineInfo(*row) for row in rows}
 
     async def admit(
         self, *, channel_id: str, caller_username: str | None, dialled: str, now: datetime
@@ -123,34 +127,34 @@ class CallRegistry:
         assert isinstance(route, Admit)
         return AdmittedCall(call_id, route.dial, limits)
 
+    def _this_call(self, channel_id: str) -> Any:
+        return (ActiveCall.node == self.node) & (ActiveCall.channel_id == channel_id)
+
     async def mark_answered(self, channel_id: str, at: datetime) -> CallRef | None:
-        async with self.sessionmaker() as session, session.begin():
-            call = await session.scalar(
-                select(ActiveCall).where(
-                    ActiveCall.node == self.node, ActiveCall.channel_id == channel_id
-                )
+        """Record the answer (the first one counts) and return the call with its deadline."""
+        rows = await self._run(
+            update(ActiveCall)
+            .where(self._this_call(channel_id), ActiveCall.answered_at.is_(None))
+            .values(
+                answered_at=at,
+                deadline_at=at + func.make_interval(0, 0, 0, 0, 0, 0, ActiveCall.max_duration_s),
             )
-            if call is None:
-                return None
-            if call.answered_at is None:
-                call.answered_at = at
-                call.deadline_at = at + timedelta(seconds=call.max_duration_s)
-            return _ref(call)
+            .returning(*CALL_REF_COLUMNS)
+        )
+        if not rows:  # answered already (or not ours): as it stands
+            rows = await self._run(select(*CALL_REF_COLUMNS).where(self._this_call(channel_id)))
+        return CallRef(*rows[0]) if rows else None
 
     async def release(self, channel_id: str) -> CallRef | None:
         """The call is over: it stops counting. Returns what it was, if it was ours."""
-        async with self.sessionmaker() as session, session.begin():
-            call = await session.scalar(
-                delete(ActiveCall)
-                .where(ActiveCall.node == self.node, ActiveCall.channel_id == channel_id)
-                .returning(ActiveCall)
-            )
-            return _ref(call) if call is not None else None
+        rows = await self._run(
+            delete(ActiveCall).where(self._this_call(channel_id)).returning(*CALL_REF_COLUMNS)
+        )
+        return CallRef(*rows[0]) if rows else None
 
     async def calls_on_node(self) -> list[CallRef]:
-        async with self.sessionmaker() as session:
-            rows = await session.scalars(select(ActiveCall).where(ActiveCall.node == self.node))
-            return [_ref(c) for c in rows]
+        rows = await self._run(select(*CALL_REF_COLUMNS).where(ActiveCall.node == self.node))
+        return [CallRef(*row) for row in rows]
 
     async def record_cutoff(self, call: CallRef, *, ended_at: datetime, enforced_by: str) -> None:
         assert call.answered_at is not None
