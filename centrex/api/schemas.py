@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from centrex.db.models import SyncState
 
@@ -180,3 +180,38 @@ class NumberOut(BaseModel):
     monthly_fee_cents: int
     assigned_at: datetime | None
     quarantine_until: datetime | None
+
+
+TrunkName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+HostName = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(?:\d{1,3}(?:\.\d{1,3}){3}|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)$"
+    ),
+]
+
+
+class TrunkIn(StrictInput):
+    name: TrunkName
+    host: HostName = Field(description="The carrier's SIP address; its calls are recognised by it.")
+    port: int = Field(5060, ge=1, le=65535)
+    username: str | None = Field(None, min_length=1, max_length=100)
+    password: str | None = Field(None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def credentials_go_together(self) -> TrunkIn:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: give both or neither")
+        return self
+
+
+class TrunkOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    host: str
+    port: int
+    username: str | None
+    created_at: datetime

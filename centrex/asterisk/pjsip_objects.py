@@ -8,9 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-# Order matters on create (an endpoint names its auth and aor) and is reversed on delete.
+# Order matters on create (an endpoint names its auth and aor, an identify its endpoint) and is
+# reversed on delete.
+PJSIP_OBJECT_TYPES: tuple[str, ...] = ("auth", "aor", "endpoint", "identify")
 LINE_OBJECT_TYPES: tuple[str, ...] = ("auth", "aor", "endpoint")
 LINES_CONTEXT = "centrex-lines"
+TRUNKS_CONTEXT = "centrex-trunks"
+TRUNK_PREFIX = "trunk-"  # line usernames never contain "-": the two can't collide
 # sorcery.conf keeps these types in astdb under one prefix: keys "/centrex/<type>/<id>".
 ASTDB_FAMILY = "centrex"
 
@@ -77,3 +81,58 @@ def line_objects(line: LineSpec) -> list[PjsipObject]:
             },
         ),
     ]
+
+
+@dataclass(frozen=True)
+class TrunkSpec:
+    """The operator's interconnect to the public network."""
+
+    name: str
+    host: str
+    port: int
+    username: str | None  # digest credentials the carrier asks of us, if any
+    password: str | None
+    media_address: str
+
+    @property
+    def endpoint_id(self) -> str:
+        return f"{TRUNK_PREFIX}{self.name}"
+
+
+def trunk_objects(trunk: TrunkSpec) -> list[PjsipObject]:
+    """aor (where the carrier is), endpoint, identify (its calls are recognised by source
+    address), and an outbound auth when the carrier wants credentials."""
+    ident = trunk.endpoint_id
+    endpoint = {
+        "context": TRUNKS_CONTEXT,
+        "disallow": "all",
+        "allow": "alaw,ulaw",
+        "direct_media": "no",
+        "aors": ident,
+        # Caller ID goes out as From and P-Asserted-Identity: the carrier trusts us.
+        "send_pai": "yes",
+        "trust_id_outbound": "yes",
+        "trust_id_inbound": "yes",
+        "media_address": trunk.media_address,
+        "bind_rtp_to_media_address": "yes",
+    }
+    objects = [
+        PjsipObject("aor", ident, {"contact": f"sip:{trunk.host}:{trunk.port}"}),
+        PjsipObject("endpoint", ident, endpoint),
+        PjsipObject("identify", ident, {"endpoint": ident, "match": trunk.host}),
+    ]
+    if trunk.username:
+        endpoint["outbound_auth"] = ident
+        objects.insert(
+            0,
+            PjsipObject(
+                "auth",
+                ident,
+                {
+                    "auth_type": "userpass",
+                    "username": trunk.username,
+                    "password": trunk.password or "",
+                },
+            ),
+        )
+    return objects

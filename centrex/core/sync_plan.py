@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from centrex.asterisk.pjsip_objects import LINE_OBJECT_TYPES, PjsipObject
+from centrex.asterisk.pjsip_objects import PJSIP_OBJECT_TYPES, PjsipObject
 
 ObjectKey = tuple[str, str]  # (type, id)
 
@@ -27,8 +27,10 @@ def normalise(attribute: str, value: str) -> str | frozenset[str]:
         return "yes"
     if low in _FALSE:
         return "no"
-    if attribute in {"allow", "disallow", "aors", "auth"}:
+    if attribute in {"allow", "disallow", "aors", "auth", "outbound_auth"}:
         return frozenset(t for t in _LIST_SPLIT.split(low) if t)
+    if attribute == "match":  # Asterisk writes "127.0.0.1/255.255.255.255" for "127.0.0.1"
+        return frozenset(part.split("/")[0] for part in re.split(r"[,\s]+", low) if part)
     return v
 
 
@@ -64,7 +66,7 @@ def plan_sync(
         current = actual.get(obj.key)
         if current is None or not same_fields(obj.fields, current):
             plan.put.append(obj)
-    order = {t: i for i, t in enumerate(LINE_OBJECT_TYPES)}
+    order = {t: i for i, t in enumerate(PJSIP_OBJECT_TYPES)}
     plan.put.sort(key=lambda o: order.get(o.type, len(order)))
     extra = [key for key in actual if key not in wanted]
     plan.delete = sorted(extra, key=lambda k: -order.get(k[0], -1))

@@ -195,3 +195,19 @@ class NumberTierRule(Base):
     pattern: Mapped[str] = mapped_column(String(200))
     monthly_fee_cents: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Trunk(Base):
+    """The operator's interconnect to the public network (a carrier's SIP peer)."""
+
+    __tablename__ = "trunks"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(32), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer, default=5060, server_default="5060")
+    # Credentials the carrier asks of us, if any. Unlike a line's, this password must be kept:
+    # Asterisk answers the carrier's challenges with it.
+    username: Mapped[str | None] = mapped_column(String(100))
+    password: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

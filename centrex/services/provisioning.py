@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from centrex.asterisk.ari import AriClient
-from centrex.asterisk.pjsip_objects import LINE_OBJECT_TYPES, LineSpec, PjsipObject, line_objects
-from centrex.db.models import Line
+from centrex.asterisk.pjsip_objects import (
+    LINE_OBJECT_TYPES,
+    PJSIP_OBJECT_TYPES,
+    LineSpec,
+    PjsipObject,
+    TrunkSpec,
+    line_objects,
+    trunk_objects,
+)
+from centrex.db.models import Line, Trunk
 
 PJSIP = "res_pjsip"
 
@@ -26,6 +34,18 @@ class AsteriskProjector:
             )
         )
 
+    def trunk_objects(self, trunk: Trunk) -> list[PjsipObject]:
+        return trunk_objects(
+            TrunkSpec(
+                name=trunk.name,
+                host=trunk.host,
+                port=trunk.port,
+                username=trunk.username,
+                password=trunk.password,
+                media_address=self.media_address,
+            )
+        )
+
     async def put(self, obj: PjsipObject) -> None:
         await self.ari.put_object(PJSIP, obj.type, obj.id, obj.fields)
 
@@ -39,3 +59,12 @@ class AsteriskProjector:
     async def remove_line(self, username: str) -> None:
         for object_type in reversed(LINE_OBJECT_TYPES):
             await self.delete(object_type, username)
+
+    async def push_trunk(self, trunk: Trunk) -> None:
+        for obj in self.trunk_objects(trunk):
+            await self.put(obj)
+
+    async def remove_trunk(self, trunk: Trunk) -> None:
+        endpoint_id = self.trunk_objects(trunk)[-1].id
+        for object_type in reversed(PJSIP_OBJECT_TYPES):
+            await self.delete(object_type, endpoint_id)

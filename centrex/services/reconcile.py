@@ -21,12 +21,12 @@ from centrex.asterisk.ami import AmiClient
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
 from centrex.asterisk.pjsip_objects import (
     ASTDB_FAMILY,
-    LINE_OBJECT_TYPES,
+    PJSIP_OBJECT_TYPES,
     PjsipObject,
 )
 from centrex.config import Settings
 from centrex.core.sync_plan import ObjectKey, plan_sync
-from centrex.db.models import Line, SyncState
+from centrex.db.models import Line, SyncState, Trunk
 from centrex.services.provisioning import AsteriskProjector
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def parse_astdb_objects(entries: Mapping[str, str]) -> dict[ObjectKey, dict[str,
     objects: dict[ObjectKey, dict[str, str]] = {}
     for key, value in entries.items():
         object_type, _, object_id = key.partition("/")
-        if object_type not in LINE_OBJECT_TYPES or not object_id:
+        if object_type not in PJSIP_OBJECT_TYPES or not object_id:
             continue
         try:
             fields = json.loads(value)
@@ -60,11 +60,15 @@ async def read_asterisk_objects(ami: AmiClient) -> dict[ObjectKey, dict[str, str
     return parse_astdb_objects(await ami.db_get_tree(ASTDB_FAMILY))
 
 
-async def read_desired_lines(
+async def read_desired_objects(
     session: AsyncSession, projector: AsteriskProjector
 ) -> dict[str, list[PjsipObject]]:
-    rows = await session.scalars(select(Line).where(Line.deleted_at.is_(None)))
-    return {line.sip_username: projector.line_objects(line) for line in rows}
+    """Every object Asterisk should hold, by the line (SIP username) or trunk it belongs to."""
+    lines = await session.scalars(select(Line).where(Line.deleted_at.is_(None)))
+    desired = {line.sip_username: projector.line_objects(line) for line in lines}
+    for trunk in await session.scalars(select(Trunk)):
+        desired[f"trunk:{trunk.name}"] = projector.trunk_objects(trunk)
+    return desired
 
 
 async def reconcile_lines(
@@ -72,7 +76,7 @@ async def reconcile_lines(
 ) -> ReconcileReport:
     actual = await read_asterisk_objects(ami)  # first: see the module docstring
     async with sessionmaker() as session:
-        desired_by_line = await read_desired_lines(session, projector)
+        desired_by_line = await read_desired_objects(session, projector)
     desired = [obj for objs in desired_by_line.values() for obj in objs]
     plan = plan_sync(desired, actual)
     report = ReconcileReport()

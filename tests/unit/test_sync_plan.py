@@ -43,7 +43,12 @@ def test_a_changed_field_is_rewritten():
 
 @pytest.mark.parametrize(
     ("attribute", "a", "b"),
-    [("direct_media", "no", "false"), ("allow", "alaw,ulaw", "(ulaw|alaw)"), ("x", "yes", "1")],
+    [
+        ("direct_media", "no", "false"),
+        ("allow", "alaw,ulaw", "(ulaw|alaw)"),
+        ("x", "yes", "1"),
+        ("match", "127.0.0.1", "127.0.0.1/255.255.255.255"),
+    ],
 )
 def test_normalise(attribute, a, b):
     assert normalise(attribute, a) == normalise(attribute, b)

@@ -1,0 +1,64 @@
+"""Trunks: the operator's interconnects to the public network."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response, status
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from centrex.api.deps import ProjectorDep, SessionDep
+from centrex.api.schemas import TrunkIn, TrunkOut
+from centrex.asterisk.errors import AsteriskError
+from centrex.db.models import Trunk
+from centrex.services.errors import Conflict, NotFound
+
+router = APIRouter(prefix="/v1/trunks", tags=["trunks"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TrunkOut)
+async def create_trunk(body: TrunkIn, session: SessionDep, projector: ProjectorDep) -> Trunk:
+    trunk = Trunk(**body.model_dump())
+    session.add(trunk)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise Conflict("name", f"a trunk named {body.name!r} already exists") from None
+    try:
+        await projector.push_trunk(trunk)
+    except AsteriskError:
+        pass  # saved; the reconciler pushes it when Asterisk answers
+    return trunk
+
+
+@router.get("", response_model=list[TrunkOut])
+async def list_trunks(session: SessionDep) -> list[Trunk]:
+    return list((await session.scalars(select(Trunk).order_by(Trunk.name))).all())
+
+
+async def _get(session: SessionDep, trunk_id: uuid.UUID) -> Trunk:
+    trunk = await session.get(Trunk, trunk_id)
+    if trunk is None:
+        raise NotFound("trunk_id", f"no trunk with id {trunk_id}", location="path")
+    return trunk
+
+
+@router.get("/{trunk_id}", response_model=TrunkOut)
+async def get_trunk(trunk_id: uuid.UUID, session: SessionDep) -> Trunk:
+    return await _get(session, trunk_id)
+
+
+@router.delete("/{trunk_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_trunk(
+    trunk_id: uuid.UUID, session: SessionDep, projector: ProjectorDep
+) -> Response:
+    trunk = await _get(session, trunk_id)
+    await session.delete(trunk)
+    await session.commit()
+    try:
+        await projector.remove_trunk(trunk)
+    except AsteriskError:
+        pass  # the reconciler removes it when Asterisk answers
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
