@@ -80,7 +80,7 @@ async def test_reconciler_is_quiet_when_asterisk_is_in_sync(
     for label in ("quiet-1", "quiet-2"):
         body = {"customer_id": customer["id"], "label": label}
         await asyncio.to_thread(api.post, "/v1/lines", json=body)
-    trunk = {"name": "quiet", "host": "127.0.0.1", "username": "u", "password": "p"}
+    trunk = {"name": "quiet", "host": "127.0.0.3", "username": "u", "password": "p"}
     await asyncio.to_thread(api.post, "/v1/trunks", json=trunk)
     engine = make_engine(settings.database_url_required)
     ami = AmiClient.from_settings(settings)

@@ -1,4 +1,7 @@
-"""Issue 4 (trunks, provisioning part): a trunk is pushed into Asterisk and kept there."""
+"""Issue 4 (trunks, provisioning part): a trunk is pushed into Asterisk and kept there.
+
+Carriers in the tests live on other loopback addresses (127.0.0.2, .3): Asterisk recognises a
+trunk's calls by source address, and the lines all speak from 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_trunk_reaches_asterisk_and_is_repaired(api: httpx.Client, settings, wait_until):
-    body = {"name": "carrier1", "host": "127.0.0.1", "port": 35999,
+    body = {"name": "carrier1", "host": "127.0.0.3", "port": 35999,
             "username": "centrex", "password": "s3cret"}  # fmt: skip
     response = api.post("/v1/trunks", json=body)
     assert response.status_code == 201, response.text
@@ -21,7 +24,7 @@ def test_trunk_reaches_asterisk_and_is_repaired(api: httpx.Client, settings, wai
     assert endpoint["outbound_auth"] == "trunk-carrier1"
     assert endpoint["send_pai"] == "true"
     assert ari_object(settings, "aor", "trunk-carrier1")["contact"].startswith(
-        "sip:127.0.0.1:35999"
+        "sip:127.0.0.3:35999"
     )
     assert ari_object(settings, "identify", "trunk-carrier1")["endpoint"] == "trunk-carrier1"
     # Removed by hand: the reconciler puts it back.
