@@ -75,6 +75,12 @@ RECV_TIMEOUT_MS = 10_000  # a call waiting longer than this for an answer counts
 # A step can pass the 1 % bar while calls wait seconds for the daemon: a short step absorbs a
 # backlog as set-up delay. The second maximum also asks for p99 INVITE -> 180 within this.
 SETUP_P99_BAR_MS = 1000
+# The sandbox gives each instance a block of 1000 RTP ports (centrex.sandbox.asterisk): 4 per call
+# (RTP + RTCP on each of its 2 channels), so at most ~250 calls at once, whatever the CPU. Both
+# paths would then fail on "Unable to create RTP instance" rather than on their own cost, so the
+# bench instance gets a wider range, below every sandbox block (20000+) and the kernel's
+# ephemeral ports (32768+). --sandbox-rtp keeps the 1000-port block.
+BENCH_RTP_RANGE = (10000, 19999)
 AMI_LOGGED_IN = "AMI logged in"
 ASTERISK_LOG_RE = re.compile(r"^\[[^\]]*\]\s+([A-Z]+)\[\d+\](?:\[[^\]]*\])?:?\s*(.*)$")
 DECISION_RE = re.compile(r"call \S+: .* admitted, dialling .*\((\d+(?:\.\d+)?) ms\)\s*$")
@@ -400,8 +406,15 @@ def read_csv_rows(path: Path) -> list[list[str]]:
 
 # --- the bench ------------------------------------------------------------------------------------
 class Bench:
-    def __init__(self, mode: Mode, keep: bool, py_spy: str | None = None) -> None:
+    def __init__(
+        self,
+        mode: Mode,
+        keep: bool,
+        py_spy: str | None = None,
+        rtp_range: tuple[int, int] | None = BENCH_RTP_RANGE,
+    ) -> None:
         self.mode = mode
+        self.rtp_range = rtp_range
         self.keep = keep
         self.py_spy = py_spy
         self.profile: dict[str, Any] | None = None
@@ -485,6 +498,8 @@ class Bench:
         self.sandbox.render_config()
         self.sandbox.wipe_provisioned_state()
         self.sandbox.start()
+        if self.rtp_range:
+            self.widen_rtp(*self.rtp_range)
         status = self.sandbox.status()
         self.asterisk_pid = status.pid
         self.asterisk_version = status.version
@@ -495,6 +510,20 @@ class Bench:
         self.add_bare_path()
         self.daemon = ServiceProcess("control", s, self.work / "logs")
         self.cleanups.append(("daemon", self.daemon.stop))
+
+    def widen_rtp(self, start: int, end: int) -> None:
+        """Rewrite this instance's rtp.conf (not the templates) and reload res_rtp_asterisk."""
+        assert self.sandbox is not None
+        rtp_conf = self.sandbox.host_path(self.sandbox.dirs.etc / "rtp.conf")
+        text = rtp_conf.read_text()
+        text = re.sub(r"(?m)^rtpstart\s*=.*$", f"rtpstart = {start}", text)
+        text = re.sub(r"(?m)^rtpend\s*=.*$", f"rtpend = {end}", text)
+        rtp_conf.write_text(text)
+        self.sandbox.cli("module reload res_rtp_asterisk.so")
+        shown = self.sandbox.cli("rtp show settings")
+        if f"{start} - {end}" not in shown.replace("\t", " ") and str(end) not in shown:
+            raise RuntimeError(f"RTP range not applied:\n{shown}")
+        self.log(f"RTP ports {start}-{end} for this instance")
 
     def remove_asterisk(self) -> None:
         assert self.sandbox is not None
@@ -1069,6 +1098,9 @@ class Bench:
                 "bare_dialplan": f"[{BARE_CONTEXT}] exten => {BARE_EXTEN},1,"
                 "Dial(PJSIP/${EXTEN},60)",
                 "daemon_during_bare_steps": "stopped",
+                "rtp_ports": "sandbox block (1000)"
+                if self.rtp_range is None
+                else f"{self.rtp_range[0]}-{self.rtp_range[1]}",
             },
             "max_cps": maxima,
             "ratio_centrex_over_bare": ratio(maxima),
@@ -1157,6 +1189,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="5 s steps, coarser ramp (< 3 min)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     parser.add_argument(
+        "--sandbox-rtp",
+        action="store_true",
+        help="keep the sandbox's 1000 RTP ports (~250 calls at once) instead of "
+        f"{BENCH_RTP_RANGE[0]}-{BENCH_RTP_RANGE[1]}",
+    )
+    parser.add_argument(
         "--py-spy",
         metavar="PATH",
         default=shutil.which("py-spy"),
@@ -1175,7 +1213,12 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     RESULTS_DIR.mkdir(exist_ok=True)
-    bench = Bench(QUICK if args.quick else FULL, keep=args.keep, py_spy=args.py_spy)
+    bench = Bench(
+        QUICK if args.quick else FULL,
+        keep=args.keep,
+        py_spy=args.py_spy,
+        rtp_range=None if args.sandbox_rtp else BENCH_RTP_RANGE,
+    )
     try:
         report = bench.run()
     except KeyboardInterrupt:

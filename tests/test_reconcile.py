@@ -81,7 +81,7 @@ async def test_reconciler_is_quiet_when_asterisk_is_in_sync(
         body = {"customer_id": customer["id"], "label": label}
         await asyncio.to_thread(api.post, "/v1/lines", json=body)
     trunk = {"name": "quiet", "host": "127.0.0.3", "username": "u", "password": "p"}
-    await asyncio.to_thread(api.post, "/v1/trunks", json=trunk)
+    trunk_id = (await asyncio.to_thread(api.post, "/v1/trunks", json=trunk)).json()["id"]
     engine = make_engine(settings.database_url_required)
     ami = AmiClient.from_settings(settings)
     ami.start()
@@ -94,4 +94,5 @@ async def test_reconciler_is_quiet_when_asterisk_is_in_sync(
     finally:
         ami.close()
         await engine.dispose()
+    await asyncio.to_thread(api.delete, f"/v1/trunks/{trunk_id}")
     assert (second.put, second.deleted, second.failed) == (0, 0, 0), second

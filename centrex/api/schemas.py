@@ -81,6 +81,9 @@ class LinePatch(StrictInput):
     label: Label | None = None
     max_calls: MaxCalls | None = None
     max_call_duration_s: MaxDuration | None = None
+    main_number: str | None = Field(
+        None, description="A number assigned to the line's customer: its caller ID; null: none."
+    )
 
 
 class LineOut(BaseModel):
@@ -93,6 +96,7 @@ class LineOut(BaseModel):
     sip_realm: str
     max_calls: int
     max_call_duration_s: int | None
+    main_number: str | None
     sync_state: SyncState = Field(
         description="synced: Asterisk holds the line; pending: saved, not yet in Asterisk."
     )

@@ -18,9 +18,11 @@ from typing import Any
 from sqlalchemy import Row, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from centrex.asterisk.pjsip_objects import TRUNK_PREFIX
 from centrex.core.admission import CallLimits, admit_call, call_limits
-from centrex.core.routing import Admit, LineInfo, Refuse, route_from_line
-from centrex.db.models import ActiveCall, ActiveCallLeg, CallCutoff, Line
+from centrex.core.numbering import DialledKind, classify_dialled
+from centrex.core.routing import LineInfo, Refuse, route_call
+from centrex.db.models import ActiveCall, ActiveCallLeg, CallCutoff, Line, Trunk
 from centrex.db.session import make_sessionmaker
 
 
@@ -29,6 +31,7 @@ class AdmittedCall:
     call_id: uuid.UUID
     dial: str
     limits: CallLimits
+    caller_id: str | None = None  # E.164 to present on the public network
 
 
 @dataclass(frozen=True)
@@ -76,27 +79,62 @@ class CallRegistry:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             return list((await conn.execute(statement)).all())
 
-    async def lines_by_username(self, names: set[str]) -> dict[str, LineInfo]:
+    async def directory(
+        self, usernames: set[str], numbers: set[str]
+    ) -> tuple[dict[str, LineInfo], dict[str, LineInfo]]:
+        """Live lines by SIP username and by main number (E.164)."""
         rows = await self._run(
             select(
                 Line.id, Line.customer_id, Line.sip_username, Line.max_calls,
-                Line.max_call_duration_s,
-            ).where(Line.sip_username.in_(names), Line.deleted_at.is_(None))
+                Line.max_call_duration_s, Line.main_number,
+            ).where(
+                Line.deleted_at.is_(None),
+                Line.sip_username.in_(usernames) | Line.main_number.in_(numbers),
+            )
         )  # fmt: skip
-        return {row.sip_username: LineInfo(*row) for row in rows}
+        lines = [LineInfo(*row) for row in rows]
+        return (
+            {ln.username: ln for ln in lines},
+            {ln.main_number: ln for ln in lines if ln.main_number},
+        )
+
+    async def outbound_trunk(self) -> str | None:
+        """The trunk calls to the public network leave through: the oldest one."""
+        rows = await self._run(select(Trunk.name).order_by(Trunk.created_at).limit(1))
+        return f"{TRUNK_PREFIX}{rows[0].name}" if rows else None
 
     async def admit(
-        self, *, channel_id: str, caller_username: str | None, dialled: str, now: datetime
-    ) -> AdmittedCall | Refuse | None:
-        """Admit and record the call, or say why not; None if this channel was already
+        self, *, channel_id: str, endpoint: str | None, dialled: str, caller_number: str,
+        now: datetime,
+    ) -> AdmittedCall | Refuse | None:  # fmt: skip
+        """Route, admit and record the call, or say why not; None if this channel was already
         admitted (decided twice around a reconnection): the first decision stands."""
-        lines = await self.lines_by_username({n for n in (caller_username, dialled) if n})
-        caller = lines.get(caller_username) if caller_username else None
-        callee = lines.get(dialled)
-        route = route_from_line(caller, dialled, callee)
+        from_trunk = bool(endpoint and endpoint.startswith(TRUNK_PREFIX))
+        what = classify_dialled(dialled)
+        by_name, by_number = await self.directory(
+            {n for n in (endpoint, dialled) if n and not from_trunk},
+            {what.e164} if what.e164 else set(),
+        )
+        caller = None if from_trunk or endpoint is None else by_name.get(endpoint)
+        target = (
+            by_name.get(dialled)
+            if what.kind is DialledKind.line
+            else by_number.get(what.e164 or "")
+        )
+        trunk = None
+        if (
+            not from_trunk
+            and target is None
+            and what.kind in (DialledKind.number, DialledKind.emergency)
+        ):
+            trunk = await self.outbound_trunk()
+        route = route_call(
+            caller=caller, from_trunk=from_trunk, dialled=what, target=target,
+            trunk_endpoint=trunk,
+        )  # fmt: skip
         if isinstance(route, Refuse):
             return route
-        assert caller is not None  # route_from_line refuses an unknown caller
+        callee = route.target_line
         limits = call_limits(self.default_max_s, caller, callee)
         call_id = uuid.uuid4()
         # One statement in autocommit: the lines' row locks last for the count and the insert
@@ -109,10 +147,10 @@ class CallRegistry:
                     "call_id": call_id,
                     "node": self.node,
                     "channel_id": channel_id,
-                    "direction": "on-net",
-                    "caller": caller.username,
-                    "callee": dialled,
-                    "caller_line": caller.id,
+                    "direction": route.direction,
+                    "caller": caller.username if caller else caller_number,
+                    "callee": what.e164 or dialled,
+                    "caller_line": caller.id if caller else None,
                     "callee_line": callee.id if callee else None,
                     "max_duration_s": limits.max_duration_s,
                     "started_at": now,
@@ -124,8 +162,7 @@ class CallRegistry:
             counts = {uuid.UUID(k): int(v) for k, v in result["counts"].items()}
             # The database applied the limit atomically; the pure rule says which side was full.
             return admit_call(caller, callee, counts) or Refuse("busy", "line at its limit")
-        assert isinstance(route, Admit)
-        return AdmittedCall(call_id, route.dial, limits)
+        return AdmittedCall(call_id, route.dial, limits, route.caller_id)
 
     def _this_call(self, channel_id: str) -> Any:
         return (ActiveCall.node == self.node) & (ActiveCall.channel_id == channel_id)

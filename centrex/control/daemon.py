@@ -72,7 +72,11 @@ class CallControl:
         started = time.perf_counter()
         try:
             decision = await self.registry.admit(
-                channel_id=channel_id, caller_username=caller, dialled=dialled, now=now()
+                channel_id=channel_id,
+                endpoint=caller,
+                dialled=dialled,
+                caller_number=channel.get("caller", {}).get("number", ""),
+                now=now(),
             )
         except Exception:
             log.exception("call %s: no decision (internal error); refusing", channel_id)
@@ -101,6 +105,9 @@ class CallControl:
             f"L({decision.limits.asterisk_limit_ms})U(centrex-answered)"
         )
         try:
+            if decision.caller_id:
+                # Out to the public network as the line's number (From and P-Asserted-Identity).
+                await self.ari.set_variable(channel_id, "CALLERID(num)", decision.caller_id)
             await self.ari.set_variable(channel_id, "CENTREX_DIAL", dial_args)
             await self.ari.continue_in_dialplan(channel_id, DIAL_CONTEXT, dialled or "s")
         except AsteriskError as exc:

@@ -25,10 +25,10 @@ class CallLimits:
 
 
 def admit_call(
-    caller: LineInfo, callee: LineInfo | None, in_progress: Mapping[uuid.UUID, int]
+    caller: LineInfo | None, callee: LineInfo | None, in_progress: Mapping[uuid.UUID, int]
 ) -> Refuse | None:
-    """None if both lines have room for one more call, else why not."""
-    if in_progress.get(caller.id, 0) >= caller.max_calls:
+    """None if the lines involved (one or two) have room for one more call, else why not."""
+    if caller is not None and in_progress.get(caller.id, 0) >= caller.max_calls:
         return Refuse("busy", f"caller line at its limit of {caller.max_calls} calls")  # 486
     if callee is not None and in_progress.get(callee.id, 0) >= callee.max_calls:
         return Refuse("busy", f"called line at its limit of {callee.max_calls} calls")  # 486

@@ -69,6 +69,10 @@ class Line(Base):
     sip_ha1: Mapped[str] = mapped_column(String(32))
     sip_realm: Mapped[str] = mapped_column(String(64))
     max_calls: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    # The line's number: its caller ID outside, and what reaches it from outside.
+    main_number: Mapped[str | None] = mapped_column(
+        String(16), ForeignKey("numbers.e164"), unique=True
+    )
     max_call_duration_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
     sync_state: Mapped[SyncState] = mapped_column(
         Enum(SyncState, name="sync_state"), default=SyncState.pending

@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
 from centrex.core.credentials import generate_credentials
-from centrex.db.models import Customer, Line, SyncState
-from centrex.services.errors import NotFound, ServiceError, UnknownReference
+from centrex.core.numbering import NumberError, parse_french_number
+from centrex.db.models import Customer, Line, PhoneNumber, SyncState
+from centrex.services.errors import Conflict, NotFound, ServiceError, UnknownReference
 from centrex.services.provisioning import AsteriskProjector
 
 log = logging.getLogger(__name__)
@@ -108,12 +109,31 @@ async def update_line(session: AsyncSession, line: Line, changes: dict[str, obje
     """Apply a partial update; limits take effect on the next call the daemon decides."""
     if "label" in changes and changes["label"] is None:
         raise ServiceError("label", "a line's label cannot be null")
+    if changes.get("main_number") is not None:
+        changes["main_number"] = await _main_number(session, line, str(changes["main_number"]))
     for field, value in changes.items():
         if field == "max_calls" and value is None:
             value = DEFAULT_MAX_CALLS
         setattr(line, field, value)
-    await session.commit()
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise Conflict("main_number", "this number is already another line's number") from None
     return line
+
+
+async def _main_number(session: AsyncSession, line: Line, text: str) -> str:
+    try:
+        parsed = parse_french_number(text)
+    except NumberError as exc:
+        raise ServiceError("main_number", str(exc)) from None
+    number = await session.get(PhoneNumber, parsed.e164)
+    if number is None or number.customer_id != line.customer_id:
+        raise ServiceError(
+            "main_number", f"{parsed.national} is not a number assigned to this line's customer"
+        )
+    return number.e164
 
 
 async def delete_line(session: AsyncSession, projector: AsteriskProjector, line: Line) -> bool:
