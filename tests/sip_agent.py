@@ -22,22 +22,22 @@ SIPP = shutil.which("sipp") or "sipp"
 _next_port = itertools.count(30000 + (os.getpid() % 100) * 40, 4)
 
 
-def _bindable(port: int) -> bool:
+def _bindable(port: int, ip: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((ip, port))
         except OSError:
             return False
     return True
 
 
-def free_udp_port() -> int:
+def free_udp_port(ip: str = "127.0.0.1") -> int:
     """A port block (port .. port+3, sipp uses the next ones for RTP/RTCP) that no other sipp
     of this test run was given: ephemeral ports from the kernel collide among 50 sipps."""
     for port in _next_port:
         if port > 39990:
             raise RuntimeError("ran out of test ports")
-        if all(_bindable(p) for p in range(port, port + 4)):
+        if all(_bindable(p, ip) for p in range(port, port + 4)):
             return port
     raise AssertionError("unreachable")
 
@@ -91,6 +91,7 @@ def run_sipp(
     limit: int | None = None,
     timeout_s: int = 30,
     extra: list[str] | None = None,
+    local_ip: str = "127.0.0.1",
 ) -> SippRun:
     workdir = Path(tempfile.mkdtemp(prefix="sipp-"))
     argv = [
@@ -99,7 +100,7 @@ def run_sipp(
         "-sf",
         str(scenario),
         "-i",
-        "127.0.0.1",
+        local_ip,
         "-p",
         str(local_port or free_udp_port()),
         "-mp",
@@ -311,3 +312,37 @@ class SipEndpoint:
             keys={"caller": self.username},
             **kw,  # type: ignore[arg-type]
         )
+
+
+@dataclass
+class Carrier:
+    """The public network, as sipp on its own loopback address: answers what the trunk sends
+    it (keeping every message for the test to read), and places calls into the platform."""
+
+    ip: str
+    port: int
+    server: str  # Asterisk, "127.0.0.1:5060"
+
+    def answer(self, *, calls: int = 1, timeout_s: int = 30) -> SippRun:
+        return run_sipp(
+            _scenario("uas_answer.xml"), self.server, local_port=self.port, local_ip=self.ip,
+            calls=calls, timeout_s=timeout_s, extra=["-d", "100", "-trace_msg"],
+        )  # fmt: skip
+
+    def call(self, number: str, *, caller: str = "+33611223344", hold_ms: int = 300) -> SippRun:
+        return run_sipp(
+            _scenario("uac_noauth.xml"), self.server, service=number, local_ip=self.ip,
+            keys={"caller": caller}, extra=["-d", str(hold_ms)],
+        )  # fmt: skip
+
+    def call_refused(self, number: str, code: int) -> SippRun:
+        return run_sipp(
+            _scenario("uac_noauth_refused.xml.tmpl", code=str(code)), self.server,
+            service=number, local_ip=self.ip, keys={"caller": "+33611223344"},
+        )  # fmt: skip
+
+
+def received_invites(run: SippRun) -> list[str]:
+    """The INVITEs a sipp run with -trace_msg received, as text."""
+    messages = "".join(p.read_text(errors="replace") for p in run.workdir.glob("*_messages.log"))
+    return [m for m in messages.split("----") if "message received" in m and "INVITE sip:" in m]

@@ -106,8 +106,9 @@ class CallControl:
         )
         try:
             if decision.caller_id:
-                # Out to the public network as the line's number (From and P-Asserted-Identity).
-                await self.ari.set_variable(channel_id, "CALLERID(num)", decision.caller_id)
+                # Out to the public network as the line's number (From and P-Asserted-Identity),
+                # with no name: the SIP username is the platform's business, nobody else's.
+                await self.ari.set_variable(channel_id, "CALLERID(all)", f"<{decision.caller_id}>")
             await self.ari.set_variable(channel_id, "CENTREX_DIAL", dial_args)
             await self.ari.continue_in_dialplan(channel_id, DIAL_CONTEXT, dialled or "s")
         except AsteriskError as exc:
