@@ -183,6 +183,7 @@ def up() -> None:
     ensure_env_file(Path("var"))
     settings = _settings()
     typer.echo("== PostgreSQL")
+    cluster = _postgres(settings)  # before DATABASE_URL is set: the cluster we start and stop
     database_url = start_database(settings)
     settings = settings.model_copy(update={"database_url": database_url})
     typer.echo("== Asterisk")
@@ -243,7 +244,7 @@ Ctrl-C stops the API, the daemon, Asterisk and PostgreSQL.
                 child.kill()
         typer.echo("== stopping Asterisk and PostgreSQL")
         sandbox.stop()
-        _postgres(settings).stop()
+        cluster.stop()
 
 
 @app.command()

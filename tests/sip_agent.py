@@ -15,11 +15,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from centrex.sandbox.asterisk import rtp_port_range
+
 SCENARIOS = Path(__file__).parent / "sipp"
 SIPP = shutil.which("sipp") or "sipp"
 
 
 _next_port = itertools.count(30000 + (os.getpid() % 100) * 40, 4)
+# The test Asterisk's own RTP ports (see tests/conftest.py): sipp must never take one of them.
+_RTP_LOW, _RTP_HIGH = rtp_port_range(25060 + int(os.environ.get("CENTREX_TEST_PORT_OFFSET", "0")))
+_ASTERISK_RTP = range(_RTP_LOW, _RTP_HIGH + 1)
 
 
 def _bindable(port: int, ip: str = "127.0.0.1") -> bool:
@@ -37,6 +42,8 @@ def free_udp_port(ip: str = "127.0.0.1") -> int:
     for port in _next_port:
         if port > 39990:
             raise RuntimeError("ran out of test ports")
+        if any(p in _ASTERISK_RTP for p in range(port, port + 4)):
+            continue
         if all(_bindable(p, ip) for p in range(port, port + 4)):
             return port
     raise AssertionError("unreachable")
