@@ -9,14 +9,15 @@ core decides everything else (where the call goes, its maximum duration, why it 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, delete, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from centrex.asterisk.pjsip_objects import TRUNK_PREFIX
 from centrex.core.admission import CallLimits, admit_call, call_limits
@@ -75,9 +76,13 @@ class CallRegistry:
     # The per-call statements below are Core, one autocommit round trip each: no ORM objects,
     # no transaction bookkeeping, on the path every call takes.
     async def _run(self, statement: Any) -> list[Row[Any]]:
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with self._autocommit() as conn:
             return list((await conn.execute(statement)).all())
+
+    @contextlib.asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
     async def directory(
         self, usernames: set[str], numbers: set[str]
@@ -139,8 +144,7 @@ class CallRegistry:
         call_id = uuid.uuid4()
         # One statement in autocommit: the lines' row locks last for the count and the insert
         # only (see migration 0003), never across this process's event loop.
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with self._autocommit() as conn:
             result = await conn.scalar(
                 ADMIT,
                 {

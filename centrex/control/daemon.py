@@ -138,7 +138,7 @@ class CallControl:
             return
         self.calls[channel_id] = ref
         self.cutoffs.arm(channel_id, ref.deadline_at)
-        log.info("call %s: answered, cut at %s", channel_id, ref.deadline_at.isoformat())
+        log.debug("call %s: answered, cut at %s", channel_id, ref.deadline_at.isoformat())
 
     async def end_call(self, channel_id: str, *, ended_at: datetime | None = None) -> None:
         async with self._locks[channel_id]:
@@ -150,7 +150,7 @@ class CallControl:
         self._locks.pop(channel_id, None)
         if ref is None:
             return
-        log.info("call %s: ended, released", channel_id)
+        log.debug("call %s: ended, released", channel_id)
         if ref.answered_at is None or cut_by_us or ended_at is None:
             return
         held = (ended_at - ref.answered_at).total_seconds()
@@ -277,7 +277,15 @@ class CallControl:
 async def run_daemon(settings: Settings) -> None:
     # A fixed set of connections: a burst of calls waits its turn for one rather than opening
     # (and forking a PostgreSQL backend for) a new connection per call.
-    engine = make_engine(settings.database_url_required, pool_size=20, max_overflow=0)
+    engine = make_engine(
+        settings.database_url_required,
+        pool_size=20,
+        max_overflow=0,
+        # Every statement of the call path is one autocommit round trip; a broken connection
+        # is dropped by the pool on its first error rather than pinged before every use.
+        isolation_level="AUTOCOMMIT",
+        pool_pre_ping=False,
+    )
     registry = CallRegistry(engine, settings.node_name, settings.max_call_duration_s)
     websocket = AriWebSocket(settings)
     ari = AriClient(websocket)  # per-call requests ride the events websocket
