@@ -386,6 +386,19 @@ class Bench:
         self.control = ServiceProcess("control", self.settings, self.work / "logs")
         await asyncio.to_thread(self.control.start_and_wait, DAEMON_READY, 60)
         await asyncio.sleep(self.settings.call_sweep_interval_s * 2 + 1)  # its startup sweep
+        # CPU at rest, N lines provisioned, no traffic: what the stack costs doing nothing
+        meter = CpuMeter(
+            {
+                "api": self.api_pids,
+                "control": lambda: [self.control.process.pid],
+                "asterisk": self.asterisk_pids,
+                "pg": self.pg_pids,
+            }
+        )
+        meter.start()
+        await asyncio.sleep(10)
+        self.results["idle_cpu_pct"] = idle = meter.stop()
+        log(f"  idle cpu {idle}")
         mem = {
             "api_rss_mib": mib(rss_kib(self.api.process.pid)),
             "control_rss_mib": mib(rss_kib(self.control.process.pid)),
@@ -476,6 +489,7 @@ def print_table(r: dict[str, Any]) -> None:
     for key, val in q.items():
         rows.append((f"quiet reconcile pass, AMI {key} (s)", val.get("pass_s", val.get("error"))))
     rows += [
+        ("idle CPU % (10 s, no traffic)", r.get("idle_cpu_pct")),
         ("RSS api (MiB)", m.get("api_rss_mib")),
         ("RSS control daemon (MiB)", m.get("control_rss_mib")),
         ("RSS asterisk (MiB)", m.get("asterisk_rss_mib")),

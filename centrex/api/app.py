@@ -33,7 +33,7 @@ def _error_body(exc: ServiceError) -> dict:
 def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url_required)
+        engine = make_engine(settings.database_url_required, pool_size=10, max_overflow=10)
         app.state.sessionmaker = make_sessionmaker(engine)
         ari = AriClient.from_settings(settings)
         app.state.ari = ari

@@ -129,12 +129,14 @@ class AmiClient:
         self._manager.register_event(pattern, lambda _m, event: handler(event))
 
     # --- actions ----------------------------------------------------------------------------
-    async def action(self, action: dict[str, str], *, as_list: bool | None = None) -> Any:
+    async def action(
+        self, action: dict[str, str], *, as_list: bool | None = None, within_s: float | None = None
+    ) -> Any:
         if not self.connected:
             raise AsteriskUnavailable(f"AMI not connected (action {action.get('Action')})")
         future = self._manager.send_action(action, as_list=as_list)
         try:
-            result = await asyncio.wait_for(asyncio.shield(future), self.timeout)
+            result = await asyncio.wait_for(asyncio.shield(future), within_s or self.timeout)
         except TimeoutError:
             raise AsteriskUnavailable(f"AMI {action.get('Action')}: no answer") from None
         first = result[0] if isinstance(result, list) else result
@@ -145,7 +147,11 @@ class AmiClient:
     async def db_get_tree(self, family: str) -> dict[str, str]:
         """Every astdb key under ``family`` (keys without the family prefix) and its value."""
         try:
-            result = await self.action({"Action": "DBGetTree", "Family": family}, as_list=True)
+            # The whole family in one answer: ~0.7 s for 30,000 objects, so far more than the
+            # per-request timeout once a platform holds tens of thousands of lines.
+            result = await self.action(
+                {"Action": "DBGetTree", "Family": family}, as_list=True, within_s=300
+            )
         except AsteriskError as exc:
             if "not found" in str(exc).lower() or "database entry" in str(exc).lower():
                 return {}

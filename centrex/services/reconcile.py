@@ -31,6 +31,8 @@ from centrex.services.provisioning import AsteriskProjector
 
 log = logging.getLogger(__name__)
 
+PUSH_CONCURRENCY = 8
+
 
 @dataclass
 class ReconcileReport:
@@ -81,17 +83,28 @@ async def reconcile_lines(
     plan = plan_sync(desired, actual)
     report = ReconcileReport()
     failed_users: set[str] = set()
-    for obj in plan.put:
-        try:
-            await projector.put(obj)
-            report.put += 1
-            report.changed.append(f"{obj.type}/{obj.id}")
-        except AsteriskUnavailable:
-            raise
-        except AsteriskError as exc:
-            report.failed += 1
-            report.errors.append(str(exc))
-            failed_users.add(obj.id)
+    # Writes go type by type (auths, then aors, then endpoints: what an endpoint names exists
+    # before it), each type a few requests at a time: Asterisk works through its sorcery
+    # observers far faster that way than line by line, and a restore of 10,000 lines is not
+    # 30,000 sequential round trips.
+    gate = asyncio.Semaphore(PUSH_CONCURRENCY)
+
+    async def put(obj: PjsipObject) -> None:
+        async with gate:
+            try:
+                await projector.put(obj)
+            except AsteriskUnavailable:
+                raise
+            except AsteriskError as exc:
+                report.failed += 1
+                report.errors.append(str(exc))
+                failed_users.add(obj.id)
+                return
+        report.put += 1
+        report.changed.append(f"{obj.type}/{obj.id}")
+
+    for object_type in PJSIP_OBJECT_TYPES:
+        await asyncio.gather(*(put(o) for o in plan.put if o.type == object_type))
     for object_type, object_id in plan.delete:
         await projector.delete(object_type, object_id)
         # An astdb entry sorcery cannot load (hand-written, or from an older Asterisk) is
