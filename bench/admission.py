@@ -304,6 +304,7 @@ class StepResult:
     asterisk_threads: dict[str, float] = field(default_factory=dict)
     pg_sessions: dict[str, float] = field(default_factory=dict)
     asterisk_log: dict[str, int] = field(default_factory=dict)
+    asterisk_died: bool = False
 
     @property
     def failed_ratio(self) -> float:
@@ -321,7 +322,7 @@ class StepResult:
 
     @property
     def passed(self) -> bool:
-        return self.failed_ratio < FAIL_BAR
+        return self.failed_ratio < FAIL_BAR and not self.asterisk_died
 
     @property
     def prompt(self) -> bool:
@@ -352,6 +353,7 @@ class StepResult:
             "cpu_ms_per_call": self.cpu_ms_per_call(),
             "asterisk_top_threads": {k: round(v, 3) for k, v in self.asterisk_threads.items()},
             "pg_sessions": self.pg_sessions or None,
+            "asterisk_died": self.asterisk_died,
             "asterisk_log": self.asterisk_log or None,
         }
 
@@ -436,6 +438,7 @@ class Bench:
         self.py_spy = py_spy
         self.profile: dict[str, Any] | None = None
         self.noise_retries = mode.noise_retries
+        self.crashes: list[dict[str, str]] = []
         self.work = Path(tempfile.mkdtemp(prefix="centrex-bench-"))
         self.loop = asyncio.new_event_loop()
         self.cleanups: list[tuple[str, Any]] = []
@@ -632,19 +635,25 @@ class Bench:
             ],
             wd,
         )  # fmt: skip
+        self.device_port = port
+        self.register_device()
+        self.log(f"device of {self.target} answering on 127.0.0.1:{port}")
+
+    def register_device(self) -> None:
+        s = self.settings
+        assert s is not None
         register = self._popen(
             [
-                SIPP, server, "-sf", str(SCENARIOS / "register.xml"),
+                SIPP, f"{s.asterisk_host}:{s.sip_port}", "-sf", str(SCENARIOS / "register.xml"),
                 "-i", "127.0.0.1", "-p", str(free_udp_port()), "-m", "1",
                 "-s", self.target, "-au", self.target, "-ap", self.target_password,
-                "-key", "contact_port", str(port), "-key", "expires", "3600",
+                "-key", "contact_port", str(self.device_port), "-key", "expires", "3600",
                 "-timeout", "15s", "-timeout_error", "-nostdin",
             ],
-            wd,
+            self.work / "device",
         )  # fmt: skip
         if register.wait(30) != 0:
             raise RuntimeError(f"the target device could not register (sipp {register.returncode})")
-        self.log(f"device of {self.target} answering on 127.0.0.1:{port}")
 
     def add_bare_path(self) -> None:
         """A caller endpoint that is no centrex line, and a context that just dials."""
@@ -664,6 +673,15 @@ class Bench:
                 r = ari.put(f"/asterisk/config/dynamic/res_pjsip/{kind}/{username}", json=body)
                 if r.status_code >= 300:
                     raise RuntimeError(f"ARI PUT {kind}/{username}: {r.status_code} {r.text}")
+        self.add_bare_context()
+        self.callers["bare"] = Caller("bare", username, password)
+        self.log(f"bare path: endpoint {username}, context {BARE_CONTEXT} -> Dial(PJSIP/...,60)")
+
+    def add_bare_context(self) -> None:
+        """[bench-bare] exten => _[0-9a-zA-Z]!,1,Dial(PJSIP/${EXTEN},60), over AMI: in memory
+        only, never in asterisk-config/."""
+        s = self.settings
+        assert s is not None and self.sandbox is not None
         answer = ami_action(
             s,
             {
@@ -677,12 +695,32 @@ class Bench:
         )
         if answer.get("Response") != "Success":
             raise RuntimeError(f"AMI DialplanExtensionAdd: {answer}")
-        assert self.sandbox is not None
         shown = self.sandbox.cli(f"dialplan show {BARE_CONTEXT}")
         if "Dial(PJSIP/${EXTEN},60)" not in shown:
             raise RuntimeError(f"context {BARE_CONTEXT} not as expected:\n{shown}")
-        self.callers["bare"] = Caller("bare", username, password)
-        self.log(f"bare path: endpoint {username}, context {BARE_CONTEXT} -> Dial(PJSIP/...,60)")
+
+    # --- Asterisk dying under load ---------------------------------------------------------------
+    def asterisk_alive(self) -> bool:
+        return self.asterisk_pid is not None and proc_cpu_s(self.asterisk_pid) is not None
+
+    def recover_asterisk(self, during: str) -> None:
+        """Asterisk died during a step: say how (the kernel's last word on it), start it again
+        with the same state (astdb keeps the endpoints) and carry on."""
+        assert self.sandbox is not None
+        dmesg = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout
+        last = [ln for ln in dmesg.splitlines() if "asterisk" in ln and "segfault" in ln][-1:]
+        why = last[0].split("] ", 1)[-1] if last else "no kernel message"
+        self.notes.append(f"Asterisk died during {during}: {why}")
+        self.log(f"Asterisk died during {during} ({why}); starting it again")
+        self.crashes.append({"during": during, "kernel": why})
+        self.set_daemon(False)
+        self.sandbox.stop()
+        self.sandbox.start()
+        if self.rtp_range:
+            self.widen_rtp(*self.rtp_range)
+        self.asterisk_pid = self.sandbox.status().pid
+        self.add_bare_context()
+        self.register_device()
 
     def _popen(self, argv: list[str], cwd: Path) -> subprocess.Popen[bytes]:
         with (cwd / "sipp.out").open("ab") as out:
@@ -781,6 +819,8 @@ class Bench:
         """Wait until Asterisk has no channel left and, on the centrex path, the daemon has
         released every call. Calls sipp gave up on (it sends no CANCEL) can linger: after
         ``timeout`` they are hung up over ARI, so the next step starts clean. False then."""
+        if not self.asterisk_alive():
+            return False
         clean = True
         deadline = time.monotonic() + timeout
         with self.ari() as ari:
@@ -799,7 +839,8 @@ class Bench:
                     if "id" in channel:
                         with contextlib.suppress(httpx.HTTPError):
                             ari.delete(f"/channels/{channel['id']}")
-                wait_until(lambda: not channels(), 20, "channels hung up")
+                with contextlib.suppress(TimeoutError):
+                    wait_until(lambda: not channels(), 20, "channels hung up")
         if path == "centrex":
             try:
                 wait_until(lambda: self.pg_sample()["active_calls"] == 0, 20, "calls released")
@@ -873,9 +914,14 @@ class Bench:
                 proc.wait()
                 self.notes.append(f"step {wd.name}: sipp killed after its deadline")
                 break
-            if path == "centrex" and time.monotonic() >= next_sample:
-                samples.append(self.pg_sample())
+            if time.monotonic() >= next_sample:
                 next_sample += 0.5
+                if not self.asterisk_alive():  # no point in sipp waiting for it
+                    proc.kill()
+                    proc.wait()
+                    break
+                if path == "centrex":
+                    samples.append(self.pg_sample())
             time.sleep(0.05)
         self.sipps.discard(proc)
         after = self.cpu_snapshot()  # the load window: sipp's run, not the drain after it
@@ -890,6 +936,12 @@ class Bench:
                 for agg, fn in (("mean", lambda v: sum(v) / len(v)), ("max", max))
             }
         result.drained = self.drain(path)
+        if not self.asterisk_alive():
+            result.asterisk_died = True
+            result.asterisk_log = self.asterisk_log_since(ast_offset)
+            self.steps.append(result)
+            self.recover_asterisk(wd.name)
+            return result
 
         stats = sorted(wd.glob("uac_call_*_.csv"))
         if stats:
@@ -983,7 +1035,8 @@ class Bench:
         return (
             f"{r.kind:7} {r.path:7} {r.rate:4d} cps: {r.successful}/{r.offered} ok, "
             f"{100 * r.failed_ratio:5.2f}% failed {'PASS' if r.passed else 'FAIL'}"
-            f"{'' if r.drained else ' (not drained)'}; INVITE->180 p50/p99 "
+            f"{'' if r.drained else ' (not drained)'}{' ASTERISK DIED' if r.asterisk_died else ''}"
+            f"; INVITE->180 p50/p99 "
             f"{fmt(percentile(r.invite_180_ms, 50))}/{fmt(percentile(r.invite_180_ms, 99))} ms"
             f"{dec}; cores {cpu}"
         )
@@ -1031,6 +1084,7 @@ class Bench:
                 r
                 for r in results
                 if r.cpu_cores.get("other_processes", 0) > NOISE_CORES
+                and not r.asterisk_died
                 # ... where it can have changed the verdict: a failed or slow step, a busy machine
                 and (not r.prompt or r.cpu_cores.get("machine_busy", 0) > 1.6)
             ]
@@ -1052,6 +1106,8 @@ class Bench:
                     st["prompt_max_cps"] = rate
                 if r.passed:
                     st["max_cps"], st["fails_in_row"] = rate, 0
+                elif r.asterisk_died:
+                    st["stopped"], st["stopped_by"] = True, "Asterisk died during its step"
                 else:
                     st["fails_in_row"] += 1
                     if st["fails_in_row"] >= FAILS_TO_STOP:
@@ -1173,6 +1229,7 @@ class Bench:
             "latency": latency,
             "cpu_at_max": {p: self.cpu_at(p, maxima[p]) for p in ("centrex", "bare")},
             "daemon_profile": self.profile,
+            "asterisk_deaths": self.crashes,
             "steps": [r.summary() for r in self.steps],
             "notes": self.notes,
         }
