@@ -182,6 +182,33 @@ def machine_cpu() -> tuple[float, float, float]:
     return total - idle, total, values[5] + values[6]
 
 
+def cpu_pressure_us() -> int | None:
+    """PSI: microseconds during which some runnable task waited for a CPU (since boot)."""
+    try:
+        for line in Path("/proc/pressure/cpu").read_text().splitlines():
+            if line.startswith("some "):
+                return int(line.rsplit("total=", 1)[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def runqueue_wait_s(pid: int, all_threads: bool = False) -> float | None:
+    """Seconds a process's main thread (or all its threads) spent runnable, waiting for a CPU."""
+    paths = (
+        list(Path(f"/proc/{pid}/task").glob("*/schedstat"))
+        if all_threads
+        else [Path(f"/proc/{pid}/schedstat")]
+    )
+    total = 0
+    try:
+        for path in paths:
+            total += int(path.read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / 1e9
+
+
 def own_cpu_s() -> float:
     """This script's own CPU seconds (its sampling of /proc, PostgreSQL and ARI)."""
     t = os.times()
@@ -305,6 +332,7 @@ class StepResult:
     pg_sessions: dict[str, float] = field(default_factory=dict)
     asterisk_log: dict[str, int] = field(default_factory=dict)
     asterisk_died: bool = False
+    contention: dict[str, float] = field(default_factory=dict)
 
     @property
     def failed_ratio(self) -> float:
@@ -314,11 +342,8 @@ class StepResult:
     def cpu_ms_per_call(self) -> dict[str, float]:
         """CPU time each part spent per offered call during the step."""
         per_call = self.cpu_window_s * 1000 / max(self.offered, 1)
-        return {
-            k: round(v * per_call, 2)
-            for k, v in self.cpu_cores.items()
-            if k not in ("machine_busy", "other", "other_processes", "bench_script")
-        }
+        users = ("asterisk", "daemon", "postgres", "sipp_uac", "sipp_uas", "kernel_irq")
+        return {k: round(v * per_call, 2) for k, v in self.cpu_cores.items() if k in users}
 
     @property
     def passed(self) -> bool:
@@ -354,6 +379,7 @@ class StepResult:
             "asterisk_top_threads": {k: round(v, 3) for k, v in self.asterisk_threads.items()},
             "pg_sessions": self.pg_sessions or None,
             "asterisk_died": self.asterisk_died,
+            "contention": {k: round(v, 2) for k, v in self.contention.items()} or None,
             "asterisk_log": self.asterisk_log or None,
         }
 
@@ -752,13 +778,17 @@ class Bench:
             "machine": machine_cpu(),
             "bench_script": own_cpu_s(),
             "processes": all_processes(),
+            "psi_us": cpu_pressure_us(),
         }
         if self.asterisk_pid:
             snap["asterisk"] = proc_cpu_s(self.asterisk_pid) or 0.0
             snap["asterisk_threads"] = thread_cpu_s(self.asterisk_pid)
+        if self.asterisk_pid:
+            snap["asterisk_wait"] = runqueue_wait_s(self.asterisk_pid, all_threads=True)
         if self.daemon_running():
             assert self.daemon and self.daemon.process
             snap["daemon"] = proc_cpu_s(self.daemon.process.pid) or 0.0
+            snap["daemon_wait"] = runqueue_wait_s(self.daemon.process.pid)
         if self.postmaster_pid:
             pids = [self.postmaster_pid, *children_of(self.postmaster_pid)]
             snap["postgres_pids"] = {p: proc_cpu_s(p) or 0.0 for p in pids}
@@ -766,11 +796,13 @@ class Bench:
             snap["sipp_uas"] = proc_cpu_s(self.uas.pid) or 0.0
         return snap
 
-    def cpu_delta(self, a: dict[str, Any], b: dict[str, Any], uac_cpu: float) -> tuple[dict, dict]:
+    def cpu_delta(
+        self, a: dict[str, Any], b: dict[str, Any], uac_cpu: float
+    ) -> tuple[dict, dict, dict]:
         wall = b["t"] - a["t"]
         cores: dict[str, float] = {}
         for key in ("asterisk", "daemon", "sipp_uas", "bench_script"):
-            if key in a and key in b:
+            if key in a and key in b and b[key] >= a[key]:  # not a process that died meanwhile
                 cores[key] = (b[key] - a[key]) / wall
         if "postgres_pids" in b:
             before = a.get("postgres_pids", {})
@@ -788,12 +820,21 @@ class Bench:
         )
         # Of which: other people's processes (not this script, its children, Asterisk, Postgres).
         cores["other_processes"] = self.foreign_cpu_s(a["processes"], b["processes"]) / wall
+        # Contention: time spent runnable but waiting for a CPU.
+        contention: dict[str, float] = {}
+        if a.get("psi_us") is not None and b.get("psi_us") is not None:
+            contention["psi_cpu_some_pct"] = 100 * (b["psi_us"] - a["psi_us"]) / 1e6 / wall
+        for key, name in (("daemon_wait", "daemon_loop_waiting_for_cpu_pct"),
+                          ("asterisk_wait", "asterisk_threads_waiting_for_cpu")):  # fmt: skip
+            if a.get(key) is not None and b.get(key) is not None and b[key] >= a[key]:
+                share = (b[key] - a[key]) / wall
+                contention[name] = 100 * share if name.endswith("pct") else share
         threads: dict[str, float] = {}
         if "asterisk_threads" in a and "asterisk_threads" in b:
             before = a["asterisk_threads"]
             deltas = {n: (v - before.get(n, 0.0)) / wall for n, v in b["asterisk_threads"].items()}
             threads = dict(sorted(deltas.items(), key=lambda kv: -kv[1])[:3])
-        return cores, threads
+        return cores, threads, contention
 
     def foreign_cpu_s(
         self, a: dict[int, tuple[float, int]], b: dict[int, tuple[float, int]]
@@ -927,7 +968,9 @@ class Bench:
         after = self.cpu_snapshot()  # the load window: sipp's run, not the drain after it
         result.wall_s = time.monotonic() - started
         result.sipp_exit = proc.returncode
-        result.cpu_cores, result.asterisk_threads = self.cpu_delta(before, after, uac_cpu)
+        result.cpu_cores, result.asterisk_threads, result.contention = self.cpu_delta(
+            before, after, uac_cpu
+        )
         result.cpu_window_s = after["t"] - before["t"]
         if samples:
             result.pg_sessions = {
@@ -1026,6 +1069,11 @@ class Bench:
                 f" decision p50/p99 {fmt(percentile(r.decision_ms, 50))}/"
                 f"{fmt(percentile(r.decision_ms, 99))} ms"
             )
+        if r.contention:
+            w = r.contention
+            dec += f"; waiting for a CPU: psi {w.get('psi_cpu_some_pct', 0):.0f}%"
+            if "daemon_loop_waiting_for_cpu_pct" in w:
+                dec += f", daemon loop {w['daemon_loop_waiting_for_cpu_pct']:.0f}%"
         if r.pg_sessions:
             g = r.pg_sessions
             dec += (
@@ -1133,6 +1181,7 @@ class Bench:
                 "decision_ms": dist(r.decision_ms) if path == "centrex" else None,
                 "cpu_cores": {k: round(v, 3) for k, v in r.cpu_cores.items()},
                 "cpu_ms_per_call": r.cpu_ms_per_call(),
+                "contention": {k: round(v, 2) for k, v in r.contention.items()},
             }
         return out
 
@@ -1171,7 +1220,12 @@ class Bench:
         for r in self.steps:
             if r.kind == "ramp" and r.path == path and r.rate == rate:
                 cores = {k: round(v, 3) for k, v in r.cpu_cores.items()}
-                return {"rate_cps": rate, "cores": cores, "ms_per_call": r.cpu_ms_per_call()}
+                return {
+                    "rate_cps": rate,
+                    "cores": cores,
+                    "ms_per_call": r.cpu_ms_per_call(),
+                    "contention": {k: round(v, 2) for k, v in r.contention.items()},
+                }
         return None
 
     def run(self) -> dict[str, Any]:

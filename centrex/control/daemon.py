@@ -51,11 +51,20 @@ def now() -> datetime:
 
 class CallControl:
     def __init__(
-        self, settings: Settings, registry: CallRegistry, ari: AriClient, ami: AmiClient
+        self,
+        settings: Settings,
+        registry: CallRegistry,
+        ari: AriClient,
+        ami: AmiClient,
+        ari_http: AriClient | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
-        self.ari = ari
+        self.ari = ari  # small per-call requests (over the events websocket in the daemon)
+        # Channel listings can be megabytes: Asterisk 22 builds a websocket frame on its
+        # thread's stack and crashes on a large one (seen at ~1000 channels), so they go over
+        # plain HTTP.
+        self.ari_http = ari_http or ari
         self.ami = ami
         self.connected = asyncio.Event()
         self.calls: dict[str, CallRef] = {}  # this node's calls in progress, by caller channel
@@ -174,7 +183,7 @@ class CallControl:
         longer has; arm the cutoff of those answered while nobody was watching."""
         rows = await self.registry.calls_on_node()  # before the channels: see _release_gone
         try:
-            channels = {c["id"]: c for c in await self.ari.list_channels()}
+            channels = {c["id"]: c for c in await self.ari_http.list_channels()}
         except AsteriskError as exc:
             log.warning("cannot list Asterisk's channels (%s); calls kept as they are", exc)
             return
@@ -232,7 +241,7 @@ class CallControl:
     async def resume_waiting_calls(self) -> None:
         """Calls that entered Stasis while we were disconnected are still waiting: decide them."""
         try:
-            channels = await self.ari.list_channels()
+            channels = await self.ari_http.list_channels()
         except AsteriskError as exc:
             log.warning("could not list channels after connecting: %s", exc)
             return
@@ -289,12 +298,14 @@ async def run_daemon(settings: Settings) -> None:
     registry = CallRegistry(engine, settings.node_name, settings.max_call_duration_s)
     websocket = AriWebSocket(settings)
     ari = AriClient(websocket)  # per-call requests ride the events websocket
+    ari_http = AriClient.from_settings(settings)
     ami = AmiClient.from_settings(settings, events=("DialEnd", "Hangup"))
-    control = CallControl(settings, registry, ari, ami)
+    control = CallControl(settings, registry, ari, ami, ari_http)
     try:
         await control.run(websocket)
     finally:
         control.cutoffs.cancel_all()
         ami.close()
         await ari.aclose()
+        await ari_http.aclose()
         await engine.dispose()
