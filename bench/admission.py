@@ -174,12 +174,12 @@ def all_processes() -> dict[int, tuple[float, int]]:
     return out
 
 
-def machine_cpu() -> tuple[float, float, float]:
-    """(busy, total, irq + softirq) jiffies of the whole machine."""
+def machine_cpu() -> tuple[float, float, float, float]:
+    """(busy, total, irq + softirq, steal) jiffies of the whole machine."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + values[4]  # idle + iowait
     total = sum(values[:8])
-    return total - idle, total, values[5] + values[6]
+    return total - idle, total, values[5] + values[6], values[7]
 
 
 def cpu_pressure_us() -> int | None:
@@ -822,6 +822,8 @@ class Bench:
         cores["other_processes"] = self.foreign_cpu_s(a["processes"], b["processes"]) / wall
         # Contention: time spent runnable but waiting for a CPU.
         contention: dict[str, float] = {}
+        steal = b["machine"][3] - a["machine"][3]
+        contention["hypervisor_steal_cores"] = (os.cpu_count() or 1) * steal / max(total, 1)
         if a.get("psi_us") is not None and b.get("psi_us") is not None:
             contention["psi_cpu_some_pct"] = 100 * (b["psi_us"] - a["psi_us"]) / 1e6 / wall
         for key, name in (("daemon_wait", "daemon_loop_waiting_for_cpu_pct"),
