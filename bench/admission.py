@@ -54,7 +54,7 @@ from sqlalchemy.engine import make_url
 from centrex.asterisk.pjsip_objects import LINE_OBJECT_TYPES, LineSpec, line_objects
 from centrex.config import Settings
 from centrex.core.credentials import digest_ha1
-from centrex.sandbox.asterisk import AsteriskSandbox
+from centrex.sandbox.asterisk import AsteriskSandbox, AsteriskSandboxError
 from centrex.sandbox.postgres import find_pg_bin, free_port, migrated_test_database
 from centrex.sandbox.processes import API_READY, DAEMON_READY, ServiceProcess, wait_until
 
@@ -544,7 +544,7 @@ class Bench:
         self.cleanups.append(("asterisk", self.remove_asterisk))
         self.sandbox.render_config()
         self.sandbox.wipe_provisioned_state()
-        self.sandbox.start()
+        self.start_asterisk()
         if self.rtp_range:
             self.widen_rtp(*self.rtp_range)
         status = self.sandbox.status()
@@ -557,6 +557,20 @@ class Bench:
         self.add_bare_path()
         self.daemon = ServiceProcess("control", s, self.work / "logs")
         self.cleanups.append(("daemon", self.daemon.stop))
+
+    def start_asterisk(self, tries: int = 10) -> None:
+        """Start the instance; our ports lie in the kernel's ephemeral range, so another
+        program's outgoing connection may hold one for a moment: wait and try again."""
+        assert self.sandbox is not None
+        for attempt in range(tries):
+            try:
+                self.sandbox.start()
+                return
+            except AsteriskSandboxError as exc:
+                if "ports already in use" not in str(exc) or attempt == tries - 1:
+                    raise
+                self.log(f"{exc}; trying again in 3 s")
+                time.sleep(3)
 
     def widen_rtp(self, start: int, end: int) -> None:
         """Rewrite this instance's rtp.conf (not the templates) and reload res_rtp_asterisk."""
@@ -741,7 +755,7 @@ class Bench:
         self.crashes.append({"during": during, "kernel": why})
         self.set_daemon(False)
         self.sandbox.stop()
-        self.sandbox.start()
+        self.start_asterisk()
         if self.rtp_range:
             self.widen_rtp(*self.rtp_range)
         self.asterisk_pid = self.sandbox.status().pid
