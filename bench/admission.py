@@ -1,6 +1,6 @@
 """Issue 3, "Must measure": what centrex's call admission costs Asterisk.
 
-    .venv/bin/python bench/admission.py [--quick] [--keep]
+    .venv/bin/python bench/admission.py [--quick] [--keep] [--sandbox-rtp] [--py-spy PATH]
 
 Builds a private stack (PostgreSQL, an Asterisk instance named ``bench`` on ports 45060/45038/
 48088, the API just long enough to provision two lines, then the call-control daemon), and drives
@@ -15,9 +15,12 @@ line), with the same sipp scenario, credentials style (digest) and hold time:
 
 1. Admission overhead: steps of sipp at R calls/s for a fixed time, R ramped (centrex at R, then
    bare at R, then the next R), a step passes with < 1 % failed calls; a path stops ramping after
-   two failed steps in a row. Reported: each path's highest passing R and their ratio.
+   two failed steps in a row. Reported: each path's highest passing R and their ratio; and the
+   same with p99 INVITE -> 180 within 1 s (a short step can pass while calls queue for seconds).
 2. Latency at a fixed load (half the lower maximum): p50/p99 of the daemon's decision time (its
    ``admitted ... (x ms)`` log lines) and of INVITE -> 180 Ringing as sipp sees it (rtd 1).
+3. Per step: CPU of each part, CPU contention (PSI, the daemon's run-queue wait), PostgreSQL's
+   sessions, Asterisk's warnings; with --py-spy, where the daemon's time goes.
 
 Writes a table to stdout and ``bench/results/admission-<UTC>.json``. Everything it starts is
 stopped and removed at the end, also on failure and Ctrl-C. See docs/benchmarks.md.
