@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from centrex import __version__
 from centrex.api.deps import require_operator
-from centrex.api.routes import calls, customers, lines, numbers, trunks
+from centrex.api.routes import calls, customers, lines, numbers, ring_groups, trunks
 from centrex.asterisk.ari import AriClient
 from centrex.asterisk.errors import AsteriskUnavailable
 from centrex.config import Settings
@@ -76,4 +76,5 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(calls.router, dependencies=secured)
     app.include_router(numbers.router, dependencies=secured)
     app.include_router(trunks.router, dependencies=secured)
+    app.include_router(ring_groups.router, dependencies=secured)
     return app

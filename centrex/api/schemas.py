@@ -184,6 +184,58 @@ class NumberOut(BaseModel):
     monthly_fee_cents: int
     assigned_at: datetime | None
     quarantine_until: datetime | None
+    line_id: uuid.UUID | None = Field(description="The line this alias number is attached to.")
+    ring_group_id: uuid.UUID | None = Field(
+        description="The ring group this alias number is attached to."
+    )
+
+
+class DestinationIn(StrictInput):
+    """Where an alias number leads: exactly one of a line or a ring group of its customer."""
+
+    line_id: uuid.UUID | None = None
+    ring_group_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def exactly_one(self) -> DestinationIn:
+        if (self.line_id is None) == (self.ring_group_id is None):
+            raise ValueError("give exactly one of line_id and ring_group_id")
+        return self
+
+
+RingTimeout = Annotated[
+    int,
+    Field(ge=5, le=300, description="ring_all: how long all ring; hunt: how long each rings."),
+]
+Members = Annotated[
+    list[uuid.UUID],
+    Field(max_length=32, description="Line ids of the group's customer, in hunt order."),
+]
+
+
+class RingGroupIn(StrictInput):
+    customer_id: uuid.UUID
+    name: Label
+    strategy: Literal["ring_all", "hunt"]
+    ring_timeout_s: RingTimeout = 20
+    members: Members
+
+
+class RingGroupPatch(StrictInput):
+    name: Label | None = None
+    strategy: Literal["ring_all", "hunt"] | None = None
+    ring_timeout_s: RingTimeout | None = None
+    members: Members | None = None
+
+
+class RingGroupOut(BaseModel):
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    name: str
+    strategy: str
+    ring_timeout_s: int
+    members: list[uuid.UUID]
+    created_at: datetime
 
 
 TrunkName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]

@@ -20,10 +20,10 @@ from sqlalchemy import Row, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from centrex.asterisk.pjsip_objects import TRUNK_PREFIX
-from centrex.core.admission import CallLimits, admit_call, call_limits
+from centrex.core.admission import ASTERISK_BACKSTOP_S, CallLimits, admit_call, call_limits
 from centrex.core.numbering import DialledKind, classify_dialled
-from centrex.core.routing import LineInfo, Refuse, route_call
-from centrex.db.models import ActiveCall, ActiveCallLeg, CallCutoff, Line, Trunk
+from centrex.core.routing import LineInfo, NumberTarget, Refuse, RingGroupInfo, route_call
+from centrex.db.models import ActiveCall, ActiveCallLeg, CallCutoff, Line, RingGroup, Trunk
 from centrex.db.session import make_sessionmaker
 
 
@@ -33,6 +33,9 @@ class AdmittedCall:
     dial: str
     limits: CallLimits
     caller_id: str | None = None  # E.164 to present on the public network
+    ring_timeout_s: int | None = None  # a ring group's, instead of the platform's
+    hunt: bool = False  # a hunt: when this member does not answer, ask for the next
+    ring_group_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class CallRef:
     deadline_at: datetime | None
     caller_line_id: uuid.UUID | None
     callee_line_id: uuid.UUID | None
+    ring_group_id: uuid.UUID | None = None
 
 
 # In CallRef's field order.
@@ -57,12 +61,56 @@ CALL_REF_COLUMNS = (
     ActiveCall.deadline_at,
     ActiveCall.caller_line_id,
     ActiveCall.callee_line_id,
+    ActiveCall.ring_group_id,
 )
 
 
 ADMIT = text(
     "SELECT centrex_admit_call(:call_id, :node, :channel_id, :direction, :caller, :callee,"
-    " :caller_line, :callee_line, :max_duration_s, :started_at)"
+    " :caller_line, :callee_line, :max_duration_s, :started_at, :ring_group, :members, :hunt)"
+)
+HUNT_NEXT = text("SELECT centrex_hunt_next(:node, :channel_id)")
+
+# What a platform number leads to, in one round trip: the line it is the main number of, or
+# the line or ring group an alias is attached to. Only assigned numbers lead anywhere.
+RESOLVE_NUMBER = text(
+    """
+    SELECT n.ring_group_id, g.strategy, g.ring_timeout_s,
+           l.id, l.customer_id, l.sip_username, l.max_calls, l.max_call_duration_s, l.main_number
+    FROM numbers n
+    LEFT JOIN ring_groups g ON g.id = n.ring_group_id
+    LEFT JOIN lines l ON l.deleted_at IS NULL AND (
+        (n.ring_group_id IS NULL AND (l.main_number = n.e164 OR l.id = n.line_id))
+        OR l.id IN (SELECT m.line_id FROM ring_group_members m WHERE m.group_id = n.ring_group_id)
+    )
+    LEFT JOIN ring_group_members m ON m.group_id = n.ring_group_id AND m.line_id = l.id
+    WHERE n.e164 = :e164 AND n.status = 'assigned'
+    ORDER BY m.position
+    """
+)
+
+# The answer of a ring group call: the member that answered becomes the callee, the others
+# stop counting (Asterisk has cancelled them).
+ANSWERED_BY_MEMBER = text(
+    """
+    WITH winner AS (
+        SELECT id FROM lines WHERE sip_username = :who AND deleted_at IS NULL
+    ), answered AS (
+        UPDATE active_calls
+        SET answered_at = CAST(:at AS timestamptz),
+            deadline_at = CAST(:at AS timestamptz) + make_interval(secs => max_duration_s),
+            callee_line_id = coalesce(callee_line_id, (SELECT id FROM winner)),
+            hunt_remaining = NULL
+        WHERE node = :node AND channel_id = :channel_id AND answered_at IS NULL
+        RETURNING id, channel_id, max_duration_s, answered_at, deadline_at, caller_line_id,
+                  callee_line_id, ring_group_id
+    ), released AS (
+        DELETE FROM active_call_legs g USING answered a
+        WHERE g.call_id = a.id AND g.role = 'member'
+          AND g.line_id NOT IN (SELECT id FROM winner)
+    )
+    SELECT * FROM answered
+    """
 )
 
 
@@ -84,24 +132,29 @@ class CallRegistry:
         async with self.engine.connect() as conn:
             yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
-    async def directory(
-        self, usernames: set[str], numbers: set[str]
-    ) -> tuple[dict[str, LineInfo], dict[str, LineInfo]]:
-        """Live lines by SIP username and by main number (E.164)."""
+    async def directory(self, usernames: set[str]) -> dict[str, LineInfo]:
+        """Live lines by SIP username."""
+        if not usernames:
+            return {}
         rows = await self._run(
             select(
                 Line.id, Line.customer_id, Line.sip_username, Line.max_calls,
                 Line.max_call_duration_s, Line.main_number,
-            ).where(
-                Line.deleted_at.is_(None),
-                Line.sip_username.in_(usernames) | Line.main_number.in_(numbers),
-            )
+            ).where(Line.deleted_at.is_(None), Line.sip_username.in_(usernames))
         )  # fmt: skip
-        lines = [LineInfo(*row) for row in rows]
-        return (
-            {ln.username: ln for ln in lines},
-            {ln.main_number: ln for ln in lines if ln.main_number},
-        )
+        return {ln.username: ln for ln in (LineInfo(*row) for row in rows)}
+
+    async def resolve_number(self, e164: str) -> NumberTarget | None:
+        """What one of the platform's numbers leads to; None if it is not assigned here."""
+        rows = await self._run(RESOLVE_NUMBER.bindparams(e164=e164))
+        if not rows:
+            return None
+        group_id, strategy, ring_timeout_s = rows[0][:3]
+        lines = tuple(LineInfo(*row[3:]) for row in rows if row[3] is not None)
+        if group_id is None:
+            return NumberTarget(e164, line=lines[0] if lines else None)
+        group = RingGroupInfo(group_id, strategy == "hunt", ring_timeout_s, lines)
+        return NumberTarget(e164, group=group)
 
     async def outbound_trunk(self) -> str | None:
         """The trunk calls to the public network leave through: the oldest one."""
@@ -116,31 +169,31 @@ class CallRegistry:
         admitted (decided twice around a reconnection): the first decision stands."""
         from_trunk = bool(endpoint and endpoint.startswith(TRUNK_PREFIX))
         what = classify_dialled(dialled)
-        by_name, by_number = await self.directory(
-            {n for n in (endpoint, dialled) if n and not from_trunk},
-            {what.e164} if what.e164 else set(),
+        by_name = await self.directory(
+            set()
+            if from_trunk
+            else {n for n in (endpoint, dialled if what.kind is DialledKind.line else None) if n}
         )
         caller = None if from_trunk or endpoint is None else by_name.get(endpoint)
-        target = (
-            by_name.get(dialled)
-            if what.kind is DialledKind.line
-            else by_number.get(what.e164 or "")
-        )
+        target = by_name.get(dialled) if what.kind is DialledKind.line else None
+        number = None
+        if what.kind is DialledKind.number and what.e164 and (from_trunk or caller is not None):
+            number = await self.resolve_number(what.e164)
         trunk = None
-        if (
-            not from_trunk
-            and target is None
-            and what.kind in (DialledKind.number, DialledKind.emergency)
-        ):
+        if not from_trunk and number is None and what.kind in (
+            DialledKind.number, DialledKind.emergency
+        ):  # fmt: skip
             trunk = await self.outbound_trunk()
         route = route_call(
             caller=caller, from_trunk=from_trunk, dialled=what, target=target,
-            trunk_endpoint=trunk,
+            trunk_endpoint=trunk, number=number,
         )  # fmt: skip
         if isinstance(route, Refuse):
             return route
         callee = route.target_line
-        limits = call_limits(self.default_max_s, caller, callee)
+        group = route.group
+        members = group.members if group else ()
+        limits = call_limits(self.default_max_s, caller, callee, *members)
         call_id = uuid.uuid4()
         # One statement in autocommit: the lines' row locks last for the count and the insert
         # only (see migration 0003), never across this process's event loop.
@@ -158,6 +211,9 @@ class CallRegistry:
                     "callee_line": callee.id if callee else None,
                     "max_duration_s": limits.max_duration_s,
                     "started_at": now,
+                    "ring_group": group.id if group else None,
+                    "members": [m.id for m in members] if group else None,
+                    "hunt": bool(group and group.hunt),
                 },
             )
         if result["duplicate"]:
@@ -165,14 +221,62 @@ class CallRegistry:
         if not result["admitted"]:
             counts = {uuid.UUID(k): int(v) for k, v in result["counts"].items()}
             # The database applied the limit atomically; the pure rule says which side was full.
-            return admit_call(caller, callee, counts) or Refuse("busy", "line at its limit")
-        return AdmittedCall(call_id, route.dial, limits, route.caller_id)
+            return admit_call(caller, callee, counts) or Refuse(
+                "busy",
+                "every member of the ring group is at its limit" if group else "line at its limit",
+            )
+        if group is None:
+            return AdmittedCall(call_id, route.dial, limits, route.caller_id)
+        picked = {uuid.UUID(m) for m in result["members"]}
+        ringing = [m for m in members if m.id in picked]  # in the group's order
+        return AdmittedCall(
+            call_id,
+            dial_lines(ringing),
+            limits,
+            route.caller_id,
+            ring_timeout_s=group.ring_timeout_s,
+            hunt=group.hunt,
+            ring_group_id=group.id,
+        )
+
+    async def hunt_next(self, channel_id: str) -> str | None:
+        """The hunt's member did not answer: the Dial() target of the next member with room
+        (members at their limit are skipped), or None when the hunt is over."""
+        async with self._autocommit() as conn:
+            result = await conn.scalar(HUNT_NEXT, {"node": self.node, "channel_id": channel_id})
+        if not result or result["line_id"] is None:
+            return None
+        rows = await self._run(
+            select(Line.sip_username).where(Line.id == uuid.UUID(result["line_id"]))
+        )
+        return dial_lines([rows[0][0]]) if rows else None
+
+    async def limits_of(self, channel_id: str) -> AdmittedCall:
+        """A hunt's call as admitted (limits, ring timeout), to dial its next member alike."""
+        rows = await self._run(
+            select(ActiveCall.id, ActiveCall.max_duration_s, RingGroup.ring_timeout_s)
+            .outerjoin(RingGroup, RingGroup.id == ActiveCall.ring_group_id)
+            .where(self._this_call(channel_id))
+        )
+        call_id, max_s, ring_s = rows[0]
+        limits = CallLimits(max_s, int((max_s + ASTERISK_BACKSTOP_S) * 1000))
+        return AdmittedCall(call_id, "", limits, ring_timeout_s=ring_s, hunt=True)
 
     def _this_call(self, channel_id: str) -> Any:
         return (ActiveCall.node == self.node) & (ActiveCall.channel_id == channel_id)
 
-    async def mark_answered(self, channel_id: str, at: datetime) -> CallRef | None:
-        """Record the answer (the first one counts) and return the call with its deadline."""
+    async def mark_answered(
+        self, channel_id: str, at: datetime, *, ring_group: bool = False, by: str | None = None
+    ) -> CallRef | None:
+        """Record the answer (the first one counts) and return the call with its deadline.
+
+        For a ring group call, ``by`` is the endpoint that answered: it becomes the callee and
+        the other members stop counting."""
+        if ring_group and by:
+            params = {"who": by, "at": at, "node": self.node, "channel_id": channel_id}
+            rows = await self._run(ANSWERED_BY_MEMBER.bindparams(**params))
+            if rows:
+                return CallRef(*rows[0])
         rows = await self._run(
             update(ActiveCall)
             .where(self._this_call(channel_id), ActiveCall.answered_at.is_(None))
@@ -214,6 +318,11 @@ class CallRegistry:
                     enforced_by=enforced_by,
                 )
             )
+
+
+def dial_lines(lines: Sequence[LineInfo] | Sequence[str]) -> str:
+    """``PJSIP/a&PJSIP/b``: Dial() rings them all at once, the first answer wins."""
+    return "&".join(f"PJSIP/{ln if isinstance(ln, str) else ln.username}" for ln in lines)
 
 
 async def calls_of_line(session: AsyncSession, line_id: uuid.UUID) -> Sequence[ActiveCall]:

@@ -39,7 +39,10 @@ from centrex.db.session import make_engine
 log = logging.getLogger(__name__)
 
 DIAL_CONTEXT = "centrex-dial"
+NOT_IN_SERVICE_CONTEXT = "centrex-not-in-service"
 ANSWERED_VAR = "CENTREX_ANSWERED_AT"  # stamped on the caller's channel by the dialplan
+ANSWERED_BY_VAR = "CENTREX_ANSWERED_BY"  # the endpoint that answered, likewise
+HUNT_ARG = "hunt"  # Stasis argument of a hunt coming back for its next member
 RECONNECT_MAX_S = 10.0
 # A call ending this close to its deadline, not cut by us, was cut by Asterisk's L() backstop.
 CUT_TOLERANCE_S = 0.25
@@ -100,6 +103,12 @@ class CallControl:
                 "call %s: %s -> %s refused: %s (%s) (%.1f ms)",
                 channel_id, caller, dialled, decision.why, decision.reason, elapsed_ms,
             )  # fmt: skip
+            if decision.announcement:
+                with contextlib.suppress(AsteriskError):
+                    await self.ari.continue_in_dialplan(
+                        channel_id, NOT_IN_SERVICE_CONTEXT, dialled or "s"
+                    )
+                    return
             await self._hangup_quietly(channel_id, decision.reason)
             return
         log.info(
@@ -107,22 +116,48 @@ class CallControl:
             channel_id, caller, dialled, decision.dial, decision.limits.max_duration_s, elapsed_ms,
         )  # fmt: skip
         self.calls[channel_id] = CallRef(
-            decision.call_id, channel_id, decision.limits.max_duration_s, None, None, None, None
-        )
-        dial_args = (
-            f"{decision.dial},{self.settings.ring_timeout_s},"
-            f"L({decision.limits.asterisk_limit_ms})U(centrex-answered)"
-        )
+            decision.call_id, channel_id, decision.limits.max_duration_s, None, None, None, None,
+            decision.ring_group_id,
+        )  # fmt: skip
         try:
             if decision.caller_id:
                 # Out to the public network as the line's number (From and P-Asserted-Identity),
                 # with no name: the SIP username is the platform's business, nobody else's.
                 await self.ari.set_variable(channel_id, "CALLERID(all)", f"<{decision.caller_id}>")
-            await self.ari.set_variable(channel_id, "CENTREX_DIAL", dial_args)
-            await self.ari.continue_in_dialplan(channel_id, DIAL_CONTEXT, dialled or "s")
+            if decision.hunt:
+                await self.ari.set_variable(channel_id, "CENTREX_HUNT", "yes")
+            await self._dial(channel_id, dialled, decision.dial, decision)
         except AsteriskError as exc:
             # The caller hung up while we decided: the call never happened.
             log.info("call %s: gone before it could proceed (%s); released", channel_id, exc)
+            await self.end_call(channel_id)
+
+    async def _dial(self, channel_id: str, dialled: str, dial: str, call: AdmittedCall) -> None:
+        ring_s = call.ring_timeout_s or self.settings.ring_timeout_s
+        dial_args = f"{dial},{ring_s},L({call.limits.asterisk_limit_ms})U(centrex-answered)"
+        await self.ari.set_variable(channel_id, "CENTREX_DIAL", dial_args)
+        await self.ari.continue_in_dialplan(channel_id, DIAL_CONTEXT, dialled or "s")
+
+    async def handle_hunt_next(self, channel: dict[str, Any], last_status: str) -> None:
+        """A hunt's member did not answer (or was busy): ring the next one with room."""
+        channel_id = channel["id"]
+        dialled = channel.get("dialplan", {}).get("exten", "")
+        try:
+            target = await self.registry.hunt_next(channel_id)
+        except Exception:
+            log.exception("call %s: hunt could not go on (internal error); ending", channel_id)
+            await self._hangup_quietly(channel_id, "congestion")
+            return
+        if target is None:
+            log.info("call %s: hunt over, no member answered (%s)", channel_id, last_status)
+            await self._hangup_quietly(channel_id, "busy" if last_status == "BUSY" else "no_answer")
+            return
+        limits = await self.registry.limits_of(channel_id)
+        log.info("call %s: hunt goes on to %s", channel_id, target)
+        try:
+            await self._dial(channel_id, dialled, target, limits)
+        except AsteriskError as exc:
+            log.info("call %s: gone during the hunt (%s); released", channel_id, exc)
             await self.end_call(channel_id)
 
     async def _hangup_quietly(self, channel_id: str, reason: str) -> None:
@@ -139,10 +174,14 @@ class CallControl:
         async with self._locks[channel_id]:
             if channel_id not in self.calls:
                 return
-            await self._answered(channel_id, now())
+            by = endpoint_of_channel(event.get("DestChannel", ""))
+            await self._answered(channel_id, now(), by)
 
-    async def _answered(self, channel_id: str, at: datetime) -> None:
-        ref = await self.registry.mark_answered(channel_id, at)
+    async def _answered(self, channel_id: str, at: datetime, by: str | None = None) -> None:
+        known = self.calls.get(channel_id)
+        ref = await self.registry.mark_answered(
+            channel_id, at, ring_group=bool(known and known.ring_group_id), by=by
+        )
         if ref is None or ref.deadline_at is None:
             return
         self.calls[channel_id] = ref
@@ -199,8 +238,11 @@ class CallControl:
             if ref.answered_at is None and channel.get("state") == "Up":
                 stamp = await self.ari.get_variable(ref.channel_id, ANSWERED_VAR)
                 at = datetime.fromtimestamp(float(stamp), UTC) if stamp else now()
+                by = None
+                if ref.ring_group_id is not None:
+                    by = await self.ari.get_variable(ref.channel_id, ANSWERED_BY_VAR) or None
                 async with self._locks[ref.channel_id]:
-                    await self._answered(ref.channel_id, at)
+                    await self._answered(ref.channel_id, at, by)
             elif ref.deadline_at is not None and not self.cutoffs.armed(ref.channel_id):
                 self.calls[ref.channel_id] = ref
                 self.cutoffs.arm(ref.channel_id, ref.deadline_at)
@@ -228,7 +270,12 @@ class CallControl:
             self._spawn(self.resume_waiting_calls())
         elif kind == "StasisStart":
             # Each call is decided in its own task: a slow lookup never delays other calls.
-            self._spawn(self.handle_call(event["channel"]))
+            self._spawn(self._start(event["channel"], event.get("args", [])))
+
+    def _start(self, channel: dict[str, Any], args: list[str]) -> Any:
+        if args and args[0] == HUNT_ARG:
+            return self.handle_hunt_next(channel, args[1] if len(args) > 1 else "")
+        return self.handle_call(channel)
 
     def _on_ami_event(self, event: Message) -> None:
         name = event.get("Event")
@@ -247,13 +294,14 @@ class CallControl:
             return
         for channel in channels:
             dialplan = channel.get("dialplan", {})
+            app, *args = dialplan.get("app_data", "").split(",")
             if (
                 dialplan.get("app_name") == "Stasis"
-                and dialplan.get("app_data", "").split(",")[0] == self.settings.stasis_app
+                and app == self.settings.stasis_app
                 and channel.get("state") == "Ring"
             ):
                 log.info("call %s: was waiting for a decision; deciding now", channel["id"])
-                self._spawn(self.handle_call(channel))
+                self._spawn(self._start(channel, args))
 
     async def run(self, websocket: AriWebSocket) -> None:
         self.ami.on_event("DialEnd", self._on_ami_event)

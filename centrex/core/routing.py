@@ -19,11 +19,37 @@ class LineInfo:
 
 
 @dataclass(frozen=True)
+class RingGroupInfo:
+    id: uuid.UUID
+    hunt: bool  # False: ring-all
+    ring_timeout_s: int  # ring-all: for everyone; hunt: for each member in turn
+    members: tuple[LineInfo, ...]  # in hunt order
+
+
+@dataclass(frozen=True)
+class NumberTarget:
+    """Where one of the platform's assigned numbers leads: its line (the line's main number,
+    or an alias attached to a line), a ring group, or nowhere yet (an unattached alias)."""
+
+    e164: str
+    line: LineInfo | None = None
+    group: RingGroupInfo | None = None
+
+
+@dataclass(frozen=True)
 class Admit:
     dial: str  # an Asterisk Dial() target, e.g. "PJSIP/abc" or "PJSIP/+33…@trunk-x"
     target_line: LineInfo | None = None
     direction: str = "on-net"  # on-net | outbound | inbound
     caller_id: str | None = None  # E.164 to present on the public network
+    # A call to a ring group: the members to try (the caller excluded); which of them ring is
+    # decided with the count (a member at its limit is skipped), so ``dial`` is empty here.
+    group: RingGroupInfo | None = None
+
+
+# What a caller hears when a number leads nowhere: Asterisk's "the number you have dialled is
+# not in service", as early media, then 404.
+NOT_IN_SERVICE = "ss-noservice"
 
 
 @dataclass(frozen=True)
@@ -31,6 +57,7 @@ class Refuse:
     # An ARI hangup reason; chan_pjsip turns it into the SIP code the caller sees.
     reason: str
     why: str  # for the log and, later, the CDR
+    announcement: str | None = None  # an Asterisk sound played (early media) before hanging up
 
 
 Decision = Admit | Refuse
@@ -47,6 +74,28 @@ def route_from_line(caller: LineInfo | None, dialed: str, target: LineInfo | Non
     return Admit(dial=f"PJSIP/{target.username}", target_line=target)
 
 
+def route_to_number(caller: LineInfo | None, number: NumberTarget, direction: str) -> Decision:
+    """A call to one of the platform's numbers, from a line (on-net) or from the trunk."""
+    if number.line is not None:
+        if caller is not None and number.line.username == caller.username:
+            return Refuse("busy", "a line cannot call itself")  # 486
+        return Admit(dial=f"PJSIP/{number.line.username}", target_line=number.line,
+                     direction=direction)  # fmt: skip
+    if number.group is not None:
+        members = tuple(m for m in number.group.members if caller is None or m.id != caller.id)
+        if not members:
+            return Refuse("unallocated", f"{number.e164}: its ring group has no one to ring",
+                          announcement=NOT_IN_SERVICE)  # fmt: skip
+        group = RingGroupInfo(number.group.id, number.group.hunt, number.group.ring_timeout_s,
+                              members)  # fmt: skip
+        return Admit(dial="", direction=direction, group=group)
+    return Refuse(
+        "unallocated",
+        f"{number.e164} is not in service: attached to no line or ring group",
+        announcement=NOT_IN_SERVICE,
+    )  # 404, after the announcement
+
+
 def route_call(
     *,
     caller: LineInfo | None,
@@ -54,15 +103,16 @@ def route_call(
     dialled: Dialled,
     target: LineInfo | None,
     trunk_endpoint: str | None,
+    number: NumberTarget | None = None,
 ) -> Decision:
     """Every call: from a line (on-net, or out through the trunk) or in from the trunk.
 
-    ``target`` is the line the dialled username or number belongs to, if any; numbers owned on
-    the platform stay on-net and never touch the trunk.
+    ``target`` is the line a dialled SIP username belongs to; ``number`` what a dialled number
+    of the platform leads to, if it is one: those stay on-net and never touch the trunk.
     """
     if from_trunk:
-        if dialled.kind is DialledKind.number and target is not None:
-            return Admit(dial=f"PJSIP/{target.username}", target_line=target, direction="inbound")
+        if dialled.kind is DialledKind.number and number is not None:
+            return route_to_number(None, number, "inbound")
         return Refuse("unallocated", f"no line has number {dialled.text!r}")  # 404
     if caller is None:
         return Refuse("rejected", "caller is not a provisioned line")  # 403
@@ -70,10 +120,8 @@ def route_call(
         return route_from_line(caller, dialled.text, target)
     if dialled.kind is DialledKind.invalid:
         return Refuse("number_incomplete", f"{dialled.text!r}: {dialled.why}")  # 484
-    if dialled.kind is DialledKind.number and target is not None:
-        if target.username == caller.username:
-            return Refuse("busy", "a line cannot call itself")
-        return Admit(dial=f"PJSIP/{target.username}", target_line=target)
+    if dialled.kind is DialledKind.number and number is not None:
+        return route_to_number(caller, number, "on-net")
     # Out to the public network: emergency short numbers as dialled, the rest in E.164.
     if trunk_endpoint is None:
         return Refuse("congestion", "no trunk to the public network")  # 503

@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    CheckConstraint,
     DateTime,
     Enum,
     ForeignKey,
@@ -15,9 +16,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    Uuid,
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -104,6 +107,10 @@ class ActiveCall(Base):
     caller_line_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lines.id"))
     callee_line_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lines.id"))
     max_duration_s: Mapped[int] = mapped_column(Integer)
+    # A call to a ring group: the group (no foreign key: a call outlives a group deleted
+    # meanwhile) and, for a hunt, the members not tried yet, in order.
+    ring_group_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    hunt_remaining: Mapped[list[uuid.UUID] | None] = mapped_column(ARRAY(Uuid), nullable=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -122,7 +129,9 @@ class ActiveCallLeg(Base):
         ForeignKey("active_calls.id", ondelete="CASCADE"), primary_key=True
     )
     line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), primary_key=True, index=True)
-    role: Mapped[str] = mapped_column(String(8))  # "caller" | "callee"
+    # "caller" | "callee" | "member": a ring group member being rung (released when another
+    # member answers, or when a hunt moves on).
+    role: Mapped[str] = mapped_column(String(8))
 
     call: Mapped[ActiveCall] = relationship(back_populates="legs")
 
@@ -165,11 +174,19 @@ class NumberBlock(Base):
 
 
 class PhoneNumber(Base):
-    """One number of the inventory; never sold, transferred or owned (art. 9): assigned."""
+    """One number of the inventory; never sold, transferred or owned (art. 9): assigned.
+
+    An assigned number reaches the line whose ``main_number`` it is; any other assigned number
+    is an *alias*: it works once attached to a line (``line_id``) or a ring group
+    (``ring_group_id``), and until then answers "not in service".
+    """
 
     __tablename__ = "numbers"
     __table_args__ = (
         Index("ix_numbers_free", "kind", "zone", postgresql_where=text("status = 'free'")),
+        CheckConstraint(
+            "line_id IS NULL OR ring_group_id IS NULL", name="ck_numbers_one_destination"
+        ),
     )
 
     e164: Mapped[str] = mapped_column(String(16), primary_key=True)
@@ -186,6 +203,10 @@ class PhoneNumber(Base):
     assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     quarantine_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    line_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lines.id"), index=True)
+    ring_group_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("ring_groups.id"), index=True
+    )
 
 
 class NumberTierRule(Base):
@@ -215,3 +236,40 @@ class Trunk(Base):
     username: Mapped[str | None] = mapped_column(String(100))
     password: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RingStrategy(enum.StrEnum):
+    ring_all = "ring_all"  # every member at once; the first to answer gets the call
+    hunt = "hunt"  # one member at a time, in order, each for ring_timeout_s
+
+
+class RingGroup(Base):
+    """Lines of one customer rung together for the numbers routed to the group (art. 2, 9)."""
+
+    __tablename__ = "ring_groups"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    strategy: Mapped[RingStrategy] = mapped_column(Enum(RingStrategy, name="ring_strategy"))
+    # ring_all: how long everyone rings; hunt: how long each member rings before the next.
+    ring_timeout_s: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    members: Mapped[list[RingGroupMember]] = relationship(
+        order_by="RingGroupMember.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        lazy="selectin",
+    )
+
+
+class RingGroupMember(Base):
+    __tablename__ = "ring_group_members"
+    __table_args__ = (UniqueConstraint("group_id", "line_id"),)
+
+    group_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("ring_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)  # hunt order, from 0
+    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), index=True)

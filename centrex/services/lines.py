@@ -17,6 +17,7 @@ from centrex.core.numbering import NumberError, parse_french_number
 from centrex.db.models import Customer, Line, PhoneNumber, SyncState
 from centrex.services.errors import Conflict, NotFound, ServiceError, UnknownReference
 from centrex.services.provisioning import AsteriskProjector
+from centrex.services.ring_groups import forget_line
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,11 @@ async def _main_number(session: AsyncSession, line: Line, text: str) -> str:
         raise ServiceError(
             "main_number", f"{parsed.national} is not a number assigned to this line's customer"
         )
+    if number.line_id is not None or number.ring_group_id is not None:
+        raise Conflict(
+            "main_number",
+            f"{parsed.national} is an alias routed to a line or ring group; detach it first",
+        )
     return number.e164
 
 
@@ -142,6 +148,9 @@ async def delete_line(session: AsyncSession, projector: AsteriskProjector, line:
     Returns False when Asterisk could not be told now: the reconciler removes it later.
     """
     line.deleted_at = datetime.now(UTC)
+    # Its number is free for another line of the customer; ring groups and aliases forget it.
+    line.main_number = None
+    await forget_line(session, line.id)
     await session.commit()
     try:
         await projector.remove_line(line.sip_username)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.core.number_tiers import Tier, TierRule, classify_tier
 from centrex.core.numbering import NumberError, NumberKind, parse_french_number
-from centrex.db.models import Customer, NumberBlock, NumberStatus, NumberTierRule, PhoneNumber
+from centrex.db.models import Customer, Line, NumberBlock, NumberStatus, NumberTierRule, PhoneNumber
 from centrex.services.errors import Conflict, NotFound, ServiceError, UnknownReference
 
 MAX_BLOCK_SIZE = 10_000  # an ARCEP block: 0ZABPQ followed by four digits
@@ -205,6 +205,12 @@ async def release(
 ) -> PhoneNumber:
     if number.status != NumberStatus.assigned:
         raise Conflict("number", f"{number.national} is not assigned", location="path")
+    # Released: it leads nowhere any more, and is no line's caller ID.
+    await session.execute(
+        update(Line).where(Line.main_number == number.e164).values(main_number=None)
+    )
+    number.line_id = None
+    number.ring_group_id = None
     number.status = NumberStatus.free
     number.customer_id = None
     number.released_at = now

@@ -7,6 +7,7 @@ from fastapi import APIRouter, status
 from centrex.api.deps import SessionDep, SettingsDep
 from centrex.api.schemas import (
     AllocateIn,
+    DestinationIn,
     NumberBlockIn,
     NumberBlockOut,
     NumberOut,
@@ -17,6 +18,7 @@ from centrex.core.number_tiers import TierRuleError, check_pattern
 from centrex.core.numbering import NumberKind
 from centrex.db.models import NumberBlock, NumberTierRule, PhoneNumber
 from centrex.services import numbers as number_service
+from centrex.services import ring_groups as ring_group_service
 from centrex.services.errors import ServiceError
 
 router = APIRouter(tags=["numbers"])
@@ -75,3 +77,19 @@ async def release(number: str, session: SessionDep, settings: SettingsDep) -> Ph
     return await number_service.release(
         session, found, now=number_service.utcnow(), quarantine_s=settings.number_quarantine_s
     )
+
+
+@router.put("/v1/numbers/{number}/destination", response_model=NumberOut)
+async def set_destination(number: str, body: DestinationIn, session: SessionDep) -> PhoneNumber:
+    """Attach an alias number to a line or a ring group; it rings there from the next call."""
+    found = await number_service.get_number(session, number)
+    return await ring_group_service.set_destination(
+        session, found, line_id=body.line_id, ring_group_id=body.ring_group_id
+    )
+
+
+@router.delete("/v1/numbers/{number}/destination", response_model=NumberOut)
+async def clear_destination(number: str, session: SessionDep) -> PhoneNumber:
+    """Detach an alias number: from the next call it answers "not in service"."""
+    found = await number_service.get_number(session, number)
+    return await ring_group_service.clear_destination(session, found)
