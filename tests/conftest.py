@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from sip_agent import Carrier, free_udp_port
 
 from centrex.config import Settings
 from centrex.sandbox import processes
@@ -105,3 +106,18 @@ def api(settings: Settings, api_service: Service) -> Iterator[httpx.Client]:
 @pytest.fixture
 def wait_until():
     return _wait_until
+
+
+CARRIER_IP = "127.0.0.2"
+
+
+@pytest.fixture(scope="module")
+def carrier(api: httpx.Client, settings: Settings) -> Iterator[Carrier]:
+    """The public network: a trunk to sipp on its own loopback address (Asterisk recognises a
+    trunk's calls by source address; lines all speak from 127.0.0.1)."""
+    port = free_udp_port(CARRIER_IP)
+    body = {"name": "carrier", "host": CARRIER_IP, "port": port}
+    response = api.post("/v1/trunks", json=body)
+    assert response.status_code == 201, response.text
+    yield Carrier(CARRIER_IP, port, f"{settings.asterisk_host}:{settings.sip_port}")
+    api.delete(f"/v1/trunks/{response.json()['id']}")

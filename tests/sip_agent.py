@@ -13,6 +13,7 @@ import string
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from centrex.sandbox.asterisk import rtp_port_range
@@ -286,15 +287,23 @@ class SipEndpoint:
     def answer(
         self, port: int, *, calls: int = 1, ring_ms: int = 200, timeout_s: int = 30
     ) -> SippRun:
-        """The device: a UAS on ``port`` (where this line registered) answering ``calls`` calls."""
+        """The device: a UAS on ``port`` (where this line registered) answering ``calls`` calls.
+        Every message is kept (``received``)."""
         return run_sipp(
             _scenario("uas_answer.xml"),
             self.server,
             local_port=port,
             calls=calls,
             timeout_s=timeout_s,
-            extra=["-d", str(ring_ms)],
+            extra=["-d", str(ring_ms), "-trace_msg"],
         )
+
+    def ring_unanswered(self, port: int, *, timeout_s: int = 30) -> SippRun:
+        """The device rings and never answers: it succeeds when the call is cancelled."""
+        return run_sipp(
+            _scenario("uas_ring_cancelled.xml"), self.server, local_port=port,
+            timeout_s=timeout_s, extra=["-trace_msg"],
+        )  # fmt: skip
 
     def call(self, dialled: str, *, hold_ms: int = 1000, calls: int = 1, **kw: object) -> SippRun:
         return run_sipp(
@@ -346,6 +355,7 @@ class Carrier:
         return run_sipp(
             _scenario("uac_noauth_refused.xml.tmpl", code=str(code)), self.server,
             service=number, local_ip=self.ip, keys={"caller": "+33611223344"},
+            extra=["-trace_msg"],
         )  # fmt: skip
 
 
@@ -353,3 +363,28 @@ def received_invites(run: SippRun) -> list[str]:
     """The INVITEs a sipp run with -trace_msg received, as text."""
     messages = "".join(p.read_text(errors="replace") for p in run.workdir.glob("*_messages.log"))
     return [m for m in messages.split("----") if "message received" in m and "INVITE sip:" in m]
+
+
+@dataclass(frozen=True)
+class SipMessage:
+    at: float  # epoch seconds, sipp's clock
+    text: str
+
+    @property
+    def first_line(self) -> str:
+        return self.text.strip().splitlines()[0] if self.text.strip() else ""
+
+
+def received(run: SippRun) -> list[SipMessage]:
+    """Every message a sipp run with -trace_msg received, in order, with its arrival time."""
+    out = []
+    logs = sorted(run.workdir.glob("*_messages.log"))
+    for chunk in "".join(p.read_text(errors="replace") for p in logs).split("-" * 47)[1:]:
+        header, _, body = chunk.partition("\n")
+        if "message received" not in body.split("\n", 1)[0]:
+            continue
+        # "2026-11-26 15:34:47.623568": sipp's local time
+        stamp = datetime.strptime(header.strip(), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        text = body.split("\n", 1)[1] if "\n" in body else ""
+        out.append(SipMessage(stamp, text))
+    return out

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from sip_agent import Carrier, SipEndpoint, free_udp_port, received_invites
+from sip_agent import SipEndpoint, free_udp_port, received_invites
 
 pytestmark = pytest.mark.integration
-
-CARRIER_IP = "127.0.0.2"
 
 
 @pytest.fixture(scope="module")
@@ -19,16 +17,6 @@ def customer(api: httpx.Client) -> dict:
     api.patch(f"/v1/customers/{customer.json()['id']}", json={"documents_verified": True})
     assert api.post("/v1/number-blocks", json={"first": "0233000000", "last": "0233000099"})
     return customer.json()
-
-
-@pytest.fixture(scope="module")
-def carrier(api: httpx.Client, settings) -> Carrier:
-    port = free_udp_port(CARRIER_IP)
-    body = {"name": "carrier", "host": CARRIER_IP, "port": port}
-    response = api.post("/v1/trunks", json=body)
-    assert response.status_code == 201, response.text
-    yield Carrier(CARRIER_IP, port, f"{settings.asterisk_host}:{settings.sip_port}")
-    api.delete(f"/v1/trunks/{response.json()['id']}")
 
 
 @pytest.fixture

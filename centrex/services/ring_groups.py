@@ -90,11 +90,13 @@ async def update_group(
         members = list(changes["members"] or [])  # type: ignore[call-overload]
         await _check_members(session, group.customer_id, members)
         # The old rows go first: (group, position) and (group, line) are unique.
-        group.members = []
-        await session.flush()
-        _set_members(group, members)
+        await session.execute(delete(RingGroupMember).where(RingGroupMember.group_id == group.id))
+        session.add_all(
+            RingGroupMember(group_id=group.id, position=i, line_id=line_id)
+            for i, line_id in enumerate(members)
+        )
     await session.commit()
-    session.expire(group)
+    session.expunge(group)
     return await get_group(session, group.id)
 
 
