@@ -7,11 +7,22 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 
 from centrex.control.call_registry import AdmittedCall, CallRegistry
 from centrex.core.credentials import generate_credentials
-from centrex.db.models import Customer, Line, SyncState
+from centrex.db.models import (
+    Customer,
+    Line,
+    NumberBlock,
+    NumberStatus,
+    PhoneNumber,
+    RingGroup,
+    RingGroupMember,
+    RingStrategy,
+    SyncState,
+)
 from centrex.db.session import make_engine, make_sessionmaker
 from centrex.sandbox.postgres import migrated_test_database
 
@@ -104,5 +115,107 @@ async def test_the_same_channel_is_admitted_once(database_url: str):
         ]
         assert None in (first, second)  # the second decision defers to the first
         assert len(await registry.calls_on_node()) == 1
+    finally:
+        await engine.dispose()
+
+
+async def make_group(url: str, members: list[Line], strategy: RingStrategy) -> str:
+    """A ring group of ``members`` and an alias number routed to it; returns the number."""
+    engine = make_engine(url)
+    e164 = f"+3338{uuid.uuid4().int % 10**7:07d}"
+    async with make_sessionmaker(engine)() as session:
+        group = RingGroup(
+            customer_id=members[0].customer_id, name="g", strategy=strategy, ring_timeout_s=20
+        )
+        group.members = [RingGroupMember(position=i, line_id=m.id) for i, m in enumerate(members)]
+        block = NumberBlock(first_e164=e164, last_e164=e164, size=1, kind="geographic", zone="3")
+        session.add_all([group, block])
+        await session.flush()
+        session.add(
+            PhoneNumber(
+                e164=e164, national="0" + e164[3:], block_id=block.id, kind="geographic",
+                zone="3", status=NumberStatus.assigned, customer_id=members[0].customer_id,
+                ring_group_id=group.id,
+            )
+        )  # fmt: skip
+        await session.commit()
+    await engine.dispose()
+    return e164
+
+
+async def inbound_burst(registry: CallRegistry, number: str, n: int, tag: str) -> list:
+    def attempt(i: int):
+        return registry.admit(
+            channel_id=f"{tag}-{i}", endpoint="trunk-carrier", caller_number="+33611223344",
+            dialled=number, now=datetime.now(UTC),
+        )  # fmt: skip
+
+    return await asyncio.gather(*(attempt(i) for i in range(n)))
+
+
+async def member_legs(url: str, members: list[Line]) -> list[int]:
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        return [
+            await conn.fetchval("SELECT count(*) FROM active_call_legs WHERE line_id = $1", m.id)
+            for m in members
+        ]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize(("strategy", "admitted"), [("ring_all", 2), ("hunt", 6)])
+async def test_group_calls_never_ring_a_member_over_its_limit(
+    database_url: str, strategy: str, admitted: int
+):
+    members = await make_lines(database_url, 3)
+    number = await make_group(database_url, members, RingStrategy(strategy))
+    engine = make_engine(database_url, pool_size=20)
+    registry = CallRegistry(engine, "node-g", 7200)
+    try:
+        decisions = await inbound_burst(registry, number, 20, strategy)
+        calls = [d for d in decisions if isinstance(d, AdmittedCall)]
+        # ring-all: each call rings every member with room (two calls fill all three);
+        # hunt: each call rings the first member with room (2 calls x 3 members).
+        assert len(calls) == admitted
+        assert await member_legs(database_url, members) == [2, 2, 2]
+        refused = [d for d in decisions if not isinstance(d, AdmittedCall)]
+        assert all(r.reason == "busy" and "every member" in r.why for r in refused)
+        if strategy == "ring_all":
+            assert all(c.dial.count("&") == 2 for c in calls)
+        for ref in await registry.calls_on_node():
+            await registry.release(ref.channel_id)
+        assert await member_legs(database_url, members) == [0, 0, 0]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_hunt_moves_on_skipping_full_members_and_an_answer_releases_the_others(
+    database_url: str,
+):
+    a, b, c = await make_lines(database_url, 3)
+    (c_full,) = await make_lines(database_url, 1, max_calls=0)  # never has room
+    hunt = await make_group(database_url, [a, c_full, b, c], RingStrategy.hunt)
+    ring_all = await make_group(database_url, [a, b, c], RingStrategy.ring_all)
+    engine = make_engine(database_url)
+    registry = CallRegistry(engine, "node-h", 7200)
+    try:
+        (call,) = await inbound_burst(registry, hunt, 1, "hunt")
+        assert call.dial == f"PJSIP/{a.sip_username}" and call.hunt
+        assert await registry.hunt_next("hunt-0") == f"PJSIP/{b.sip_username}"  # c_full skipped
+        assert await member_legs(database_url, [a, b, c]) == [0, 1, 0]
+        assert await registry.hunt_next("hunt-0") == f"PJSIP/{c.sip_username}"
+        assert await registry.hunt_next("hunt-0") is None
+        assert await member_legs(database_url, [a, b, c]) == [0, 0, 0]
+        await registry.release("hunt-0")
+
+        (call,) = await inbound_burst(registry, ring_all, 1, "all")
+        assert await member_legs(database_url, [a, b, c]) == [1, 1, 1]
+        ref = await registry.mark_answered(
+            "all-0", datetime.now(UTC), ring_group=True, by=b.sip_username
+        )
+        assert ref is not None and ref.callee_line_id == b.id and ref.deadline_at is not None
+        assert await member_legs(database_url, [a, b, c]) == [0, 1, 0]
+        await registry.release("all-0")
     finally:
         await engine.dispose()
