@@ -87,7 +87,9 @@ async def update_group(
                 raise ServiceError(field, f"{field} cannot be null")
             setattr(group, field, changes[field])
     if "members" in changes:
-        members = list(changes["members"] or [])  # type: ignore[call-overload]
+        if changes["members"] is None:
+            raise ServiceError("members", "members cannot be null; [] empties the group")
+        members = list(changes["members"])  # type: ignore[call-overload]
         await _check_members(session, group.customer_id, members)
         # The old rows go first: (group, position) and (group, line) are unique.
         await session.execute(delete(RingGroupMember).where(RingGroupMember.group_id == group.id))
