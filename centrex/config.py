@@ -79,6 +79,23 @@ class Settings(BaseSettings):
         1000, ge=0, description="Monthly fee of a special (08) number."
     )
 
+    # --- CDRs --------------------------------------------------------------------------------
+    cel_journal: Path | None = Field(
+        None,
+        description="Asterisk's CEL journal (cel_custom); unset: where the sandbox's Asterisk, "
+        "or the host's, writes it.",
+    )
+    cdr_batch_max: int = Field(5000, ge=1, description="CDRs written per transaction at most.")
+    cdr_ship_interval_s: float = Field(
+        0.25, gt=0, description="How often the shipper looks for new journal lines."
+    )
+    cdr_journal_rotate_bytes: int = Field(
+        64 * 1024 * 1024, ge=4096, description="The journal is rotated past this size."
+    )
+    cdr_retention_days: int = Field(
+        1830, ge=1, description="CDRs older than this are deleted (art. 11.2: 5 years)."
+    )
+
     # --- behaviour ----------------------------------------------------------------------------
     reconcile_interval_s: float = Field(30.0, gt=0)
     asterisk_timeout_s: float = Field(5.0, gt=0, description="Per request to ARI/AMI.")

@@ -47,6 +47,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         ari_password="test-ari-password",
         reconcile_interval_s=2,
         call_sweep_interval_s=1,
+        ring_timeout_s=5,  # an unanswered call gives up after 5 s, not 60
         number_quarantine_s=3,
         **_port_block(),
     )

@@ -298,6 +298,12 @@ class SipEndpoint:
             extra=["-d", str(ring_ms), "-trace_msg"],
         )
 
+    def busy(self, port: int, *, timeout_s: int = 30) -> SippRun:
+        """The device answers 486 Busy Here."""
+        return run_sipp(
+            _scenario("uas_busy.xml"), self.server, local_port=port, timeout_s=timeout_s
+        )
+
     def ring_unanswered(self, port: int, *, timeout_s: int = 30) -> SippRun:
         """The device rings and never answers: it succeeds when the call is cancelled."""
         return run_sipp(

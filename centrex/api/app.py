@@ -12,16 +12,19 @@ from fastapi.responses import JSONResponse
 
 from centrex import __version__
 from centrex.api.deps import require_operator
-from centrex.api.routes import calls, customers, lines, numbers, ring_groups, trunks
+from centrex.api.routes import calls, cdrs, customers, lines, numbers, ring_groups, trunks
 from centrex.asterisk.ari import AriClient
 from centrex.asterisk.errors import AsteriskUnavailable
 from centrex.config import Settings
-from centrex.db.session import make_engine, make_sessionmaker
+from centrex.db.session import SessionMaker, make_engine, make_sessionmaker
+from centrex.services.cdrs import purge_expired
 from centrex.services.errors import ServiceError
 from centrex.services.provisioning import AsteriskProjector
 from centrex.services.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
+
+CDR_PURGE_INTERVAL_S = 3600.0
 
 
 def _error_body(exc: ServiceError) -> dict:
@@ -31,6 +34,21 @@ def _error_body(exc: ServiceError) -> dict:
 
 
 def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
+    async def purge_expired_cdrs_forever(sessionmaker: SessionMaker) -> None:
+        """CDRs are kept ``cdr_retention_days`` (art. 11.2: invoices provable for 5 years)."""
+        while True:
+            try:
+                async with sessionmaker() as session:
+                    purged = await purge_expired(
+                        session, retention_days=settings.cdr_retention_days
+                    )
+                if purged:
+                    log.info("CDR retention: %d records older than %d days deleted", purged,
+                             settings.cdr_retention_days)  # fmt: skip
+            except Exception:
+                log.exception("CDR retention pass failed; next one in an hour")
+            await asyncio.sleep(CDR_PURGE_INTERVAL_S)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url_required, pool_size=10, max_overflow=10)
@@ -39,13 +57,16 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
         app.state.ari = ari
         app.state.projector = AsteriskProjector(ari, settings.asterisk_host)
         app.state.reconciler = Reconciler(settings, app.state.sessionmaker, app.state.projector)
-        task = asyncio.create_task(app.state.reconciler.run_forever()) if run_reconciler else None
+        tasks = []
+        if run_reconciler:
+            tasks.append(asyncio.create_task(app.state.reconciler.run_forever()))
+            tasks.append(asyncio.create_task(purge_expired_cdrs_forever(app.state.sessionmaker)))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             await app.state.reconciler.aclose()
             await ari.aclose()
             await engine.dispose()
@@ -77,4 +98,5 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(numbers.router, dependencies=secured)
     app.include_router(trunks.router, dependencies=secured)
     app.include_router(ring_groups.router, dependencies=secured)
+    app.include_router(cdrs.router, dependencies=secured)
     return app

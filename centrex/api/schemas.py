@@ -271,3 +271,50 @@ class TrunkOut(BaseModel):
     port: int
     username: str | None
     created_at: datetime
+
+
+class CdrOut(BaseModel):
+    """One call attempt, from the customer's side."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    node: str
+    linkedid: str = Field(description="Asterisk's linked id: with node, the record's natural key.")
+    call_id: uuid.UUID | None
+    customer_id: uuid.UUID | None
+    caller_line_id: uuid.UUID | None
+    callee_line_id: uuid.UUID | None = Field(description="The line that took the call.")
+    ring_group_id: uuid.UUID | None
+    dialled_number: str | None
+    direction: str = Field(description="outbound | inbound | on-net")
+    caller: str
+    callee: str
+    destination_country: str | None
+    start_at: datetime
+    answer_at: datetime | None
+    end_at: datetime
+    duration_ms: int
+    billed_s: int
+    disposition: str = Field(
+        description="answered | busy | no_answer | failed | refused_limit | refused_policy | cut"
+    )
+    q850_cause: int | None
+    sip_code: int
+
+
+class CdrPage(BaseModel):
+    items: list[CdrOut]
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page.")
+
+
+class LineUsageOut(BaseModel):
+    line_id: uuid.UUID
+    since: datetime
+    until: datetime
+    calls_placed: int
+    calls_answered: int
+    billed_seconds: int
+    billed_minutes: float
+    distinct_numbers_called: int
+    calls_received: int

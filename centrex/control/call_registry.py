@@ -205,8 +205,9 @@ class CallRegistry:
                     "node": self.node,
                     "channel_id": channel_id,
                     "direction": route.direction,
-                    "caller": caller.username if caller else caller_number,
-                    "callee": what.e164 or dialled,
+                    # E.164 wherever there is one: these go into the CDR.
+                    "caller": (caller.main_number or caller.username) if caller else caller_number,
+                    "callee": what.e164 or (callee.main_number if callee else None) or dialled,
                     "caller_line": caller.id if caller else None,
                     "callee_line": callee.id if callee else None,
                     "max_duration_s": limits.max_duration_s,

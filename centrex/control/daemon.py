@@ -30,6 +30,7 @@ from centrex.asterisk.ami import AmiClient
 from centrex.asterisk.ari import AriClient
 from centrex.asterisk.ari_events import AriWebSocket
 from centrex.asterisk.errors import AsteriskError
+from centrex.cdr.shipper import CdrShipper
 from centrex.config import Settings
 from centrex.control.call_registry import AdmittedCall, CallRef, CallRegistry
 from centrex.control.cutoff_timer import CutoffTimer
@@ -349,9 +350,16 @@ async def run_daemon(settings: Settings) -> None:
     ari_http = AriClient.from_settings(settings)
     ami = AmiClient.from_settings(settings, events=("DialEnd", "Hangup"))
     control = CallControl(settings, registry, ari, ami, ari_http)
+    # CDRs come from Asterisk's journal, not from this process's memory: the shipper only moves
+    # them into PostgreSQL, and picks up where it stopped after a restart (centrex/cdr/).
+    shipper = CdrShipper(settings)
+    shipping = asyncio.create_task(shipper.run_forever())
     try:
         await control.run(websocket)
     finally:
+        shipping.cancel()
+        await asyncio.gather(shipping, return_exceptions=True)
+        await shipper.aclose()
         control.cutoffs.cancel_all()
         ami.close()
         await ari.aclose()

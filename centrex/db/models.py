@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     DateTime,
     Enum,
@@ -273,3 +274,78 @@ class RingGroupMember(Base):
     )
     position: Mapped[int] = mapped_column(Integer, primary_key=True)  # hunt order, from 0
     line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), index=True)
+
+
+class CallAttempt(Base):
+    """What the daemon decided about a call, recorded by ``centrex_admit_call`` in the same
+    statement as the decision; joined to Asterisk's channel events to make the CDR, then
+    deleted. Keyed like the call: ``(node, channel_id)``, the caller's channel, whose id is the
+    call's Asterisk linked id."""
+
+    __tablename__ = "call_attempts"
+
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    call_id: Mapped[uuid.UUID] = mapped_column()
+    outcome: Mapped[str] = mapped_column(String(16))  # admitted | refused_limit | refused_policy
+    direction: Mapped[str] = mapped_column(String(16))
+    caller: Mapped[str] = mapped_column(String(64))
+    callee: Mapped[str] = mapped_column(String(64))
+    caller_line_id: Mapped[uuid.UUID | None] = mapped_column()
+    callee_line_id: Mapped[uuid.UUID | None] = mapped_column()
+    ring_group_id: Mapped[uuid.UUID | None] = mapped_column()
+    max_duration_s: Mapped[int] = mapped_column(Integer)
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Cdr(Base):
+    """One call attempt, from the customer's side (contract art. 11.2, 18.2): the evidence.
+
+    Natural key ``(node, linkedid)``: Asterisk's linked id is unique per node and call, so a
+    replayed journal never inserts a call twice."""
+
+    __tablename__ = "cdrs"
+    __table_args__ = (
+        UniqueConstraint("node", "linkedid", name="uq_cdrs_node_linkedid"),
+        Index("ix_cdrs_start", "start_at", "id"),
+        Index("ix_cdrs_customer_start", "customer_id", "start_at"),
+        Index("ix_cdrs_caller_line_start", "caller_line_id", "start_at"),
+        Index("ix_cdrs_callee_line_start", "callee_line_id", "start_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    node: Mapped[str] = mapped_column(String(64))
+    linkedid: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[uuid.UUID | None] = mapped_column()  # the daemon's, if it decided the call
+    customer_id: Mapped[uuid.UUID | None] = mapped_column()
+    caller_line_id: Mapped[uuid.UUID | None] = mapped_column()
+    callee_line_id: Mapped[uuid.UUID | None] = mapped_column()  # the line that took it
+    ring_group_id: Mapped[uuid.UUID | None] = mapped_column()
+    dialled_number: Mapped[str | None] = mapped_column(String(64))  # what the caller dialled
+    direction: Mapped[str] = mapped_column(String(16))  # outbound | inbound | on-net
+    caller: Mapped[str] = mapped_column(String(64))  # E.164 where there is one
+    callee: Mapped[str] = mapped_column(String(64))
+    destination_country: Mapped[str | None] = mapped_column(String(2))
+    start_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    answer_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    end_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    billed_s: Mapped[int] = mapped_column(Integer)
+    disposition: Mapped[str] = mapped_column(String(16))
+    q850_cause: Mapped[int | None] = mapped_column(Integer)
+    sip_code: Mapped[int] = mapped_column(Integer)
+    written_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
+
+
+class CdrCheckpoint(Base):
+    """How far a node's CEL journal has been shipped; moved in the same transaction as the CDRs
+    it covers, so a restart resumes exactly there."""
+
+    __tablename__ = "cdr_checkpoints"
+
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    journal: Mapped[str] = mapped_column(String(255))  # the segment file name
+    offset: Mapped[int] = mapped_column(BigInteger)  # first byte not yet fully shipped
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -41,6 +41,9 @@ from centrex.config import Settings
 
 log = logging.getLogger(__name__)
 
+# The CEL journal's file name, under the instance's log dir, in cel-custom/ (cel_custom.conf).
+CEL_JOURNAL = "centrex-cel.csv"
+
 DEFAULT_TONE_ZONE = "us"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SUITE = "sid"
@@ -127,8 +130,12 @@ class _Dirs:
     def cache(self) -> PurePosixPath:
         return self.base / "cache"
 
+    @property
+    def cel(self) -> PurePosixPath:
+        return self.log / "cel-custom"  # where cel_custom writes (it does not create it)
+
     def all(self) -> list[PurePosixPath]:
-        return [self.etc, self.db, self.spool, self.run, self.log, self.cache]
+        return [self.etc, self.db, self.spool, self.run, self.log, self.cache, self.cel]
 
 
 class AsteriskSandbox:
@@ -189,6 +196,11 @@ class AsteriskSandbox:
     @property
     def log_file(self) -> Path:
         return self.host_path(self.dirs.log / "messages.log")
+
+    @property
+    def cel_journal(self) -> Path:
+        """The CSV journal of CEL events the CDR shipper reads (host path)."""
+        return self.host_path(self.dirs.cel / CEL_JOURNAL)
 
     @property
     def astdb_file(self) -> Path:
@@ -339,6 +351,7 @@ class AsteriskSandbox:
             "realm": self.realm,
             "tone_zone": DEFAULT_TONE_ZONE,
             "astdb_prefix": ASTDB_PREFIX,
+            "cel_journal": CEL_JOURNAL,
         }
 
     def render_config(self) -> Path:

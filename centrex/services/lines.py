@@ -37,6 +37,14 @@ async def get_live_line(session: AsyncSession, line_id: uuid.UUID) -> Line:
     return line
 
 
+async def get_line_any(session: AsyncSession, line_id: uuid.UUID) -> Line:
+    """A line, deleted or not: its records outlive it."""
+    line = await session.get(Line, line_id)
+    if line is None:
+        raise NotFound("line_id", f"no line with id {line_id}", location="path")
+    return line
+
+
 async def push_to_asterisk(session: AsyncSession, projector: AsteriskProjector, line: Line) -> None:
     """Try to bring Asterisk in line now; on failure the reconciler retries later."""
     try:

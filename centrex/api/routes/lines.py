@@ -1,37 +1,18 @@
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import JSONResponse
 
+from centrex.api.cursor import decode_cursor, encode_cursor
 from centrex.api.deps import ProjectorDep, SessionDep, SettingsDep
 from centrex.api.schemas import LineCreated, LineIn, LineOut, LinePage, LinePatch
 from centrex.db.models import Line
 from centrex.services import lines as line_service
-from centrex.services.errors import ServiceError
 
 router = APIRouter(prefix="/v1/lines", tags=["lines"])
-
-
-def _encode_cursor(line: Line) -> str:
-    raw = f"{line.created_at.isoformat()}|{line.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, line_id = raw.split("|")
-        return datetime.fromisoformat(created_at), uuid.UUID(line_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ServiceError(
-            "cursor", "not a cursor returned by this API", location="query"
-        ) from None
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=LineCreated)
@@ -61,14 +42,14 @@ async def list_lines(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> LinePage:
-    after = _decode_cursor(cursor) if cursor else None
+    after = decode_cursor(cursor) if cursor else None
     rows = await line_service.list_lines(
         session, customer_id=customer_id, after=after, limit=limit + 1
     )
     page, more = rows[:limit], len(rows) > limit
     return LinePage(
         items=[LineOut.model_validate(r) for r in page],
-        next_cursor=_encode_cursor(page[-1]) if more else None,
+        next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if more else None,
     )
 
 

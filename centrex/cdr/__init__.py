@@ -1,0 +1,1 @@
+"""CDRs: Asterisk's CEL journal shipped into PostgreSQL, exactly once (docs/cdrs.md)."""

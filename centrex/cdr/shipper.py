@@ -1,0 +1,259 @@
+"""Ships Asterisk's CEL journal into PostgreSQL as CDRs: batched, exactly once, restart-safe.
+
+Each pass reads the journal lines appended since the last pass, folds them into ended calls
+(:class:`~centrex.core.cdr.CallAssembler`), and writes the ended calls in one transaction:
+COPY into a temporary table, ``INSERT … ON CONFLICT (node, linkedid) DO NOTHING`` into
+``cdrs``, delete the matching ``call_attempts``, and move the checkpoint. The checkpoint is the
+journal position of the first event of the oldest call not yet written, so after a crash (of
+this process, of PostgreSQL, of the machine) the shipper reads from there again: calls already
+written are dropped by the natural key, the others are written. Nothing is lost as long as the
+journal is (see :mod:`.journal`); nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from centrex.cdr.journal import LIVE, Journal, Position
+from centrex.config import Settings
+from centrex.core.cdr import (
+    CDR_COLUMNS,
+    Attempt,
+    CallAssembler,
+    EndedCall,
+    LineRef,
+    _endpoint,
+    build_cdr,
+    feed_all,
+)
+
+log = logging.getLogger(__name__)
+
+RETRY_MAX_S = 5.0
+STALE_ATTEMPTS_EVERY_S = 600.0  # decisions whose call never reached the journal: cleaned up
+
+
+def asyncpg_dsn(url: str) -> str:
+    u = make_url(url)
+    return u.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def journal_path(settings: Settings) -> Path:
+    if settings.cel_journal is not None:
+        return settings.cel_journal
+    from centrex.sandbox.asterisk import AsteriskSandbox
+
+    return AsteriskSandbox(settings).cel_journal
+
+
+class CdrShipper:
+    def __init__(self, settings: Settings, journal: Journal | None = None) -> None:
+        self.settings = settings
+        self.node = settings.node_name
+        self.journal = journal or Journal(journal_path(settings))
+        self.assembler = CallAssembler()
+        self.pending: list[EndedCall] = []  # ended, not yet written
+        self.position: Position | None = None  # where the next read starts
+        self.pool: asyncpg.Pool | None = None
+        self.written_total = 0
+        self._stored: Position | None = None
+        self._last_cleanup = 0.0
+
+    # --- the loop ---------------------------------------------------------------------------
+    async def run_forever(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                busy = await self.step()
+                backoff = 0.5
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning(
+                    "CDRs: cannot write (%s); %d ended calls wait, in the journal; retry in %.1fs",
+                    exc, len(self.pending), backoff,
+                )  # fmt: skip
+                await self._drop_pool()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_MAX_S)
+                continue
+            if not busy:
+                await asyncio.sleep(self.settings.cdr_ship_interval_s)
+
+    async def step(self) -> bool:
+        """One pass; True if there may be more to do right away."""
+        pool = await self._pool()
+        if self.position is None:
+            self.position = await self._load_checkpoint(pool)
+            log.info("CDRs: shipping %s from %s", self.journal.path, self.position)
+        more = False
+        if len(self.pending) < self.settings.cdr_batch_max * 4:  # bounded memory
+            lines, self.position = await asyncio.to_thread(self.journal.read, self.position)
+            self.pending.extend(feed_all(self.assembler, lines))
+            more = bool(lines)
+        self._maybe_rotate()
+        while self.pending:
+            batch = self.pending[: self.settings.cdr_batch_max]
+            rest = self.pending[len(batch) :]
+            await self.write(pool, batch, self._checkpoint(rest))
+            self.pending = rest
+        if not more:
+            await self.write_checkpoint_only(pool)
+        if time.monotonic() - self._last_cleanup > STALE_ATTEMPTS_EVERY_S:
+            await pool.execute(
+                "DELETE FROM call_attempts"
+                " WHERE node = $1 AND decided_at < now() - interval '1 day'",
+                self.node,
+            )
+            self._last_cleanup = time.monotonic()
+        return more
+
+    def _checkpoint(self, unwritten: list[EndedCall]) -> Position:
+        assert self.position is not None
+        first = [c.first_position for c in unwritten]
+        return min([self.assembler.low_water(self.position), *first])
+
+    def _maybe_rotate(self) -> None:
+        assert self.position is not None
+        if self.position.segment != LIVE:
+            return
+        if self.position.offset < self.settings.cdr_journal_rotate_bytes:
+            return
+        segment = self.journal.rotate()
+        log.info("CDRs: journal rotated to %s", self.journal.name_of(segment))
+
+        def moved(p: Any) -> Any:
+            return Position(segment, p.offset) if p.segment == LIVE else p
+
+        self.position = moved(self.position)
+        for call in [*self.assembler.open_calls.values(), *self.pending]:
+            call.first_position = moved(call.first_position)
+
+    # --- PostgreSQL ---------------------------------------------------------------------------
+    async def _pool(self) -> asyncpg.Pool:
+        if self.pool is None:
+            self.pool = await asyncpg.create_pool(
+                asyncpg_dsn(self.settings.database_url_required),
+                min_size=1,
+                max_size=2,
+                command_timeout=30,
+            )
+        return self.pool
+
+    async def _drop_pool(self) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.terminate()
+
+    async def aclose(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def _load_checkpoint(self, pool: asyncpg.Pool) -> Position:
+        row = await pool.fetchrow(
+            'SELECT journal, "offset" FROM cdr_checkpoints WHERE node = $1', self.node
+        )
+        if row is None:
+            return self.journal.resume_from(None, 0)
+        return self.journal.resume_from(row["journal"], row["offset"])
+
+    async def write_checkpoint_only(self, pool: asyncpg.Pool) -> None:
+        """Idle: move the checkpoint over lines that ended no call."""
+        at = self._checkpoint([])
+        if at != self._stored:
+            async with pool.acquire() as conn:
+                await self._store_checkpoint(conn, at)
+            await self._checkpoint_stored(at)
+
+    async def _checkpoint_stored(self, at: Position) -> None:
+        """Committed: rotated segments wholly before it are shipped and can go."""
+        self._stored = at
+        if at.segment != LIVE or self.journal.rotated_segments():
+            await asyncio.to_thread(self.journal.drop_segments_before, at.segment)
+
+    async def _store_checkpoint(self, conn: asyncpg.Connection, at: Position) -> None:
+        await conn.execute(
+            """
+            INSERT INTO cdr_checkpoints (node, journal, "offset", updated_at)
+            VALUES ($1, $2, $3, $4)
+            ON CONFLICT (node) DO UPDATE
+            SET journal = excluded.journal, "offset" = excluded."offset",
+                updated_at = excluded.updated_at
+            """,
+            self.node, self.journal.name_of(at.segment), at.offset, datetime.now(UTC),
+        )  # fmt: skip
+
+    async def write(self, pool: asyncpg.Pool, calls: list[EndedCall], checkpoint: Position) -> int:
+        """Write these calls' CDRs and move the checkpoint, in one transaction."""
+        linkedids = [c.linkedid for c in calls]
+        async with pool.acquire() as conn, conn.transaction():
+            attempts = {
+                r["channel_id"]: Attempt(*list(r.values())[1:])
+                for r in await conn.fetch(
+                    """
+                    SELECT channel_id, call_id, outcome, direction, caller, callee,
+                           caller_line_id, callee_line_id, ring_group_id, max_duration_s
+                    FROM call_attempts WHERE node = $1 AND channel_id = ANY($2::text[])
+                    """,
+                    self.node,
+                    linkedids,
+                )
+            }
+            usernames = {
+                ep for c in calls for ep in (_endpoint(c.channel), _endpoint(c.answered_by)) if ep
+            }
+            lines = {
+                r["sip_username"]: LineRef(r["id"], r["customer_id"], r["main_number"])
+                for r in await conn.fetch(
+                    "SELECT sip_username, id, customer_id, main_number FROM lines"
+                    " WHERE sip_username = ANY($1::text[])",
+                    list(usernames),
+                )
+            }
+            group_ids = list({a.ring_group_id for a in attempts.values() if a.ring_group_id})
+            groups: dict[uuid.UUID, uuid.UUID] = {}
+            if group_ids:
+                groups = {
+                    r["id"]: r["customer_id"]
+                    for r in await conn.fetch(
+                        "SELECT id, customer_id FROM ring_groups WHERE id = ANY($1::uuid[])",
+                        group_ids,
+                    )
+                }
+            rows = [
+                build_cdr(
+                    c,
+                    node=self.node,
+                    attempt=attempts.get(c.linkedid),
+                    lines=lines,
+                    group_customers=groups,
+                )
+                for c in calls
+            ]
+            await conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS cdr_batch (LIKE cdrs INCLUDING DEFAULTS)"
+                " ON COMMIT DELETE ROWS"
+            )
+            await conn.copy_records_to_table("cdr_batch", records=rows, columns=CDR_COLUMNS)
+            status = await conn.execute(
+                "INSERT INTO cdrs SELECT * FROM cdr_batch ON CONFLICT (node, linkedid) DO NOTHING"
+            )
+            await conn.execute(
+                "DELETE FROM call_attempts WHERE node = $1 AND channel_id = ANY($2::text[])",
+                self.node, linkedids,
+            )  # fmt: skip
+            await self._store_checkpoint(conn, checkpoint)
+        await self._checkpoint_stored(checkpoint)
+        inserted = int(status.rsplit(" ", 1)[-1])
+        self.written_total += inserted
+        log.debug("CDRs: %d written (%d already there)", inserted, len(calls) - inserted)
+        return inserted

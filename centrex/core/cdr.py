@@ -1,0 +1,328 @@
+"""Call detail records from Asterisk's channel events: pure, no I/O.
+
+Asterisk writes one CSV line per CEL event (``asterisk-config/cel_custom.conf.j2``) to a journal
+file that outlives the daemon. :class:`CallAssembler` folds those events, call by call (one
+Asterisk *linked id* = one call attempt from the customer's side), into :class:`EndedCall`
+once Asterisk says the call is over (``LINKEDID_END``); :func:`disposition` and
+:func:`sip_code` say how it ended. The shipper (``centrex/cdr/``) adds what the daemon decided
+(``call_attempts``) and writes the records.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import phonenumbers
+
+from centrex.core.numbering import classify_dialled
+
+# Column order of a journal line (cel_custom.conf.j2).
+CEL_COLUMNS = (
+    "event", "time", "uniqueid", "linkedid", "channel", "exten", "context", "caller", "extra",
+    "userfield",
+)  # fmt: skip
+
+
+class Disposition:
+    answered = "answered"
+    busy = "busy"
+    no_answer = "no_answer"
+    failed = "failed"
+    refused_limit = "refused_limit"  # the line's simultaneous-call limit (art. 8)
+    refused_policy = "refused_policy"  # destination or fraud policy (art. 6, 16, 19)
+    cut = "cut"  # hung up at the maximum duration (art. 8)
+
+    all = (answered, busy, no_answer, failed, refused_limit, refused_policy, cut)
+
+
+@dataclass(frozen=True)
+class CelEvent:
+    event: str
+    at: float  # epoch seconds
+    uniqueid: str
+    linkedid: str
+    channel: str
+    exten: str
+    context: str
+    caller: str
+    extra: dict[str, object]
+    userfield: str
+
+    @classmethod
+    def from_row(cls, row: list[str]) -> CelEvent:
+        if len(row) != len(CEL_COLUMNS):
+            raise ValueError(f"a CEL line has {len(CEL_COLUMNS)} columns, not {len(row)}")
+        values = dict(zip(CEL_COLUMNS, row, strict=True))
+        extra: dict[str, object] = {}
+        if values["extra"].startswith("{"):
+            try:
+                extra = json.loads(values["extra"])
+            except ValueError:
+                extra = {}
+        return cls(
+            event=values["event"],
+            at=float(values["time"]),
+            uniqueid=values["uniqueid"],
+            linkedid=values["linkedid"],
+            channel=values["channel"],
+            exten=values["exten"],
+            context=values["context"],
+            caller=values["caller"],
+            extra=extra,
+            userfield=values["userfield"],
+        )
+
+
+def parse_line(line: str) -> CelEvent:
+    return CelEvent.from_row(next(csv.reader([line])))
+
+
+@dataclass
+class EndedCall:
+    """Everything Asterisk said about one call attempt, in the caller's channel's terms."""
+
+    linkedid: str
+    channel: str = ""  # the caller's channel (its uniqueid is the linked id)
+    dialled: str = ""  # the extension it dialled
+    caller_number: str = ""
+    started_at: float | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    cause: int | None = None  # Q.850 hangup cause of the caller's channel
+    dial_status: str = ""
+    answered_by: str = ""  # channel name of the other party that answered, if any
+    first_position: Any = 0  # journal position of its first event (anything ordered)
+    userfield: str = ""
+
+    @property
+    def start(self) -> datetime:
+        return _dt(self.started_at if self.started_at is not None else self.ended_at or 0.0)
+
+    @property
+    def answer(self) -> datetime | None:
+        return _dt(self.answered_at) if self.answered_at is not None else None
+
+    @property
+    def end(self) -> datetime:
+        return _dt(self.ended_at if self.ended_at is not None else self.started_at or 0.0)
+
+    @property
+    def duration_s(self) -> float:
+        return max(0.0, (self.ended_at or 0.0) - (self.started_at or self.ended_at or 0.0))
+
+    @property
+    def billed_s(self) -> int:
+        """Answered seconds, to the nearest second (half up). Rating increments (per second,
+        per minute started) are the biller's business; this is the measured duration."""
+        if self.answered_at is None or self.ended_at is None:
+            return 0
+        return math.floor(max(0.0, self.ended_at - self.answered_at) + 0.5)
+
+
+def _dt(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+@dataclass
+class CallAssembler:
+    """Folds journal events into ended calls. Holds only calls still in progress."""
+
+    open_calls: dict[str, EndedCall] = field(default_factory=dict)
+
+    def feed(self, event: CelEvent, position: Any) -> EndedCall | None:
+        """One event at journal ``position``; returns the call it ended, if it ended one."""
+        call = self.open_calls.get(event.linkedid)
+        if call is None:
+            call = EndedCall(event.linkedid, first_position=position)
+            self.open_calls[event.linkedid] = call
+        caller_side = event.uniqueid == event.linkedid
+        if event.event == "CHAN_START" and caller_side:
+            call.channel = event.channel
+            call.dialled = event.exten
+            call.caller_number = event.caller
+            call.started_at = event.at
+        elif event.event == "ANSWER":
+            if caller_side:
+                call.answered_at = event.at
+            elif not call.answered_by:
+                call.answered_by = event.channel
+        elif event.event == "HANGUP" and caller_side:
+            call.ended_at = event.at
+            cause = str(event.extra.get("hangupcause", ""))
+            call.cause = int(cause) if cause.isdigit() else None
+            call.dial_status = str(event.extra.get("dialstatus") or "")
+            call.userfield = event.userfield
+        elif event.event == "LINKEDID_END":
+            if call.ended_at is None:
+                call.ended_at = event.at
+            return self.open_calls.pop(event.linkedid)
+        return None
+
+    def low_water(self, default: Any) -> Any:
+        """The journal position a restart must read from to see every call still in progress."""
+        return min((c.first_position for c in self.open_calls.values()), default=default)
+
+
+def feed_all(assembler: CallAssembler, lines: Iterable[tuple[Any, str]]) -> list[EndedCall]:
+    """Feed journal lines; a line that is not a CEL record is skipped (and counted by the
+    caller from the difference), never fatal: one bad line must not stop every CDR."""
+    ended = []
+    for position, line in lines:
+        try:
+            event = parse_line(line)
+        except (ValueError, StopIteration):
+            continue
+        call = assembler.feed(event, position)
+        if call is not None:
+            ended.append(call)
+    return ended
+
+
+# Q.850 cause -> the SIP code chan_pjsip answers with (RFC 3398 mapping, as Asterisk applies it).
+_CAUSE_TO_SIP = {
+    1: 404, 2: 404, 3: 404, 17: 486, 18: 408, 19: 480, 20: 480, 21: 403, 22: 410, 26: 404,
+    27: 502, 28: 484, 29: 501, 31: 480, 34: 503, 38: 503, 41: 503, 42: 503, 44: 503, 47: 503,
+    55: 403, 57: 403, 58: 503, 65: 488, 69: 501, 79: 501, 87: 403, 88: 488, 102: 504, 111: 500,
+    127: 500,
+}  # fmt: skip
+NORMAL_CLEARING = 16
+NO_ANSWER = 19
+CUT_TOLERANCE_S = 1.0  # a call answered this close to its maximum was cut at it
+
+
+def sip_code(call: EndedCall) -> int:
+    if call.answered_at is not None:
+        return 200
+    if call.cause in (None, NORMAL_CLEARING) or call.dial_status == "CANCEL":
+        return 487  # the caller gave up before anyone answered
+    return _CAUSE_TO_SIP.get(call.cause, 500)
+
+
+def disposition(
+    call: EndedCall, *, outcome: str | None, max_duration_s: int | None
+) -> str:  # fmt: skip
+    """How the attempt ended. ``outcome`` is what the daemon recorded when it decided
+    ("admitted", "refused_limit", "refused_policy"; None if it never saw the call)."""
+    if outcome in (Disposition.refused_limit, Disposition.refused_policy):
+        return outcome
+    if call.answered_at is not None:
+        held = (call.ended_at or call.answered_at) - call.answered_at
+        if max_duration_s is not None and held >= max_duration_s - CUT_TOLERANCE_S:
+            return Disposition.cut
+        return Disposition.answered
+    code = sip_code(call)
+    if code == 486:
+        return Disposition.busy
+    if call.cause == NO_ANSWER or code in (487, 408):
+        return Disposition.no_answer
+    return Disposition.failed
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What the daemon decided (``call_attempts``)."""
+
+    call_id: uuid.UUID
+    outcome: str
+    direction: str
+    caller: str
+    callee: str
+    caller_line_id: uuid.UUID | None
+    callee_line_id: uuid.UUID | None
+    ring_group_id: uuid.UUID | None
+    max_duration_s: int
+
+
+@dataclass(frozen=True)
+class LineRef:
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    main_number: str | None
+
+
+# The columns of ``cdrs`` a record fills, in this order (COPY).
+CDR_COLUMNS = (
+    "id", "node", "linkedid", "call_id", "customer_id", "caller_line_id", "callee_line_id",
+    "ring_group_id", "dialled_number", "direction", "caller", "callee", "destination_country",
+    "start_at", "answer_at", "end_at", "duration_ms", "billed_s", "disposition", "q850_cause",
+    "sip_code",
+)  # fmt: skip
+
+TRUNK_PREFIX = "trunk-"
+
+
+def _endpoint(channel: str) -> str | None:
+    tech, _, rest = channel.partition("/")
+    if tech != "PJSIP" or not rest:
+        return None
+    return rest.rpartition("-")[0] or None
+
+
+def destination_country(callee: str) -> str | None:
+    """ISO country of an E.164 callee (``+44…`` -> GB); None for anything else."""
+    if not callee.startswith("+"):
+        return None
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(callee))
+    except phonenumbers.NumberParseException:
+        return None
+    return region if region and region != "ZZ" else None
+
+
+def build_cdr(
+    call: EndedCall,
+    *,
+    node: str,
+    attempt: Attempt | None,
+    lines: dict[str, LineRef],
+    group_customers: dict[uuid.UUID, uuid.UUID],
+) -> tuple[object, ...]:
+    """The CDR row (``CDR_COLUMNS``) of an ended call. ``lines``: lines by SIP username, for the
+    caller's and the answering channel's endpoints."""
+    caller_ep = _endpoint(call.channel)
+    answered_ep = _endpoint(call.answered_by)
+    caller_line = lines.get(caller_ep or "")
+    answered_line = lines.get(answered_ep or "")
+    if attempt is not None:
+        direction, caller, callee = attempt.direction, attempt.caller, attempt.callee
+        caller_line_id = attempt.caller_line_id
+        # A ring group's call: the member that answered took it.
+        callee_line_id = answered_line.id if answered_line else attempt.callee_line_id
+        group_id = attempt.ring_group_id
+        max_s: int | None = attempt.max_duration_s
+    else:  # never decided by the daemon (refused by routing, or the daemon was down)
+        from_trunk = bool(caller_ep and caller_ep.startswith(TRUNK_PREFIX))
+        direction = "inbound" if from_trunk else "outbound"
+        caller = (
+            call.caller_number
+            if from_trunk or caller_line is None
+            else (caller_line.main_number or caller_ep or "")
+        )
+        dialled = classify_dialled(call.dialled)
+        callee = dialled.e164 or call.dialled
+        caller_line_id = caller_line.id if caller_line else None
+        callee_line_id = answered_line.id if answered_line else None
+        group_id, max_s = None, None
+    customer = next(
+        (
+            ln.customer_id
+            for ln in (caller_line, answered_line)
+            if ln is not None and ln.id in (caller_line_id, callee_line_id)
+        ),
+        group_customers.get(group_id) if group_id else None,
+    )
+    return (
+        uuid.uuid4(), node, call.linkedid, attempt.call_id if attempt else None, customer,
+        caller_line_id, callee_line_id, group_id, call.dialled or None, direction, caller or "",
+        callee or "", destination_country(callee or ""), call.start, call.answer, call.end,
+        round(call.duration_s * 1000), call.billed_s,
+        disposition(call, outcome=attempt.outcome if attempt else None, max_duration_s=max_s),
+        call.cause, sip_code(call),
+    )  # fmt: skip
