@@ -15,7 +15,7 @@ from sip_agent import Carrier, free_udp_port
 from centrex.config import Settings
 from centrex.sandbox import processes
 from centrex.sandbox.asterisk import AsteriskSandbox
-from centrex.sandbox.postgres import free_port, migrated_test_database
+from centrex.sandbox.postgres import ScratchDatabase, free_port, scratch_database
 from centrex.sandbox.processes import API_READY, DAEMON_READY, ServiceProcess
 
 API_TOKEN = "test-operator-token"
@@ -29,9 +29,14 @@ def _port_block() -> dict[str, int]:
 
 
 @pytest.fixture(scope="session")
-async def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    async with migrated_test_database(tmp_path_factory.mktemp("pg")) as url:
-        yield url
+async def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchDatabase]:
+    async with scratch_database(tmp_path_factory.mktemp("pg")) as db:
+        yield db
+
+
+@pytest.fixture(scope="session")
+def database_url(database: ScratchDatabase) -> str:
+    return database.url
 
 
 @pytest.fixture(scope="session")

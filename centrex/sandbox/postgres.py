@@ -28,6 +28,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -402,15 +403,21 @@ class PostgresCluster:
 
 
 # --- test support --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScratchDatabase:
+    url: str
+    cluster: PostgresCluster | None  # None on an external server (DATABASE_URL): not ours to stop
+
+
 @contextlib.asynccontextmanager
-async def migrated_test_database(
+async def scratch_database(
     var_dir: Path, *, prefix: str = "centrex_test"
-) -> AsyncIterator[str]:
-    """Yield the URL of a fresh, migrated database; clean up afterwards.
+) -> AsyncIterator[ScratchDatabase]:
+    """A fresh, migrated database; cleaned up afterwards.
 
     With ``DATABASE_URL`` (or ``CENTREX_DATABASE_URL``) set: a uniquely named database on that
     server, dropped at the end. Otherwise: a private cluster in ``var_dir`` on a free port,
-    destroyed at the end.
+    destroyed at the end (tests may stop and start it: an outage).
     """
     from centrex.db.migrate import upgrade_to_head_async
 
@@ -426,12 +433,21 @@ async def migrated_test_database(
     try:
         url = await cluster.create_database(name)
         await upgrade_to_head_async(url)
-        yield url
+        yield ScratchDatabase(url, None if external else cluster)
     finally:
         if external:
             await cluster.drop_database(name)
         else:
             await asyncio.to_thread(cluster.destroy)
+
+
+@contextlib.asynccontextmanager
+async def migrated_test_database(
+    var_dir: Path, *, prefix: str = "centrex_test"
+) -> AsyncIterator[str]:
+    """The URL of a :func:`scratch_database`."""
+    async with scratch_database(var_dir, prefix=prefix) as db:
+        yield db.url
 
 
 # --- helpers -------------------------------------------------------------------------------------
