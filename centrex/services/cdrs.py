@@ -81,25 +81,33 @@ async def list_cdrs(
     return list((await session.scalars(query.limit(limit))).all())
 
 
-def _csv_value(cdr: Cdr, column: str) -> object:
-    if column == "duration_s":
-        return f"{cdr.duration_ms / 1000:.3f}"
-    value = getattr(cdr, column)
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="milliseconds")
-    return "" if value is None else value
+def _csv_row(row: Any) -> list[object]:
+    out: list[object] = []
+    for column in CSV_COLUMNS:
+        value = row.duration_ms / 1000 if column == "duration_s" else getattr(row, column)
+        if isinstance(value, datetime):
+            value = value.isoformat(timespec="milliseconds")
+        elif isinstance(value, float):
+            value = f"{value:.3f}"
+        out.append("" if value is None else value)
+    return out
 
 
 async def stream_csv(session: AsyncSession, flt: CdrFilter) -> AsyncIterator[bytes]:
-    """The export, a few hundred rows at a time from a server-side cursor: memory stays flat
-    however long the period."""
+    """The export, 1,000 rows at a time from a server-side cursor: memory stays flat however
+    long the period. Plain rows, not ORM objects: an export can be millions of records."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
-    result = await session.stream_scalars(_query(flt).execution_options(yield_per=500))
+    query = (
+        select(*Cdr.__table__.c)
+        .where(*flt.where())
+        .order_by(Cdr.start_at, Cdr.id)
+        .execution_options(yield_per=1000)
+    )
+    result = await session.stream(query)
     async for partition in result.partitions():
-        for cdr in partition:
-            writer.writerow([_csv_value(cdr, c) for c in CSV_COLUMNS])
+        writer.writerows(_csv_row(row) for row in partition)
         yield buffer.getvalue().encode()
         buffer.seek(0)
         buffer.truncate()
