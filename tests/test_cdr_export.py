@@ -76,3 +76,32 @@ def test_a_large_export_streams_in_bounded_memory(api: httpx.Client, api_service
     assert rows == ROWS
     # ~30 MB of CSV went through; the API grew by far less than that.
     assert peak - before < 40, f"API RSS {before:.0f} -> {peak:.0f} MiB during the export"
+
+
+async def test_cdrs_past_the_retention_period_are_deleted(database_url: str):
+    from centrex.db.session import make_engine, make_sessionmaker
+    from centrex.services.cdrs import purge_expired
+
+    customer = uuid.uuid4()
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await conn.execute(
+            """
+            INSERT INTO cdrs (id, node, linkedid, customer_id, direction, caller, callee,
+                              start_at, end_at, duration_ms, billed_s, disposition, sip_code)
+            SELECT gen_random_uuid(), 'retention', 'ret-' || g, $1, 'outbound', 'a', 'b',
+                   now() - g * interval '1 day' + interval '1 hour',
+                   now() - g * interval '1 day' + interval '1 hour', 0, 0, 'failed', 404
+            FROM generate_series(1, 40) AS g
+            """,
+            customer,
+        )
+        engine = make_engine(database_url)
+        async with make_sessionmaker(engine)() as session:
+            assert await purge_expired(session, retention_days=30, batch=4) == 10  # days 31-40
+        await engine.dispose()
+        left = await conn.fetchval("SELECT count(*) FROM cdrs WHERE customer_id = $1", customer)
+        assert left == 30
+        await conn.execute("DELETE FROM cdrs WHERE customer_id = $1", customer)
+    finally:
+        await conn.close()
