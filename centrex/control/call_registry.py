@@ -225,6 +225,7 @@ class CallRegistry:
             return admit_call(caller, callee, counts) or Refuse(
                 "busy",
                 "every member of the ring group is at its limit" if group else "line at its limit",
+                category="line_limit",
             )
         if group is None:
             return AdmittedCall(call_id, route.dial, limits, route.caller_id)

@@ -29,9 +29,13 @@ def admit_call(
 ) -> Refuse | None:
     """None if the lines involved (one or two) have room for one more call, else why not."""
     if caller is not None and in_progress.get(caller.id, 0) >= caller.max_calls:
-        return Refuse("busy", f"caller line at its limit of {caller.max_calls} calls")  # 486
+        return Refuse(
+            "busy", f"caller line at its limit of {caller.max_calls} calls", category="line_limit"
+        )  # 486
     if callee is not None and in_progress.get(callee.id, 0) >= callee.max_calls:
-        return Refuse("busy", f"called line at its limit of {callee.max_calls} calls")  # 486
+        return Refuse(
+            "busy", f"called line at its limit of {callee.max_calls} calls", category="line_limit"
+        )  # 486
     return None
 
 

@@ -58,6 +58,8 @@ class Refuse:
     reason: str
     why: str  # for the log and, later, the CDR
     announcement: str | None = None  # an Asterisk sound played (early media) before hanging up
+    # For metrics: line_limit, policy, destination, fraud, no_route, not_a_line, no_trunk.
+    category: str = "no_route"
 
 
 Decision = Admit | Refuse
@@ -66,7 +68,7 @@ Decision = Admit | Refuse
 def route_from_line(caller: LineInfo | None, dialed: str, target: LineInfo | None) -> Decision:
     """A line calling another line by SIP username."""
     if caller is None:
-        return Refuse("rejected", "caller is not a provisioned line")  # 403
+        return Refuse("rejected", "caller is not a provisioned line", category="not_a_line")  # 403
     if target is None:
         return Refuse("unallocated", f"no line {dialed!r}")  # 404
     if target.username == caller.username:
@@ -115,7 +117,7 @@ def route_call(
             return route_to_number(None, number, "inbound")
         return Refuse("unallocated", f"no line has number {dialled.text!r}")  # 404
     if caller is None:
-        return Refuse("rejected", "caller is not a provisioned line")  # 403
+        return Refuse("rejected", "caller is not a provisioned line", category="not_a_line")  # 403
     if dialled.kind is DialledKind.line:
         return route_from_line(caller, dialled.text, target)
     if dialled.kind is DialledKind.invalid:
@@ -124,7 +126,7 @@ def route_call(
         return route_to_number(caller, number, "on-net")
     # Out to the public network: emergency short numbers as dialled, the rest in E.164.
     if trunk_endpoint is None:
-        return Refuse("congestion", "no trunk to the public network")  # 503
+        return Refuse("congestion", "no trunk to the public network", category="no_trunk")  # 503
     if dialled.kind is DialledKind.emergency:
         destination = dialled.text
     else:
