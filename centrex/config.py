@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # --- API ----------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    control_http_host: str = Field("127.0.0.1", description="The daemon's /metrics and health.")
+    control_http_port: int = Field(
+        8081, ge=0, le=65535, description="The daemon's /metrics and health; 0: not served."
+    )
     api_token: SecretStr = Field(
         SecretStr(""), description="Bearer token operators present; empty refuses every call."
     )

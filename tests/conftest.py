@@ -47,6 +47,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         database_url=database_url,
         asterisk_instance=f"pytest{os.environ.get('CENTREX_TEST_PORT_OFFSET', '')}",
         api_port=free_port(),
+        control_http_port=free_port(),
         api_token=API_TOKEN,
         ami_secret="test-ami-secret",
         ari_password="test-ari-password",

@@ -16,6 +16,7 @@ from typing import Any, Self
 from panoramisk import Manager
 from panoramisk.message import Message
 
+from centrex import metrics
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
 from centrex.config import Settings
 
@@ -109,6 +110,8 @@ class AmiClient:
             except TimeoutError:
                 log.warning("AMI filter for %s not acknowledged", name)
         self.logged_in.set()
+        metrics.ASTERISK_CONNECTED.labels("ami").set(1)
+        metrics.ASTERISK_RECONNECTS.labels("ami").inc()
         log.info("AMI logged in%s", f" (events: {', '.join(self.events)})" if self.events else "")
         for callback in self._on_login:
             await callback()
@@ -118,6 +121,7 @@ class AmiClient:
             self.reconnects += 1
             log.warning("AMI connection lost (%s); reconnecting", exc)
         self.logged_in.clear()
+        metrics.ASTERISK_CONNECTED.labels("ami").set(0)
 
     async def wait_connected(self, within_s: float) -> None:
         try:

@@ -112,6 +112,19 @@ class Journal:
         os.rename(self.path, self.segment_path(segment))
         return segment
 
+    def bytes_after(self, at: Position) -> int:
+        """Journal bytes from ``at`` to the end of the live file."""
+        total = 0
+        for segment in [*self.rotated_segments(), LIVE]:
+            if segment < at.segment:
+                continue
+            try:
+                size = self.segment_path(segment).stat().st_size
+            except FileNotFoundError:
+                continue
+            total += size - (at.offset if segment == at.segment else 0)
+        return max(total, 0)
+
     def live_size(self) -> int:
         try:
             return self.path.stat().st_size

@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from centrex import metrics
 from centrex.cdr.journal import LIVE, Journal, Position
 from centrex.config import Settings
 from centrex.core.cdr import (
@@ -78,6 +79,7 @@ class CdrShipper:
             except asyncio.CancelledError:
                 raise
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                metrics.CDR_WRITE_ERRORS.inc()
                 log.warning(
                     "CDRs: cannot write (%s); %d ended calls wait, in the journal; retry in %.1fs",
                     exc, len(self.pending), backoff,
@@ -108,6 +110,7 @@ class CdrShipper:
             self.pending = rest
         if not more:
             await self.write_checkpoint_only(pool)
+        self._publish()
         if time.monotonic() - self._last_cleanup > STALE_ATTEMPTS_EVERY_S:
             await pool.execute(
                 "DELETE FROM call_attempts"
@@ -116,6 +119,11 @@ class CdrShipper:
             )
             self._last_cleanup = time.monotonic()
         return more
+
+    def _publish(self) -> None:
+        metrics.CDR_PENDING_CALLS.set(len(self.pending))
+        if self._stored is not None:
+            metrics.CDR_JOURNAL_BACKLOG_BYTES.set(self.journal.bytes_after(self._stored))
 
     def _checkpoint(self, unwritten: list[EndedCall]) -> Position:
         assert self.position is not None
@@ -195,6 +203,7 @@ class CdrShipper:
     async def write(self, pool: asyncpg.Pool, calls: list[EndedCall], checkpoint: Position) -> int:
         """Write these calls' CDRs and move the checkpoint, in one transaction."""
         linkedids = [c.linkedid for c in calls]
+        started = time.perf_counter()
         async with pool.acquire() as conn, conn.transaction():
             attempts = {
                 r["channel_id"]: Attempt(*list(r.values())[1:])
@@ -254,6 +263,8 @@ class CdrShipper:
             await self._store_checkpoint(conn, checkpoint)
         await self._checkpoint_stored(checkpoint)
         inserted = int(status.rsplit(" ", 1)[-1])
+        metrics.CDR_WRITE_SECONDS.observe(time.perf_counter() - started)
+        metrics.CDRS_WRITTEN.inc(inserted)
         self.written_total += inserted
         log.debug("CDRs: %d written (%d already there)", inserted, len(calls) - inserted)
         return inserted

@@ -36,6 +36,7 @@ class AdmittedCall:
     ring_timeout_s: int | None = None  # a ring group's, instead of the platform's
     hunt: bool = False  # a hunt: when this member does not answer, ask for the next
     ring_group_id: uuid.UUID | None = None
+    direction: str = "on-net"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class CallRef:
     caller_line_id: uuid.UUID | None
     callee_line_id: uuid.UUID | None
     ring_group_id: uuid.UUID | None = None
+    direction: str = "on-net"
 
 
 # In CallRef's field order.
@@ -62,6 +64,7 @@ CALL_REF_COLUMNS = (
     ActiveCall.caller_line_id,
     ActiveCall.callee_line_id,
     ActiveCall.ring_group_id,
+    ActiveCall.direction,
 )
 
 
@@ -103,7 +106,7 @@ ANSWERED_BY_MEMBER = text(
             hunt_remaining = NULL
         WHERE node = :node AND channel_id = :channel_id AND answered_at IS NULL
         RETURNING id, channel_id, max_duration_s, answered_at, deadline_at, caller_line_id,
-                  callee_line_id, ring_group_id
+                  callee_line_id, ring_group_id, direction
     ), released AS (
         DELETE FROM active_call_legs g USING answered a
         WHERE g.call_id = a.id AND g.role = 'member'
@@ -228,7 +231,9 @@ class CallRegistry:
                 category="line_limit",
             )
         if group is None:
-            return AdmittedCall(call_id, route.dial, limits, route.caller_id)
+            return AdmittedCall(
+                call_id, route.dial, limits, route.caller_id, direction=route.direction
+            )
         picked = {uuid.UUID(m) for m in result["members"]}
         ringing = [m for m in members if m.id in picked]  # in the group's order
         return AdmittedCall(
@@ -239,6 +244,7 @@ class CallRegistry:
             ring_timeout_s=group.ring_timeout_s,
             hunt=group.hunt,
             ring_group_id=group.id,
+            direction=route.direction,
         )
 
     async def hunt_next(self, channel_id: str) -> str | None:

@@ -20,12 +20,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
+import uvicorn
 from panoramisk.message import Message
 
+from centrex import metrics
 from centrex.asterisk.ami import AmiClient
 from centrex.asterisk.ari import AriClient
 from centrex.asterisk.ari_events import AriWebSocket
@@ -34,6 +36,7 @@ from centrex.cdr.shipper import CdrShipper
 from centrex.config import Settings
 from centrex.control.call_registry import AdmittedCall, CallRef, CallRegistry
 from centrex.control.cutoff_timer import CutoffTimer
+from centrex.control.http import health_app
 from centrex.core.routing import endpoint_of_channel
 from centrex.db.session import make_engine
 
@@ -93,9 +96,11 @@ class CallControl:
             )
         except Exception:
             log.exception("call %s: no decision (internal error); refusing", channel_id)
+            metrics.CALLS_REFUSED.labels("error").inc()
             await self._hangup_quietly(channel_id, "congestion")
             return
         elapsed_ms = (time.perf_counter() - started) * 1000
+        metrics.ADMISSION_SECONDS.observe(elapsed_ms / 1000)
         if decision is None:
             log.info("call %s: already admitted; the first decision stands", channel_id)
             return
@@ -104,6 +109,7 @@ class CallControl:
                 "call %s: %s -> %s refused: %s (%s) (%.1f ms)",
                 channel_id, caller, dialled, decision.why, decision.reason, elapsed_ms,
             )  # fmt: skip
+            metrics.CALLS_REFUSED.labels(decision.category).inc()
             if decision.announcement:
                 with contextlib.suppress(AsteriskError):
                     await self.ari.continue_in_dialplan(
@@ -118,8 +124,10 @@ class CallControl:
         )  # fmt: skip
         self.calls[channel_id] = CallRef(
             decision.call_id, channel_id, decision.limits.max_duration_s, None, None, None, None,
-            decision.ring_group_id,
+            decision.ring_group_id, decision.direction,
         )  # fmt: skip
+        metrics.CALLS_ADMITTED.labels(decision.direction).inc()
+        metrics.CALLS_IN_PROGRESS.labels(decision.direction).inc()
         try:
             if decision.caller_id:
                 # Out to the public network as the line's number (From and P-Asserted-Identity),
@@ -191,7 +199,9 @@ class CallControl:
 
     async def end_call(self, channel_id: str, *, ended_at: datetime | None = None) -> None:
         async with self._locks[channel_id]:
-            self.calls.pop(channel_id, None)
+            known = self.calls.pop(channel_id, None)
+            if known is not None:
+                metrics.CALLS_IN_PROGRESS.labels(known.direction).dec()
             self.cutoffs.disarm(channel_id)
             ref = await self.registry.release(channel_id)
             cut_by_us = channel_id in self._cut_by_us
@@ -205,6 +215,7 @@ class CallControl:
         held = (ended_at - ref.answered_at).total_seconds()
         if held >= ref.max_duration_s - CUT_TOLERANCE_S:
             log.warning("call %s: cut by Asterisk at the maximum duration", channel_id)
+            metrics.CALLS_CUT.labels("asterisk").inc()
             await self.registry.record_cutoff(ref, ended_at=ended_at, enforced_by="asterisk")
 
     async def cut(self, channel_id: str) -> None:
@@ -215,6 +226,7 @@ class CallControl:
         self._cut_by_us.add(channel_id)
         await self._hangup_quietly(channel_id, "normal")
         log.warning("call %s: cut at the maximum duration of %ss", channel_id, ref.max_duration_s)
+        metrics.CALLS_CUT.labels("daemon").inc()
         await self.registry.record_cutoff(ref, ended_at=now(), enforced_by="daemon")
 
     # --- agreement with Asterisk --------------------------------------------------------------
@@ -247,6 +259,13 @@ class CallControl:
             elif ref.deadline_at is not None and not self.cutoffs.armed(ref.channel_id):
                 self.calls[ref.channel_id] = ref
                 self.cutoffs.arm(ref.channel_id, ref.deadline_at)
+        self._publish_calls_in_progress()
+
+    def _publish_calls_in_progress(self) -> None:
+        """The gauge from the table itself (calls taken up after a restart included)."""
+        counts = Counter(ref.direction for ref in self.calls.values())
+        for direction in ("outbound", "inbound", "on-net"):
+            metrics.CALLS_IN_PROGRESS.labels(direction).set(counts.get(direction, 0))
 
     async def sweep_forever(self) -> None:
         while True:
@@ -267,6 +286,8 @@ class CallControl:
         kind = event.get("type")
         if kind == "CentrexConnected":
             self.connected.set()
+            metrics.ASTERISK_CONNECTED.labels("ari").set(1)
+            metrics.ASTERISK_RECONNECTS.labels("ari").inc()
             self._spawn(self.sync_with_asterisk())
             self._spawn(self.resume_waiting_calls())
         elif kind == "StasisStart":
@@ -328,6 +349,7 @@ class CallControl:
                 else:
                     log.debug("ARI not reachable yet (%s); retrying in %.1fs", exc, backoff)
             self.connected.clear()
+            metrics.ASTERISK_CONNECTED.labels("ari").set(0)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RECONNECT_MAX_S)
 
@@ -353,12 +375,48 @@ async def run_daemon(settings: Settings) -> None:
     # CDRs come from Asterisk's journal, not from this process's memory: the shipper only moves
     # them into PostgreSQL, and picks up where it stopped after a restart (centrex/cdr/).
     shipper = CdrShipper(settings)
-    shipping = asyncio.create_task(shipper.run_forever())
+    background = [asyncio.create_task(shipper.run_forever())]
+
+    async def database_reachable() -> bool:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+        return True
+
+    async def ari_connected() -> bool:
+        return control.connected.is_set()
+
+    async def ami_connected() -> bool:
+        return ami.connected
+
+    checks = {"ari": ari_connected, "ami": ami_connected, "database": database_reachable}
+    if settings.control_http_port:
+        server = uvicorn.Server(
+            uvicorn.Config(
+                health_app(checks),
+                host=settings.control_http_host,
+                port=settings.control_http_port,
+                log_level="warning",
+                lifespan="off",
+            )
+        )
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+
+        async def serve() -> None:
+            try:
+                await server.serve()
+            except SystemExit:  # uvicorn's way of saying it could not bind
+                log.error(
+                    "metrics and health not served: cannot listen on %s:%d",
+                    settings.control_http_host, settings.control_http_port,
+                )  # fmt: skip
+
+        background.append(asyncio.create_task(serve()))
     try:
         await control.run(websocket)
     finally:
-        shipping.cancel()
-        await asyncio.gather(shipping, return_exceptions=True)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await shipper.aclose()
         control.cutoffs.cancel_all()
         ami.close()

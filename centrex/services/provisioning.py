@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
+from centrex import metrics
 from centrex.asterisk.ari import AriClient
+from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
 from centrex.asterisk.pjsip_objects import (
     LINE_OBJECT_TYPES,
     PJSIP_OBJECT_TYPES,
@@ -53,18 +58,35 @@ class AsteriskProjector:
         await self.ari.delete_object(PJSIP, object_type, object_id)
 
     async def push_line(self, line: Line) -> None:
-        for obj in self.line_objects(line):
-            await self.put(obj)
+        async with counted("line", "push"):
+            for obj in self.line_objects(line):
+                await self.put(obj)
 
     async def remove_line(self, username: str) -> None:
-        for object_type in reversed(LINE_OBJECT_TYPES):
-            await self.delete(object_type, username)
+        async with counted("line", "remove"):
+            for object_type in reversed(LINE_OBJECT_TYPES):
+                await self.delete(object_type, username)
 
     async def push_trunk(self, trunk: Trunk) -> None:
-        for obj in self.trunk_objects(trunk):
-            await self.put(obj)
+        async with counted("trunk", "push"):
+            for obj in self.trunk_objects(trunk):
+                await self.put(obj)
 
     async def remove_trunk(self, trunk: Trunk) -> None:
         endpoint_id = self.trunk_objects(trunk)[-1].id
-        for object_type in reversed(PJSIP_OBJECT_TYPES):
-            await self.delete(object_type, endpoint_id)
+        async with counted("trunk", "remove"):
+            for object_type in reversed(PJSIP_OBJECT_TYPES):
+                await self.delete(object_type, endpoint_id)
+
+
+@contextlib.asynccontextmanager
+async def counted(kind: str, operation: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except AsteriskUnavailable:
+        metrics.PROVISIONING_OPS.labels(kind, operation, "deferred").inc()  # reconciler's job
+        raise
+    except AsteriskError:
+        metrics.PROVISIONING_OPS.labels(kind, operation, "failed").inc()
+        raise
+    metrics.PROVISIONING_OPS.labels(kind, operation, "ok").inc()

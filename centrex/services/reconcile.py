@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from centrex import metrics
 from centrex.asterisk.ami import AmiClient
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
 from centrex.asterisk.pjsip_objects import (
@@ -99,9 +101,11 @@ async def reconcile_lines(
                 report.failed += 1
                 report.errors.append(str(exc))
                 failed_users.add(obj.id)
+                metrics.RECONCILE_REPAIRS.labels(obj.type, "put", "failed").inc()
                 return
         report.put += 1
         report.changed.append(f"{obj.type}/{obj.id}")
+        metrics.RECONCILE_REPAIRS.labels(obj.type, "put", "ok").inc()
 
     for object_type in PJSIP_OBJECT_TYPES:
         await asyncio.gather(*(put(o) for o in plan.put if o.type == object_type))
@@ -112,6 +116,7 @@ async def reconcile_lines(
         await ami.db_del(f"{ASTDB_FAMILY}/{object_type}", object_id)
         report.deleted += 1
         report.changed.append(f"{object_type}/{object_id}")
+        metrics.RECONCILE_REPAIRS.labels(object_type, "delete", "ok").inc()
     if plan.put or plan.delete:
         log.info(
             "reconciled Asterisk: %d objects written, %d removed, %d failed: %s",
@@ -120,6 +125,7 @@ async def reconcile_lines(
             report.failed,
             " ".join(report.changed[:20]) + (" ..." if len(report.changed) > 20 else ""),
         )
+    metrics.LINES_PROVISIONED.set(sum(1 for key in desired_by_line if not key.startswith("trunk:")))
     async with sessionmaker() as session:
         synced = set(desired_by_line) - failed_users
         if synced:
@@ -166,15 +172,28 @@ class Reconciler:
             self._wake.clear()
             if not self.ami.connected:
                 continue  # the login hook wakes us when Asterisk is back
+            started = time.perf_counter()
             try:
                 self.last_report = await reconcile_lines(
                     self.sessionmaker, self.projector, self.ami
                 )
                 self.passes += 1
+                metrics.RECONCILE_PASSES.labels("ok").inc()
+                metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+                await self._count_registered()
             except AsteriskUnavailable as exc:
+                metrics.RECONCILE_PASSES.labels("asterisk_unavailable").inc()
                 log.warning("reconcile postponed, Asterisk unavailable: %s", exc)
             except Exception:
+                metrics.RECONCILE_PASSES.labels("failed").inc()
                 log.exception("reconcile pass failed; retrying at the next interval")
+
+    async def _count_registered(self) -> None:
+        """Lines with a device registered: one contact per line (max_contacts=1), kept by the
+        registrar in astdb family ``registrar/contact`` as ``<aor>;@<hash>``."""
+        contacts = await self.ami.db_get_tree("registrar/contact")
+        aors = {key.split(";@", 1)[0] for key in contacts}
+        metrics.LINES_REGISTERED.set(sum(1 for aor in aors if not aor.startswith("trunk-")))
 
     async def aclose(self) -> None:
         self.ami.close()
