@@ -81,3 +81,8 @@ LINES_PROVISIONED = Gauge("centrex_lines_provisioned", "Live lines in the databa
 LINES_REGISTERED = Gauge(
     "centrex_lines_registered", "Lines with a registered device (a contact in Asterisk)."
 )
+
+# --- usage policy (issue 7; declared here so alerts and dashboards name one metric) ----------
+FRAUD_SUSPICIONS = Counter(
+    "centrex_fraud_suspicions_total", "Fraud suspicions raised, by rule.", ["rule"]
+)

@@ -17,6 +17,7 @@ have debootstrap || have asterisk || need_pkgs+=(debootstrap)
 for pkg in "$@"; do
   case "$pkg" in
     sip-tester) have sipp || need_pkgs+=(sip-tester) ;;
+    prometheus) have prometheus && have promtool || need_pkgs+=(prometheus) ;;
     *) dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg") ;;
   esac
 done
@@ -28,7 +29,14 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== apt-get install ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Packages' own services (prometheus) are not started: centrex starts what it needs itself.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d.centrex
+  had_policy=0; [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+  [ "$had_policy" = 1 ] || cp /usr/sbin/policy-rc.d.centrex /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
   apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  [ "$had_policy" = 1 ] || rm -f /usr/sbin/policy-rc.d
+  rm -f /usr/sbin/policy-rc.d.centrex
 fi
 
 stamp="$VENV/.centrex-installed${EXTRAS:+-$EXTRAS}"
