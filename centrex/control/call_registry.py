@@ -9,21 +9,23 @@ core decides everything else (where the call goes, its maximum duration, why it 
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+import asyncpg
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from centrex.asterisk.pjsip_objects import TRUNK_PREFIX
 from centrex.core.admission import CallLimits, admit_call, call_limits
 from centrex.core.numbering import DialledKind, classify_dialled
 from centrex.core.routing import LineInfo, Refuse, route_call
-from centrex.db.models import ActiveCall, ActiveCallLeg, CallCutoff, Line, Trunk
+from centrex.db.models import ActiveCall, ActiveCallLeg, CallCutoff
 from centrex.db.session import make_sessionmaker
 
 
@@ -48,55 +50,79 @@ class CallRef:
     callee_line_id: uuid.UUID | None
 
 
-# In CallRef's field order.
-CALL_REF_COLUMNS = (
-    ActiveCall.id,
-    ActiveCall.channel_id,
-    ActiveCall.max_duration_s,
-    ActiveCall.answered_at,
-    ActiveCall.deadline_at,
-    ActiveCall.caller_line_id,
-    ActiveCall.callee_line_id,
+# The statements of the call path, in plain SQL on asyncpg: each is prepared once per
+# connection (asyncpg's statement cache) and then costs one round trip, without SQLAlchemy's
+# compilation and result processing, which were most of the daemon's CPU per call.
+CALL_REF_COLUMNS = (  # in CallRef's field order
+    "id, channel_id, max_duration_s, answered_at, deadline_at, caller_line_id, callee_line_id"
 )
-
-
-ADMIT = text(
-    "SELECT centrex_admit_call(:call_id, :node, :channel_id, :direction, :caller, :callee,"
-    " :caller_line, :callee_line, :max_duration_s, :started_at)"
+DIRECTORY = (
+    "SELECT id, customer_id, sip_username, max_calls, max_call_duration_s, main_number"
+    " FROM lines WHERE deleted_at IS NULL"
+    " AND (sip_username = ANY($1::text[]) OR main_number = ANY($2::text[]))"
 )
+OUTBOUND_TRUNK = "SELECT name FROM trunks ORDER BY created_at LIMIT 1"
+ADMIT = "SELECT centrex_admit_call($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+MARK_ANSWERED = (
+    "UPDATE active_calls SET answered_at = $3::timestamptz,"
+    " deadline_at = $3::timestamptz + make_interval(secs => max_duration_s)"
+    " WHERE node = $1 AND channel_id = $2 AND answered_at IS NULL"
+    f" RETURNING {CALL_REF_COLUMNS}"
+)
+THIS_CALL = f"SELECT {CALL_REF_COLUMNS} FROM active_calls WHERE node = $1 AND channel_id = $2"
+RELEASE = (
+    f"DELETE FROM active_calls WHERE node = $1 AND channel_id = $2 RETURNING {CALL_REF_COLUMNS}"
+)
+CALLS_ON_NODE = f"SELECT {CALL_REF_COLUMNS} FROM active_calls WHERE node = $1"
 
 
 class CallRegistry:
-    def __init__(self, engine: AsyncEngine, node: str, default_max_s: int) -> None:
+    """Calls in progress of one node. The call path runs on its own asyncpg pool (opened on
+    first use, at most ``pool_size`` connections: a burst of calls waits for one rather than
+    forking a PostgreSQL backend per call); *engine* serves the rare rest (cutoff records)."""
+
+    def __init__(
+        self, engine: AsyncEngine, node: str, default_max_s: int, *, pool_size: int = 20
+    ) -> None:
         self.engine = engine
         self.sessionmaker = make_sessionmaker(engine)
         self.node = node
         self.default_max_s = default_max_s
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
 
-    # The per-call statements below are Core, one autocommit round trip each: no ORM objects,
-    # no transaction bookkeeping, on the path every call takes.
-    async def _run(self, statement: Any) -> list[Row[Any]]:
-        async with self._autocommit() as conn:
-            return list((await conn.execute(statement)).all())
+    async def _db(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    u = self.engine.url
+                    self._pool = await asyncpg.create_pool(
+                        user=u.username,
+                        password=u.password,
+                        host=u.host or "127.0.0.1",
+                        port=u.port or 5432,
+                        database=u.database,
+                        min_size=1,
+                        max_size=self.pool_size,
+                        **{k: v for k, v in u.query.items() if k in ("ssl",)},
+                    )
+        return self._pool
 
-    @contextlib.asynccontextmanager
-    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        # Outside a transaction block every statement commits on its own (autocommit).
+        return await (await self._db()).fetch(sql, *args)
 
     async def directory(
         self, usernames: set[str], numbers: set[str]
     ) -> tuple[dict[str, LineInfo], dict[str, LineInfo]]:
         """Live lines by SIP username and by main number (E.164)."""
-        rows = await self._run(
-            select(
-                Line.id, Line.customer_id, Line.sip_username, Line.max_calls,
-                Line.max_call_duration_s, Line.main_number,
-            ).where(
-                Line.deleted_at.is_(None),
-                Line.sip_username.in_(usernames) | Line.main_number.in_(numbers),
-            )
-        )  # fmt: skip
+        rows = await self._fetch(DIRECTORY, list(usernames), list(numbers))
         lines = [LineInfo(*row) for row in rows]
         return (
             {ln.username: ln for ln in lines},
@@ -105,8 +131,8 @@ class CallRegistry:
 
     async def outbound_trunk(self) -> str | None:
         """The trunk calls to the public network leave through: the oldest one."""
-        rows = await self._run(select(Trunk.name).order_by(Trunk.created_at).limit(1))
-        return f"{TRUNK_PREFIX}{rows[0].name}" if rows else None
+        rows = await self._fetch(OUTBOUND_TRUNK)
+        return f"{TRUNK_PREFIX}{rows[0]['name']}" if rows else None
 
     async def admit(
         self, *, channel_id: str, endpoint: str | None, dialled: str, caller_number: str,
@@ -144,22 +170,20 @@ class CallRegistry:
         call_id = uuid.uuid4()
         # One statement in autocommit: the lines' row locks last for the count and the insert
         # only (see migration 0003), never across this process's event loop.
-        async with self._autocommit() as conn:
-            result = await conn.scalar(
-                ADMIT,
-                {
-                    "call_id": call_id,
-                    "node": self.node,
-                    "channel_id": channel_id,
-                    "direction": route.direction,
-                    "caller": caller.username if caller else caller_number,
-                    "callee": what.e164 or dialled,
-                    "caller_line": caller.id if caller else None,
-                    "callee_line": callee.id if callee else None,
-                    "max_duration_s": limits.max_duration_s,
-                    "started_at": now,
-                },
-            )
+        rows = await self._fetch(
+            ADMIT,
+            call_id,
+            self.node,
+            channel_id,
+            route.direction,
+            caller.username if caller else caller_number,
+            what.e164 or dialled,
+            caller.id if caller else None,
+            callee.id if callee else None,
+            limits.max_duration_s,
+            now,
+        )
+        result = json.loads(rows[0][0])  # jsonb arrives as text
         if result["duplicate"]:
             return None
         if not result["admitted"]:
@@ -168,33 +192,20 @@ class CallRegistry:
             return admit_call(caller, callee, counts) or Refuse("busy", "line at its limit")
         return AdmittedCall(call_id, route.dial, limits, route.caller_id)
 
-    def _this_call(self, channel_id: str) -> Any:
-        return (ActiveCall.node == self.node) & (ActiveCall.channel_id == channel_id)
-
     async def mark_answered(self, channel_id: str, at: datetime) -> CallRef | None:
         """Record the answer (the first one counts) and return the call with its deadline."""
-        rows = await self._run(
-            update(ActiveCall)
-            .where(self._this_call(channel_id), ActiveCall.answered_at.is_(None))
-            .values(
-                answered_at=at,
-                deadline_at=at + func.make_interval(0, 0, 0, 0, 0, 0, ActiveCall.max_duration_s),
-            )
-            .returning(*CALL_REF_COLUMNS)
-        )
+        rows = await self._fetch(MARK_ANSWERED, self.node, channel_id, at)
         if not rows:  # answered already (or not ours): as it stands
-            rows = await self._run(select(*CALL_REF_COLUMNS).where(self._this_call(channel_id)))
+            rows = await self._fetch(THIS_CALL, self.node, channel_id)
         return CallRef(*rows[0]) if rows else None
 
     async def release(self, channel_id: str) -> CallRef | None:
         """The call is over: it stops counting. Returns what it was, if it was ours."""
-        rows = await self._run(
-            delete(ActiveCall).where(self._this_call(channel_id)).returning(*CALL_REF_COLUMNS)
-        )
+        rows = await self._fetch(RELEASE, self.node, channel_id)
         return CallRef(*rows[0]) if rows else None
 
     async def calls_on_node(self) -> list[CallRef]:
-        rows = await self._run(select(*CALL_REF_COLUMNS).where(ActiveCall.node == self.node))
+        rows = await self._fetch(CALLS_ON_NODE, self.node)
         return [CallRef(*row) for row in rows]
 
     async def record_cutoff(self, call: CallRef, *, ended_at: datetime, enforced_by: str) -> None:

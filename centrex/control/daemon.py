@@ -284,18 +284,18 @@ class CallControl:
 
 
 async def run_daemon(settings: Settings) -> None:
-    # A fixed set of connections: a burst of calls waits its turn for one rather than opening
-    # (and forking a PostgreSQL backend for) a new connection per call.
+    # The call path has its own asyncpg pool in the registry (a fixed set of connections: a
+    # burst of calls waits its turn for one rather than forking a backend per call); this engine
+    # only records the rare cutoff.
     engine = make_engine(
         settings.database_url_required,
-        pool_size=20,
-        max_overflow=0,
-        # Every statement of the call path is one autocommit round trip; a broken connection
-        # is dropped by the pool on its first error rather than pinged before every use.
-        isolation_level="AUTOCOMMIT",
+        pool_size=2,
+        max_overflow=2,
+        # A broken connection is dropped by the pool on its first error rather than pinged
+        # before every use.
         pool_pre_ping=False,
     )
-    registry = CallRegistry(engine, settings.node_name, settings.max_call_duration_s)
+    registry = CallRegistry(engine, settings.node_name, settings.max_call_duration_s, pool_size=20)
     websocket = AriWebSocket(settings)
     ari = AriClient(websocket)  # per-call requests ride the events websocket
     ari_http = AriClient.from_settings(settings)
@@ -308,4 +308,5 @@ async def run_daemon(settings: Settings) -> None:
         ami.close()
         await ari.aclose()
         await ari_http.aclose()
+        await registry.aclose()
         await engine.dispose()
