@@ -1,6 +1,6 @@
 """Issue 3, "Must measure": what centrex's call admission costs Asterisk.
 
-    .venv/bin/python bench/admission.py [--quick] [--keep] [--sandbox-rtp] [--py-spy PATH]
+    .venv/bin/python bench/admission.py [--quick] [--pin] [--keep] [--sandbox-rtp] [--py-spy PATH]
 
 Builds a private stack (PostgreSQL, an Asterisk instance named ``bench`` on ports 45060/45038/
 48088, the API just long enough to provision two lines, then the call-control daemon), and drives
@@ -87,6 +87,9 @@ NOISE_CORES = 0.4
 # bench instance gets a wider range, below every sandbox block (20000+) and the kernel's
 # ephemeral ports (32768+). --sandbox-rtp keeps the 1000-port block.
 BENCH_RTP_RANGE = (10000, 19999)
+# --pin: the deployment shape, Asterisk on a core of its own, the control plane elsewhere.
+ASTERISK_CPUS = {0}
+OTHER_CPUS = {1}
 AMI_LOGGED_IN = "AMI logged in"
 ASTERISK_LOG_RE = re.compile(r"^\[[^\]]*\]\s+([A-Z]+)\[\d+\](?:\[[^\]]*\])?:?\s*(.*)$")
 DECISION_RE = re.compile(r"call \S+: .* admitted, dialling .*\((\d+(?:\.\d+)?) ms\)\s*$")
@@ -210,6 +213,20 @@ def runqueue_wait_s(pid: int, all_threads: bool = False) -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return total / 1e9
+
+
+def pin_tasks(pid: int, cpus: set[int]) -> int:
+    """Set the CPU affinity of every thread of *pid* (sched_setaffinity is per thread; threads
+    created later inherit their creator's); returns how many were changed."""
+    changed = 0
+    with contextlib.suppress(FileNotFoundError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+                tid = int(task.name)
+                if os.sched_getaffinity(tid) != cpus:
+                    os.sched_setaffinity(tid, cpus)
+                    changed += 1
+    return changed
 
 
 def own_cpu_s() -> float:
@@ -460,8 +477,13 @@ class Bench:
         keep: bool,
         py_spy: str | None = None,
         rtp_range: tuple[int, int] | None = BENCH_RTP_RANGE,
+        pin: bool = False,
     ) -> None:
         self.mode = mode
+        # --pin: Asterisk alone on ASTERISK_CPUS, everything else (this script and so every
+        # process it starts: PostgreSQL, the daemon, both sipp, the API) on OTHER_CPUS.
+        self.pin = pin
+        self.repinned = 0
         self.rtp_range = rtp_range
         self.keep = keep
         self.py_spy = py_spy
@@ -508,6 +530,13 @@ class Bench:
 
     def setup(self) -> None:
         self.log(f"work directory {self.work}")
+        if self.pin:
+            # Before anything is started: every child inherits this affinity.
+            pin_tasks(os.getpid(), OTHER_CPUS)
+            self.log(
+                f"pinned: Asterisk on CPU {sorted(ASTERISK_CPUS)}, everything else (PostgreSQL, "
+                f"daemon, sipp, this script) on CPU {sorted(OTHER_CPUS)}"
+            )
         # PostgreSQL: a private cluster and a migrated database, removed at the end.
         pg = migrated_test_database(self.work / "pg", prefix="centrex_bench")
         url = self.loop.run_until_complete(pg.__aenter__())
@@ -568,6 +597,8 @@ class Bench:
         for attempt in range(tries):
             try:
                 self.sandbox.start()
+                if self.pin:
+                    pin_tasks(self.sandbox.status().pid, ASTERISK_CPUS)
                 return
             except AsteriskSandboxError as exc:
                 if "ports already in use" not in str(exc) or attempt == tries - 1:
@@ -789,6 +820,23 @@ class Bench:
             self.daemon.stop()
 
     # --- measuring -------------------------------------------------------------------------------
+    def check_pins(self) -> None:
+        """--pin: put back on its CPU any thread that is elsewhere (there should be none:
+        threads inherit their creator's affinity), and count them."""
+        if not self.pin:
+            return
+        others = {os.getpid(), *(p.pid for p in self.sipps if p.poll() is None)}
+        if self.daemon_running():
+            others.add(self.daemon.process.pid)
+        if self.postmaster_pid:
+            others |= {self.postmaster_pid, *children_of(self.postmaster_pid)}
+        moved = sum(pin_tasks(pid, OTHER_CPUS) for pid in others)
+        if self.asterisk_pid:
+            moved += pin_tasks(self.asterisk_pid, ASTERISK_CPUS)
+        if moved:
+            self.repinned += moved
+            self.log(f"pin: {moved} threads were off their CPU, moved back")
+
     def cpu_snapshot(self) -> dict[str, Any]:
         snap: dict[str, Any] = {
             "t": time.monotonic(),
@@ -956,6 +1004,7 @@ class Bench:
             "-nostdin", "-trace_stat", "-fd", "1", "-trace_rtt", "-rtt_freq", "1",
             "-trace_err", "-error_file", str(wd / "errors.log"),
         ]  # fmt: skip
+        self.check_pins()
         before = self.cpu_snapshot()
         started = time.monotonic()
         proc = self._popen(argv, wd)
@@ -1290,6 +1339,12 @@ class Bench:
                 "bare_dialplan": f"[{BARE_CONTEXT}] exten => {BARE_EXTEN},1,"
                 "Dial(PJSIP/${EXTEN},60)",
                 "daemon_during_bare_steps": "stopped",
+                "pinning": (
+                    f"Asterisk on CPU {sorted(ASTERISK_CPUS)}, everything else on CPU "
+                    f"{sorted(OTHER_CPUS)} ({self.repinned} threads had to be moved back)"
+                    if self.pin
+                    else "none: every process on every core"
+                ),
                 "rtp_ports": "sandbox block (1000)"
                 if self.rtp_range is None
                 else f"{self.rtp_range[0]}-{self.rtp_range[1]}",
@@ -1316,6 +1371,7 @@ def print_report(report: dict[str, Any]) -> None:
         f"machine: {m['nproc']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, "
         f"Asterisk {m['asterisk']}, {m['postgresql']}, {m['sipp']}"
     )
+    print(f"pinning: {report['method']['pinning']}")
     header = f"{'rate':>5} | {'centrex fail%':>13} {'180 p50/p99 ms':>15} {'decision p50/p99':>17}"
     header += f" | {'bare fail%':>10} {'180 p50/p99 ms':>15}"
     print(header)
@@ -1393,7 +1449,16 @@ def main() -> int:
         default=shutil.which("py-spy"),
         help="py-spy binary: profiles the daemon during the latency step (default: on PATH)",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help=f"Asterisk alone on CPU {sorted(ASTERISK_CPUS)}, everything else (PostgreSQL, "
+        f"daemon, both sipp) on CPU {sorted(OTHER_CPUS)}, for both paths",
+    )
     args = parser.parse_args()
+    if args.pin and not (ASTERISK_CPUS | OTHER_CPUS) <= os.sched_getaffinity(0):
+        print(f"--pin needs CPUs {sorted(ASTERISK_CPUS | OTHER_CPUS)}", file=sys.stderr)
+        return 2
     if os.geteuid() != 0:
         print("run as root (PostgreSQL and Asterisk sandboxes need it)", file=sys.stderr)
         return 2
@@ -1411,6 +1476,7 @@ def main() -> int:
         keep=args.keep,
         py_spy=args.py_spy,
         rtp_range=None if args.sandbox_rtp else BENCH_RTP_RANGE,
+        pin=args.pin,
     )
     try:
         report = bench.run()
