@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 DIAL_CONTEXT = "centrex-dial"
 ANSWERED_VAR = "CENTREX_ANSWERED_AT"  # stamped on the caller's channel by the dialplan
 RECONNECT_MAX_S = 10.0
+# The ARI messages the daemon acts on; Asterisk drops the rest before sending. RESTResponse
+# must be listed: the filter applies to the answers to requests made over the websocket too.
+APP_EVENTS = ["StasisStart", "RESTResponse"]
 # A call ending this close to its deadline, not cut by us, was cut by Asterisk's L() backstop.
 CUT_TOLERANCE_S = 0.25
 
@@ -224,6 +227,7 @@ class CallControl:
         kind = event.get("type")
         if kind == "CentrexConnected":
             self.connected.set()
+            self._spawn(self._filter_events())
             self._spawn(self.sync_with_asterisk())
             self._spawn(self.resume_waiting_calls())
         elif kind == "StasisStart":
@@ -237,6 +241,15 @@ class CallControl:
         elif name == "Hangup":
             if event.get("Uniqueid") in self.calls:
                 self._spawn(self.end_call(event["Uniqueid"], ended_at=now()))
+
+    async def _filter_events(self) -> None:
+        """Only StasisStart is of use here: without a filter every channel in the app also
+        sends ChannelVarset (our own set_variable), ChannelDialplan, StasisEnd ... each one
+        a JSON frame Asterisk writes and this loop parses for nothing."""
+        try:
+            await self.ari.filter_events(self.settings.stasis_app, APP_EVENTS)
+        except AsteriskError as exc:
+            log.warning("ARI event filter not set (%s); every event comes through", exc)
 
     async def resume_waiting_calls(self) -> None:
         """Calls that entered Stasis while we were disconnected are still waiting: decide them."""
