@@ -1,6 +1,7 @@
 """Issue 3, "Must measure": what centrex's call admission costs Asterisk.
 
     .venv/bin/python bench/admission.py [--quick] [--pin] [--keep] [--sandbox-rtp] [--py-spy PATH]
+                                        [--perf [PATH]]
 
 Builds a private stack (PostgreSQL, an Asterisk instance named ``bench`` on ports 45060/45038/
 48088, the API just long enough to provision two lines, then the call-control daemon), and drives
@@ -47,7 +48,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import asyncpg
@@ -478,6 +479,7 @@ class Bench:
         py_spy: str | None = None,
         rtp_range: tuple[int, int] | None = BENCH_RTP_RANGE,
         pin: bool = False,
+        perf: str | None = None,
     ) -> None:
         self.mode = mode
         # --pin: Asterisk alone on ASTERISK_CPUS, everything else (this script and so every
@@ -488,6 +490,9 @@ class Bench:
         self.keep = keep
         self.py_spy = py_spy
         self.profile: dict[str, Any] | None = None
+        self.perf = perf
+        self.asterisk_profile: dict[str, Any] = {}
+        self._perf_pid: int | None = None
         self.noise_retries = mode.noise_retries
         self.crashes: list[dict[str, str]] = []
         self.work = Path(tempfile.mkdtemp(prefix="centrex-bench-"))
@@ -1239,10 +1244,13 @@ class Bench:
             # A few calls first so connection pools and caches are warm, then the measured step.
             self.run_step(path, rate, 1, kind="warmup", calls=max(5, min(rate, 50)))
             spy = self.start_py_spy() if path == "centrex" else None
+            perf = self.start_perf(path)
             r = self.run_step(path, rate, self.mode.step_s, kind="latency")
             self.log(self.step_line(r))
             if spy is not None:
                 self.profile = self.finish_py_spy(spy, rate)
+            if perf is not None:
+                self.asterisk_profile[path] = self.finish_perf(perf, rate)
             out[path] = {
                 "failed_pct": round(100 * r.failed_ratio, 2),
                 "invite_180_ms": dist(r.invite_180_ms),
@@ -1252,6 +1260,51 @@ class Bench:
                 "contention": {k: round(v, 2) for k, v in r.contention.items()},
             }
         return out
+
+    # --- where Asterisk's time goes (optional: --perf) ----------------------------------------
+    def start_perf(self, path: str) -> tuple[subprocess.Popen[bytes], Path] | None:
+        if not self.perf or not self.asterisk_pid:
+            return None
+        out = self.work / f"asterisk-perf-{path}.data"
+        self._perf_pid = self.asterisk_pid
+        # System-wide, kept to Asterisk's process at report time (--pid): per-process
+        # recording (-p) gives no samples on this VM.
+        argv = [
+            self.perf, "record", "-e", "cpu-clock", "-F", "499", "-a", "-o", str(out),
+            "--", "sleep", str(int(self.mode.step_s)),
+        ]  # fmt: skip
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return proc, out
+
+    def finish_perf(
+        self, perf: tuple[subprocess.Popen[bytes], Path], rate: int
+    ) -> dict[str, Any] | None:
+        """Share of Asterisk's samples by shared object (the Debian build is stripped: static
+        functions have no names, but which module or library the time is in does)."""
+        proc, out = perf
+        try:
+            proc.wait(self.mode.step_s + 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        assert self.sandbox is not None
+        root = str(self.sandbox.host_path(PurePosixPath("/")))
+        pid = self._perf_pid
+        report = subprocess.run(
+            [self.perf, "report", "-i", str(out), "--symfs", root, "--pid", str(pid),
+             "--percentage", "relative",
+             "--sort", "dso", "--stdio", "--percent-limit", "0.5"],
+            capture_output=True, text=True, check=False,
+        ).stdout  # fmt: skip
+        shares: dict[str, float] = {}
+        for line in report.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0].endswith("%") and not line.startswith("#"):
+                shares[parts[1].rsplit("/", 1)[-1]] = float(parts[0].rstrip("%"))
+        if not shares:
+            self.notes.append(f"perf gave no profile of Asterisk: {report[:200]!r}")
+            return None
+        return {"rate_cps": rate, "share_pct_by_object": shares}
 
     # --- where the daemon's time goes (optional: --py-spy) ------------------------------------
     def start_py_spy(self) -> tuple[subprocess.Popen[bytes], Path] | None:
@@ -1357,6 +1410,7 @@ class Bench:
             "latency": latency,
             "cpu_at_max": {p: self.cpu_at(p, maxima[p]) for p in ("centrex", "bare")},
             "daemon_profile": self.profile,
+            "asterisk_profile": self.asterisk_profile,
             "asterisk_deaths": self.crashes,
             "steps": [r.summary() for r in self.steps],
             "notes": self.notes,
@@ -1425,6 +1479,11 @@ def print_report(report: dict[str, Any]) -> None:
         if at:
             cores = ", ".join(f"{k} {v:.2f}" for k, v in at["cores"].items())
             print(f"CPU cores used at the {path} maximum ({at['rate_cps']} cps): {cores}")
+    for path, prof in (report.get("asterisk_profile") or {}).items():
+        if prof:
+            top = sorted(prof["share_pct_by_object"].items(), key=lambda kv: -kv[1])[:8]
+            shares = ", ".join(f"{k} {v}%" for k, v in top)
+            print(f"Asterisk's samples at {prof['rate_cps']} cps, {path} (perf): {shares}")
     if prof := report.get("daemon_profile"):
         shares = ", ".join(f"{k} {v}%" for k, v in prof["share_pct"].items())
         print(f"daemon's busy time at {prof['rate_cps']} cps (py-spy): {shares}")
@@ -1448,6 +1507,14 @@ def main() -> int:
         metavar="PATH",
         default=shutil.which("py-spy"),
         help="py-spy binary: profiles the daemon during the latency step (default: on PATH)",
+    )
+    parser.add_argument(
+        "--perf",
+        metavar="PATH",
+        nargs="?",
+        const=shutil.which("perf") or "perf",
+        default=None,
+        help="profile Asterisk with perf during both latency steps (by shared object)",
     )
     parser.add_argument(
         "--pin",
@@ -1477,6 +1544,7 @@ def main() -> int:
         py_spy=args.py_spy,
         rtp_range=None if args.sandbox_rtp else BENCH_RTP_RANGE,
         pin=args.pin,
+        perf=args.perf,
     )
     try:
         report = bench.run()
