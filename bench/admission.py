@@ -1,6 +1,7 @@
 """Issue 3, "Must measure": what centrex's call admission costs Asterisk.
 
-    .venv/bin/python bench/admission.py [--quick] [--keep] [--sandbox-rtp] [--py-spy PATH]
+    .venv/bin/python bench/admission.py [--quick] [--pin] [--keep] [--sandbox-rtp] [--py-spy PATH]
+                                        [--perf [PATH]]
 
 Builds a private stack (PostgreSQL, an Asterisk instance named ``bench`` on ports 45060/45038/
 48088, the API just long enough to provision two lines, then the call-control daemon), and drives
@@ -47,7 +48,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import asyncpg
@@ -87,6 +88,9 @@ NOISE_CORES = 0.4
 # bench instance gets a wider range, below every sandbox block (20000+) and the kernel's
 # ephemeral ports (32768+). --sandbox-rtp keeps the 1000-port block.
 BENCH_RTP_RANGE = (10000, 19999)
+# --pin: the deployment shape, Asterisk on a core of its own, the control plane elsewhere.
+ASTERISK_CPUS = {0}
+OTHER_CPUS = {1}
 AMI_LOGGED_IN = "AMI logged in"
 ASTERISK_LOG_RE = re.compile(r"^\[[^\]]*\]\s+([A-Z]+)\[\d+\](?:\[[^\]]*\])?:?\s*(.*)$")
 DECISION_RE = re.compile(r"call \S+: .* admitted, dialling .*\((\d+(?:\.\d+)?) ms\)\s*$")
@@ -210,6 +214,20 @@ def runqueue_wait_s(pid: int, all_threads: bool = False) -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return total / 1e9
+
+
+def pin_tasks(pid: int, cpus: set[int]) -> int:
+    """Set the CPU affinity of every thread of *pid* (sched_setaffinity is per thread; threads
+    created later inherit their creator's); returns how many were changed."""
+    changed = 0
+    with contextlib.suppress(FileNotFoundError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+                tid = int(task.name)
+                if os.sched_getaffinity(tid) != cpus:
+                    os.sched_setaffinity(tid, cpus)
+                    changed += 1
+    return changed
 
 
 def own_cpu_s() -> float:
@@ -460,12 +478,21 @@ class Bench:
         keep: bool,
         py_spy: str | None = None,
         rtp_range: tuple[int, int] | None = BENCH_RTP_RANGE,
+        pin: bool = False,
+        perf: str | None = None,
     ) -> None:
         self.mode = mode
+        # --pin: Asterisk alone on ASTERISK_CPUS, everything else (this script and so every
+        # process it starts: PostgreSQL, the daemon, both sipp, the API) on OTHER_CPUS.
+        self.pin = pin
+        self.repinned = 0
         self.rtp_range = rtp_range
         self.keep = keep
         self.py_spy = py_spy
         self.profile: dict[str, Any] | None = None
+        self.perf = perf
+        self.asterisk_profile: dict[str, Any] = {}
+        self._perf_pid: int | None = None
         self.noise_retries = mode.noise_retries
         self.crashes: list[dict[str, str]] = []
         self.work = Path(tempfile.mkdtemp(prefix="centrex-bench-"))
@@ -508,6 +535,13 @@ class Bench:
 
     def setup(self) -> None:
         self.log(f"work directory {self.work}")
+        if self.pin:
+            # Before anything is started: every child inherits this affinity.
+            pin_tasks(os.getpid(), OTHER_CPUS)
+            self.log(
+                f"pinned: Asterisk on CPU {sorted(ASTERISK_CPUS)}, everything else (PostgreSQL, "
+                f"daemon, sipp, this script) on CPU {sorted(OTHER_CPUS)}"
+            )
         # PostgreSQL: a private cluster and a migrated database, removed at the end.
         pg = migrated_test_database(self.work / "pg", prefix="centrex_bench")
         url = self.loop.run_until_complete(pg.__aenter__())
@@ -568,6 +602,8 @@ class Bench:
         for attempt in range(tries):
             try:
                 self.sandbox.start()
+                if self.pin:
+                    pin_tasks(self.sandbox.status().pid, ASTERISK_CPUS)
                 return
             except AsteriskSandboxError as exc:
                 if "ports already in use" not in str(exc) or attempt == tries - 1:
@@ -789,6 +825,23 @@ class Bench:
             self.daemon.stop()
 
     # --- measuring -------------------------------------------------------------------------------
+    def check_pins(self) -> None:
+        """--pin: put back on its CPU any thread that is elsewhere (there should be none:
+        threads inherit their creator's affinity), and count them."""
+        if not self.pin:
+            return
+        others = {os.getpid(), *(p.pid for p in self.sipps if p.poll() is None)}
+        if self.daemon_running():
+            others.add(self.daemon.process.pid)
+        if self.postmaster_pid:
+            others |= {self.postmaster_pid, *children_of(self.postmaster_pid)}
+        moved = sum(pin_tasks(pid, OTHER_CPUS) for pid in others)
+        if self.asterisk_pid:
+            moved += pin_tasks(self.asterisk_pid, ASTERISK_CPUS)
+        if moved:
+            self.repinned += moved
+            self.log(f"pin: {moved} threads were off their CPU, moved back")
+
     def cpu_snapshot(self) -> dict[str, Any]:
         snap: dict[str, Any] = {
             "t": time.monotonic(),
@@ -956,6 +1009,7 @@ class Bench:
             "-nostdin", "-trace_stat", "-fd", "1", "-trace_rtt", "-rtt_freq", "1",
             "-trace_err", "-error_file", str(wd / "errors.log"),
         ]  # fmt: skip
+        self.check_pins()
         before = self.cpu_snapshot()
         started = time.monotonic()
         proc = self._popen(argv, wd)
@@ -1190,10 +1244,13 @@ class Bench:
             # A few calls first so connection pools and caches are warm, then the measured step.
             self.run_step(path, rate, 1, kind="warmup", calls=max(5, min(rate, 50)))
             spy = self.start_py_spy() if path == "centrex" else None
+            perf = self.start_perf(path)
             r = self.run_step(path, rate, self.mode.step_s, kind="latency")
             self.log(self.step_line(r))
             if spy is not None:
                 self.profile = self.finish_py_spy(spy, rate)
+            if perf is not None:
+                self.asterisk_profile[path] = self.finish_perf(perf, rate)
             out[path] = {
                 "failed_pct": round(100 * r.failed_ratio, 2),
                 "invite_180_ms": dist(r.invite_180_ms),
@@ -1203,6 +1260,51 @@ class Bench:
                 "contention": {k: round(v, 2) for k, v in r.contention.items()},
             }
         return out
+
+    # --- where Asterisk's time goes (optional: --perf) ----------------------------------------
+    def start_perf(self, path: str) -> tuple[subprocess.Popen[bytes], Path] | None:
+        if not self.perf or not self.asterisk_pid:
+            return None
+        out = self.work / f"asterisk-perf-{path}.data"
+        self._perf_pid = self.asterisk_pid
+        # System-wide, kept to Asterisk's process at report time (--pid): per-process
+        # recording (-p) gives no samples on this VM.
+        argv = [
+            self.perf, "record", "-e", "cpu-clock", "-F", "499", "-a", "-o", str(out),
+            "--", "sleep", str(int(self.mode.step_s)),
+        ]  # fmt: skip
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return proc, out
+
+    def finish_perf(
+        self, perf: tuple[subprocess.Popen[bytes], Path], rate: int
+    ) -> dict[str, Any] | None:
+        """Share of Asterisk's samples by shared object (the Debian build is stripped: static
+        functions have no names, but which module or library the time is in does)."""
+        proc, out = perf
+        try:
+            proc.wait(self.mode.step_s + 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        assert self.sandbox is not None
+        root = str(self.sandbox.host_path(PurePosixPath("/")))
+        pid = self._perf_pid
+        report = subprocess.run(
+            [self.perf, "report", "-i", str(out), "--symfs", root, "--pid", str(pid),
+             "--percentage", "relative",
+             "--sort", "dso", "--stdio", "--percent-limit", "0.5"],
+            capture_output=True, text=True, check=False,
+        ).stdout  # fmt: skip
+        shares: dict[str, float] = {}
+        for line in report.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0].endswith("%") and not line.startswith("#"):
+                shares[parts[1].rsplit("/", 1)[-1]] = float(parts[0].rstrip("%"))
+        if not shares:
+            self.notes.append(f"perf gave no profile of Asterisk: {report[:200]!r}")
+            return None
+        return {"rate_cps": rate, "share_pct_by_object": shares}
 
     # --- where the daemon's time goes (optional: --py-spy) ------------------------------------
     def start_py_spy(self) -> tuple[subprocess.Popen[bytes], Path] | None:
@@ -1290,6 +1392,12 @@ class Bench:
                 "bare_dialplan": f"[{BARE_CONTEXT}] exten => {BARE_EXTEN},1,"
                 "Dial(PJSIP/${EXTEN},60)",
                 "daemon_during_bare_steps": "stopped",
+                "pinning": (
+                    f"Asterisk on CPU {sorted(ASTERISK_CPUS)}, everything else on CPU "
+                    f"{sorted(OTHER_CPUS)} ({self.repinned} threads had to be moved back)"
+                    if self.pin
+                    else "none: every process on every core"
+                ),
                 "rtp_ports": "sandbox block (1000)"
                 if self.rtp_range is None
                 else f"{self.rtp_range[0]}-{self.rtp_range[1]}",
@@ -1302,6 +1410,7 @@ class Bench:
             "latency": latency,
             "cpu_at_max": {p: self.cpu_at(p, maxima[p]) for p in ("centrex", "bare")},
             "daemon_profile": self.profile,
+            "asterisk_profile": self.asterisk_profile,
             "asterisk_deaths": self.crashes,
             "steps": [r.summary() for r in self.steps],
             "notes": self.notes,
@@ -1316,6 +1425,7 @@ def print_report(report: dict[str, Any]) -> None:
         f"machine: {m['nproc']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, "
         f"Asterisk {m['asterisk']}, {m['postgresql']}, {m['sipp']}"
     )
+    print(f"pinning: {report['method']['pinning']}")
     header = f"{'rate':>5} | {'centrex fail%':>13} {'180 p50/p99 ms':>15} {'decision p50/p99':>17}"
     header += f" | {'bare fail%':>10} {'180 p50/p99 ms':>15}"
     print(header)
@@ -1369,6 +1479,11 @@ def print_report(report: dict[str, Any]) -> None:
         if at:
             cores = ", ".join(f"{k} {v:.2f}" for k, v in at["cores"].items())
             print(f"CPU cores used at the {path} maximum ({at['rate_cps']} cps): {cores}")
+    for path, prof in (report.get("asterisk_profile") or {}).items():
+        if prof:
+            top = sorted(prof["share_pct_by_object"].items(), key=lambda kv: -kv[1])[:8]
+            shares = ", ".join(f"{k} {v}%" for k, v in top)
+            print(f"Asterisk's samples at {prof['rate_cps']} cps, {path} (perf): {shares}")
     if prof := report.get("daemon_profile"):
         shares = ", ".join(f"{k} {v}%" for k, v in prof["share_pct"].items())
         print(f"daemon's busy time at {prof['rate_cps']} cps (py-spy): {shares}")
@@ -1393,7 +1508,24 @@ def main() -> int:
         default=shutil.which("py-spy"),
         help="py-spy binary: profiles the daemon during the latency step (default: on PATH)",
     )
+    parser.add_argument(
+        "--perf",
+        metavar="PATH",
+        nargs="?",
+        const=shutil.which("perf") or "perf",
+        default=None,
+        help="profile Asterisk with perf during both latency steps (by shared object)",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help=f"Asterisk alone on CPU {sorted(ASTERISK_CPUS)}, everything else (PostgreSQL, "
+        f"daemon, both sipp) on CPU {sorted(OTHER_CPUS)}, for both paths",
+    )
     args = parser.parse_args()
+    if args.pin and not (ASTERISK_CPUS | OTHER_CPUS) <= os.sched_getaffinity(0):
+        print(f"--pin needs CPUs {sorted(ASTERISK_CPUS | OTHER_CPUS)}", file=sys.stderr)
+        return 2
     if os.geteuid() != 0:
         print("run as root (PostgreSQL and Asterisk sandboxes need it)", file=sys.stderr)
         return 2
@@ -1411,6 +1543,8 @@ def main() -> int:
         keep=args.keep,
         py_spy=args.py_spy,
         rtp_range=None if args.sandbox_rtp else BENCH_RTP_RANGE,
+        pin=args.pin,
+        perf=args.perf,
     )
     try:
         report = bench.run()

@@ -159,7 +159,15 @@ def control(verbose: bool = False) -> None:
     _setup_logging(verbose)
     settings = _settings()
     try:
-        asyncio.run(run_daemon(settings))
+        # uvloop (a dependency of uvicorn[standard]) when present: the daemon is a loop of
+        # small network reads and writes (ARI websocket, AMI, PostgreSQL), which libuv's loop
+        # runs with less CPU than asyncio's own (see docs/benchmarks.md).
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(run_daemon(settings))
+        else:
+            uvloop.run(run_daemon(settings))
     except KeyboardInterrupt:
         pass
 

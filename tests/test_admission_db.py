@@ -87,7 +87,8 @@ async def test_two_nodes_admit_exactly_the_limit(database_url: str):
                 for ref in await node.calls_on_node():
                     await node.release(ref.channel_id)
     finally:
-        for engine in engines:
+        for node, engine in zip(nodes, engines, strict=True):
+            await node.aclose()
             await engine.dispose()
 
 
@@ -116,6 +117,7 @@ async def test_the_same_channel_is_admitted_once(database_url: str):
         assert None in (first, second)  # the second decision defers to the first
         assert len(await registry.calls_on_node()) == 1
     finally:
+        await registry.aclose()
         await engine.dispose()
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 import pytest
-from helpers import ari_object, delete_ari_object, put_ari_object
+from helpers import ari_object, delete_ari_object, provisioned_keys, put_ari_object
 from sip_agent import SipEndpoint, free_udp_port
 
 from centrex.asterisk.ami import AmiClient
@@ -71,6 +71,27 @@ def test_drift_in_asterisk_is_repaired(api: httpx.Client, customer, settings: Se
         )
 
     wait_until(repaired, 15, "the reconciler to repair drift")
+
+
+def test_object_removed_from_astdb_behind_sorcery_is_restored_despite_the_cache(
+    api: httpx.Client, customer, asterisk: AsteriskSandbox, settings: Settings, wait_until
+):
+    """sorcery.conf puts a memory cache in front of astdb. Deleting a key from astdb by hand
+    leaves the cached copy, and ARI would *update* that copy, which astdb refuses for a missing
+    key: the reconciler expires the caches before it repairs, so the object is created again."""
+    line = api.post("/v1/lines", json={"customer_id": customer["id"], "label": "cached"}).json()
+    user = line["sip_username"]
+    assert ari_object(settings, "auth", user) is not None  # loaded through sorcery: now cached
+    assert user in asterisk.cli("sorcery memory cache dump centrex_auth")
+    asterisk.cli(f"database del centrex/auth {user}")
+    assert f"/centrex/auth/{user}" not in provisioned_keys(asterisk)
+    wait_until(
+        lambda: f"/centrex/auth/{user}" in provisioned_keys(asterisk),
+        15,
+        "the reconciler to write the auth back into astdb",
+    )
+    device = SipEndpoint(user, line["sip_password"], f"127.0.0.1:{settings.sip_port}")
+    device.register(free_udp_port()).expect_success()
 
 
 async def test_reconciler_is_quiet_when_asterisk_is_in_sync(

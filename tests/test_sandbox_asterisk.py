@@ -233,6 +233,9 @@ def test_render_config(tmp_path: Path) -> None:
     assert "default_realm = centrex" in conf["pjsip.conf"]
     assert "type = endpoint\n" not in conf["pjsip.conf"]
     assert f"endpoint = astdb,{ASTDB_PREFIX}" in conf["sorcery.conf"]
+    for object_type in ("endpoint", "auth", "aor", "identify"):
+        assert f"name=centrex_{object_type}\n" in conf["sorcery.conf"]
+    assert "load => res_sorcery_memory_cache.so" in conf["modules.conf"]
     assert "bindport = 18088" in conf["http.conf"]
     assert "port = 15038" in conf["manager.conf"]
     start, end = rtp_port_range(15060)

@@ -169,6 +169,17 @@ class AmiClient:
             entries[key.removeprefix(prefix)] = message.get("Val", "")
         return entries
 
+    async def sorcery_cache_expire(self, cache: str) -> bool:
+        """Empty one sorcery memory cache; False if Asterisk has no cache of that name."""
+        try:
+            await self.action({"Action": "SorceryMemoryCacheExpire", "Cache": cache})
+        except AsteriskError as exc:
+            # No such cache, or no res_sorcery_memory_cache at all ("Invalid/unknown command").
+            if "does not exist" in str(exc).lower() or "unknown command" in str(exc).lower():
+                return False
+            raise
+        return True
+
     async def db_del(self, family: str, key: str) -> bool:
         """Delete one astdb key; False if it was not there."""
         try:

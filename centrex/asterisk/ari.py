@@ -152,6 +152,15 @@ class AriClient:
             ok_missing=True,
         )
 
+    # --- /applications ------------------------------------------------------------------------
+    async def filter_events(self, app: str, allowed: list[str]) -> None:
+        """Asterisk sends the Stasis app only these event types (the filter is Asterisk's)."""
+        await self._request(
+            "PUT",
+            f"/applications/{app}/eventFilter",
+            json={"allowed": [{"type": t} for t in allowed]},
+        )
+
     # --- /channels ----------------------------------------------------------------------------
     async def list_channels(self) -> list[dict[str, Any]]:
         return await self._request("GET", "/channels")

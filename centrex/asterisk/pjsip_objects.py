@@ -17,6 +17,15 @@ TRUNKS_CONTEXT = "centrex-trunks"
 TRUNK_PREFIX = "trunk-"  # line usernames never contain "-": the two can't collide
 # sorcery.conf keeps these types in astdb under one prefix: keys "/centrex/<type>/<id>".
 ASTDB_FAMILY = "centrex"
+# ... behind one sorcery memory cache per type, named "centrex_<type>" (AMI SorceryMemoryCache*).
+SORCERY_CACHE_PREFIX = "centrex_"
+# How long a cached object is used before it is loaded from astdb again: only matters for an
+# object removed from astdb behind sorcery's back (see asterisk-config/sorcery.conf.j2).
+SORCERY_CACHE_LIFETIME_S = 300
+
+
+def sorcery_cache_name(object_type: str) -> str:
+    return f"{SORCERY_CACHE_PREFIX}{object_type}"
 
 
 @dataclass(frozen=True)

@@ -9,21 +9,23 @@ core decides everything else (where the call goes, its maximum duration, why it 
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+import asyncpg
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from centrex.asterisk.pjsip_objects import TRUNK_PREFIX
 from centrex.core.admission import ASTERISK_BACKSTOP_S, CallLimits, admit_call, call_limits
 from centrex.core.numbering import DialledKind, classify_dialled
 from centrex.core.routing import LineInfo, NumberTarget, Refuse, RingGroupInfo, route_call
-from centrex.db.models import ActiveCall, ActiveCallLeg, CallCutoff, Line, RingGroup, Trunk
+from centrex.db.models import ActiveCall, ActiveCallLeg, CallCutoff
 from centrex.db.session import make_sessionmaker
 
 
@@ -54,31 +56,42 @@ class CallRef:
     direction: str = "on-net"
 
 
-# In CallRef's field order.
-CALL_REF_COLUMNS = (
-    ActiveCall.id,
-    ActiveCall.channel_id,
-    ActiveCall.max_duration_s,
-    ActiveCall.answered_at,
-    ActiveCall.deadline_at,
-    ActiveCall.caller_line_id,
-    ActiveCall.callee_line_id,
-    ActiveCall.ring_group_id,
-    ActiveCall.direction,
+# The statements of the call path, in plain SQL on asyncpg: each is prepared once per
+# connection (asyncpg's statement cache) and then costs one round trip, without SQLAlchemy's
+# compilation and result processing, which were most of the daemon's CPU per call.
+CALL_REF_COLUMNS = (  # in CallRef's field order
+    "id, channel_id, max_duration_s, answered_at, deadline_at, caller_line_id, callee_line_id,"
+    " ring_group_id, direction"
 )
-
-
-ADMIT = text(
-    "SELECT centrex_admit_call(:call_id, :node, :channel_id, :direction, :caller, :callee,"
-    " :caller_line, :callee_line, :max_duration_s, :started_at, :ring_group, :members, :hunt)"
+DIRECTORY = (
+    "SELECT id, customer_id, sip_username, max_calls, max_call_duration_s, main_number"
+    " FROM lines WHERE deleted_at IS NULL AND sip_username = ANY($1::text[])"
 )
-HUNT_NEXT = text("SELECT centrex_hunt_next(:node, :channel_id)")
+OUTBOUND_TRUNK = "SELECT name FROM trunks ORDER BY created_at LIMIT 1"
+ADMIT = "SELECT centrex_admit_call($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+HUNT_NEXT = "SELECT centrex_hunt_next($1, $2)"
+MARK_ANSWERED = (
+    "UPDATE active_calls SET answered_at = $3::timestamptz,"
+    " deadline_at = $3::timestamptz + make_interval(secs => max_duration_s)"
+    " WHERE node = $1 AND channel_id = $2 AND answered_at IS NULL"
+    f" RETURNING {CALL_REF_COLUMNS}"
+)
+THIS_CALL = f"SELECT {CALL_REF_COLUMNS} FROM active_calls WHERE node = $1 AND channel_id = $2"
+RELEASE = (
+    f"DELETE FROM active_calls WHERE node = $1 AND channel_id = $2 RETURNING {CALL_REF_COLUMNS}"
+)
+CALLS_ON_NODE = f"SELECT {CALL_REF_COLUMNS} FROM active_calls WHERE node = $1"
+LINE_USERNAME = "SELECT sip_username FROM lines WHERE id = $1"
+HUNT_LIMITS = (
+    "SELECT c.id, c.max_duration_s, g.ring_timeout_s FROM active_calls c"
+    " LEFT JOIN ring_groups g ON g.id = c.ring_group_id"
+    " WHERE c.node = $1 AND c.channel_id = $2"
+)
 
 # What a platform number leads to, in one round trip: the line it is the main number of, or
 # the line or ring group an alias is attached to. Only assigned numbers lead anywhere.
-RESOLVE_NUMBER = text(
-    """
-    SELECT n.ring_group_id, g.strategy, g.ring_timeout_s,
+RESOLVE_NUMBER = """
+    SELECT n.ring_group_id, g.strategy::text, g.ring_timeout_s,
            l.id, l.customer_id, l.sip_username, l.max_calls, l.max_call_duration_s, l.main_number
     FROM numbers n
     LEFT JOIN ring_groups g ON g.id = n.ring_group_id
@@ -87,69 +100,84 @@ RESOLVE_NUMBER = text(
         OR l.id IN (SELECT m.line_id FROM ring_group_members m WHERE m.group_id = n.ring_group_id)
     )
     LEFT JOIN ring_group_members m ON m.group_id = n.ring_group_id AND m.line_id = l.id
-    WHERE n.e164 = :e164 AND n.status = 'assigned'
+    WHERE n.e164 = $1 AND n.status = 'assigned'
     ORDER BY m.position
-    """
-)
+"""
 
 # The answer of a ring group call: the member that answered becomes the callee, the others
 # stop counting (Asterisk has cancelled them).
-ANSWERED_BY_MEMBER = text(
-    """
+ANSWERED_BY_MEMBER = f"""
     WITH winner AS (
-        SELECT id FROM lines WHERE sip_username = :who AND deleted_at IS NULL
+        SELECT id FROM lines WHERE sip_username = $3 AND deleted_at IS NULL
     ), answered AS (
         UPDATE active_calls
-        SET answered_at = CAST(:at AS timestamptz),
-            deadline_at = CAST(:at AS timestamptz) + make_interval(secs => max_duration_s),
+        SET answered_at = $4::timestamptz,
+            deadline_at = $4::timestamptz + make_interval(secs => max_duration_s),
             callee_line_id = coalesce(callee_line_id, (SELECT id FROM winner)),
             hunt_remaining = NULL
-        WHERE node = :node AND channel_id = :channel_id AND answered_at IS NULL
-        RETURNING id, channel_id, max_duration_s, answered_at, deadline_at, caller_line_id,
-                  callee_line_id, ring_group_id, direction
+        WHERE node = $1 AND channel_id = $2 AND answered_at IS NULL
+        RETURNING {CALL_REF_COLUMNS}
     ), released AS (
         DELETE FROM active_call_legs g USING answered a
         WHERE g.call_id = a.id AND g.role = 'member'
           AND g.line_id NOT IN (SELECT id FROM winner)
     )
     SELECT * FROM answered
-    """
-)
+"""
 
 
 class CallRegistry:
-    def __init__(self, engine: AsyncEngine, node: str, default_max_s: int) -> None:
+    """Calls in progress of one node. The call path runs on its own asyncpg pool (opened on
+    first use, at most ``pool_size`` connections: a burst of calls waits for one rather than
+    forking a PostgreSQL backend per call); *engine* serves the rare rest (cutoff records)."""
+
+    def __init__(
+        self, engine: AsyncEngine, node: str, default_max_s: int, *, pool_size: int = 20
+    ) -> None:
         self.engine = engine
         self.sessionmaker = make_sessionmaker(engine)
         self.node = node
         self.default_max_s = default_max_s
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
 
-    # The per-call statements below are Core, one autocommit round trip each: no ORM objects,
-    # no transaction bookkeeping, on the path every call takes.
-    async def _run(self, statement: Any) -> list[Row[Any]]:
-        async with self._autocommit() as conn:
-            return list((await conn.execute(statement)).all())
+    async def _db(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    u = self.engine.url
+                    self._pool = await asyncpg.create_pool(
+                        user=u.username,
+                        password=u.password,
+                        host=u.host or "127.0.0.1",
+                        port=u.port or 5432,
+                        database=u.database,
+                        min_size=1,
+                        max_size=self.pool_size,
+                        **{k: v for k, v in u.query.items() if k in ("ssl",)},
+                    )
+        return self._pool
 
-    @contextlib.asynccontextmanager
-    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        # Outside a transaction block every statement commits on its own (autocommit).
+        return await (await self._db()).fetch(sql, *args)
 
     async def directory(self, usernames: set[str]) -> dict[str, LineInfo]:
         """Live lines by SIP username."""
         if not usernames:
             return {}
-        rows = await self._run(
-            select(
-                Line.id, Line.customer_id, Line.sip_username, Line.max_calls,
-                Line.max_call_duration_s, Line.main_number,
-            ).where(Line.deleted_at.is_(None), Line.sip_username.in_(usernames))
-        )  # fmt: skip
+        rows = await self._fetch(DIRECTORY, list(usernames))
         return {ln.username: ln for ln in (LineInfo(*row) for row in rows)}
 
     async def resolve_number(self, e164: str) -> NumberTarget | None:
         """What one of the platform's numbers leads to; None if it is not assigned here."""
-        rows = await self._run(RESOLVE_NUMBER.bindparams(e164=e164))
+        rows = await self._fetch(RESOLVE_NUMBER, e164)
         if not rows:
             return None
         group_id, strategy, ring_timeout_s = rows[0][:3]
@@ -161,8 +189,8 @@ class CallRegistry:
 
     async def outbound_trunk(self) -> str | None:
         """The trunk calls to the public network leave through: the oldest one."""
-        rows = await self._run(select(Trunk.name).order_by(Trunk.created_at).limit(1))
-        return f"{TRUNK_PREFIX}{rows[0].name}" if rows else None
+        rows = await self._fetch(OUTBOUND_TRUNK)
+        return f"{TRUNK_PREFIX}{rows[0]['name']}" if rows else None
 
     async def admit(
         self, *, channel_id: str, endpoint: str | None, dialled: str, caller_number: str,
@@ -200,26 +228,24 @@ class CallRegistry:
         call_id = uuid.uuid4()
         # One statement in autocommit: the lines' row locks last for the count and the insert
         # only (see migration 0003), never across this process's event loop.
-        async with self._autocommit() as conn:
-            result = await conn.scalar(
-                ADMIT,
-                {
-                    "call_id": call_id,
-                    "node": self.node,
-                    "channel_id": channel_id,
-                    "direction": route.direction,
-                    # E.164 wherever there is one: these go into the CDR.
-                    "caller": (caller.main_number or caller.username) if caller else caller_number,
-                    "callee": what.e164 or (callee.main_number if callee else None) or dialled,
-                    "caller_line": caller.id if caller else None,
-                    "callee_line": callee.id if callee else None,
-                    "max_duration_s": limits.max_duration_s,
-                    "started_at": now,
-                    "ring_group": group.id if group else None,
-                    "members": [m.id for m in members] if group else None,
-                    "hunt": bool(group and group.hunt),
-                },
-            )
+        rows = await self._fetch(
+            ADMIT,
+            call_id,
+            self.node,
+            channel_id,
+            route.direction,
+            # E.164 wherever there is one: these go into the CDR.
+            (caller.main_number or caller.username) if caller else caller_number,
+            what.e164 or (callee.main_number if callee else None) or dialled,
+            caller.id if caller else None,
+            callee.id if callee else None,
+            limits.max_duration_s,
+            now,
+            group.id if group else None,
+            [m.id for m in members] if group else None,
+            bool(group and group.hunt),
+        )
+        result = json.loads(rows[0][0])  # jsonb arrives as text
         if result["duplicate"]:
             return None
         if not result["admitted"]:
@@ -250,28 +276,19 @@ class CallRegistry:
     async def hunt_next(self, channel_id: str) -> str | None:
         """The hunt's member did not answer: the Dial() target of the next member with room
         (members at their limit are skipped), or None when the hunt is over."""
-        async with self._autocommit() as conn:
-            result = await conn.scalar(HUNT_NEXT, {"node": self.node, "channel_id": channel_id})
+        rows = await self._fetch(HUNT_NEXT, self.node, channel_id)
+        result = json.loads(rows[0][0]) if rows and rows[0][0] else None
         if not result or result["line_id"] is None:
             return None
-        rows = await self._run(
-            select(Line.sip_username).where(Line.id == uuid.UUID(result["line_id"]))
-        )
+        rows = await self._fetch(LINE_USERNAME, uuid.UUID(result["line_id"]))
         return dial_lines([rows[0][0]]) if rows else None
 
     async def limits_of(self, channel_id: str) -> AdmittedCall:
         """A hunt's call as admitted (limits, ring timeout), to dial its next member alike."""
-        rows = await self._run(
-            select(ActiveCall.id, ActiveCall.max_duration_s, RingGroup.ring_timeout_s)
-            .outerjoin(RingGroup, RingGroup.id == ActiveCall.ring_group_id)
-            .where(self._this_call(channel_id))
-        )
+        rows = await self._fetch(HUNT_LIMITS, self.node, channel_id)
         call_id, max_s, ring_s = rows[0]
         limits = CallLimits(max_s, int((max_s + ASTERISK_BACKSTOP_S) * 1000))
         return AdmittedCall(call_id, "", limits, ring_timeout_s=ring_s, hunt=True)
-
-    def _this_call(self, channel_id: str) -> Any:
-        return (ActiveCall.node == self.node) & (ActiveCall.channel_id == channel_id)
 
     async def mark_answered(
         self, channel_id: str, at: datetime, *, ring_group: bool = False, by: str | None = None
@@ -281,32 +298,21 @@ class CallRegistry:
         For a ring group call, ``by`` is the endpoint that answered: it becomes the callee and
         the other members stop counting."""
         if ring_group and by:
-            params = {"who": by, "at": at, "node": self.node, "channel_id": channel_id}
-            rows = await self._run(ANSWERED_BY_MEMBER.bindparams(**params))
+            rows = await self._fetch(ANSWERED_BY_MEMBER, self.node, channel_id, by, at)
             if rows:
                 return CallRef(*rows[0])
-        rows = await self._run(
-            update(ActiveCall)
-            .where(self._this_call(channel_id), ActiveCall.answered_at.is_(None))
-            .values(
-                answered_at=at,
-                deadline_at=at + func.make_interval(0, 0, 0, 0, 0, 0, ActiveCall.max_duration_s),
-            )
-            .returning(*CALL_REF_COLUMNS)
-        )
+        rows = await self._fetch(MARK_ANSWERED, self.node, channel_id, at)
         if not rows:  # answered already (or not ours): as it stands
-            rows = await self._run(select(*CALL_REF_COLUMNS).where(self._this_call(channel_id)))
+            rows = await self._fetch(THIS_CALL, self.node, channel_id)
         return CallRef(*rows[0]) if rows else None
 
     async def release(self, channel_id: str) -> CallRef | None:
         """The call is over: it stops counting. Returns what it was, if it was ours."""
-        rows = await self._run(
-            delete(ActiveCall).where(self._this_call(channel_id)).returning(*CALL_REF_COLUMNS)
-        )
+        rows = await self._fetch(RELEASE, self.node, channel_id)
         return CallRef(*rows[0]) if rows else None
 
     async def calls_on_node(self) -> list[CallRef]:
-        rows = await self._run(select(*CALL_REF_COLUMNS).where(ActiveCall.node == self.node))
+        rows = await self._fetch(CALLS_ON_NODE, self.node)
         return [CallRef(*row) for row in rows]
 
     async def record_cutoff(self, call: CallRef, *, ended_at: datetime, enforced_by: str) -> None:

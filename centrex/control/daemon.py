@@ -48,6 +48,9 @@ ANSWERED_VAR = "CENTREX_ANSWERED_AT"  # stamped on the caller's channel by the d
 ANSWERED_BY_VAR = "CENTREX_ANSWERED_BY"  # the endpoint that answered, likewise
 HUNT_ARG = "hunt"  # Stasis argument of a hunt coming back for its next member
 RECONNECT_MAX_S = 10.0
+# The ARI messages the daemon acts on; Asterisk drops the rest before sending. RESTResponse
+# must be listed: the filter applies to the answers to requests made over the websocket too.
+APP_EVENTS = ["StasisStart", "RESTResponse"]
 # A call ending this close to its deadline, not cut by us, was cut by Asterisk's L() backstop.
 CUT_TOLERANCE_S = 0.25
 
@@ -288,6 +291,7 @@ class CallControl:
             self.connected.set()
             metrics.ASTERISK_CONNECTED.labels("ari").set(1)
             metrics.ASTERISK_RECONNECTS.labels("ari").inc()
+            self._spawn(self._filter_events())
             self._spawn(self.sync_with_asterisk())
             self._spawn(self.resume_waiting_calls())
         elif kind == "StasisStart":
@@ -306,6 +310,15 @@ class CallControl:
         elif name == "Hangup":
             if event.get("Uniqueid") in self.calls:
                 self._spawn(self.end_call(event["Uniqueid"], ended_at=now()))
+
+    async def _filter_events(self) -> None:
+        """Only StasisStart is of use here: without a filter every channel in the app also
+        sends ChannelVarset (our own set_variable), ChannelDialplan, StasisEnd ... each one
+        a JSON frame Asterisk writes and this loop parses for nothing."""
+        try:
+            await self.ari.filter_events(self.settings.stasis_app, APP_EVENTS)
+        except AsteriskError as exc:
+            log.warning("ARI event filter not set (%s); every event comes through", exc)
 
     async def resume_waiting_calls(self) -> None:
         """Calls that entered Stasis while we were disconnected are still waiting: decide them."""
@@ -355,18 +368,18 @@ class CallControl:
 
 
 async def run_daemon(settings: Settings) -> None:
-    # A fixed set of connections: a burst of calls waits its turn for one rather than opening
-    # (and forking a PostgreSQL backend for) a new connection per call.
+    # The call path has its own asyncpg pool in the registry (a fixed set of connections: a
+    # burst of calls waits its turn for one rather than forking a backend per call); this engine
+    # only records the rare cutoff.
     engine = make_engine(
         settings.database_url_required,
-        pool_size=20,
-        max_overflow=0,
-        # Every statement of the call path is one autocommit round trip; a broken connection
-        # is dropped by the pool on its first error rather than pinged before every use.
-        isolation_level="AUTOCOMMIT",
+        pool_size=2,
+        max_overflow=2,
+        # A broken connection is dropped by the pool on its first error rather than pinged
+        # before every use.
         pool_pre_ping=False,
     )
-    registry = CallRegistry(engine, settings.node_name, settings.max_call_duration_s)
+    registry = CallRegistry(engine, settings.node_name, settings.max_call_duration_s, pool_size=20)
     websocket = AriWebSocket(settings)
     ari = AriClient(websocket)  # per-call requests ride the events websocket
     ari_http = AriClient.from_settings(settings)
@@ -422,4 +435,5 @@ async def run_daemon(settings: Settings) -> None:
         ami.close()
         await ari.aclose()
         await ari_http.aclose()
+        await registry.aclose()
         await engine.dispose()

@@ -36,7 +36,11 @@ from pathlib import Path, PurePosixPath
 
 import jinja2
 
-from centrex.asterisk.pjsip_objects import ASTDB_FAMILY
+from centrex.asterisk.pjsip_objects import (
+    ASTDB_FAMILY,
+    SORCERY_CACHE_LIFETIME_S,
+    SORCERY_CACHE_PREFIX,
+)
 from centrex.config import Settings
 
 log = logging.getLogger(__name__)
@@ -352,6 +356,10 @@ class AsteriskSandbox:
             "tone_zone": DEFAULT_TONE_ZONE,
             "astdb_prefix": ASTDB_PREFIX,
             "cel_journal": CEL_JOURNAL,
+            "sorcery_cache_prefix": SORCERY_CACHE_PREFIX,
+            "sorcery_cache_options": (
+                f"object_lifetime_maximum={SORCERY_CACHE_LIFETIME_S},expire_on_reload=yes"
+            ),
         }
 
     def render_config(self) -> Path:
