@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -99,6 +100,33 @@ class Settings(BaseSettings):
     cdr_retention_days: int = Field(
         1830, ge=1, description="CDRs older than this are deleted (art. 11.2: 5 years)."
     )
+
+    # --- usage policy (contract art. 6, 8, 16, 19) ---------------------------------------------
+    fraud_distinct_numbers: int = Field(
+        500, ge=1, description="More distinct numbers than this in a billing period: suspicion."
+    )
+    fraud_long_call_s: int = Field(
+        7200, ge=1, description="A call answered this long (or cut at its maximum): suspicion."
+    )
+    fraud_action: Literal["flag", "national_only", "emergency_only"] = Field(
+        "flag", description="What a fraud suspicion does to the line, besides being recorded."
+    )
+    suspended_line_incoming: Literal["allow", "refuse"] = Field(
+        "allow", description="Calls to a suspended line: let them ring, or refuse them (403)."
+    )
+    dialler_window_s: int = Field(3600, ge=60, description="Automated-dialling window.")
+    dialler_min_attempts: int = Field(30, ge=2)
+    dialler_max_acd_s: float = Field(60.0, gt=0)
+    dialler_min_short_ratio: float = Field(0.9, ge=0, le=1)
+    dialler_min_attempts_per_minute: float = Field(2.0, gt=0)
+    dialler_max_asr: float = Field(0.35, ge=0, le=1)
+    dialler_min_sequential_ratio: float = Field(0.5, ge=0, le=1)
+    smtp_host: str = Field("127.0.0.1", description="Where customer notices are sent from.")
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_from: str = "noc@centrex.invalid"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
 
     # --- behaviour ----------------------------------------------------------------------------
     reconcile_interval_s: float = Field(30.0, gt=0)

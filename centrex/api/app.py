@@ -14,7 +14,16 @@ from sqlalchemy import text
 
 from centrex import __version__
 from centrex.api.deps import require_operator
-from centrex.api.routes import calls, cdrs, customers, lines, numbers, ring_groups, trunks
+from centrex.api.routes import (
+    calls,
+    cdrs,
+    customers,
+    lines,
+    numbers,
+    policy,
+    ring_groups,
+    trunks,
+)
 from centrex.asterisk.ari import AriClient
 from centrex.asterisk.errors import AsteriskUnavailable
 from centrex.config import Settings
@@ -126,4 +135,5 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(trunks.router, dependencies=secured)
     app.include_router(ring_groups.router, dependencies=secured)
     app.include_router(cdrs.router, dependencies=secured)
+    app.include_router(policy.router, dependencies=secured)
     return app

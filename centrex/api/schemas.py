@@ -18,9 +18,17 @@ class StrictInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+    Field(description="Where the operator's notices go."),
+]
+
+
 class CustomerIn(StrictInput):
     name: Label
     residence_country: CountryCode | None = None
+    email: Email | None = None
     external_ref: (
         Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
         | None
@@ -39,6 +47,7 @@ class CustomerPatch(StrictInput):
 
     name: Label | None = None
     residence_country: CountryCode | None = None
+    email: Email | None = None
     documents_verified: bool | None = Field(
         None, description="true once the supporting documents were checked; false revokes."
     )
@@ -52,6 +61,7 @@ class CustomerOut(BaseModel):
     external_ref: str | None
     residence_country: str | None
     documents_verified_at: datetime | None
+    email: str | None
     created_at: datetime
 
 
@@ -291,6 +301,7 @@ class CdrOut(BaseModel):
     caller: str
     callee: str
     destination_country: str | None
+    destination: str | None = Field(description="Its allow-list destination (policy).")
     start_at: datetime
     answer_at: datetime | None
     end_at: datetime
@@ -301,6 +312,7 @@ class CdrOut(BaseModel):
     )
     q850_cause: int | None
     sip_code: int
+    reason: str | None = Field(description="Why the daemon refused it, if it did.")
 
 
 class CdrPage(BaseModel):
@@ -318,3 +330,77 @@ class LineUsageOut(BaseModel):
     billed_minutes: float
     distinct_numbers_called: int
     calls_received: int
+
+
+Actor = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    Field(description="Who is making the change (recorded for the audit trail)."),
+]
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=1000),
+    Field(description="Why (recorded, and told to the customer where there is a notice)."),
+]
+
+
+class AllowedDestinationIn(StrictInput):
+    code: str = Field(
+        description='E.164 country code ("44"), or 33-free / 33-shared-cost / 33-premium.',
+        max_length=16,
+    )
+    name: Label | None = None
+
+
+class DestinationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    code: str
+    name: str
+    suspended_at: datetime | None
+    suspended_reason: str | None
+    created_at: datetime
+
+
+class ChangeIn(StrictInput):
+    actor: Actor
+    reason: Reason
+
+
+class SuspensionOut(BaseModel):
+    destination: DestinationOut
+    notified: list[str] = Field(description="Customer emails the notice was sent to.")
+    customers_without_email: list[uuid.UUID]
+
+
+class RestrictionIn(ChangeIn):
+    level: Literal["national_only", "emergency_only", "suspended"]
+
+
+class RestrictionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    target_type: str
+    target_id: uuid.UUID
+    level: str
+    reason: str
+    actor: str
+    created_at: datetime
+    lifted_at: datetime | None
+    lifted_by: str | None
+    lift_reason: str | None
+    suspicion_id: uuid.UUID | None
+
+
+class FraudSuspicionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    line_id: uuid.UUID
+    customer_id: uuid.UUID
+    rule: str
+    period_start: datetime
+    evidence: dict
+    action: str
+    created_at: datetime

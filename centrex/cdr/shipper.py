@@ -13,6 +13,7 @@ journal is (see :mod:`.journal`); nothing is written twice.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -36,10 +37,29 @@ from centrex.core.cdr import (
     build_cdr,
     feed_all,
 )
+from centrex.core.policy import DiallerThresholds, WindowStats, dialler_signs, period_start
 
 log = logging.getLogger(__name__)
 
 RETRY_MAX_S = 5.0
+# Per line, over the window: attempts, answered, answered seconds, answered under 60 s, span
+# from first to last attempt, and attempts to the previous attempt's number plus or minus one.
+DIALLER_WINDOW = """
+    WITH w AS (
+        SELECT caller_line_id AS line, start_at, answer_at, billed_s,
+               CASE WHEN callee ~ '^\\+[0-9]{6,15}$' THEN substr(callee, 2)::numeric END AS n,
+               lag(CASE WHEN callee ~ '^\\+[0-9]{6,15}$' THEN substr(callee, 2)::numeric END)
+                   OVER (PARTITION BY caller_line_id ORDER BY start_at) AS prev
+        FROM cdrs
+        WHERE caller_line_id = ANY($1::uuid[]) AND start_at >= $2 AND direction <> 'inbound'
+    )
+    SELECT line, count(*)::int, count(answer_at)::int,
+           coalesce(sum(billed_s) FILTER (WHERE answer_at IS NOT NULL), 0)::float8,
+           count(*) FILTER (WHERE answer_at IS NOT NULL AND billed_s < 60)::int,
+           extract(epoch FROM max(start_at) - min(start_at))::float8,
+           count(*) FILTER (WHERE abs(n - prev) = 1)::int
+    FROM w GROUP BY line HAVING count(*) >= $3
+"""
 STALE_ATTEMPTS_EVERY_S = 600.0  # decisions whose call never reached the journal: cleaned up
 
 
@@ -147,6 +167,60 @@ class CdrShipper:
             call.first_position = moved(call.first_position)
 
     # --- PostgreSQL ---------------------------------------------------------------------------
+    # --- fraud control on what was just written (art. 16) -------------------------------------
+    async def _fraud_checks(self, conn: asyncpg.Connection, rows: list[tuple[object, ...]]) -> None:
+        """Long calls and automated dialling, judged from the CDRs (so also for calls that
+        ended while the daemon was down); suspicions are raised in the CDRs' transaction."""
+        s = self.settings
+        now = datetime.now(UTC)
+        placed: set[uuid.UUID] = set()
+        for row in rows:
+            cdr = dict(zip(CDR_COLUMNS, row, strict=True))
+            line = cdr["caller_line_id"]
+            if line is None or cdr["direction"] == "inbound":
+                continue
+            placed.add(line)  # type: ignore[arg-type]
+            if cdr["disposition"] == "cut" or cdr["billed_s"] >= s.fraud_long_call_s:  # type: ignore[operator]
+                evidence = {"linkedid": cdr["linkedid"], "billed_s": cdr["billed_s"],
+                            "start_at": cdr["start_at"].isoformat(),  # type: ignore[union-attr]
+                            "threshold_s": s.fraud_long_call_s}  # fmt: skip
+                await self._raise(conn, line, "long_call", evidence)  # type: ignore[arg-type]
+        if not placed:
+            return
+        thresholds = DiallerThresholds(
+            window_s=s.dialler_window_s, min_attempts=s.dialler_min_attempts,
+            max_acd_s=s.dialler_max_acd_s, min_short_ratio=s.dialler_min_short_ratio,
+            min_attempts_per_minute=s.dialler_min_attempts_per_minute,
+            max_asr=s.dialler_max_asr, min_sequential_ratio=s.dialler_min_sequential_ratio,
+        )  # fmt: skip
+        since = now.timestamp() - thresholds.window_s
+        for record in await conn.fetch(
+            DIALLER_WINDOW, list(placed), datetime.fromtimestamp(since, UTC),
+            thresholds.min_attempts,
+        ):  # fmt: skip
+            stats = WindowStats(*list(record.values())[1:])
+            signs = dialler_signs(stats, thresholds)
+            if signs:
+                evidence = {"signs": signs, "window_s": thresholds.window_s,
+                            "attempts": stats.attempts, "asr": round(stats.asr, 3),
+                            "acd_s": round(stats.acd_s, 1),
+                            "short_ratio": round(stats.short_ratio, 3),
+                            "attempts_per_minute": round(stats.attempts_per_minute, 2),
+                            "sequential_ratio": round(stats.sequential_ratio, 3)}  # fmt: skip
+                await self._raise(conn, record["line"], "automated_dialling", evidence)
+
+    async def _raise(
+        self, conn: asyncpg.Connection, line: uuid.UUID, rule: str, evidence: dict[str, Any]
+    ) -> None:
+        raised = await conn.fetchval(
+            "SELECT centrex_raise_suspicion($1, $2, $3, $4::jsonb, $5)",
+            line, rule, period_start(datetime.now(UTC)), json.dumps(evidence),
+            self.settings.fraud_action,
+        )  # fmt: skip
+        if raised:
+            metrics.FRAUD_SUSPICIONS.labels(rule).inc()
+            log.warning("line %s: fraud suspicion (%s): %s", line, rule, evidence)
+
     async def _pool(self) -> asyncpg.Pool:
         if self.pool is None:
             self.pool = await asyncpg.create_pool(
@@ -210,7 +284,8 @@ class CdrShipper:
                 for r in await conn.fetch(
                     """
                     SELECT channel_id, call_id, outcome, direction, caller, callee,
-                           caller_line_id, callee_line_id, ring_group_id, max_duration_s
+                           caller_line_id, callee_line_id, ring_group_id, max_duration_s,
+                           reason
                     FROM call_attempts WHERE node = $1 AND channel_id = ANY($2::text[])
                     """,
                     self.node,
@@ -260,6 +335,7 @@ class CdrShipper:
                 "DELETE FROM call_attempts WHERE node = $1 AND channel_id = ANY($2::text[])",
                 self.node, linkedids,
             )  # fmt: skip
+            await self._fraud_checks(conn, rows)
             await self._store_checkpoint(conn, checkpoint)
         await self._checkpoint_stored(checkpoint)
         inserted = int(status.rsplit(" ", 1)[-1])

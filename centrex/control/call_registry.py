@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,12 +22,23 @@ import asyncpg
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from centrex import metrics
 from centrex.asterisk.pjsip_objects import TRUNK_PREFIX
+from centrex.config import Settings
 from centrex.core.admission import ASTERISK_BACKSTOP_S, CallLimits, admit_call, call_limits
 from centrex.core.numbering import DialledKind, classify_dialled
+from centrex.core.policy import (
+    CallPolicyFacts,
+    PolicyLevel,
+    check_call,
+    destination_of,
+    period_start,
+)
 from centrex.core.routing import LineInfo, NumberTarget, Refuse, RingGroupInfo, route_call
 from centrex.db.models import ActiveCall, ActiveCallLeg, CallCutoff
 from centrex.db.session import make_sessionmaker
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,11 +76,24 @@ CALL_REF_COLUMNS = (  # in CallRef's field order
     " ring_group_id, direction"
 )
 DIRECTORY = (
-    "SELECT id, customer_id, sip_username, max_calls, max_call_duration_s, main_number"
-    " FROM lines WHERE deleted_at IS NULL AND sip_username = ANY($1::text[])"
+    "SELECT id, customer_id, sip_username, max_calls, max_call_duration_s, main_number,"
+    " policy_level FROM lines WHERE deleted_at IS NULL AND sip_username = ANY($1::text[])"
 )
 OUTBOUND_TRUNK = "SELECT name FROM trunks ORDER BY created_at LIMIT 1"
-ADMIT = "SELECT centrex_admit_call($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+# The trunk out, and the destination's standing on the operator's list, in one round trip.
+TRUNK_AND_DESTINATION = (
+    "SELECT (SELECT name FROM trunks ORDER BY created_at LIMIT 1),"
+    " d.code IS NOT NULL, d.suspended_at IS NOT NULL"
+    " FROM (SELECT 1) AS one LEFT JOIN destinations d ON d.code = $1"
+)
+ADMIT = "SELECT centrex_admit_call($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+RECORD_REFUSAL = (
+    "INSERT INTO call_attempts (node, channel_id, call_id, outcome, direction, caller, callee,"
+    " caller_line_id, callee_line_id, ring_group_id, max_duration_s, decided_at, reason)"
+    " VALUES ($1, $2, $3, 'refused_policy', $4, $5, $6, $7, $8, NULL, 0, $9, $10)"
+    " ON CONFLICT (node, channel_id) DO NOTHING"
+)
+COUNT_NUMBER = "SELECT centrex_count_number($1, $2, $3, $4, $5)"
 HUNT_NEXT = "SELECT centrex_hunt_next($1, $2)"
 MARK_ANSWERED = (
     "UPDATE active_calls SET answered_at = $3::timestamptz,"
@@ -92,7 +117,8 @@ HUNT_LIMITS = (
 # the line or ring group an alias is attached to. Only assigned numbers lead anywhere.
 RESOLVE_NUMBER = """
     SELECT n.ring_group_id, g.strategy::text, g.ring_timeout_s,
-           l.id, l.customer_id, l.sip_username, l.max_calls, l.max_call_duration_s, l.main_number
+           l.id, l.customer_id, l.sip_username, l.max_calls, l.max_call_duration_s, l.main_number,
+           l.policy_level
     FROM numbers n
     LEFT JOIN ring_groups g ON g.id = n.ring_group_id
     LEFT JOIN lines l ON l.deleted_at IS NULL AND (
@@ -132,8 +158,15 @@ class CallRegistry:
     forking a PostgreSQL backend per call); *engine* serves the rare rest (cutoff records)."""
 
     def __init__(
-        self, engine: AsyncEngine, node: str, default_max_s: int, *, pool_size: int = 20
+        self,
+        engine: AsyncEngine,
+        node: str,
+        default_max_s: int,
+        *,
+        pool_size: int = 20,
+        settings: Settings | None = None,
     ) -> None:
+        self.settings = settings or Settings(_env_file=None)
         self.engine = engine
         self.sessionmaker = make_sessionmaker(engine)
         self.node = node
@@ -210,17 +243,46 @@ class CallRegistry:
         number = None
         if what.kind is DialledKind.number and what.e164 and (from_trunk or caller is not None):
             number = await self.resolve_number(what.e164)
-        trunk = None
+        emergency = what.kind is DialledKind.emergency
+        trunk, destination, listed, suspended = None, None, False, False
         if not from_trunk and number is None and what.kind in (
             DialledKind.number, DialledKind.emergency
         ):  # fmt: skip
-            trunk = await self.outbound_trunk()
+            destination = destination_of(what.e164) if what.e164 and not emergency else None
+            rows = await self._fetch(TRUNK_AND_DESTINATION, destination)
+            name, listed, suspended = rows[0]
+            trunk = f"{TRUNK_PREFIX}{name}" if name else None
         route = route_call(
             caller=caller, from_trunk=from_trunk, dialled=what, target=target,
             trunk_endpoint=trunk, number=number,
         )  # fmt: skip
         if isinstance(route, Refuse):
             return route
+        refusal = None
+        if caller is not None:
+            refusal = check_call(
+                CallPolicyFacts(
+                    level=caller.policy_level, emergency=emergency,
+                    outbound=route.direction == "outbound", destination=destination,
+                    destination_listed=listed, destination_suspended=suspended,
+                )
+            )  # fmt: skip
+        target_line = route.target_line
+        if (
+            refusal is None
+            and target_line is not None
+            and target_line.policy_level == PolicyLevel.suspended
+            and self.settings.suspended_line_incoming == "refuse"
+        ):
+            refusal = Refuse("rejected", "the called line is suspended", category="policy")
+        if refusal is not None:
+            await self._fetch(
+                RECORD_REFUSAL, self.node, channel_id, uuid.uuid4(), route.direction,
+                (caller.main_number or caller.username) if caller else caller_number,
+                what.e164 or dialled, caller.id if caller else None,
+                target_line.id if target_line else None, now, refusal.why,
+            )  # fmt: skip
+            return refusal
         callee = route.target_line
         group = route.group
         members = group.members if group else ()
@@ -244,6 +306,7 @@ class CallRegistry:
             group.id if group else None,
             [m.id for m in members] if group else None,
             bool(group and group.hunt),
+            emergency,
         )
         result = json.loads(rows[0][0])  # jsonb arrives as text
         if result["duplicate"]:
@@ -256,6 +319,8 @@ class CallRegistry:
                 "every member of the ring group is at its limit" if group else "line at its limit",
                 category="line_limit",
             )
+        if caller is not None and what.kind is DialledKind.number and what.e164:
+            await self._count_number(caller, what.e164, now)
         if group is None:
             return AdmittedCall(
                 call_id, route.dial, limits, route.caller_id, direction=route.direction
@@ -272,6 +337,23 @@ class CallRegistry:
             ring_group_id=group.id,
             direction=route.direction,
         )
+
+    async def _count_number(self, caller: LineInfo, e164: str, now: datetime) -> None:
+        """The distinct-numbers rule (art. 16): one insert per number new this period, so the
+        count stays cheap; past the threshold the suspicion and its restriction are recorded
+        now, in force for the line's next call."""
+        s = self.settings
+        rows = await self._fetch(
+            COUNT_NUMBER, caller.id, period_start(now), e164, s.fraud_distinct_numbers,
+            s.fraud_action,
+        )  # fmt: skip
+        result = json.loads(rows[0][0])
+        if result.get("suspicion"):
+            metrics.FRAUD_SUSPICIONS.labels("distinct_numbers").inc()
+            log.warning(
+                "line %s: fraud suspicion, %d distinct numbers this period (action: %s)",
+                caller.username, result["count"], s.fraud_action,
+            )  # fmt: skip
 
     async def hunt_next(self, channel_id: str) -> str | None:
         """The hunt's member did not answer: the Dial() target of the next member with room

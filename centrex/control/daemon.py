@@ -379,7 +379,9 @@ async def run_daemon(settings: Settings) -> None:
         # before every use.
         pool_pre_ping=False,
     )
-    registry = CallRegistry(engine, settings.node_name, settings.max_call_duration_s, pool_size=20)
+    registry = CallRegistry(
+        engine, settings.node_name, settings.max_call_duration_s, pool_size=20, settings=settings
+    )
     websocket = AriWebSocket(settings)
     ari = AriClient(websocket)  # per-call requests ride the events websocket
     ari_http = AriClient.from_settings(settings)

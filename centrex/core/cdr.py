@@ -23,6 +23,7 @@ from typing import Any
 import phonenumbers
 
 from centrex.core.numbering import classify_dialled
+from centrex.core.policy import destination_of
 
 # Column order of a journal line (cel_custom.conf.j2).
 CEL_COLUMNS = (
@@ -239,6 +240,7 @@ class Attempt:
     callee_line_id: uuid.UUID | None
     ring_group_id: uuid.UUID | None
     max_duration_s: int
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -253,7 +255,7 @@ CDR_COLUMNS = (
     "id", "node", "linkedid", "call_id", "customer_id", "caller_line_id", "callee_line_id",
     "ring_group_id", "dialled_number", "direction", "caller", "callee", "destination_country",
     "start_at", "answer_at", "end_at", "duration_ms", "billed_s", "disposition", "q850_cause",
-    "sip_code",
+    "sip_code", "destination", "reason",
 )  # fmt: skip
 
 TRUNK_PREFIX = "trunk-"
@@ -341,5 +343,6 @@ def build_cdr(
         callee or "", destination_country(callee or ""), call.start, call.answer, call.end,
         round(call.duration_s * 1000), call.billed_s,
         disposition(call, outcome=attempt.outcome if attempt else None, max_duration_s=max_s),
-        call.cause, sip_code(call),
+        call.cause, sip_code(call), destination_of(callee or ""),
+        attempt.reason if attempt else None,
     )  # fmt: skip

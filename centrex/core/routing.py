@@ -16,6 +16,7 @@ class LineInfo:
     max_calls: int
     max_duration_s: int | None = None  # per-line override of the platform maximum
     main_number: str | None = None  # E.164: caller ID outside, reached from outside
+    policy_level: str = "none"  # the strictest restriction in force (centrex.core.policy)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -50,6 +50,8 @@ class Customer(Base):
     # ("FR"; overseas territories have codes of their own), with supporting documents checked.
     residence_country: Mapped[str | None] = mapped_column(String(2))
     documents_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Where the operator's notices go (e.g. a destination suspended, art. 6).
+    email: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     lines: Mapped[list[Line]] = relationship(back_populates="customer")
@@ -78,6 +80,10 @@ class Line(Base):
         String(16), ForeignKey("numbers.e164"), unique=True
     )
     max_call_duration_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The strictest restriction in force on the line or its customer (art. 16, 19), kept here
+    # so the daemon reads it with the line, at no extra cost per call: none, national_only,
+    # emergency_only, suspended. The history is in ``policy_restrictions``.
+    policy_level: Mapped[str] = mapped_column(String(16), server_default="none", default="none")
     sync_state: Mapped[SyncState] = mapped_column(
         Enum(SyncState, name="sync_state"), default=SyncState.pending
     )
@@ -296,6 +302,7 @@ class CallAttempt(Base):
     ring_group_id: Mapped[uuid.UUID | None] = mapped_column()
     max_duration_s: Mapped[int] = mapped_column(Integer)
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)  # why it was refused
 
 
 class Cdr(Base):
@@ -311,6 +318,7 @@ class Cdr(Base):
         Index("ix_cdrs_customer_start", "customer_id", "start_at"),
         Index("ix_cdrs_caller_line_start", "caller_line_id", "start_at"),
         Index("ix_cdrs_callee_line_start", "callee_line_id", "start_at"),
+        Index("ix_cdrs_destination_start", "destination", "start_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -326,6 +334,8 @@ class Cdr(Base):
     caller: Mapped[str] = mapped_column(String(64))  # E.164 where there is one
     callee: Mapped[str] = mapped_column(String(64))
     destination_country: Mapped[str | None] = mapped_column(String(2))
+    destination: Mapped[str | None] = mapped_column(String(16))  # allow-list code (policy)
+    reason: Mapped[str | None] = mapped_column(Text)  # why the daemon refused it
     start_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     answer_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     end_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -349,3 +359,74 @@ class CdrCheckpoint(Base):
     journal: Mapped[str] = mapped_column(String(255))  # the segment file name
     offset: Mapped[int] = mapped_column(BigInteger)  # first byte not yet fully shipped
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Destination(Base):
+    """A destination the operator allows calls to (art. 6): an E.164 country code ("44"), or
+    one of the French special ranges, which are destinations of their own ("33-premium")."""
+
+    __tablename__ = "destinations"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    suspended_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PolicyRestriction(Base):
+    """A suspension or restriction of a line or a customer (art. 16, 19): who, when, why, and
+    who lifted it. Append-only: the audit trail."""
+
+    __tablename__ = "policy_restrictions"
+    __table_args__ = (Index("ix_restrictions_target", "target_type", "target_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    target_type: Mapped[str] = mapped_column(String(8))  # line | customer
+    target_id: Mapped[uuid.UUID] = mapped_column()
+    level: Mapped[str] = mapped_column(String(16))  # national_only | emergency_only | suspended
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(100))  # "fraud-control" when automatic
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    lifted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lifted_by: Mapped[str | None] = mapped_column(String(100))
+    lift_reason: Mapped[str | None] = mapped_column(Text)
+    suspicion_id: Mapped[uuid.UUID | None] = mapped_column()  # when fraud control set it
+
+
+class FraudSuspicion(Base):
+    """A fraud rule fired for a line in a billing period (art. 16), with its evidence; raised
+    once per line, rule and period."""
+
+    __tablename__ = "fraud_suspicions"
+    __table_args__ = (UniqueConstraint("line_id", "rule", "period_start"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), index=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"))
+    rule: Mapped[str] = mapped_column(
+        String(32)
+    )  # distinct_numbers | long_call | automated_dialling
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    evidence: Mapped[dict] = mapped_column(JSONB)
+    action: Mapped[str] = mapped_column(String(16))  # flag | national_only | emergency_only
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LinePeriodNumber(Base):
+    """A number a line called in a billing period: the distinct-numbers rule counts these rows
+    (one insert per new number, never a CDR scan)."""
+
+    __tablename__ = "line_period_numbers"
+
+    line_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class LinePeriodCount(Base):
+    __tablename__ = "line_period_counts"
+
+    line_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    distinct_numbers: Mapped[int] = mapped_column(Integer)

@@ -19,7 +19,8 @@ from centrex.services.errors import ServiceError
 
 CSV_COLUMNS = (
     "id", "start_at", "answer_at", "end_at", "duration_s", "billed_s", "direction", "caller",
-    "callee", "dialled_number", "destination_country", "disposition", "q850_cause", "sip_code",
+    "callee", "dialled_number", "destination_country", "destination", "disposition", "reason",
+    "q850_cause", "sip_code",
     "customer_id", "caller_line_id", "callee_line_id", "ring_group_id", "node", "linkedid",
 )  # fmt: skip
 

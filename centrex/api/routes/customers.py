@@ -17,7 +17,10 @@ router = APIRouter(prefix="/v1/customers", tags=["customers"])
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CustomerOut)
 async def create_customer(body: CustomerIn, session: SessionDep) -> Customer:
     customer = Customer(
-        name=body.name, external_ref=body.external_ref, residence_country=body.residence_country
+        name=body.name,
+        external_ref=body.external_ref,
+        residence_country=body.residence_country,
+        email=body.email,
     )
     session.add(customer)
     try:
@@ -50,6 +53,8 @@ async def update_customer(
         customer.name = body.name
     if "residence_country" in fields:
         customer.residence_country = body.residence_country
+    if "email" in fields:
+        customer.email = body.email
     if "documents_verified" in fields:
         customer.documents_verified_at = datetime.now(UTC) if body.documents_verified else None
     await session.commit()
