@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     suspended_line_incoming: Literal["allow", "refuse"] = Field(
         "allow", description="Calls to a suspended line: let them ring, or refuse them (403)."
     )
+    dialler_action: Literal["flag", "national_only", "emergency_only"] = Field(
+        "flag",
+        description="What an automated-dialling suspicion does: a heuristic, so by default it "
+        "only flags (the customer's own fraud_action applies to the contract's hard rules).",
+    )
     dialler_window_s: int = Field(3600, ge=60, description="Automated-dialling window.")
     dialler_min_attempts: int = Field(30, ge=2)
     dialler_max_acd_s: float = Field(60.0, gt=0)

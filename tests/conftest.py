@@ -48,6 +48,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         asterisk_instance=f"pytest{os.environ.get('CENTREX_TEST_PORT_OFFSET', '')}",
         api_port=free_port(),
         control_http_port=free_port(),
+        smtp_port=free_port(),  # the tests' own SMTP server (smtp_inbox)
         api_token=API_TOKEN,
         ami_secret="test-ami-secret",
         ari_password="test-ari-password",
@@ -128,3 +129,21 @@ def carrier(api: httpx.Client, settings: Settings) -> Iterator[Carrier]:
     assert response.status_code == 201, response.text
     yield Carrier(CARRIER_IP, port, f"{settings.asterisk_host}:{settings.sip_port}")
     api.delete(f"/v1/trunks/{response.json()['id']}")
+
+
+@pytest.fixture(scope="session")
+def smtp_inbox(settings: Settings) -> Iterator[list]:
+    """A real SMTP server (aiosmtpd) where the platform's notices arrive; the messages so far."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    inbox: list = []
+
+    class Collect(Message):
+        def handle_message(self, message) -> None:  # type: ignore[override]
+            inbox.append(message)
+
+    controller = Controller(Collect(), hostname="127.0.0.1", port=settings.smtp_port)
+    controller.start()
+    yield inbox
+    controller.stop()

@@ -324,6 +324,17 @@ class SipEndpoint:
             **kw,  # type: ignore[arg-type]
         )
 
+    def call_each(self, numbers: list[str], *, rate: float = 20, hold_ms: int = 200) -> SippRun:
+        """One call to each number, in order, ``rate`` per second (sipp's injection file)."""
+        csv_file = Path(tempfile.mkdtemp(prefix="sipp-inf-")) / "numbers.csv"
+        csv_file.write_text("SEQUENTIAL\n" + "".join(f"{n};\n" for n in numbers))
+        return run_sipp(
+            _scenario("uac_call_inf.xml"), self.server, user=self.username,
+            password=self.password, calls=len(numbers), rate=rate, limit=50,
+            timeout_s=60 + int(len(numbers) / rate), keys={"caller": self.username},
+            extra=["-inf", str(csv_file), "-d", str(hold_ms)],
+        )  # fmt: skip
+
     def call_refused(self, dialled: str, code: int, **kw: object) -> SippRun:
         return run_sipp(
             _scenario("uac_refused.xml.tmpl", code=str(code)),

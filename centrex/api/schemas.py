@@ -48,6 +48,9 @@ class CustomerPatch(StrictInput):
     name: Label | None = None
     residence_country: CountryCode | None = None
     email: Email | None = None
+    fraud_action: Literal["flag", "national_only", "emergency_only"] | None = Field(
+        None, description="What a fraud suspicion does to its lines; null: the platform's."
+    )
     documents_verified: bool | None = Field(
         None, description="true once the supporting documents were checked; false revokes."
     )
@@ -62,6 +65,7 @@ class CustomerOut(BaseModel):
     residence_country: str | None
     documents_verified_at: datetime | None
     email: str | None
+    fraud_action: str | None
     created_at: datetime
 
 

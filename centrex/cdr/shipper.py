@@ -212,10 +212,14 @@ class CdrShipper:
     async def _raise(
         self, conn: asyncpg.Connection, line: uuid.UUID, rule: str, evidence: dict[str, Any]
     ) -> None:
+        # The contract's hard rules take the customer's action, else the platform's; the
+        # automated-dialling heuristic has its own (flag only by default).
+        heuristic = rule == "automated_dialling"
+        action = self.settings.dialler_action if heuristic else self.settings.fraud_action
         raised = await conn.fetchval(
-            "SELECT centrex_raise_suspicion($1, $2, $3, $4::jsonb, $5)",
-            line, rule, period_start(datetime.now(UTC)), json.dumps(evidence),
-            self.settings.fraud_action,
+            "SELECT centrex_raise_suspicion($1, $2, $3, $4::jsonb, $5, $6)",
+            line, rule, period_start(datetime.now(UTC)), json.dumps(evidence), action,
+            not heuristic,
         )  # fmt: skip
         if raised:
             metrics.FRAUD_SUSPICIONS.labels(rule).inc()

@@ -52,6 +52,9 @@ class Customer(Base):
     documents_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Where the operator's notices go (e.g. a destination suspended, art. 6).
     email: Mapped[str | None] = mapped_column(String(254))
+    # What a fraud suspicion does to this customer's line (flag, national_only,
+    # emergency_only); None: the platform's CENTREX_FRAUD_ACTION.
+    fraud_action: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     lines: Mapped[list[Line]] = relationship(back_populates="customer")

@@ -138,16 +138,22 @@ $$
 """,
     """
 CREATE FUNCTION centrex_raise_suspicion(
-    p_line uuid, p_rule text, p_period timestamptz, p_evidence jsonb, p_action text
+    p_line uuid, p_rule text, p_period timestamptz, p_evidence jsonb, p_action text,
+    p_customer_override boolean DEFAULT true
 ) RETURNS uuid
 LANGUAGE plpgsql AS $$
 DECLARE
     cust uuid;
     sid uuid;
+    override text;
 BEGIN
-    SELECT customer_id INTO cust FROM lines WHERE id = p_line;
+    SELECT l.customer_id, c.fraud_action INTO cust, override
+    FROM lines l JOIN customers c ON c.id = l.customer_id WHERE l.id = p_line;
     IF NOT FOUND THEN
         RETURN NULL;
+    END IF;
+    IF p_customer_override THEN
+        p_action := coalesce(override, p_action);  -- the customer's own setting wins
     END IF;
     INSERT INTO fraud_suspicions (id, line_id, customer_id, rule, period_start, evidence, action)
     VALUES (gen_random_uuid(), p_line, cust, p_rule, p_period, p_evidence, p_action)
@@ -250,6 +256,7 @@ def upgrade() -> None:
     op.create_index(op.f('ix_fraud_suspicions_line_id'), 'fraud_suspicions', ['line_id'], unique=False)
     op.add_column('customers', sa.Column('email', sa.String(length=254), nullable=True))
     op.add_column("call_attempts", sa.Column("reason", sa.Text(), nullable=True))
+    op.add_column("customers", sa.Column("fraud_action", sa.String(length=16), nullable=True))
     op.add_column("cdrs", sa.Column("reason", sa.Text(), nullable=True))
     op.add_column("cdrs", sa.Column("destination", sa.String(length=16), nullable=True))
     op.create_index("ix_cdrs_destination_start", "cdrs", ["destination", "start_at"])
@@ -286,6 +293,7 @@ def downgrade() -> None:
     op.drop_column("cdrs", "reason")
     op.drop_column("call_attempts", "reason")
     op.drop_column("customers", "email")
+    op.drop_column("customers", "fraud_action")
     op.drop_index(op.f("ix_fraud_suspicions_line_id"), table_name="fraud_suspicions")
     op.drop_table("fraud_suspicions")
     op.drop_index("ix_restrictions_target", table_name="policy_restrictions")

@@ -55,6 +55,8 @@ async def update_customer(
         customer.residence_country = body.residence_country
     if "email" in fields:
         customer.email = body.email
+    if "fraud_action" in fields:
+        customer.fraud_action = body.fraud_action
     if "documents_verified" in fields:
         customer.documents_verified_at = datetime.now(UTC) if body.documents_verified else None
     await session.commit()
