@@ -280,10 +280,11 @@ def code_version() -> dict[str, Any]:
             ["git", "-C", str(BENCH_DIR.parent), *args],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
-        return proc.stdout.strip()
+        return proc.stdout.rstrip("\n")  # porcelain lines start with a meaningful space
 
-    changed = [ln[3:] for ln in git("status", "--porcelain", "--", "centrex").splitlines()]
-    return {"commit": git("rev-parse", "--short", "HEAD") or None, "uncommitted": changed}
+    status = git("status", "--porcelain", "--", "centrex", "asterisk-config", "bench")
+    changed = [ln[3:] for ln in status.splitlines() if ln.strip()]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip() or None, "uncommitted": changed}
 
 
 def ami_action(settings: Settings, action: dict[str, str]) -> dict[str, str]:

@@ -78,11 +78,11 @@ def test_object_removed_from_astdb_behind_sorcery_is_restored_despite_the_cache(
 ):
     """sorcery.conf puts a memory cache in front of astdb. Deleting a key from astdb by hand
     leaves the cached copy, and ARI would *update* that copy, which astdb refuses for a missing
-    key: the reconciler expires the caches before it repairs, so the object is created again."""
+    key: the reconciler then drops that object from the cache and writes it again."""
     line = api.post("/v1/lines", json={"customer_id": customer["id"], "label": "cached"}).json()
     user = line["sip_username"]
-    assert ari_object(settings, "auth", user) is not None  # loaded through sorcery: now cached
-    assert user in asterisk.cli("sorcery memory cache dump centrex_auth")
+    assert ari_object(settings, "auth", user) is not None
+    assert user in asterisk.cli("sorcery memory cache dump centrex_auth")  # cached by its PUT
     asterisk.cli(f"database del centrex/auth {user}")
     assert f"/centrex/auth/{user}" not in provisioned_keys(asterisk)
     wait_until(

@@ -169,15 +169,15 @@ class AmiClient:
             entries[key.removeprefix(prefix)] = message.get("Val", "")
         return entries
 
-    async def sorcery_cache_expire(self, cache: str) -> bool:
-        """Empty one sorcery memory cache; False if Asterisk has no cache of that name."""
+    async def sorcery_cache_expire_object(self, cache: str, object_id: str) -> bool:
+        """Drop one object from a sorcery memory cache; False if it was not there (or Asterisk
+        has no such cache, or no res_sorcery_memory_cache at all)."""
         try:
-            await self.action({"Action": "SorceryMemoryCacheExpire", "Cache": cache})
-        except AsteriskError as exc:
-            # No such cache, or no res_sorcery_memory_cache at all ("Invalid/unknown command").
-            if "does not exist" in str(exc).lower() or "unknown command" in str(exc).lower():
-                return False
-            raise
+            await self.action(
+                {"Action": "SorceryMemoryCacheExpireObject", "Cache": cache, "Object": object_id}
+            )
+        except AsteriskError:
+            return False
         return True
 
     async def db_del(self, family: str, key: str) -> bool:

@@ -19,9 +19,10 @@ TRUNK_PREFIX = "trunk-"  # line usernames never contain "-": the two can't colli
 ASTDB_FAMILY = "centrex"
 # ... behind one sorcery memory cache per type, named "centrex_<type>" (AMI SorceryMemoryCache*).
 SORCERY_CACHE_PREFIX = "centrex_"
-# How long a cached object is used before it is loaded from astdb again: only matters for an
-# object removed from astdb behind sorcery's back (see asterisk-config/sorcery.conf.j2).
-SORCERY_CACHE_LIFETIME_S = 300
+# 0: cached objects never expire. Asterisk 22.10.1 fills the cache only when an object is
+# written through sorcery, never when it is read: an expired object would be read from astdb
+# for good (see docs/asterisk-sandbox.md).
+SORCERY_CACHE_LIFETIME_S = 0
 
 
 def sorcery_cache_name(object_type: str) -> str:

@@ -65,9 +65,16 @@ async def read_asterisk_objects(ami: AmiClient) -> dict[ObjectKey, dict[str, str
     return parse_astdb_objects(await ami.db_get_tree(ASTDB_FAMILY))
 
 
-async def expire_sorcery_cache(ami: AmiClient, object_type: str) -> None:
-    if not await ami.sorcery_cache_expire(sorcery_cache_name(object_type)):
-        log.debug("no sorcery memory cache for %s in Asterisk", object_type)
+async def put_past_the_cache(
+    projector: AsteriskProjector, ami: AmiClient, obj: PjsipObject
+) -> None:
+    """PUT over ARI, as astdb says. What we read was astdb; what ARI works against is sorcery,
+    memory cache first. An object removed from astdb behind sorcery's back can still be cached:
+    ARI would then *update* the cached copy, answer 200, and astdb, which refuses to update a
+    missing key, would stay without it. So first drop this object from the cache: ARI then
+    finds astdb as we read it and creates or updates it there (and caches it again)."""
+    await ami.sorcery_cache_expire_object(sorcery_cache_name(obj.type), obj.id)
+    await projector.put(obj)
 
 
 async def read_desired_objects(
@@ -96,17 +103,11 @@ async def reconcile_lines(
     # observers far faster that way than line by line, and a restore of 10,000 lines is not
     # 30,000 sequential round trips.
     gate = asyncio.Semaphore(PUSH_CONCURRENCY)
-    # What we just read is astdb; what ARI works against is sorcery, memory cache first. An
-    # object removed from astdb behind sorcery's back can still be cached, and ARI would then
-    # update it instead of creating it, which astdb refuses: expire the caches of every type we
-    # are about to repair, so ARI sees astdb as we saw it.
-    for object_type in sorted({o.type for o in plan.put} | {t for t, _ in plan.delete}):
-        await expire_sorcery_cache(ami, object_type)
 
     async def put(obj: PjsipObject) -> None:
         async with gate:
             try:
-                await projector.put(obj)
+                await put_past_the_cache(projector, ami, obj)
             except AsteriskUnavailable:
                 raise
             except AsteriskError as exc:
