@@ -31,7 +31,7 @@ from centrex import metrics
 from centrex.asterisk.ami import AmiClient
 from centrex.asterisk.ari import AriClient
 from centrex.asterisk.ari_events import AriWebSocket
-from centrex.asterisk.errors import AsteriskError
+from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
 from centrex.cdr.shipper import CdrShipper
 from centrex.config import Settings
 from centrex.control.call_registry import AdmittedCall, CallRef, CallRegistry
@@ -139,6 +139,12 @@ class CallControl:
             if decision.hunt:
                 await self.ari.set_variable(channel_id, "CENTREX_HUNT", "yes")
             await self._dial(channel_id, dialled, decision.dial, decision)
+        except AsteriskUnavailable as exc:
+            # Timed out or cut off: Asterisk may have done it anyway. The call must not proceed
+            # uncounted, so it stays counted and is hung up; its Hangup event (or the sweep,
+            # once the channel is gone) releases it.
+            log.warning("call %s: no answer from Asterisk (%s); hanging it up", channel_id, exc)
+            await self._hangup_quietly(channel_id, "congestion")
         except AsteriskError as exc:
             # The caller hung up while we decided: the call never happened.
             log.info("call %s: gone before it could proceed (%s); released", channel_id, exc)
