@@ -11,7 +11,6 @@ once Asterisk says the call is over (``LINKEDID_END``); :func:`disposition` and
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import math
 import uuid
@@ -23,7 +22,7 @@ from typing import Any
 import phonenumbers
 
 from centrex.core.numbering import classify_dialled
-from centrex.core.policy import destination_of
+from centrex.core.policy import country_code_of, destination_of, regions_of
 
 # Column order of a journal line (cel_custom.conf.j2).
 CEL_COLUMNS = (
@@ -269,30 +268,19 @@ def _endpoint(channel: str) -> str | None:
 
 
 def destination_country(callee: str) -> str | None:
-    """ISO country of an E.164 callee (``+44…`` -> GB); None for anything else. Country codes
-    are prefix-free, so the first known prefix is the code; only codes several countries share
-    (+1, +7, +44, …) need the full parse."""
-    if not callee.startswith("+"):
+    """ISO country of an E.164 callee (``+44…`` -> GB); None for anything else. Only codes
+    several countries share (+1, +7, +44, …) need the full parse."""
+    code = country_code_of(callee)
+    if code is None:
         return None
-    for size in (1, 2, 3):
-        prefix = callee[1 : 1 + size]
-        if not prefix.isdigit():
-            return None
-        regions = _regions_of(int(prefix))
-        if len(regions) == 1:
-            return regions[0]
-        if regions:
-            try:
-                region = phonenumbers.region_code_for_number(phonenumbers.parse(callee))
-            except phonenumbers.NumberParseException:
-                return None
-            return region if region and region != "ZZ" else regions[0]
-    return None
-
-
-@functools.lru_cache(maxsize=1024)
-def _regions_of(country_code: int) -> tuple[str, ...]:
-    return tuple(r for r in phonenumbers.region_codes_for_country_code(country_code) if r != "001")
+    regions = regions_of(int(code))
+    if len(regions) == 1:
+        return regions[0]
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(callee))
+    except phonenumbers.NumberParseException:
+        return None
+    return region if region and region != "ZZ" else regions[0]
 
 
 def build_cdr(

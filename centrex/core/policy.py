@@ -40,30 +40,38 @@ NATIONAL = "33"
 
 
 @functools.lru_cache(maxsize=1024)
-def _is_country_code(prefix: str) -> bool:
-    return bool(phonenumbers.region_codes_for_country_code(int(prefix)))
+def regions_of(country_code: int) -> tuple[str, ...]:
+    """The countries (ISO) that share an E.164 country code; empty for no such code."""
+    return tuple(r for r in phonenumbers.region_codes_for_country_code(country_code) if r != "001")
 
 
-def destination_of(e164: str) -> str | None:
-    """The destination a number belongs to: ``"44"``, ``"33"``, or a French special range
-    (``"33-free"``, ``"33-shared-cost"``, ``"33-premium"``); None if it is not E.164."""
+def country_code_of(e164: str) -> str | None:
+    """``"+442071234567"`` -> ``"44"``. Country codes are prefix-free: the first known prefix
+    of one to three digits is the code. None if it is not E.164."""
     if not e164.startswith("+"):
         return None
     for size in (1, 2, 3):
         prefix = e164[1 : 1 + size]
         if not prefix.isdigit():
             return None
-        if _is_country_code(prefix):
-            if prefix == NATIONAL:
-                national = "0" + e164[3:]
-                if national.startswith("080"):
-                    return "33-free"
-                if national.startswith(("081", "082")):
-                    return "33-shared-cost"
-                if national.startswith("089"):
-                    return "33-premium"
+        if regions_of(int(prefix)):
             return prefix
     return None
+
+
+def destination_of(e164: str) -> str | None:
+    """The destination a number belongs to: ``"44"``, ``"33"``, or a French special range
+    (``"33-free"``, ``"33-shared-cost"``, ``"33-premium"``); None if it is not E.164."""
+    code = country_code_of(e164)
+    if code == NATIONAL:
+        national = "0" + e164[3:]
+        if national.startswith("080"):
+            return "33-free"
+        if national.startswith(("081", "082")):
+            return "33-shared-cost"
+        if national.startswith("089"):
+            return "33-premium"
+    return code
 
 
 @dataclass(frozen=True)
