@@ -216,6 +216,8 @@ API token    {token}   (in var/centrex.env)
 SIP          udp/tcp {settings.asterisk_host}:{settings.sip_port}   realm {settings.sip_realm}
 AMI / ARI    {settings.asterisk_host}:{settings.ami_port} / {settings.ari_url}
 Database     {database_url.split("@")[-1]}
+Metrics      {api_url}/metrics and http://{settings.control_http_host}:{settings.control_http_port}/metrics (daemon)
+             (Prometheus config and alerts: deploy/prometheus/, Grafana: deploy/grafana/)
 
 Register a softphone:
   curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\
