@@ -208,6 +208,7 @@ def up() -> None:
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     _wait_http(f"{api_url}/health/live", 30)
     token = settings.api_token.get_secret_value()
+    daemon_url = f"http://{settings.control_http_host}:{settings.control_http_port}"
     typer.echo(
         f"""
 == centrex is running
@@ -216,7 +217,7 @@ API token    {token}   (in var/centrex.env)
 SIP          udp/tcp {settings.asterisk_host}:{settings.sip_port}   realm {settings.sip_realm}
 AMI / ARI    {settings.asterisk_host}:{settings.ami_port} / {settings.ari_url}
 Database     {database_url.split("@")[-1]}
-Metrics      {api_url}/metrics and http://{settings.control_http_host}:{settings.control_http_port}/metrics (daemon)
+Metrics      {api_url}/metrics (API), {daemon_url}/metrics (daemon)
              (Prometheus config and alerts: deploy/prometheus/, Grafana: deploy/grafana/)
 
 Register a softphone:
