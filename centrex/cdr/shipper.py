@@ -42,6 +42,7 @@ from centrex.core.policy import DiallerThresholds, WindowStats, dialler_signs, p
 log = logging.getLogger(__name__)
 
 RETRY_MAX_S = 5.0
+DIALLER_RECHECK_S = 10.0
 # Per line, over the window: attempts, answered, answered seconds, answered under 60 s, span
 # from first to last attempt, and attempts to the previous attempt's number plus or minus one.
 DIALLER_WINDOW = """
@@ -87,6 +88,8 @@ class CdrShipper:
         self.pool: asyncpg.Pool | None = None
         self.written_total = 0
         self._stored: Position | None = None
+        self._dialler_checked: dict[uuid.UUID, float] = {}
+        self._dialler_dirty: set[uuid.UUID] = set()
         self._last_cleanup = 0.0
 
     # --- the loop ---------------------------------------------------------------------------
@@ -119,15 +122,18 @@ class CdrShipper:
             log.info("CDRs: shipping %s from %s", self.journal.path, self.position)
         more = False
         if len(self.pending) < self.settings.cdr_batch_max * 4:  # bounded memory
-            lines, self.position = await asyncio.to_thread(self.journal.read, self.position)
-            self.pending.extend(feed_all(self.assembler, lines))
-            more = bool(lines)
+            # Reading and parsing run in a thread: the daemon's event loop keeps deciding calls.
+            # (Only this task touches the assembler, and it waits for the thread.)
+            ended, self.position, count = await asyncio.to_thread(self._read_and_fold)
+            self.pending.extend(ended)
+            more = count > 0
         self._maybe_rotate()
         while self.pending:
             batch = self.pending[: self.settings.cdr_batch_max]
             rest = self.pending[len(batch) :]
             await self.write(pool, batch, self._checkpoint(rest))
             self.pending = rest
+        await self.judge_diallers(pool)
         if not more:
             await self.write_checkpoint_only(pool)
         self._publish()
@@ -139,6 +145,11 @@ class CdrShipper:
             )
             self._last_cleanup = time.monotonic()
         return more
+
+    def _read_and_fold(self) -> tuple[list[EndedCall], Position, int]:
+        assert self.position is not None
+        lines, position = self.journal.read(self.position)
+        return feed_all(self.assembler, lines), position, len(lines)
 
     def _publish(self) -> None:
         metrics.CDR_PENDING_CALLS.set(len(self.pending))
@@ -169,10 +180,10 @@ class CdrShipper:
     # --- PostgreSQL ---------------------------------------------------------------------------
     # --- fraud control on what was just written (art. 16) -------------------------------------
     async def _fraud_checks(self, conn: asyncpg.Connection, rows: list[tuple[object, ...]]) -> None:
-        """Long calls and automated dialling, judged from the CDRs (so also for calls that
-        ended while the daemon was down); suspicions are raised in the CDRs' transaction."""
+        """Long calls, judged from the CDRs (so also for calls that ended while the daemon was
+        down), raised in the CDRs' transaction; the lines that placed calls are marked for the
+        automated-dialling judgement (:meth:`judge_diallers`)."""
         s = self.settings
-        now = datetime.now(UTC)
         placed: set[uuid.UUID] = set()
         for row in rows:
             cdr = dict(zip(CDR_COLUMNS, row, strict=True))
@@ -185,29 +196,49 @@ class CdrShipper:
                             "start_at": cdr["start_at"].isoformat(),  # type: ignore[union-attr]
                             "threshold_s": s.fraud_long_call_s}  # fmt: skip
                 await self._raise(conn, line, "long_call", evidence)  # type: ignore[arg-type]
-        if not placed:
+        self._dialler_dirty |= placed
+
+    async def judge_diallers(self, pool: asyncpg.Pool) -> None:
+        """Automated dialling, for lines with new calls, each judged at most every
+        DIALLER_RECHECK_S (the window query reads the line's recent CDRs; a busy line would
+        otherwise be re-judged on every batch). A line not yet due stays marked for later."""
+        moment = time.monotonic()
+        due = {
+            line for line in self._dialler_dirty
+            if moment - self._dialler_checked.get(line, -DIALLER_RECHECK_S) >= DIALLER_RECHECK_S
+        }  # fmt: skip
+        if not due:
             return
+        self._dialler_dirty -= due
+        for line in due:
+            self._dialler_checked[line] = moment
+        if len(self._dialler_checked) > 100_000:  # forget lines judged long ago
+            self._dialler_checked = {
+                k: v for k, v in self._dialler_checked.items() if moment - v < DIALLER_RECHECK_S
+            }
+        s = self.settings
         thresholds = DiallerThresholds(
             window_s=s.dialler_window_s, min_attempts=s.dialler_min_attempts,
             max_acd_s=s.dialler_max_acd_s, min_short_ratio=s.dialler_min_short_ratio,
             min_attempts_per_minute=s.dialler_min_attempts_per_minute,
             max_asr=s.dialler_max_asr, min_sequential_ratio=s.dialler_min_sequential_ratio,
         )  # fmt: skip
-        since = now.timestamp() - thresholds.window_s
-        for record in await conn.fetch(
-            DIALLER_WINDOW, list(placed), datetime.fromtimestamp(since, UTC),
-            thresholds.min_attempts,
-        ):  # fmt: skip
-            stats = WindowStats(*list(record.values())[1:])
-            signs = dialler_signs(stats, thresholds)
-            if signs:
-                evidence = {"signs": signs, "window_s": thresholds.window_s,
-                            "attempts": stats.attempts, "asr": round(stats.asr, 3),
-                            "acd_s": round(stats.acd_s, 1),
-                            "short_ratio": round(stats.short_ratio, 3),
-                            "attempts_per_minute": round(stats.attempts_per_minute, 2),
-                            "sequential_ratio": round(stats.sequential_ratio, 3)}  # fmt: skip
-                await self._raise(conn, record["line"], "automated_dialling", evidence)
+        since = datetime.now(UTC).timestamp() - thresholds.window_s
+        async with pool.acquire() as conn:
+            for record in await conn.fetch(
+                DIALLER_WINDOW, list(due), datetime.fromtimestamp(since, UTC),
+                thresholds.min_attempts,
+            ):  # fmt: skip
+                stats = WindowStats(*list(record.values())[1:])
+                signs = dialler_signs(stats, thresholds)
+                if signs:
+                    evidence = {"signs": signs, "window_s": thresholds.window_s,
+                                "attempts": stats.attempts, "asr": round(stats.asr, 3),
+                                "acd_s": round(stats.acd_s, 1),
+                                "short_ratio": round(stats.short_ratio, 3),
+                                "attempts_per_minute": round(stats.attempts_per_minute, 2),
+                                "sequential_ratio": round(stats.sequential_ratio, 3)}  # fmt: skip
+                    await self._raise(conn, record["line"], "automated_dialling", evidence)
 
     async def _raise(
         self, conn: asyncpg.Connection, line: uuid.UUID, rule: str, evidence: dict[str, Any]
