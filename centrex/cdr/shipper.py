@@ -33,11 +33,11 @@ from centrex.core.cdr import (
     CallAssembler,
     EndedCall,
     LineRef,
-    _endpoint,
     build_cdr,
     feed_all,
 )
 from centrex.core.policy import DiallerThresholds, WindowStats, dialler_signs, period_start
+from centrex.core.routing import endpoint_of_channel
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +328,10 @@ class CdrShipper:
                 )
             }
             usernames = {
-                ep for c in calls for ep in (_endpoint(c.channel), _endpoint(c.answered_by)) if ep
+                ep
+                for c in calls
+                for ep in (endpoint_of_channel(c.channel), endpoint_of_channel(c.answered_by))
+                if ep
             }
             lines = {
                 r["sip_username"]: LineRef(r["id"], r["customer_id"], r["main_number"])

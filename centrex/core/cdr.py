@@ -23,6 +23,7 @@ import phonenumbers
 
 from centrex.core.numbering import classify_dialled
 from centrex.core.policy import country_code_of, destination_of, regions_of
+from centrex.core.routing import endpoint_of_channel
 
 # Column order of a journal line (cel_custom.conf.j2).
 CEL_COLUMNS = (
@@ -260,13 +261,6 @@ CDR_COLUMNS = (
 TRUNK_PREFIX = "trunk-"
 
 
-def _endpoint(channel: str) -> str | None:
-    tech, _, rest = channel.partition("/")
-    if tech != "PJSIP" or not rest:
-        return None
-    return rest.rpartition("-")[0] or None
-
-
 def destination_country(callee: str) -> str | None:
     """ISO country of an E.164 callee (``+44…`` -> GB); None for anything else. Only codes
     several countries share (+1, +7, +44, …) need the full parse."""
@@ -293,8 +287,8 @@ def build_cdr(
 ) -> tuple[object, ...]:
     """The CDR row (``CDR_COLUMNS``) of an ended call. ``lines``: lines by SIP username, for the
     caller's and the answering channel's endpoints."""
-    caller_ep = _endpoint(call.channel)
-    answered_ep = _endpoint(call.answered_by)
+    caller_ep = endpoint_of_channel(call.channel)
+    answered_ep = endpoint_of_channel(call.answered_by)
     caller_line = lines.get(caller_ep or "")
     answered_line = lines.get(answered_ep or "")
     if attempt is not None:
