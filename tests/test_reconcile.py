@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sqlite3
+import time
 
 import httpx
 import pytest
@@ -11,6 +15,7 @@ from sip_agent import SipEndpoint, free_udp_port
 
 from centrex.asterisk.ami import AmiClient
 from centrex.asterisk.ari import AriClient
+from centrex.asterisk.errors import AsteriskUnavailable
 from centrex.config import Settings
 from centrex.db.session import make_engine, make_sessionmaker
 from centrex.sandbox.asterisk import AsteriskSandbox
@@ -117,3 +122,50 @@ async def test_reconciler_is_quiet_when_asterisk_is_in_sync(
         await engine.dispose()
     await asyncio.to_thread(api.delete, f"/v1/trunks/{trunk_id}")
     assert (second.put, second.deleted, second.failed) == (0, 0, 0), second
+
+
+async def test_an_answer_cut_by_an_asterisk_crash_fails_at_once(
+    asterisk: AsteriskSandbox, settings: Settings, wait_until
+):
+    """An AMI answer that was streaming when Asterisk died is lost with the connection; panoramisk
+    then forgets the action without resolving it. Whoever awaited it (the reconciler reading
+    astdb, allowed minutes for a big platform) must get AsteriskUnavailable at once, not hang
+    through the restart and miss it."""
+    family = "centrextest-big"
+    asterisk.stop()
+    with sqlite3.connect(asterisk.astdb_file) as db:  # 60,000 keys: ~1 s of DBGetTree answer
+        db.executemany(
+            "INSERT OR REPLACE INTO astdb (key, value) VALUES (?, ?)",
+            ((f"/{family}/key{i:06d}", "x" * 40) for i in range(60_000)),
+        )
+    owner = asterisk._run_as()
+    if owner is not None:
+        os.chown(asterisk.astdb_file, *owner)
+    asterisk.start()
+    ami = AmiClient.from_settings(settings)
+    ami.start()
+    try:
+        await ami.wait_connected(10)
+        reading = asyncio.create_task(
+            ami.action({"Action": "DBGetTree", "Family": family}, as_list=True, within_s=300)
+        )
+
+        def streaming() -> bool:
+            pending = ami._manager.protocol.responses.values()
+            return any(len(action.responses) > 10 for action in pending)
+
+        for _ in range(200):
+            if streaming():
+                break
+            await asyncio.sleep(0.005)
+        assert streaming(), "the answer should be streaming"
+        os.kill(asterisk.status().pid, signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(AsteriskUnavailable, match="connection lost"):
+            await asyncio.wait_for(reading, 10)
+        assert time.monotonic() - started < 3
+    finally:
+        ami.close()
+        await asyncio.to_thread(wait_until, lambda: not asterisk.is_running(), 10, "Asterisk dead")
+        await asyncio.to_thread(asterisk.start)
+        await asyncio.to_thread(asterisk.cli, f"database deltree {family}")

@@ -49,6 +49,10 @@ class AmiClient:
         self.reconnects = 0
         self._on_login: list[Callable[[], Awaitable[None]]] = []
         self._callbacks: set[asyncio.Future[None]] = set()
+        # Actions sent and not yet answered. panoramisk forgets an action that had begun to answer
+        # (a DBGetTree half streamed) when the connection drops: its future would never resolve,
+        # and whoever awaits it would hang for the whole action timeout. They are failed here.
+        self._in_flight: set[asyncio.Future[Any]] = set()
         self._manager = Manager(
             host=host,
             port=port,
@@ -122,6 +126,20 @@ class AmiClient:
             log.warning("AMI connection lost (%s); reconnecting", exc)
         self.logged_in.clear()
         metrics.ASTERISK_CONNECTED.labels("ami").set(0)
+        self._fail_in_flight()
+
+    def _answered(self, future: asyncio.Future[Any]) -> None:
+        self._in_flight.discard(future)
+        if not future.cancelled():
+            future.exception()  # retrieved: a caller that gave up already has its own error
+
+    def _fail_in_flight(self) -> None:
+        """Fail every unanswered action: its answer, if any, went with the connection. Callers see
+        :class:`AsteriskUnavailable` at once, as if they had sent it while Asterisk was away."""
+        for future in list(self._in_flight):
+            if not future.done():
+                future.set_exception(AsteriskUnavailable("AMI connection lost before the answer"))
+        self._in_flight.clear()
 
     async def wait_connected(self, within_s: float) -> None:
         try:
@@ -139,10 +157,14 @@ class AmiClient:
         if not self.connected:
             raise AsteriskUnavailable(f"AMI not connected (action {action.get('Action')})")
         future = self._manager.send_action(action, as_list=as_list)
+        self._in_flight.add(future)
+        future.add_done_callback(self._answered)
         try:
             result = await asyncio.wait_for(asyncio.shield(future), within_s or self.timeout)
         except TimeoutError:
             raise AsteriskUnavailable(f"AMI {action.get('Action')}: no answer") from None
+        except AsteriskUnavailable as exc:
+            raise AsteriskUnavailable(f"AMI {action.get('Action')}: {exc}") from None
         first = result[0] if isinstance(result, list) else result
         if first.get("Response") == "Error":
             raise AsteriskError(f"AMI {action.get('Action')}: {first.get('Message')}")
