@@ -19,6 +19,7 @@ from centrex.asterisk.errors import AsteriskUnavailable
 from centrex.config import Settings
 from centrex.db.session import make_engine, make_sessionmaker
 from centrex.sandbox.asterisk import AsteriskSandbox
+from centrex.sandbox.processes import DAEMON_READY
 from centrex.services.provisioning import AsteriskProjector
 from centrex.services.reconcile import reconcile_lines
 
@@ -125,7 +126,7 @@ async def test_reconciler_is_quiet_when_asterisk_is_in_sync(
 
 
 async def test_an_answer_cut_by_an_asterisk_crash_fails_at_once(
-    asterisk: AsteriskSandbox, settings: Settings, wait_until
+    asterisk: AsteriskSandbox, settings: Settings, control_service, wait_until
 ):
     """An AMI answer that was streaming when Asterisk died is lost with the connection; panoramisk
     then forgets the action without resolving it. Whoever awaited it (the reconciler reading
@@ -166,6 +167,15 @@ async def test_an_answer_cut_by_an_asterisk_crash_fails_at_once(
         assert time.monotonic() - started < 3
     finally:
         ami.close()
-        await asyncio.to_thread(wait_until, lambda: not asterisk.is_running(), 10, "Asterisk dead")
+        if asterisk.is_running():  # the test failed before the crash
+            await asyncio.to_thread(asterisk.stop)
+        registrations = control_service.log_text().count(DAEMON_READY)  # none while it is dead
         await asyncio.to_thread(asterisk.start)
         await asyncio.to_thread(asterisk.cli, f"database deltree {family}")
+        # Later tests share this Asterisk: leave it with the daemon back in charge of calls.
+        await asyncio.to_thread(
+            wait_until,
+            lambda: control_service.log_text().count(DAEMON_READY) > registrations,
+            30,
+            "the daemon back",
+        )
