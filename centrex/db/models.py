@@ -213,9 +213,13 @@ class PhoneNumber(Base):
     assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     quarantine_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    line_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lines.id"), index=True)
+    # lines.main_number points here and this points back: use_alter tells SQLAlchemy which of the
+    # two constraints comes after both tables (as migration 0007 did).
+    line_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("lines.id", name="fk_numbers_line", use_alter=True), index=True
+    )
     ring_group_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("ring_groups.id"), index=True
+        ForeignKey("ring_groups.id", name="fk_numbers_ring_group"), index=True
     )
 
 
