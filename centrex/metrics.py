@@ -2,60 +2,99 @@
 
 Conventions: ``centrex_`` prefix, base units in the name (``_seconds``, ``_bytes``), ``_total``
 counters, histograms for latencies, and only low-cardinality labels: never a line, a number or
-a customer. The API process and the daemon each serve the metrics they update on ``/metrics``.
+a customer.
+
+Each process serves only the metrics it updates, from a registry of its own
+(:data:`API_REGISTRY`, :data:`DAEMON_REGISTRY`), plus the standard process and Python collectors:
+a counter the API never touches would otherwise show as a permanent 0 on the API's ``/metrics``,
+and a ``sum()`` or an ``absent()`` over both jobs would read it.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
+
+# Every metric is created outside prometheus_client's global registry (``registry=None``) and
+# registered below into the registry of the process that updates it.
 
 # --- call control (daemon) ----------------------------------------------------------------------
 CALLS_IN_PROGRESS = Gauge(
-    "centrex_calls_in_progress", "Calls admitted and not yet ended, on this node.", ["direction"]
+    "centrex_calls_in_progress",
+    "Calls admitted and not yet ended, on this node.",
+    ["direction"],
+    registry=None,
 )
 CALLS_ADMITTED = Counter(
-    "centrex_calls_admitted_total", "Calls the daemon admitted.", ["direction"]
+    "centrex_calls_admitted_total",
+    "Calls the daemon admitted.",
+    ["direction"],
+    registry=None,
 )
 CALLS_REFUSED = Counter(
     "centrex_calls_refused_total",
     "Calls the daemon refused, by reason: line_limit (art. 8), policy, destination, fraud, "
     "no_route (unknown line or number, not in service, invalid), not_a_line, no_trunk, error.",
     ["reason"],
+    registry=None,
 )
 CALLS_CUT = Counter(
     "centrex_calls_cut_total",
     "Calls hung up at the maximum duration, by who cut them (daemon or asterisk).",
     ["enforced_by"],
+    registry=None,
 )
 ADMISSION_SECONDS = Histogram(
     "centrex_admission_decision_seconds",
     "Time from StasisStart to the daemon's decision (routing + atomic admission).",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=None,
 )
 ASTERISK_CONNECTED = Gauge(
-    "centrex_asterisk_connected", "1 while this process's connection is up.", ["interface"]
+    "centrex_asterisk_connected",
+    "1 while this process's connection is up.",
+    ["interface"],
+    registry=None,
 )
 ASTERISK_RECONNECTS = Counter(
-    "centrex_asterisk_reconnects_total", "Connections to Asterisk (re)established.", ["interface"]
+    "centrex_asterisk_reconnects_total",
+    "Connections to Asterisk (re)established.",
+    ["interface"],
+    registry=None,
 )
 
 # --- CDRs (daemon) -----------------------------------------------------------------------------
-CDRS_WRITTEN = Counter("centrex_cdrs_written_total", "CDRs inserted into PostgreSQL.")
+CDRS_WRITTEN = Counter(
+    "centrex_cdrs_written_total", "CDRs inserted into PostgreSQL.", registry=None
+)
 CDR_WRITE_SECONDS = Histogram(
     "centrex_cdr_write_seconds",
     "Time to write one batch of CDRs (lookups, COPY, insert, checkpoint: one transaction).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=None,
 )
 CDR_WRITE_ERRORS = Counter(
-    "centrex_cdr_write_errors_total", "Failed CDR writes (retried; nothing is lost)."
+    "centrex_cdr_write_errors_total",
+    "Failed CDR writes (retried; nothing is lost).",
+    registry=None,
 )
 CDR_PENDING_CALLS = Gauge(
-    "centrex_cdr_pending_calls", "Ended calls read from the journal, not yet written."
+    "centrex_cdr_pending_calls",
+    "Ended calls read from the journal, not yet written.",
+    registry=None,
 )
 CDR_JOURNAL_BACKLOG_BYTES = Gauge(
     "centrex_cdr_journal_backlog_bytes",
     "Journal bytes past the committed checkpoint: what a restart would read again; grows while "
     "PostgreSQL is unreachable.",
+    registry=None,
 )
 
 # --- provisioning (API) ------------------------------------------------------------------------
@@ -63,26 +102,59 @@ PROVISIONING_OPS = Counter(
     "centrex_provisioning_operations_total",
     "Objects pushed into or removed from Asterisk by the API, by kind and outcome.",
     ["kind", "operation", "outcome"],
+    registry=None,
 )
 RECONCILE_REPAIRS = Counter(
     "centrex_reconciler_repairs_total",
     "Objects the reconciler wrote or removed to make Asterisk match the database.",
     ["kind", "action", "outcome"],
+    registry=None,
 )
 RECONCILE_PASSES = Counter(
-    "centrex_reconciler_passes_total", "Reconcile passes, by outcome.", ["outcome"]
+    "centrex_reconciler_passes_total",
+    "Reconcile passes, by outcome.",
+    ["outcome"],
+    registry=None,
 )
 RECONCILE_SECONDS = Histogram(
     "centrex_reconciler_pass_seconds",
     "Duration of one reconcile pass.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+    registry=None,
 )
-LINES_PROVISIONED = Gauge("centrex_lines_provisioned", "Live lines in the database.")
+LINES_PROVISIONED = Gauge("centrex_lines_provisioned", "Live lines in the database.", registry=None)
 LINES_REGISTERED = Gauge(
-    "centrex_lines_registered", "Lines with a registered device (a contact in Asterisk)."
+    "centrex_lines_registered",
+    "Lines with a registered device (a contact in Asterisk).",
+    registry=None,
 )
 
 # --- usage policy (issue 7; declared here so alerts and dashboards name one metric) ----------
 FRAUD_SUSPICIONS = Counter(
-    "centrex_fraud_suspicions_total", "Fraud suspicions raised, by rule.", ["rule"]
+    "centrex_fraud_suspicions_total",
+    "Fraud suspicions raised, by rule.",
+    ["rule"],
+    registry=None,
 )
+
+
+def _registry(*collectors: object) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR, *collectors):
+        registry.register(collector)  # type: ignore[arg-type]
+    return registry
+
+
+#: What the call-control daemon serves (``centrex control``, its ``/metrics``).
+DAEMON_REGISTRY = _registry(
+    CALLS_IN_PROGRESS, CALLS_ADMITTED, CALLS_REFUSED, CALLS_CUT, ADMISSION_SECONDS,
+    ASTERISK_CONNECTED, ASTERISK_RECONNECTS,
+    CDRS_WRITTEN, CDR_WRITE_SECONDS, CDR_WRITE_ERRORS, CDR_PENDING_CALLS, CDR_JOURNAL_BACKLOG_BYTES,
+    FRAUD_SUSPICIONS,
+)  # fmt: skip
+#: What the API serves (``centrex api``, its ``/metrics``).
+API_REGISTRY = _registry(
+    ASTERISK_CONNECTED, ASTERISK_RECONNECTS,
+    PROVISIONING_OPS, RECONCILE_REPAIRS, RECONCILE_PASSES, RECONCILE_SECONDS,
+    LINES_PROVISIONED, LINES_REGISTERED,
+)  # fmt: skip

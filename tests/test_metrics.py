@@ -179,3 +179,25 @@ def test_readiness_of_the_api_and_the_daemon(api, settings, control_service):
     }  # fmt: skip
     daemon = httpx.get(f"http://127.0.0.1:{settings.control_http_port}/health/ready").json()
     assert daemon == {"status": "ready", "checks": {"ari": True, "ami": True, "database": True}}
+
+
+def test_each_process_exports_the_metrics_it_updates_and_no_other(api, settings, control_service):
+    """docs/metrics.md says which process a metric comes from; each /metrics holds exactly those
+    (a counter the API never updates must not read 0 there, where sum() and absent() see it)."""
+    runbook = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
+    row = r"^\| `(centrex_[a-z0-9_]+)` \| \w+ \|[^|]*\| (daemon|API|both) \|"
+    documented = re.findall(row, runbook, re.MULTILINE)
+    assert len(documented) >= 15, documented
+    exported = {
+        "API": exported_names(api.get("/metrics").text),
+        "daemon": exported_names(
+            httpx.get(f"http://127.0.0.1:{settings.control_http_port}/metrics").text
+        ),
+    }
+    for process, names in exported.items():
+        for name, source in documented:
+            if source in (process, "both"):
+                assert name in names, f"{name} missing from the {process}'s /metrics"
+            else:
+                assert name not in names, f"{name} (from the {source}) on the {process}'s /metrics"
+        assert "process_cpu_seconds_total" in names, process

@@ -28,6 +28,7 @@ from centrex.asterisk.ari import AriClient
 from centrex.asterisk.errors import AsteriskUnavailable
 from centrex.config import Settings
 from centrex.db.session import SessionMaker, make_engine, make_sessionmaker
+from centrex.metrics import API_REGISTRY
 from centrex.services.cdrs import purge_expired
 from centrex.services.errors import ServiceError
 from centrex.services.provisioning import AsteriskProjector
@@ -125,7 +126,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
     async def prometheus_metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(API_REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     secured = [Depends(require_operator)]
     app.include_router(customers.router, dependencies=secured)

@@ -8,6 +8,8 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from centrex.metrics import DAEMON_REGISTRY
+
 
 def health_app(checks: dict[str, Callable[[], Awaitable[bool]]]) -> FastAPI:
     """``checks``: what must hold for the daemon to be ready (Asterisk connected, DB reachable)."""
@@ -15,7 +17,7 @@ def health_app(checks: dict[str, Callable[[], Awaitable[bool]]]) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(DAEMON_REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:
