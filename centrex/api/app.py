@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -43,6 +46,20 @@ def _error_body(exc: ServiceError) -> dict:
     # Same shape as FastAPI's own validation errors, so clients parse one format.
     loc = [exc.location] + ([exc.field] if exc.field else [])
     return {"detail": [{"loc": loc, "msg": exc.message, "type": exc.error_type}]}
+
+
+def _echoable(value: object) -> object:
+    """What a validation error may echo of the input: JSON has no NaN or Infinity (Python's json
+    reads them), and a body need not be UTF-8; those are echoed as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, dict):
+        return {str(k): _echoable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_echoable(v) for v in value]
+    return value
 
 
 def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
@@ -90,6 +107,12 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
         description="Customers and SIP lines of a hosted Centrex platform, pushed into Asterisk.",
     )
     app.state.settings = settings
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer, except that echoing an input JSON cannot carry turned it into a 500.
+        errors = jsonable_encoder(_echoable(list(exc.errors())))
+        return JSONResponse(status_code=422, content={"detail": errors})
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:

@@ -6,16 +6,44 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from centrex.db.models import SyncState
 
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+ShortLabel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+#: PostgreSQL's integer, the widest amount a column of cents holds.
+MAX_CENTS = 2**31 - 1
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple | set):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
 
 
 class StrictInput(BaseModel):
     # Unknown fields are refused, not ignored: a typo ("lable") must not create a line silently.
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def no_nul_character(cls, value: object) -> object:
+        # PostgreSQL's text types cannot hold U+0000: refused here, named, instead of a 500.
+        if _has_nul(value):
+            raise ValueError("must not contain the NUL character (U+0000)")
+        return value
 
 
 Email = Annotated[
@@ -163,9 +191,11 @@ class NumberBlockOut(BaseModel):
 
 class TierRuleIn(StrictInput):
     tier: Literal["silver", "gold"]
-    name: Label
-    pattern: str = Field(description="Regular expression searched in the national number.")
-    monthly_fee_cents: int = Field(ge=0)
+    name: ShortLabel
+    pattern: str = Field(
+        description="Regular expression searched in the national number.", max_length=200
+    )
+    monthly_fee_cents: int = Field(ge=0, le=MAX_CENTS)
 
 
 class TierRuleOut(TierRuleIn):
@@ -353,7 +383,7 @@ class AllowedDestinationIn(StrictInput):
         description='E.164 country code ("44"), or 33-free / 33-shared-cost / 33-premium.',
         max_length=16,
     )
-    name: Label | None = None
+    name: ShortLabel | None = None
 
 
 class DestinationOut(BaseModel):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Path, Response, status
 from sqlalchemy import select
 
 from centrex.api.deps import SessionDep, SettingsDep
@@ -25,6 +25,15 @@ from centrex.services import policy as service
 
 router = APIRouter(tags=["policy"])
 
+DestinationCode = Annotated[
+    str,
+    Path(
+        max_length=16,
+        pattern=r"^[0-9][0-9a-z-]*$",
+        description='A destination of the list: "44", "33-premium", ...',
+    ),
+]
+
 
 @router.get("/v1/destinations", response_model=list[DestinationOut])
 async def list_destinations(session: SessionDep) -> list[Destination]:
@@ -38,7 +47,7 @@ async def add_destination(body: AllowedDestinationIn, session: SessionDep) -> De
 
 
 @router.delete("/v1/destinations/{code}", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_destination(code: str, session: SessionDep) -> Response:
+async def remove_destination(code: DestinationCode, session: SessionDep) -> Response:
     await session.delete(await service.get_destination(session, code))
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -46,7 +55,7 @@ async def remove_destination(code: str, session: SessionDep) -> Response:
 
 @router.post("/v1/destinations/{code}/suspend", response_model=SuspensionOut)
 async def suspend_destination(
-    code: str, body: ChangeIn, session: SessionDep, settings: SettingsDep
+    code: DestinationCode, body: ChangeIn, session: SessionDep, settings: SettingsDep
 ) -> SuspensionOut:
     """From now calls there get 403; every customer who called it this billing period is
     sent a notice by email."""
@@ -63,7 +72,9 @@ async def suspend_destination(
 
 
 @router.post("/v1/destinations/{code}/resume", response_model=DestinationOut)
-async def resume_destination(code: str, body: ChangeIn, session: SessionDep) -> Destination:
+async def resume_destination(
+    code: DestinationCode, body: ChangeIn, session: SessionDep
+) -> Destination:
     destination = await service.get_destination(session, code)
     return await service.resume_destination(
         session, destination, actor=body.actor, reason=body.reason
