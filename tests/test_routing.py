@@ -82,7 +82,29 @@ def test_inbound_reaches_the_line_that_owns_the_number(numbered_line, carrier, c
 
 
 def test_inbound_to_an_unknown_number_gets_404(carrier, control_service):
-    carrier.call_refused("+33233009999", 404)  # not in any block.expect_success()
+    carrier.call_refused("+33233009999", 404).expect_success()  # not in any block
+
+
+@pytest.mark.parametrize("dialled", ["9" * 100, "+" + "3" * 70, "+", "0"])
+def test_nonsense_from_the_carrier_gets_404_and_nothing_breaks(carrier, control_service, dialled):
+    errors_before = control_service.log_text().count("internal error")
+    carrier.call_refused(dialled, 404).expect_success()
+    assert control_service.log_text().count("internal error") == errors_before
+
+
+@pytest.mark.parametrize(
+    "dialled",
+    ["9" * 100, "+" + "3" * 70, "abc*#", "*", "#31#0145678901", "+", "00"],
+)
+def test_nonsense_dialled_by_a_line_gets_484_and_nothing_breaks(
+    numbered_line, carrier, control_service, dialled
+):
+    """Whatever a device dials (too long for any column, letters and service codes): 484 Address
+    Incomplete, never an internal error (503) and never a call out."""
+    _, alice = numbered_line()
+    errors_before = control_service.log_text().count("internal error")
+    alice.call_refused(dialled, 484).expect_success()
+    assert control_service.log_text().count("internal error") == errors_before
 
 
 def test_a_line_without_number_cannot_call_out(api, customer, settings, carrier, control_service):
