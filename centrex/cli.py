@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import typer
+from pydantic import ValidationError
 
 from centrex.config import Settings, settings_env
 
@@ -37,7 +38,17 @@ def _setup_logging(verbose: bool = False) -> None:
 
 
 def _settings() -> Settings:
-    return Settings()
+    """The configuration, or a clear message naming each bad variable and exit status 2."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        typer.echo("centrex: invalid configuration (environment or var/centrex.env):", err=True)
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            variable = field if field.isupper() else f"CENTREX_{field.upper()}"
+            got = f" (got {error['input']!r})" if error.get("type") != "missing" else ""
+            typer.echo(f"  {variable}: {error['msg']}{got}", err=True)
+        raise typer.Exit(2) from None
 
 
 # --- secrets generated on first run -------------------------------------------------------
