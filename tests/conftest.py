@@ -66,6 +66,7 @@ def asterisk(settings: Settings) -> Iterator[AsteriskSandbox]:
     sandbox.ensure_installed()
     sandbox.render_config()
     sandbox.wipe_provisioned_state()
+    sandbox.wipe_call_journal()
     sandbox.start()
     yield sandbox
     sandbox.stop()

@@ -97,14 +97,21 @@ def test_nonsense_from_the_carrier_gets_404_and_nothing_breaks(carrier, control_
     ["9" * 100, "+" + "3" * 70, "abc*#", "*", "#31#0145678901", "+", "00"],
 )
 def test_nonsense_dialled_by_a_line_gets_484_and_nothing_breaks(
-    numbered_line, carrier, control_service, dialled
+    api, numbered_line, carrier, control_service, dialled, wait_until
 ):
     """Whatever a device dials (too long for any column, letters and service codes): 484 Address
     Incomplete, never an internal error (503) and never a call out."""
-    _, alice = numbered_line()
+    line, alice = numbered_line()
     errors_before = control_service.log_text().count("internal error")
     alice.call_refused(dialled, 484).expect_success()
     assert control_service.log_text().count("internal error") == errors_before
+    # Its CDR is written, with what was dialled as far as the column holds it: a row PostgreSQL
+    # refused would stop every CDR after it.
+    wait_until(
+        lambda: api.get("/v1/cdrs", params={"line_id": line["id"]}).json()["items"], 20, "CDR"
+    )
+    (cdr,) = api.get("/v1/cdrs", params={"line_id": line["id"]}).json()["items"]
+    assert cdr["dialled_number"] == dialled[:64] and cdr["sip_code"] == 484
 
 
 def test_a_line_without_number_cannot_call_out(api, customer, settings, carrier, control_service):

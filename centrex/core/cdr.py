@@ -277,6 +277,19 @@ def destination_country(callee: str) -> str | None:
     return region if region and region != "ZZ" else regions[0]
 
 
+#: Width of the CDR's text columns that hold what a device or a carrier sent (models.Cdr).
+CDR_TEXT_WIDTH = 64
+
+
+def _as_sent(value: str | None) -> str | None:
+    """What a device or carrier sent, as a CDR column can hold it: cut to the column's width and
+    without NUL characters (PostgreSQL refuses them). One nonsense INVITE must not stop the CDR
+    writer, whose batch would fail on it again at every retry."""
+    if value is None:
+        return None
+    return value.replace("\x00", "")[:CDR_TEXT_WIDTH]
+
+
 def build_cdr(
     call: EndedCall,
     *,
@@ -321,8 +334,9 @@ def build_cdr(
     )
     return (
         uuid.uuid4(), node, call.linkedid, attempt.call_id if attempt else None, customer,
-        caller_line_id, callee_line_id, group_id, call.dialled or None, direction, caller or "",
-        callee or "", destination_country(callee or ""), call.start, call.answer, call.end,
+        caller_line_id, callee_line_id, group_id, _as_sent(call.dialled or None), direction,
+        _as_sent(caller or ""), _as_sent(callee or ""), destination_country(callee or ""),
+        call.start, call.answer, call.end,
         round(call.duration_s * 1000), call.billed_s,
         disposition(call, outcome=attempt.outcome if attempt else None, max_duration_s=max_s),
         call.cause, sip_code(call), destination_of(callee or ""),

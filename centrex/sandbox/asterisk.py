@@ -626,6 +626,13 @@ class AsteriskSandbox:
         if was_running:
             self.start()
 
+    def wipe_call_journal(self) -> None:
+        """Delete the instance's CEL journal and its rotated segments (test instances: a fresh
+        database's CDR shipper would otherwise ship every call of every earlier session)."""
+        journal = self.cel_journal
+        for path in journal.parent.glob(journal.name + "*"):
+            path.unlink(missing_ok=True)
+
     def remove_instance(self) -> None:
         """Stop the instance and delete its directory (test instances)."""
         self.stop()

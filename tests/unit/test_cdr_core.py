@@ -8,6 +8,8 @@ import pytest
 
 from centrex.cdr.journal import LIVE, Journal, Position
 from centrex.core.cdr import (
+    CDR_COLUMNS,
+    CDR_TEXT_WIDTH,
     Attempt,
     CallAssembler,
     Disposition,
@@ -103,6 +105,20 @@ def test_a_ring_group_cdr_names_the_member_that_answered():
                        "callee_line_id", "ring_group_id"), row[:8], strict=True))  # fmt: skip
     assert record["callee_line_id"] == bob.id and record["ring_group_id"] == group
     assert record["customer_id"] == customer
+
+
+def test_nonsense_dialled_fits_the_cdr_columns():
+    """A device dialling 100 digits (or a NUL byte) must not produce a row PostgreSQL refuses:
+    the writer would retry that batch forever, and no CDR would be written after it."""
+    dialled = "9" * 100 + "\x00"
+    lines = [line.replace('"bob"', f'"{dialled}"', 1) for line in answered_call()]
+    (call,) = feed_all(CallAssembler(), list(enumerate(lines)))
+    assert call.dialled == dialled
+    row = dict(zip(CDR_COLUMNS, build_cdr(call, node="n", attempt=None, lines={},
+                                          group_customers={}), strict=True))  # fmt: skip
+    for column in ("dialled_number", "caller", "callee"):
+        assert len(row[column]) <= CDR_TEXT_WIDTH and "\x00" not in row[column], column
+    assert row["dialled_number"] == "9" * CDR_TEXT_WIDTH
 
 
 def test_destination_country():
