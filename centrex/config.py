@@ -90,6 +90,13 @@ class Settings(BaseSettings):
         description="Asterisk's CEL journal (cel_custom); unset: where the sandbox's Asterisk, "
         "or the host's, writes it.",
     )
+    call_events_poll_s: float = Field(
+        0.02,
+        gt=0,
+        le=1,
+        description="How often the daemon reads the CEL journal for answers and hang-ups: a "
+        "call stops counting against its line at most this long after it ends.",
+    )
     cdr_batch_max: int = Field(5000, ge=1, description="CDRs written per transaction at most.")
     cdr_ship_interval_s: float = Field(
         0.25, gt=0, description="How often the shipper looks for new journal lines."

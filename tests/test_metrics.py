@@ -178,7 +178,7 @@ def test_readiness_of_the_api_and_the_daemon(api, settings, control_service):
         "status": "ready", "checks": {"database": True, "asterisk": True},
     }  # fmt: skip
     daemon = httpx.get(f"http://127.0.0.1:{settings.control_http_port}/health/ready").json()
-    assert daemon == {"status": "ready", "checks": {"ari": True, "ami": True, "database": True}}
+    assert daemon == {"status": "ready", "checks": {"ari": True, "cel": True, "database": True}}
 
 
 def test_each_process_exports_the_metrics_it_updates_and_no_other(api, settings, control_service):

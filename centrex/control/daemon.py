@@ -7,8 +7,10 @@ rings and bridges, so an admitted call does not depend on the daemon staying up,
 ``L()`` option there cuts it at the maximum duration even if the daemon is dead. A refused call
 is hung up with a reason chan_pjsip turns into the SIP code that fits (486, 404, 403).
 
-From then on the daemon follows its calls through AMI events (answer: ``DialEnd``; end:
-``Hangup``), cuts each at its deadline with its own timer (:class:`.CutoffTimer`), and every
+From then on the daemon follows its calls through Asterisk's CEL journal, read as it is
+written (:mod:`.cel_tail`; answer and end: :mod:`centrex.core.call_events`), not through AMI: an
+open AMI session costs Asterisk about 1 ms of CPU per call. It cuts each call at its deadline
+with its own timer (:class:`.CutoffTimer`), and every
 few seconds, and after every (re)connection, checks its calls against Asterisk's channels: a
 restarted daemon picks its calls up again from the database and Asterisk, and calls Asterisk
 lost are released instead of counting forever.
@@ -25,18 +27,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
-from panoramisk.message import Message
 
 from centrex import metrics
-from centrex.asterisk.ami import AmiClient
 from centrex.asterisk.ari import AriClient
 from centrex.asterisk.ari_events import AriWebSocket
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
-from centrex.cdr.shipper import CdrShipper
+from centrex.cdr.shipper import CdrShipper, journal_path
 from centrex.config import Settings
 from centrex.control.call_registry import AdmittedCall, CallRef, CallRegistry
+from centrex.control.cel_tail import CelTail
 from centrex.control.cutoff_timer import CutoffTimer
 from centrex.control.http import health_app
+from centrex.core.call_events import CallAnswered, CallEnded, call_event_of
+from centrex.core.cdr import parse_line
 from centrex.core.routing import endpoint_of_channel
 from centrex.db.session import make_engine
 
@@ -65,7 +68,7 @@ class CallControl:
         settings: Settings,
         registry: CallRegistry,
         ari: AriClient,
-        ami: AmiClient,
+        cel: CelTail,
         ari_http: AriClient | None = None,
     ) -> None:
         self.settings = settings
@@ -75,7 +78,8 @@ class CallControl:
         # thread's stack and crashes on a large one (seen at ~1000 channels), so they go over
         # plain HTTP.
         self.ari_http = ari_http or ari
-        self.ami = ami
+        self.cel = cel
+        self.following = False  # the CEL journal is being read
         self.connected = asyncio.Event()
         self.calls: dict[str, CallRef] = {}  # this node's calls in progress, by caller channel
         self.cutoffs = CutoffTimer(self.cut)
@@ -182,18 +186,16 @@ class CallControl:
         with contextlib.suppress(AsteriskError):
             await self.ari.hangup(channel_id, reason)
 
-    # --- following calls (AMI) ----------------------------------------------------------------
-    async def on_dial_end(self, event: Message) -> None:
-        if event.get("DialStatus") != "ANSWER":
-            return
-        channel_id = event.get("Uniqueid", "")
-        if channel_id not in self.calls:
+    # --- following calls (CEL journal) ---------------------------------------------------------
+    async def on_answered(self, event: CallAnswered) -> None:
+        channel_id = event.channel_id
+        if channel_id not in self.calls or self.calls[channel_id].answered_at is not None:
             return
         async with self._locks[channel_id]:
-            if channel_id not in self.calls:
+            ref = self.calls.get(channel_id)
+            if ref is None or ref.answered_at is not None:
                 return
-            by = endpoint_of_channel(event.get("DestChannel", ""))
-            await self._answered(channel_id, now(), by)
+            await self._answered(channel_id, event.at, event.by)
 
     async def _answered(self, channel_id: str, at: datetime, by: str | None = None) -> None:
         known = self.calls.get(channel_id)
@@ -309,13 +311,34 @@ class CallControl:
             return self.handle_hunt_next(channel, args[1] if len(args) > 1 else "")
         return self.handle_call(channel)
 
-    def _on_ami_event(self, event: Message) -> None:
-        name = event.get("Event")
-        if name == "DialEnd":
-            self._spawn(self.on_dial_end(event))
-        elif name == "Hangup":
-            if event.get("Uniqueid") in self.calls:
-                self._spawn(self.end_call(event["Uniqueid"], ended_at=now()))
+    def on_cel_line(self, line: str) -> None:
+        try:
+            event = call_event_of(parse_line(line))
+        except (ValueError, StopIteration):
+            log.warning("unreadable CEL line skipped: %r", line[:200])
+            return
+        if event is None or event.channel_id not in self.calls:
+            return
+        if isinstance(event, CallAnswered):
+            self._spawn(self.on_answered(event))
+        elif isinstance(event, CallEnded):
+            self._spawn(self.end_call(event.channel_id, ended_at=event.at))
+
+    async def follow_calls(self) -> None:
+        """Read the CEL journal as Asterisk writes it, every ``call_events_poll_s``, from where
+        :meth:`run` opened it."""
+        self.following = True
+        try:
+            while True:
+                try:
+                    for line in self.cel.read_lines():
+                        self.on_cel_line(line)
+                except OSError as exc:
+                    log.warning("CEL journal unreadable (%s); retrying", exc)
+                await asyncio.sleep(self.settings.call_events_poll_s)
+        finally:
+            self.following = False
+            self.cel.close()
 
     async def _filter_events(self) -> None:
         """Only StasisStart is of use here: without a filter every channel in the app also
@@ -345,9 +368,9 @@ class CallControl:
                 self._spawn(self._start(channel, args))
 
     async def run(self, websocket: AriWebSocket) -> None:
-        self.ami.on_event("DialEnd", self._on_ami_event)
-        self.ami.on_event("Hangup", self._on_ami_event)
-        self.ami.start()
+        # Before the first sweep: whatever happens after it is read from the journal.
+        self.cel.start_at_end()
+        self._spawn(self.follow_calls())
         self._spawn(self.sweep_forever())
         backoff = 0.5
 
@@ -391,8 +414,7 @@ async def run_daemon(settings: Settings) -> None:
     websocket = AriWebSocket(settings)
     ari = AriClient(websocket)  # per-call requests ride the events websocket
     ari_http = AriClient.from_settings(settings)
-    ami = AmiClient.from_settings(settings, events=("DialEnd", "Hangup"))
-    control = CallControl(settings, registry, ari, ami, ari_http)
+    control = CallControl(settings, registry, ari, CelTail(journal_path(settings)), ari_http)
     # CDRs come from Asterisk's journal, not from this process's memory: the shipper only moves
     # them into PostgreSQL, and picks up where it stopped after a restart (centrex/cdr/).
     shipper = CdrShipper(settings)
@@ -406,10 +428,10 @@ async def run_daemon(settings: Settings) -> None:
     async def ari_connected() -> bool:
         return control.connected.is_set()
 
-    async def ami_connected() -> bool:
-        return ami.connected
+    async def following_calls() -> bool:
+        return control.following
 
-    checks = {"ari": ari_connected, "ami": ami_connected, "database": database_reachable}
+    checks = {"ari": ari_connected, "cel": following_calls, "database": database_reachable}
     if settings.control_http_port:
         server = uvicorn.Server(
             uvicorn.Config(
@@ -440,7 +462,6 @@ async def run_daemon(settings: Settings) -> None:
         await asyncio.gather(*background, return_exceptions=True)
         await shipper.aclose()
         control.cutoffs.cancel_all()
-        ami.close()
         await ari.aclose()
         await ari_http.aclose()
         await registry.aclose()
