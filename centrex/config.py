@@ -142,6 +142,12 @@ class Settings(BaseSettings):
 
     # --- behaviour ----------------------------------------------------------------------------
     reconcile_interval_s: float = Field(30.0, gt=0)
+    asterisk_watch_interval_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often the API asks Asterisk (ARI) whether it restarted; a restart "
+        "triggers a reconcile pass at once.",
+    )
     asterisk_timeout_s: float = Field(5.0, gt=0, description="Per request to ARI/AMI.")
 
     @property

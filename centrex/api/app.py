@@ -85,7 +85,9 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
         ari = AriClient.from_settings(settings)
         app.state.ari = ari
         app.state.projector = AsteriskProjector(ari, settings.asterisk_host)
-        app.state.reconciler = Reconciler(settings, app.state.sessionmaker, app.state.projector)
+        app.state.reconciler = Reconciler(
+            settings, app.state.sessionmaker, app.state.projector, ari
+        )
         tasks = []
         if run_reconciler:
             tasks.append(asyncio.create_task(app.state.reconciler.run_forever()))

@@ -25,6 +25,25 @@ log = logging.getLogger(__name__)
 EventHandler = Callable[[Message], Awaitable[None] | None]
 
 
+class _Manager(Manager):
+    """panoramisk's Manager, that stays closed once closed: its own reconnection (scheduled
+    after a failed or lost connection) would otherwise open a session again later."""
+
+    closed = False
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        if self.closed:
+            return None
+        return super().connect(*args, **kwargs)
+
+    def connection_made(self, f: Any) -> None:
+        if self.closed:
+            if not f.cancelled() and f.exception() is None:
+                f.result()[0].close()  # a connection that completed after close()
+            return
+        super().connection_made(f)
+
+
 class AmiClient:
     def __init__(
         self,
@@ -36,6 +55,7 @@ class AmiClient:
         timeout: float = 5.0,
         reconnect_s: int = 1,
         events: tuple[str, ...] = (),
+        track_connection: bool = True,
     ) -> None:
         """``events``: the AMI event names this client wants; none means no events at all.
 
@@ -45,6 +65,9 @@ class AmiClient:
         """
         self.timeout = timeout
         self.events = events
+        # A long-lived client reports its connection (centrex_asterisk_connected{interface=
+        # "ami"}); a session opened for one piece of work and closed after it does not.
+        self.track_connection = track_connection
         self.logged_in = asyncio.Event()
         self.reconnects = 0
         self._on_login: list[Callable[[], Awaitable[None]]] = []
@@ -53,7 +76,7 @@ class AmiClient:
         # (a DBGetTree half streamed) when the connection drops: its future would never resolve,
         # and whoever awaits it would hang for the whole action timeout. They are failed here.
         self._in_flight: set[asyncio.Future[Any]] = set()
-        self._manager = Manager(
+        self._manager = _Manager(
             host=host,
             port=port,
             username=username,
@@ -68,7 +91,9 @@ class AmiClient:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, events: tuple[str, ...] = ()) -> Self:
+    def from_settings(
+        cls, settings: Settings, *, events: tuple[str, ...] = (), track_connection: bool = True
+    ) -> Self:
         return cls(
             settings.asterisk_host,
             settings.ami_port,
@@ -76,6 +101,7 @@ class AmiClient:
             settings.ami_secret.get_secret_value(),
             timeout=settings.asterisk_timeout_s,
             events=events,
+            track_connection=track_connection,
         )
 
     # --- connection -------------------------------------------------------------------------
@@ -85,8 +111,10 @@ class AmiClient:
         self._manager.connect()
 
     def close(self) -> None:
+        self._manager.closed = True
         self._manager.close()
         self.logged_in.clear()
+        self._fail_in_flight()
 
     @property
     def connected(self) -> bool:
@@ -114,9 +142,14 @@ class AmiClient:
             except TimeoutError:
                 log.warning("AMI filter for %s not acknowledged", name)
         self.logged_in.set()
-        metrics.ASTERISK_CONNECTED.labels("ami").set(1)
-        metrics.ASTERISK_RECONNECTS.labels("ami").inc()
-        log.info("AMI logged in%s", f" (events: {', '.join(self.events)})" if self.events else "")
+        if self.track_connection:
+            metrics.ASTERISK_CONNECTED.labels("ami").set(1)
+            metrics.ASTERISK_RECONNECTS.labels("ami").inc()
+        log.log(
+            logging.INFO if self.track_connection else logging.DEBUG,
+            "AMI logged in%s",
+            f" (events: {', '.join(self.events)})" if self.events else "",
+        )
         for callback in self._on_login:
             await callback()
 
@@ -125,7 +158,8 @@ class AmiClient:
             self.reconnects += 1
             log.warning("AMI connection lost (%s); reconnecting", exc)
         self.logged_in.clear()
-        metrics.ASTERISK_CONNECTED.labels("ami").set(0)
+        if self.track_connection:
+            metrics.ASTERISK_CONNECTED.labels("ami").set(0)
         self._fail_in_flight()
 
     def _answered(self, future: asyncio.Future[Any]) -> None:

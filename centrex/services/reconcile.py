@@ -9,10 +9,11 @@ deleted as a stray.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from centrex import metrics
 from centrex.asterisk.ami import AmiClient
+from centrex.asterisk.ari import AriClient
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
 from centrex.asterisk.pjsip_objects import (
     ASTDB_FAMILY,
@@ -152,48 +154,82 @@ async def reconcile_lines(
 
 
 class Reconciler:
-    """Runs :func:`reconcile_lines` periodically and right after every AMI (re)login."""
+    """Runs :func:`reconcile_lines` periodically and as soon as Asterisk is back (started again,
+    or reachable again).
+
+    It opens an AMI session for each pass and closes it after: while any AMI session is open,
+    Asterisk renders every event of every channel as AMI text, about 1 ms of its CPU per call
+    (docs/benchmarks.md). Between passes it watches Asterisk over ARI (``/asterisk/info``, a
+    small HTTP request every ``asterisk_watch_interval_s``): a new start time, or Asterisk
+    answering again after it did not, triggers a pass at once.
+    """
 
     def __init__(
         self,
         settings: Settings,
         sessionmaker: async_sessionmaker[AsyncSession],
         projector: AsteriskProjector,
+        ari: AriClient,
     ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.projector = projector
-        self.ami = AmiClient.from_settings(settings)
-        self.ami.on_login(self._asterisk_back)
+        self.ari = ari
         self._wake = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+        self._asterisk_started: str | None = None  # Asterisk's startup time, as last seen
         self.passes = 0
         self.last_report: ReconcileReport | None = None
-
-    async def _asterisk_back(self) -> None:
-        self.trigger()
 
     def trigger(self) -> None:
         self._wake.set()
 
+    async def watch_asterisk(self) -> None:
+        while True:
+            try:
+                status = (await self.ari.info()).get("status", {})
+            except AsteriskError:
+                if self._asterisk_started is not None:
+                    log.warning("Asterisk not answering ARI; repair when it is back")
+                self._asterisk_started = None
+                metrics.ASTERISK_CONNECTED.labels("ari").set(0)
+            else:
+                started = str(status.get("startup_time", "?"))
+                metrics.ASTERISK_CONNECTED.labels("ari").set(1)
+                if started != self._asterisk_started:
+                    if self._asterisk_started is not None:
+                        log.info("Asterisk restarted (%s); reconciling", started)
+                    metrics.ASTERISK_RECONNECTS.labels("ari").inc()
+                    self._asterisk_started = started
+                    self.trigger()
+            await asyncio.sleep(self.settings.asterisk_watch_interval_s)
+
+    @contextlib.asynccontextmanager
+    async def ami_session(self) -> AsyncIterator[AmiClient]:
+        ami = AmiClient.from_settings(self.settings, track_connection=False)
+        ami.start()
+        try:
+            await ami.wait_connected(self.settings.asterisk_timeout_s)
+            yield ami
+        finally:
+            ami.close()
+
     async def run_forever(self) -> None:
-        self.ami.start()
+        self._watcher = asyncio.create_task(self.watch_asterisk())
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.settings.reconcile_interval_s)
             except TimeoutError:
                 pass
             self._wake.clear()
-            if not self.ami.connected:
-                continue  # the login hook wakes us when Asterisk is back
             started = time.perf_counter()
             try:
-                self.last_report = await reconcile_lines(
-                    self.sessionmaker, self.projector, self.ami
-                )
+                async with self.ami_session() as ami:
+                    self.last_report = await reconcile_lines(self.sessionmaker, self.projector, ami)
+                    await self._count_registered(ami)
                 self.passes += 1
                 metrics.RECONCILE_PASSES.labels("ok").inc()
                 metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
-                await self._count_registered()
             except AsteriskUnavailable as exc:
                 metrics.RECONCILE_PASSES.labels("asterisk_unavailable").inc()
                 log.warning("reconcile postponed, Asterisk unavailable: %s", exc)
@@ -201,12 +237,15 @@ class Reconciler:
                 metrics.RECONCILE_PASSES.labels("failed").inc()
                 log.exception("reconcile pass failed; retrying at the next interval")
 
-    async def _count_registered(self) -> None:
+    async def _count_registered(self, ami: AmiClient) -> None:
         """Lines with a device registered: one contact per line (max_contacts=1), kept by the
         registrar in astdb family ``registrar/contact`` as ``<aor>;@<hash>``."""
-        contacts = await self.ami.db_get_tree("registrar/contact")
+        contacts = await ami.db_get_tree("registrar/contact")
         aors = {key.split(";@", 1)[0] for key in contacts}
         metrics.LINES_REGISTERED.set(sum(1 for aor in aors if not aor.startswith("trunk-")))
 
     async def aclose(self) -> None:
-        self.ami.close()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
