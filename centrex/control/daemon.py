@@ -335,6 +335,8 @@ class CallControl:
                         self.on_cel_line(line)
                 except OSError as exc:
                     log.warning("CEL journal unreadable (%s); retrying", exc)
+                except Exception:  # one bad record must not stop the following of every call
+                    log.exception("CEL journal: a record could not be handled; reading on")
                 await asyncio.sleep(self.settings.call_events_poll_s)
         finally:
             self.following = False
@@ -429,7 +431,9 @@ async def run_daemon(settings: Settings) -> None:
         return control.connected.is_set()
 
     async def following_calls() -> bool:
-        return control.following
+        # cel_custom writes into this directory (and does not create it): without it, answers
+        # and hang-ups would only be seen by the sweep.
+        return control.following and control.cel.path.parent.is_dir()
 
     checks = {"ari": ari_connected, "cel": following_calls, "database": database_reachable}
     if settings.control_http_port:
