@@ -324,7 +324,7 @@ def test_asterisk_restart_releases_lost_calls(
     )
     wait_until(lambda: calls_of(api, line) == [], 15, "lost calls released")
     # astdb syncs to disk about once a second: objects written just before a crash can be lost,
-    # and the reconciler (run on every AMI reconnection) puts them back.
+    # and the reconciler (run as soon as it sees Asterisk restarted) puts them back.
     for _, endpoint in (line_and_caller, target_line_and_endpoint):
         for kind in ("auth", "aor", "endpoint"):
             wait_until(
