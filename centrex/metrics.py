@@ -85,6 +85,11 @@ CDR_WRITE_ERRORS = Counter(
     "Failed CDR writes (retried; nothing is lost).",
     registry=None,
 )
+CDRS_REFUSED = Counter(
+    "centrex_cdrs_refused_total",
+    "CDRs PostgreSQL refused (a value it cannot store); skipped, logged whole, never retried.",
+    registry=None,
+)
 CDR_PENDING_CALLS = Gauge(
     "centrex_cdr_pending_calls",
     "Ended calls read from the journal, not yet written.",
@@ -149,7 +154,8 @@ def _registry(*collectors: object) -> CollectorRegistry:
 DAEMON_REGISTRY = _registry(
     CALLS_IN_PROGRESS, CALLS_ADMITTED, CALLS_REFUSED, CALLS_CUT, ADMISSION_SECONDS,
     ASTERISK_CONNECTED, ASTERISK_RECONNECTS,
-    CDRS_WRITTEN, CDR_WRITE_SECONDS, CDR_WRITE_ERRORS, CDR_PENDING_CALLS, CDR_JOURNAL_BACKLOG_BYTES,
+    CDRS_WRITTEN, CDRS_REFUSED, CDR_WRITE_SECONDS, CDR_WRITE_ERRORS,
+    CDR_PENDING_CALLS, CDR_JOURNAL_BACKLOG_BYTES,
     FRAUD_SUSPICIONS,
 )  # fmt: skip
 #: What the API serves (``centrex api``, its ``/metrics``).

@@ -172,3 +172,33 @@ def test_bad_cdr_queries_are_refused(api: httpx.Client, params, field, status):
     response = api.get("/v1/cdrs", params=params)
     assert response.status_code == status, response.text
     assert ["query", field] in [e["loc"] for e in response.json()["detail"]]
+
+
+def test_a_cdr_postgresql_refuses_is_skipped_and_logged_not_retried_forever(
+    api, line, asterisk, control_service, wait_until
+):
+    """A row PostgreSQL cannot store (here a hangup cause beyond its integer) must not block the
+    CDRs written with it or after it: its batch is written call by call, and that call is
+    skipped and logged whole."""
+    caller, alice = line()
+    now = time.time()
+    bad, good = f"crafted-{now:.6f}-bad", f"crafted-{now:.6f}-good"
+
+    def call_lines(linkedid: str, cause: int) -> str:
+        channel = f"PJSIP/{alice.username}-0000ffff"
+        extra = f'{{""hangupcause"":{cause},""hangupsource"":"""",""dialstatus"":""""}}'
+        return "".join(
+            f'"{event}","{now + dt:.6f}","{linkedid}","{linkedid}","{channel}","nosuchline",'
+            f'"centrex-lines","","{x}",""\n'
+            for event, dt, x in (("CHAN_START", 0, ""), ("HANGUP", 0.1, extra),
+                                 ("LINKEDID_END", 0.1, ""))
+        )  # fmt: skip
+
+    with asterisk.cel_journal.open("a") as journal:  # one write: one read, one batch
+        journal.write(call_lines(bad, 99_999_999_999) + call_lines(good, 16))
+    (cdr,) = cdrs_of(api, caller, 1, wait_until)
+    assert cdr["linkedid"] == good and cdr["q850_cause"] == 16
+    wait_until(lambda: f"refuses the CDR of call {bad}" in control_service.log_text(), 10, "logged")
+    # ... and the CDRs of real calls keep coming.
+    alice.call_refused("nosuchline", 404).expect_success()
+    assert len(cdrs_of(api, caller, 2, wait_until)) == 2

@@ -41,6 +41,11 @@ from centrex.core.routing import endpoint_of_channel
 
 log = logging.getLogger(__name__)
 
+# What makes one CDR row unstorable, every time: PostgreSQL's data errors (SQLSTATE class 22),
+# and asyncpg's own refusal to encode a value (an integer beyond its column, ...). Connection
+# and server failures are not in it: those are retried, the batch whole.
+ROW_REFUSED = (asyncpg.DataError, OverflowError, ValueError, TypeError)
+
 RETRY_MAX_S = 5.0
 DIALLER_RECHECK_S = 10.0
 # Per line, over the window: attempts, answered, answered seconds, answered under 60 s, span
@@ -101,12 +106,18 @@ class CdrShipper:
                 backoff = 0.5
             except asyncio.CancelledError:
                 raise
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:
                 metrics.CDR_WRITE_ERRORS.inc()
-                log.warning(
-                    "CDRs: cannot write (%s); %d ended calls wait, in the journal; retry in %.1fs",
-                    exc, len(self.pending), backoff,
-                )  # fmt: skip
+                if isinstance(exc, OSError | asyncpg.PostgresError | asyncpg.InterfaceError):
+                    log.warning(
+                        "CDRs: cannot write (%s); %d ended calls wait, in the journal; "
+                        "retry in %.1fs", exc, len(self.pending), backoff,
+                    )  # fmt: skip
+                else:  # never end the task: CDRs would silently stop until a restart
+                    log.exception(
+                        "CDRs: unexpected error; %d ended calls wait, in the journal; "
+                        "retry in %.1fs", len(self.pending), backoff,
+                    )  # fmt: skip
                 await self._drop_pool()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RETRY_MAX_S)
@@ -131,7 +142,12 @@ class CdrShipper:
         while self.pending:
             batch = self.pending[: self.settings.cdr_batch_max]
             rest = self.pending[len(batch) :]
-            await self.write(pool, batch, self._checkpoint(rest))
+            try:
+                await self.write(pool, batch, self._checkpoint(rest))
+            except ROW_REFUSED:
+                # A row of this batch cannot be stored. Retried as it is, the batch would fail
+                # forever and no CDR would be written after it: write its calls one by one.
+                await self._write_one_by_one(pool, batch, rest)
             self.pending = rest
         await self.judge_diallers(pool)
         if not more:
@@ -308,6 +324,24 @@ class CdrShipper:
             """,
             self.node, self.journal.name_of(at.segment), at.offset, datetime.now(UTC),
         )  # fmt: skip
+
+    async def _write_one_by_one(
+        self, pool: asyncpg.Pool, batch: list[EndedCall], rest: list[EndedCall]
+    ) -> None:
+        for i, call in enumerate(batch):
+            checkpoint = self._checkpoint(batch[i + 1 :] + rest)
+            try:
+                await self.write(pool, [call], checkpoint)
+            except ROW_REFUSED as exc:
+                # Logged whole, since the journal segment holding it goes once shipped.
+                metrics.CDRS_REFUSED.inc()
+                log.error(
+                    "CDRs: PostgreSQL refuses the CDR of call %s (%s); skipped. The call as "
+                    "read from the journal: %r", call.linkedid, exc, call,
+                )  # fmt: skip
+                async with pool.acquire() as conn:
+                    await self._store_checkpoint(conn, checkpoint)
+                await self._checkpoint_stored(checkpoint)
 
     async def write(self, pool: asyncpg.Pool, calls: list[EndedCall], checkpoint: Position) -> int:
         """Write these calls' CDRs and move the checkpoint, in one transaction."""
