@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import asyncpg
 import httpx
 
 from centrex.config import Settings
@@ -42,3 +46,17 @@ def provisioned_keys(asterisk: AsteriskSandbox) -> set[str]:
     """Every astdb key holding a provisioned object (``/centrex/<type>/<id>``)."""
     out = asterisk.cli("database show centrex")
     return {ln.split(":")[0].strip() for ln in out.splitlines() if ln.startswith("/centrex/")}
+
+
+def sql(database_url: str, statement: str, *args: object) -> list[asyncpg.Record]:
+    """One statement straight against PostgreSQL, from synchronous test code."""
+
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            return await conn.fetch(statement, *args)
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()

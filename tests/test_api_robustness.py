@@ -9,19 +9,16 @@ malformed or unknown.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from helpers import sql
 
 from centrex.config import Settings
-from centrex.db.session import make_engine
 
 pytestmark = pytest.mark.integration
 
@@ -136,24 +133,14 @@ def hostile_requests(
 def platform_restored(api: httpx.Client, settings: Settings) -> Iterator[None]:
     """Trunks, destinations and tier rules are platform-wide: what the test created goes."""
 
-    def snapshot() -> tuple[set[str], set[str], set[str], int]:
-        async def query() -> tuple[set[str], int]:
-            engine = make_engine(settings.database_url_required)
-            try:
-                async with engine.connect() as conn:
-                    rules = set(
-                        (await conn.scalars(text("SELECT id::text FROM number_tier_rules"))).all()
-                    )
-                    numbers = await conn.scalar(text("SELECT count(*) FROM numbers"))
-                    return rules, numbers
-            finally:
-                await engine.dispose()
+    url = settings.database_url_required
 
-        with ThreadPoolExecutor(1) as pool:
-            rules, numbers = pool.submit(asyncio.run, query()).result()
+    def snapshot() -> tuple[set[str], set[str], set[str], int]:
         trunks = {t["id"] for t in api.get("/v1/trunks").json()}
         destinations = {d["code"] for d in api.get("/v1/destinations").json()}
-        return trunks, destinations, rules, numbers
+        rules = {r["id"] for r in sql(url, "SELECT id::text AS id FROM number_tier_rules")}
+        (numbers,) = sql(url, "SELECT count(*) AS n FROM numbers")
+        return trunks, destinations, rules, numbers["n"]
 
     trunks, destinations, rules, numbers = snapshot()
     try:
@@ -164,21 +151,12 @@ def platform_restored(api: httpx.Client, settings: Settings) -> Iterator[None]:
             api.delete(f"/v1/trunks/{trunk_id}")
         for code in after[1] - destinations:
             api.delete(f"/v1/destinations/{code}")
-
-        async def drop_rules(ids: set[str]) -> None:
-            engine = make_engine(settings.database_url_required)
-            try:
-                async with engine.begin() as conn:
-                    await conn.execute(
-                        text("DELETE FROM number_tier_rules WHERE id::text = ANY(:ids)"),
-                        {"ids": list(ids)},
-                    )
-            finally:
-                await engine.dispose()
-
         if after[2] - rules:
-            with ThreadPoolExecutor(1) as pool:
-                pool.submit(asyncio.run, drop_rules(after[2] - rules)).result()
+            sql(
+                url,
+                "DELETE FROM number_tier_rules WHERE id::text = ANY($1)",
+                list(after[2] - rules),
+            )
     assert after[3] == numbers, "the test must not create or remove numbers"
 
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
-import asyncpg
 import httpx
 import pytest
-from helpers import ari_object
+from helpers import ari_object, sql
 from sip_agent import (
     SipEndpoint,
     call_many,
@@ -284,20 +281,8 @@ def test_limits_are_validated_and_changeable(api, make_line):
 
 def cutoffs(database_url: str, line_id: str) -> list[tuple[str, str]]:
     """The cut records of a line, read straight from PostgreSQL."""
-
-    async def query() -> list[tuple[str, str]]:
-        conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
-        try:
-            rows = await conn.fetch(
-                "SELECT reason, enforced_by FROM call_cutoffs WHERE caller_line_id = $1",
-                uuid.UUID(line_id),
-            )
-        finally:
-            await conn.close()
-        return [tuple(r) for r in rows]
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, query()).result()
+    statement = "SELECT reason, enforced_by FROM call_cutoffs WHERE caller_line_id = $1"
+    return [tuple(r) for r in sql(database_url, statement, uuid.UUID(line_id))]
 
 
 def test_asterisk_restart_releases_lost_calls(
