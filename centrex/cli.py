@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,6 +17,7 @@ import typer
 from pydantic import ValidationError
 
 from centrex.config import Settings, settings_env
+from centrex.supervisor import Supervisor
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
 sandbox_app = typer.Typer(no_args_is_help=True, help="The local Asterisk (real, on loopback).")
@@ -163,6 +164,17 @@ def api() -> None:
 
 
 @app.command()
+def cdr() -> None:
+    """Run the CDR shipper: Asterisk's CEL journal into PostgreSQL, exactly once."""
+    from centrex.cdr.service import run_shipper
+
+    _setup_logging()
+    settings = _settings()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_shipper(settings))
+
+
+@app.command()
 def control(verbose: bool = False) -> None:
     """Run the call-control daemon (ARI Stasis app + AMI)."""
     from centrex.control.daemon import run_daemon
@@ -195,9 +207,40 @@ def _wait_http(url: str, timeout: float) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
 
 
+def _banner(settings: Settings, database_url: str) -> str:
+    api_url = f"http://{settings.api_host}:{settings.api_port}"
+    token = settings.api_token.get_secret_value()
+    daemon_url = f"http://{settings.control_http_host}:{settings.control_http_port}"
+    return f"""
+== centrex is running
+API          {api_url}   (OpenAPI: {api_url}/docs)
+API token    {token}   (in var/centrex.env)
+SIP          udp/tcp {settings.asterisk_host}:{settings.sip_port}   realm {settings.sip_realm}
+AMI / ARI    {settings.asterisk_host}:{settings.ami_port} / {settings.ari_url}
+Database     {database_url.split("@")[-1]}
+Metrics      {api_url}/metrics (API), {daemon_url}/metrics (daemon),
+             http://{settings.cdr_http_host}:{settings.cdr_http_port}/metrics (CDRs),
+             http://{settings.api_host}:{settings.supervisor_http_port}/metrics (restarts)
+             (Prometheus config and alerts: deploy/prometheus/, Grafana: deploy/grafana/)
+
+Register a softphone:
+  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\
+       -d '{{"name": "Acme"}}' {api_url}/v1/customers
+  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\
+       -d '{{"customer_id": "<id from above>", "label": "Reception"}}' {api_url}/v1/lines
+  then in the softphone: server {settings.asterisk_host}:{settings.sip_port} (UDP),
+  username = sip_username, password = sip_password (shown only in that response).
+  Dial another line's sip_username to call it.
+
+A process that dies (API, daemon, CDR shipper) is started again; Asterisk and PostgreSQL
+keep running. Ctrl-C stops everything.
+"""
+
+
 @app.command()
 def up() -> None:
-    """Start everything: PostgreSQL, Asterisk, the API and the daemon. Ctrl-C stops it all."""
+    """Start everything: PostgreSQL, Asterisk, the API, the daemon and the CDR shipper, and keep
+    the last three running. Ctrl-C stops it all."""
     _setup_logging()
     ensure_env_file(Path("var"))
     settings = _settings()
@@ -212,38 +255,10 @@ def up() -> None:
     sandbox.start()
 
     env = {**os.environ, **settings_env(settings)}
-    children = [
-        subprocess.Popen([sys.executable, "-m", "centrex", "api"], env=env),
-        subprocess.Popen([sys.executable, "-m", "centrex", "control"], env=env),
-    ]
-    api_url = f"http://{settings.api_host}:{settings.api_port}"
-    _wait_http(f"{api_url}/health/live", 30)
-    token = settings.api_token.get_secret_value()
-    daemon_url = f"http://{settings.control_http_host}:{settings.control_http_port}"
-    typer.echo(
-        f"""
-== centrex is running
-API          {api_url}   (OpenAPI: {api_url}/docs)
-API token    {token}   (in var/centrex.env)
-SIP          udp/tcp {settings.asterisk_host}:{settings.sip_port}   realm {settings.sip_realm}
-AMI / ARI    {settings.asterisk_host}:{settings.ami_port} / {settings.ari_url}
-Database     {database_url.split("@")[-1]}
-Metrics      {api_url}/metrics (API), {daemon_url}/metrics (daemon)
-             (Prometheus config and alerts: deploy/prometheus/, Grafana: deploy/grafana/)
-
-Register a softphone:
-  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\
-       -d '{{"name": "Acme"}}' {api_url}/v1/customers
-  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\
-       -d '{{"customer_id": "<id from above>", "label": "Reception"}}' {api_url}/v1/lines
-  then in the softphone: server {settings.asterisk_host}:{settings.sip_port} (UDP),
-  username = sip_username, password = sip_password (shown only in that response).
-  Dial another line's sip_username to call it.
-
-Ctrl-C stops the API, the daemon, Asterisk and PostgreSQL.
-"""
+    supervisor = Supervisor(
+        {name: [sys.executable, "-m", "centrex", name] for name in ("api", "control", "cdr")},
+        env,
     )
-
     stopping = False
 
     def _stop(*_: object) -> None:
@@ -252,21 +267,34 @@ Ctrl-C stops the API, the daemon, Asterisk and PostgreSQL.
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    supervisor.start_all()
+    _serve_supervisor_metrics(settings)
     try:
-        while not stopping and all(c.poll() is None for c in children):
-            time.sleep(0.5)
+        _wait_http(f"http://{settings.api_host}:{settings.api_port}/health/live", 30)
+        typer.echo(_banner(settings, database_url))
+        while not stopping:
+            supervisor.poll()
+            time.sleep(0.2)
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        supervisor.stop_all()
         typer.echo("== stopping Asterisk and PostgreSQL")
         sandbox.stop()
         cluster.stop()
+
+
+def _serve_supervisor_metrics(settings: Settings) -> None:
+    if not settings.supervisor_http_port:
+        return
+    from prometheus_client import start_http_server
+
+    from centrex.metrics import SUPERVISOR_REGISTRY
+
+    try:
+        start_http_server(
+            settings.supervisor_http_port, settings.api_host, registry=SUPERVISOR_REGISTRY
+        )
+    except OSError as exc:
+        log.error("restart metrics not served on port %d: %s", settings.supervisor_http_port, exc)
 
 
 @app.command()

@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     control_http_port: int = Field(
         8081, ge=0, le=65535, description="The daemon's /metrics and health; 0: not served."
     )
+    cdr_http_host: str = Field("127.0.0.1", description="The CDR shipper's /metrics and health.")
+    cdr_http_port: int = Field(
+        8082, ge=0, le=65535, description="The CDR shipper's /metrics and health; 0: not served."
+    )
+    supervisor_http_port: int = Field(
+        8083,
+        ge=0,
+        le=65535,
+        description="`centrex up`'s /metrics (its children's restarts), on api_host; 0: none.",
+    )
     api_token: SecretStr = Field(
         SecretStr(""), description="Bearer token operators present; empty refuses every call."
     )
@@ -76,6 +86,20 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How often the daemon checks its calls against Asterisk's."
     )
 
+    call_path_db_timeout_s: float = Field(
+        1.5,
+        gt=0,
+        le=30,
+        description="Longest the daemon waits for PostgreSQL to decide a call (connection, "
+        "query): past it the call is refused with 503 (fail closed), never left ringing.",
+    )
+    stasis_wait_s: int = Field(
+        10,
+        ge=2,
+        le=300,
+        description="Asterisk hangs up (503) a call still waiting for the daemon's decision "
+        "after this long: nothing is left ringing in Stasis if the daemon is lost mid-decision.",
+    )
     # --- numbers ------------------------------------------------------------------------------
     number_quarantine_s: int = Field(
         90 * 86400, ge=0, description="A released number rests this long before reallocation."

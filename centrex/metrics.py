@@ -63,6 +63,13 @@ ASTERISK_CONNECTED = Gauge(
     ["interface"],
     registry=None,
 )
+DATABASE_TIMEOUTS = Counter(
+    "centrex_call_path_database_timeouts_total",
+    "Call-path database operations that did not answer in time (the call was refused with 503, "
+    "or the answer or end of a call waits for the sweep), by operation.",
+    ["operation"],
+    registry=None,
+)
 ASTERISK_RECONNECTS = Counter(
     "centrex_asterisk_reconnects_total",
     "Connections to Asterisk (re)established.",
@@ -70,7 +77,7 @@ ASTERISK_RECONNECTS = Counter(
     registry=None,
 )
 
-# --- CDRs (daemon) -----------------------------------------------------------------------------
+# --- CDRs (the shipper, `centrex cdr`) ---------------------------------------------------------
 CDRS_WRITTEN = Counter(
     "centrex_cdrs_written_total", "CDRs inserted into PostgreSQL.", registry=None
 )
@@ -99,6 +106,20 @@ CDR_JOURNAL_BACKLOG_BYTES = Gauge(
     "centrex_cdr_journal_backlog_bytes",
     "Journal bytes past the committed checkpoint: what a restart would read again; grows while "
     "PostgreSQL is unreachable.",
+    registry=None,
+)
+
+CDR_CALLS_CLOSED_UNENDED = Counter(
+    "centrex_cdr_calls_closed_unended_total",
+    "Calls whose Asterisk died before it journalled their end: recorded with the last time known.",
+    registry=None,
+)
+
+# --- processes (``centrex up``) ------------------------------------------------------------------
+CHILD_RESTARTS = Counter(
+    "centrex_child_restarts_total",
+    "centrex processes that died and were started again by `centrex up`, by process.",
+    ["process"],
     registry=None,
 )
 
@@ -153,11 +174,17 @@ def _registry(*collectors: object) -> CollectorRegistry:
 #: What the call-control daemon serves (``centrex control``, its ``/metrics``).
 DAEMON_REGISTRY = _registry(
     CALLS_IN_PROGRESS, CALLS_ADMITTED, CALLS_REFUSED, CALLS_CUT, ADMISSION_SECONDS,
-    ASTERISK_CONNECTED, ASTERISK_RECONNECTS,
-    CDRS_WRITTEN, CDRS_REFUSED, CDR_WRITE_SECONDS, CDR_WRITE_ERRORS,
-    CDR_PENDING_CALLS, CDR_JOURNAL_BACKLOG_BYTES,
+    ASTERISK_CONNECTED, ASTERISK_RECONNECTS, DATABASE_TIMEOUTS,
     FRAUD_SUSPICIONS,
 )  # fmt: skip
+#: What the CDR shipper serves (``centrex cdr``, its ``/metrics``).
+CDR_REGISTRY = _registry(
+    CDRS_WRITTEN, CDRS_REFUSED, CDR_WRITE_SECONDS, CDR_WRITE_ERRORS,
+    CDR_PENDING_CALLS, CDR_JOURNAL_BACKLOG_BYTES, CDR_CALLS_CLOSED_UNENDED,
+    FRAUD_SUSPICIONS,
+)  # fmt: skip
+#: What ``centrex up`` serves: its children's restarts.
+SUPERVISOR_REGISTRY = _registry(CHILD_RESTARTS)
 #: What the API serves (``centrex api``, its ``/metrics``).
 API_REGISTRY = _registry(
     ASTERISK_CONNECTED, ASTERISK_RECONNECTS,

@@ -16,7 +16,7 @@ from centrex.config import Settings
 from centrex.sandbox import processes
 from centrex.sandbox.asterisk import AsteriskSandbox
 from centrex.sandbox.postgres import ScratchDatabase, free_port, scratch_database
-from centrex.sandbox.processes import API_READY, DAEMON_READY, ServiceProcess
+from centrex.sandbox.processes import API_READY, CDR_READY, DAEMON_READY, ServiceProcess
 
 API_TOKEN = "test-operator-token"
 
@@ -48,6 +48,8 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         asterisk_instance=f"pytest{os.environ.get('CENTREX_TEST_PORT_OFFSET', '')}",
         api_port=free_port(),
         control_http_port=free_port(),
+        cdr_http_port=free_port(),
+        supervisor_http_port=0,
         smtp_port=free_port(),  # the tests' own SMTP server (smtp_inbox)
         api_token=API_TOKEN,
         ami_secret="test-ami-secret",
@@ -93,8 +95,21 @@ def api_service(
 
 
 @pytest.fixture(scope="session")
-def control_service(
+def cdr_service(
     settings: Settings, asterisk: AsteriskSandbox, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    service = Service("cdr", settings, tmp_path_factory.mktemp("logs"))
+    service.start_and_wait(CDR_READY)
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def control_service(
+    settings: Settings,
+    asterisk: AsteriskSandbox,
+    cdr_service: Service,  # the platform's calls come with their CDRs
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Service]:
     service = Service("control", settings, tmp_path_factory.mktemp("logs"))
     service.start_and_wait(DAEMON_READY)

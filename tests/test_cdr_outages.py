@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sip_agent import SipEndpoint, free_udp_port, start_calls
 
-from centrex.sandbox.processes import DAEMON_READY
+from centrex.sandbox.processes import CDR_READY, DAEMON_READY
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,7 @@ def exactly_hundred(api, line, wait_until) -> None:
 
 
 def test_postgres_down_while_calls_end(
-    api, caller_and_target, settings, database, control_service, wait_until
+    api, caller_and_target, settings, database, control_service, cdr_service, wait_until
 ):
     if database.cluster is None:
         pytest.skip("DATABASE_URL names a server these tests do not own; cannot stop it")
@@ -87,19 +87,21 @@ def test_postgres_down_while_calls_end(
     finally:
         database.cluster.start()
     exactly_hundred(api, caller, wait_until)
-    assert "CDRs: cannot write" in control_service.log_text()
+    assert "CDRs: cannot write" in cdr_service.log_text()
 
 
-def test_daemon_killed_while_calls_end(
-    api, caller_and_target, settings, control_service, wait_until
+def test_daemon_and_shipper_killed_while_calls_end(
+    api, caller_and_target, settings, control_service, cdr_service, wait_until
 ):
     caller, alice, bob = caller_and_target
     batch = start_hundred_calls(settings, alice, bob, hold_ms=3000)
     wait_until(lambda: answered_calls(api, caller) == CALLS, 30, "100 calls answered")
     control_service.kill()
+    cdr_service.kill()
     try:
-        outcome = batch.outcomes(timeout=60)  # every call ends while the daemon is dead
+        outcome = batch.outcomes(timeout=60)  # every call ends while both are dead
         assert outcome.answered == CALLS, outcome
     finally:
+        cdr_service.start_and_wait(CDR_READY)
         control_service.start_and_wait(DAEMON_READY)
     exactly_hundred(api, caller, wait_until)

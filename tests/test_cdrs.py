@@ -175,7 +175,7 @@ def test_bad_cdr_queries_are_refused(api: httpx.Client, params, field, status):
 
 
 def test_a_cdr_postgresql_refuses_is_skipped_and_logged_not_retried_forever(
-    api, line, asterisk, control_service, wait_until
+    api, line, asterisk, control_service, cdr_service, wait_until
 ):
     """A row PostgreSQL cannot store (here a hangup cause beyond its integer) must not block the
     CDRs written with it or after it: its batch is written call by call, and that call is
@@ -198,7 +198,7 @@ def test_a_cdr_postgresql_refuses_is_skipped_and_logged_not_retried_forever(
         journal.write(call_lines(bad, 99_999_999_999) + call_lines(good, 16))
     (cdr,) = cdrs_of(api, caller, 1, wait_until)
     assert cdr["linkedid"] == good and cdr["q850_cause"] == 16
-    wait_until(lambda: f"refuses the CDR of call {bad}" in control_service.log_text(), 10, "logged")
+    wait_until(lambda: f"refuses the CDR of call {bad}" in cdr_service.log_text(), 10, "logged")
     # ... and the CDRs of real calls keep coming.
     alice.call_refused("nosuchline", 404).expect_success()
     assert len(cdrs_of(api, caller, 2, wait_until)) == 2

@@ -14,8 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from prometheus_client import generate_latest
 from sip_agent import SipEndpoint, free_udp_port, start_calls
 
+from centrex.metrics import SUPERVISOR_REGISTRY
 from centrex.sandbox.postgres import free_port
 
 pytestmark = pytest.mark.integration
@@ -42,7 +44,11 @@ def prometheus(settings, api_service, control_service, tmp_path_factory) -> Iter
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     config["rule_files"] = [str(DEPLOY / "prometheus" / "alerts.yml")]
-    targets = {"centrex-api": settings.api_port, "centrex-control": settings.control_http_port}
+    targets = {
+        "centrex-api": settings.api_port,
+        "centrex-control": settings.control_http_port,
+        "centrex-cdr": settings.cdr_http_port,
+    }
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [f"127.0.0.1:{targets[job['job_name']]}"]}]
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -65,7 +71,7 @@ def prometheus(settings, api_service, control_service, tmp_path_factory) -> Iter
         else:
             raise AssertionError((work / "prometheus.log").read_text()[-2000:])
         deadline = time.monotonic() + 20
-        while prom.query('min(up{job=~"centrex-.*"})') != 1 or prom.query("count(up)") != 2:
+        while prom.query('min(up{job=~"centrex-.*"})') != 1 or prom.query("count(up)") != 3:
             assert time.monotonic() < deadline, "Prometheus cannot scrape the API and the daemon"
             time.sleep(0.5)
         yield prom
@@ -127,8 +133,8 @@ def test_calls_in_progress_and_refusals_as_prometheus_sees_them(prometheus, line
         decided = 'centrex_admission_decision_seconds_count{job="centrex-control"}'
         assert (prometheus.query(decided) or 0) >= 7
         # Their CDRs, counted by the daemon's shipper.
-        settle(prometheus, 'centrex_cdr_pending_calls{job="centrex-control"}', 0)
-        assert (prometheus.query('centrex_cdrs_written_total{job="centrex-control"}') or 0) >= 7
+        settle(prometheus, 'centrex_cdr_pending_calls{job="centrex-cdr"}', 0)
+        assert (prometheus.query('centrex_cdrs_written_total{job="centrex-cdr"}') or 0) >= 7
     finally:
         device.process.kill()
 
@@ -156,7 +162,10 @@ def exported_names(*texts: str) -> set[str]:
 def test_dashboards_and_alerts_use_only_metrics_the_code_exports(api, settings, control_service):
     api_text = api.get("/metrics").text
     daemon_text = httpx.get(f"http://127.0.0.1:{settings.control_http_port}/metrics").text
-    exported = exported_names(api_text, daemon_text)
+    cdr_text = httpx.get(f"http://127.0.0.1:{settings.cdr_http_port}/metrics").text
+    # `centrex up`'s own (its children's restarts): tests/test_supervision.py scrapes it live.
+    supervisor_text = generate_latest(SUPERVISOR_REGISTRY).decode()
+    exported = exported_names(api_text, daemon_text, cdr_text, supervisor_text)
     expressions = []
     for path in (DEPLOY / "grafana" / "dashboards").glob("*.json"):
         dashboard = json.loads(path.read_text())
@@ -179,13 +188,15 @@ def test_readiness_of_the_api_and_the_daemon(api, settings, control_service):
     }  # fmt: skip
     daemon = httpx.get(f"http://127.0.0.1:{settings.control_http_port}/health/ready").json()
     assert daemon == {"status": "ready", "checks": {"ari": True, "cel": True, "database": True}}
+    cdr = httpx.get(f"http://127.0.0.1:{settings.cdr_http_port}/health/ready").json()
+    assert cdr == {"status": "ready", "checks": {"database": True, "journal": True}}
 
 
 def test_each_process_exports_the_metrics_it_updates_and_no_other(api, settings, control_service):
     """docs/metrics.md says which process a metric comes from; each /metrics holds exactly those
     (a counter the API never updates must not read 0 there, where sum() and absent() see it)."""
     runbook = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
-    row = r"^\| `(centrex_[a-z0-9_]+)` \| \w+ \|[^|]*\| (daemon|API|both) \|"
+    row = r"^\| `(centrex_[a-z0-9_]+)` \| \w+ \|[^|]*\| ([a-zA-Z, ]+) \|"
     documented = re.findall(row, runbook, re.MULTILINE)
     assert len(documented) >= 15, documented
     exported = {
@@ -193,10 +204,11 @@ def test_each_process_exports_the_metrics_it_updates_and_no_other(api, settings,
         "daemon": exported_names(
             httpx.get(f"http://127.0.0.1:{settings.control_http_port}/metrics").text
         ),
+        "cdr": exported_names(httpx.get(f"http://127.0.0.1:{settings.cdr_http_port}/metrics").text),
     }
     for process, names in exported.items():
         for name, source in documented:
-            if source in (process, "both"):
+            if process in source.split(", "):
                 assert name in names, f"{name} missing from the {process}'s /metrics"
             else:
                 assert name not in names, f"{name} (from the {source}) on the {process}'s /metrics"

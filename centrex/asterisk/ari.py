@@ -173,6 +173,10 @@ class AriClient:
             "POST", f"/channels/{channel_id}/variable", params={"variable": name, "value": value}
         )
 
+    async def channel_exists(self, channel_id: str) -> bool:
+        """Whether Asterisk still has this channel (raises AsteriskUnavailable if it can't say)."""
+        return await self._request("GET", f"/channels/{channel_id}", ok_missing=True) is not None
+
     async def get_variable(self, channel_id: str, name: str) -> str | None:
         try:
             result = await self._request(

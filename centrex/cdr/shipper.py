@@ -18,14 +18,16 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
 from centrex import metrics
+from centrex.asterisk.ari import AriClient
+from centrex.asterisk.errors import AsteriskError
 from centrex.cdr.journal import LIVE, Journal, Position
+from centrex.cdr.journal_path import journal_path
 from centrex.config import Settings
 from centrex.core.cdr import (
     CDR_COLUMNS,
@@ -66,7 +68,14 @@ DIALLER_WINDOW = """
            count(*) FILTER (WHERE abs(n - prev) = 1)::int
     FROM w GROUP BY line HAVING count(*) >= $3
 """
+LOST_CALLS_CHECK_S = 2.0
 STALE_ATTEMPTS_EVERY_S = 600.0  # decisions whose call never reached the journal: cleaned up
+
+
+def asterisk_started_at(info: dict[str, Any]) -> float:
+    """Epoch seconds of Asterisk's start, from ARI ``GET /asterisk/info``."""
+    stamp = info["status"]["startup_time"]  # e.g. 2026-12-02T16:00:00.123+0000
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -74,17 +83,13 @@ def asyncpg_dsn(url: str) -> str:
     return u.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def journal_path(settings: Settings) -> Path:
-    if settings.cel_journal is not None:
-        return settings.cel_journal
-    from centrex.sandbox.asterisk import AsteriskSandbox
-
-    return AsteriskSandbox(settings).cel_journal
-
-
 class CdrShipper:
-    def __init__(self, settings: Settings, journal: Journal | None = None) -> None:
+    def __init__(
+        self, settings: Settings, journal: Journal | None = None, ari: AriClient | None = None
+    ) -> None:
         self.settings = settings
+        self.ari = ari  # Asterisk's start time: calls of an earlier run are over
+        self._lost_checked = 0.0
         self.node = settings.node_name
         self.journal = journal or Journal(journal_path(settings))
         self.assembler = CallAssembler()
@@ -138,6 +143,8 @@ class CdrShipper:
             ended, self.position, count = await asyncio.to_thread(self._read_and_fold)
             self.pending.extend(ended)
             more = count > 0
+            if not more:  # caught up: whatever a dead Asterisk left open is all read
+                self.pending.extend(await self._close_lost_calls())
         self._maybe_rotate()
         while self.pending:
             batch = self.pending[: self.settings.cdr_batch_max]
@@ -161,6 +168,29 @@ class CdrShipper:
             )
             self._last_cleanup = time.monotonic()
         return more
+
+    async def _close_lost_calls(self) -> list[EndedCall]:
+        """Calls whose Asterisk restarted before journalling their end (a crash): recorded
+        with the last thing known, instead of waiting forever and pinning the checkpoint."""
+        if not self.assembler.open_calls or self.ari is None:
+            return []
+        if time.monotonic() - self._lost_checked < LOST_CALLS_CHECK_S:
+            return []
+        self._lost_checked = time.monotonic()
+        try:
+            started = asterisk_started_at(await self.ari.info())
+        except (AsteriskError, KeyError, ValueError) as exc:
+            log.debug("CDRs: Asterisk's start time unknown (%s); open calls stay open", exc)
+            return []
+        lost = self.assembler.close_lost(started)
+        if lost:
+            metrics.CDR_CALLS_CLOSED_UNENDED.inc(len(lost))
+            log.warning(
+                "CDRs: %d calls of an Asterisk that stopped before journalling their end "
+                "(restarted at %s); each recorded as ended at its last event",
+                len(lost), datetime.fromtimestamp(started, UTC).isoformat(),
+            )  # fmt: skip
+        return lost
 
     def _read_and_fold(self) -> tuple[list[EndedCall], Position, int]:
         assert self.position is not None

@@ -51,6 +51,9 @@ class AdmittedCall:
     hunt: bool = False  # a hunt: when this member does not answer, ask for the next
     ring_group_id: uuid.UUID | None = None
     direction: str = "on-net"
+    # Admitted by an earlier decision that never reached Asterisk (the connection dropped
+    # after the commit): the call still waits in Stasis, counted; it is dialled now.
+    resumed: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,7 @@ class CallRegistry:
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def _db(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -188,6 +192,10 @@ class CallRegistry:
                         database=u.database,
                         min_size=1,
                         max_size=self.pool_size,
+                        # A database that hangs (no RST) fails a statement instead of holding
+                        # the call; the daemon bounds the whole decision besides.
+                        timeout=self.settings.call_path_db_timeout_s,
+                        command_timeout=self.settings.call_path_db_timeout_s,
                         **{k: v for k, v in u.query.items() if k in ("ssl",)},
                     )
         return self._pool
@@ -199,7 +207,9 @@ class CallRegistry:
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         # Outside a transaction block every statement commits on its own (autocommit).
-        return await (await self._db()).fetch(sql, *args)
+        pool = await self._db()
+        async with pool.acquire(timeout=self.settings.call_path_db_timeout_s) as conn:
+            return await conn.fetch(sql, *args)
 
     async def directory(self, usernames: set[str]) -> dict[str, LineInfo]:
         """Live lines by SIP username."""
@@ -228,9 +238,10 @@ class CallRegistry:
     async def admit(
         self, *, channel_id: str, endpoint: str | None, dialled: str, caller_number: str,
         now: datetime,
-    ) -> AdmittedCall | Refuse | None:  # fmt: skip
-        """Route, admit and record the call, or say why not; None if this channel was already
-        admitted (decided twice around a reconnection): the first decision stands."""
+    ) -> AdmittedCall | Refuse:  # fmt: skip
+        """Route, admit and record the call, or say why not. A channel admitted before (decided
+        again after a reconnection) gets its first decision back, ``resumed``: never refused
+        for the room its own leg takes."""
         from_trunk = bool(endpoint and endpoint.startswith(TRUNK_PREFIX))
         what = classify_dialled(dialled)
         by_name = await self.directory(
@@ -310,7 +321,9 @@ class CallRegistry:
         )
         result = json.loads(rows[0][0])  # jsonb arrives as text
         if result["duplicate"]:
-            return None
+            # Decided before (migration 0010 answers with that decision, whatever the line's
+            # count now): the call is still in Stasis, so that decision never reached Asterisk.
+            call_id = uuid.UUID(result.get("call_id") or str(call_id))
         if not result["admitted"]:
             counts = {uuid.UUID(k): int(v) for k, v in result["counts"].items()}
             # The database applied the limit atomically; the pure rule says which side was full.
@@ -319,12 +332,19 @@ class CallRegistry:
                 "every member of the ring group is at its limit" if group else "line at its limit",
                 category="line_limit",
             )
-        if caller is not None and what.kind is DialledKind.number and what.e164:
-            await self._count_number(caller, what.e164, now)
+        resumed = bool(result["duplicate"])
+        if caller is not None and what.kind is DialledKind.number and what.e164 and not resumed:
+            try:
+                await self._count_number(caller, what.e164, now)
+            except BaseException:
+                # The call is refused (fail closed): it must not stay counted until a sweep.
+                self._release_in_background(channel_id)
+                raise
         if group is None:
             return AdmittedCall(
-                call_id, route.dial, limits, route.caller_id, direction=route.direction
-            )
+                call_id, route.dial, limits, route.caller_id, direction=route.direction,
+                resumed=resumed,
+            )  # fmt: skip
         picked = {uuid.UUID(m) for m in result["members"]}
         ringing = [m for m in members if m.id in picked]  # in the group's order
         return AdmittedCall(
@@ -336,7 +356,21 @@ class CallRegistry:
             hunt=group.hunt,
             ring_group_id=group.id,
             direction=route.direction,
+            resumed=resumed,
         )
+
+    def _release_in_background(self, channel_id: str) -> None:
+        """Release without delaying the refusal (nor being cancelled with it)."""
+
+        async def release() -> None:
+            try:
+                await self.release(channel_id)
+            except Exception as exc:  # the sweep releases it, once the channel is gone
+                log.warning("call %s: not released (%r); left to the sweep", channel_id, exc)
+
+        task = asyncio.create_task(release())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _count_number(self, caller: LineInfo, e164: str, now: datetime) -> None:
         """The distinct-numbers rule (art. 16): one insert per number new this period, so the

@@ -23,25 +23,27 @@ import contextlib
 import logging
 import time
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import uvicorn
+import asyncpg
 
 from centrex import metrics
 from centrex.asterisk.ari import AriClient
 from centrex.asterisk.ari_events import AriWebSocket
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
-from centrex.cdr.shipper import CdrShipper, journal_path
+from centrex.cdr.journal_path import journal_path
 from centrex.config import Settings
 from centrex.control.call_registry import AdmittedCall, CallRef, CallRegistry
 from centrex.control.cel_tail import CelTail
 from centrex.control.cutoff_timer import CutoffTimer
-from centrex.control.http import health_app
 from centrex.core.call_events import CallAnswered, CallEnded, call_event_of
 from centrex.core.cdr import parse_line
 from centrex.core.routing import endpoint_of_channel
 from centrex.db.session import make_engine
+from centrex.metrics import DAEMON_REGISTRY
+from centrex.service_http import health_app, serve_health
 
 log = logging.getLogger(__name__)
 
@@ -86,21 +88,45 @@ class CallControl:
         self._cut_by_us: set[str] = set()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._deciding: set[str] = set()  # channels whose decision is being taken
+        self._ended_during_sweep: set[str] | None = None
 
     # --- admission ----------------------------------------------------------------------------
     async def handle_call(self, channel: dict[str, Any]) -> None:
+        channel_id = channel["id"]
+        if channel_id in self._deciding:  # its StasisStart and a resume after a reconnection
+            return
+        self._deciding.add(channel_id)
+        try:
+            await self._decide(channel)
+        finally:
+            self._deciding.discard(channel_id)
+
+    async def _decide(self, channel: dict[str, Any]) -> None:
         channel_id = channel["id"]
         caller = endpoint_of_channel(channel.get("name", ""))
         dialled = channel.get("dialplan", {}).get("exten", "")
         started = time.perf_counter()
         try:
-            decision = await self.registry.admit(
-                channel_id=channel_id,
-                endpoint=caller,
-                dialled=dialled,
-                caller_number=channel.get("caller", {}).get("number", ""),
-                now=now(),
-            )
+            # Fail closed, fast: a database that hangs (no RST) must not leave calls ringing
+            # and decisions piling up; the caller gets 503 and may retry.
+            async with asyncio.timeout(self.settings.call_path_db_timeout_s):
+                decision = await self.registry.admit(
+                    channel_id=channel_id,
+                    endpoint=caller,
+                    dialled=dialled,
+                    caller_number=channel.get("caller", {}).get("number", ""),
+                    now=now(),
+                )
+        except TimeoutError:
+            log.error(
+                "call %s: no decision within %.1fs (database not answering); refused with 503",
+                channel_id, self.settings.call_path_db_timeout_s,
+            )  # fmt: skip
+            metrics.DATABASE_TIMEOUTS.labels("admission").inc()
+            metrics.CALLS_REFUSED.labels("error").inc()
+            await self._hangup_quietly(channel_id, "congestion")
+            return
         except Exception:
             log.exception("call %s: no decision (internal error); refusing", channel_id)
             metrics.CALLS_REFUSED.labels("error").inc()
@@ -108,9 +134,6 @@ class CallControl:
             return
         elapsed_ms = (time.perf_counter() - started) * 1000
         metrics.ADMISSION_SECONDS.observe(elapsed_ms / 1000)
-        if decision is None:
-            log.info("call %s: already admitted; the first decision stands", channel_id)
-            return
         if not isinstance(decision, AdmittedCall):
             log.info(
                 "call %s: %s -> %s refused: %s (%s) (%.1f ms)",
@@ -126,15 +149,19 @@ class CallControl:
             await self._hangup_quietly(channel_id, decision.reason)
             return
         log.info(
-            "call %s: %s -> %s admitted, dialling %s, max %ss (%.1f ms)",
-            channel_id, caller, dialled, decision.dial, decision.limits.max_duration_s, elapsed_ms,
+            "call %s: %s -> %s %s, dialling %s, max %ss (%.1f ms)",
+            channel_id, caller, dialled,
+            "admitted earlier, still waiting" if decision.resumed else "admitted",
+            decision.dial, decision.limits.max_duration_s, elapsed_ms,
         )  # fmt: skip
+        known = self.calls.get(channel_id)
         self.calls[channel_id] = CallRef(
             decision.call_id, channel_id, decision.limits.max_duration_s, None, None, None, None,
             decision.ring_group_id, decision.direction,
         )  # fmt: skip
-        metrics.CALLS_ADMITTED.labels(decision.direction).inc()
-        metrics.CALLS_IN_PROGRESS.labels(decision.direction).inc()
+        if known is None:
+            metrics.CALLS_ADMITTED.labels(decision.direction).inc()
+            metrics.CALLS_IN_PROGRESS.labels(decision.direction).inc()
         try:
             if decision.caller_id:
                 # Out to the public network as the line's number (From and P-Asserted-Identity),
@@ -199,9 +226,25 @@ class CallControl:
 
     async def _answered(self, channel_id: str, at: datetime, by: str | None = None) -> None:
         known = self.calls.get(channel_id)
-        ref = await self.registry.mark_answered(
-            channel_id, at, ring_group=bool(known and known.ring_group_id), by=by
-        )
+        try:
+            async with asyncio.timeout(self.settings.call_path_db_timeout_s):
+                ref = await self.registry.mark_answered(
+                    channel_id, at, ring_group=bool(known and known.ring_group_id), by=by
+                )
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # The cutoff must not wait for the database: armed from what we know; the row
+            # gets its answer from the sweep (Asterisk's stamp on the channel) once it is back.
+            metrics.DATABASE_TIMEOUTS.labels("answer").inc()
+            if known is None:
+                return
+            deadline = at + timedelta(seconds=known.max_duration_s)
+            log.warning(
+                "call %s: answer not recorded (%s); cutoff armed from memory at %s",
+                channel_id, type(exc).__name__, deadline.isoformat(),
+            )  # fmt: skip
+            self.cutoffs.arm(channel_id, deadline)
+            self.calls[channel_id] = replace(known, answered_at=at, deadline_at=deadline)
+            return
         if ref is None or ref.deadline_at is None:
             return
         self.calls[channel_id] = ref
@@ -213,10 +256,20 @@ class CallControl:
             known = self.calls.pop(channel_id, None)
             if known is not None:
                 metrics.CALLS_IN_PROGRESS.labels(known.direction).dec()
+            if self._ended_during_sweep is not None:
+                self._ended_during_sweep.add(channel_id)
             self.cutoffs.disarm(channel_id)
-            ref = await self.registry.release(channel_id)
             cut_by_us = channel_id in self._cut_by_us
             self._cut_by_us.discard(channel_id)
+            try:
+                async with asyncio.timeout(self.settings.call_path_db_timeout_s):
+                    ref = await self.registry.release(channel_id)
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # Still counted in the database: the sweep releases it once the database is
+                # back, since Asterisk no longer has the channel.
+                metrics.DATABASE_TIMEOUTS.labels("release").inc()
+                log.warning("call %s: ended, release deferred to the sweep (%r)", channel_id, exc)
+                ref = None
         self._locks.pop(channel_id, None)
         if ref is None:
             return
@@ -234,23 +287,45 @@ class CallControl:
         ref = self.calls.get(channel_id)
         if ref is None or ref.answered_at is None:
             return
+        if not await self._still_in_asterisk(channel_id):
+            # Ended while nobody was looking: nothing to cut, and no cutoff to record.
+            await self.end_call(channel_id)
+            return
         self._cut_by_us.add(channel_id)
         await self._hangup_quietly(channel_id, "normal")
         log.warning("call %s: cut at the maximum duration of %ss", channel_id, ref.max_duration_s)
         metrics.CALLS_CUT.labels("daemon").inc()
-        await self.registry.record_cutoff(ref, ended_at=now(), enforced_by="daemon")
+        try:
+            await self.registry.record_cutoff(ref, ended_at=now(), enforced_by="daemon")
+        except Exception:  # the cut itself is done; its record is evidence, not control
+            log.exception("call %s: cut, but the cutoff record could not be written", channel_id)
+
+    async def _still_in_asterisk(self, channel_id: str) -> bool:
+        try:
+            return await self.ari.channel_exists(channel_id)
+        except AsteriskError:
+            return True  # cannot tell: cut it anyway (a hangup of a gone channel is harmless)
 
     # --- agreement with Asterisk --------------------------------------------------------------
     async def sync_with_asterisk(self) -> None:
         """Take up every call of this node recorded in the database; release those Asterisk no
         longer has; arm the cutoff of those answered while nobody was watching."""
-        rows = await self.registry.calls_on_node()  # before the channels: see _release_gone
+        # The rows before the channels: a call admitted in between is in neither, rather than
+        # in the rows only (and released as gone). A call that ends in between is remembered in
+        # _ended_during_sweep and not taken back from the stale rows.
+        ended: set[str] = set()
+        self._ended_during_sweep = ended
         try:
+            rows = await self.registry.calls_on_node()
             channels = {c["id"]: c for c in await self.ari_http.list_channels()}
         except AsteriskError as exc:
             log.warning("cannot list Asterisk's channels (%s); calls kept as they are", exc)
             return
+        finally:
+            self._ended_during_sweep = None
         for ref in rows:
+            if ref.channel_id in ended:
+                continue
             channel = channels.get(ref.channel_id)
             if channel is None:
                 # Ended while we were not looking (daemon down, or Asterisk restarted): it stops
@@ -258,7 +333,10 @@ class CallControl:
                 log.info("call %s: no longer in Asterisk; released", ref.channel_id)
                 await self.end_call(ref.channel_id)
                 continue
-            self.calls.setdefault(ref.channel_id, ref)
+            async with self._locks[ref.channel_id]:
+                if ref.channel_id in ended:  # ended while we took the lock
+                    continue
+                self.calls.setdefault(ref.channel_id, ref)
             if ref.answered_at is None and channel.get("state") == "Up":
                 stamp = await self.ari.get_variable(ref.channel_id, ANSWERED_VAR)
                 at = datetime.fromtimestamp(float(stamp), UTC) if stamp else now()
@@ -409,6 +487,11 @@ async def run_daemon(settings: Settings) -> None:
         # A broken connection is dropped by the pool on its first error rather than pinged
         # before every use.
         pool_pre_ping=False,
+        pool_timeout=settings.call_path_db_timeout_s,
+        connect_args={
+            "timeout": settings.call_path_db_timeout_s,
+            "command_timeout": settings.call_path_db_timeout_s,
+        },
     )
     registry = CallRegistry(
         engine, settings.node_name, settings.max_call_duration_s, pool_size=20, settings=settings
@@ -417,10 +500,9 @@ async def run_daemon(settings: Settings) -> None:
     ari = AriClient(websocket)  # per-call requests ride the events websocket
     ari_http = AriClient.from_settings(settings)
     control = CallControl(settings, registry, ari, CelTail(journal_path(settings)), ari_http)
-    # CDRs come from Asterisk's journal, not from this process's memory: the shipper only moves
-    # them into PostgreSQL, and picks up where it stopped after a restart (centrex/cdr/).
-    shipper = CdrShipper(settings)
-    background = [asyncio.create_task(shipper.run_forever())]
+    # CDRs are another process's business (`centrex cdr`, centrex/cdr/): a slow CDR batch or a
+    # crash of the shipper never delays or stops a call decision.
+    background: list[asyncio.Task[None]] = []
 
     async def database_reachable() -> bool:
         async with engine.connect() as conn:
@@ -437,34 +519,20 @@ async def run_daemon(settings: Settings) -> None:
 
     checks = {"ari": ari_connected, "cel": following_calls, "database": database_reachable}
     if settings.control_http_port:
-        server = uvicorn.Server(
-            uvicorn.Config(
-                health_app(checks),
-                host=settings.control_http_host,
-                port=settings.control_http_port,
-                log_level="warning",
-                lifespan="off",
+        app = health_app("centrex call control", DAEMON_REGISTRY, checks)
+        background.append(
+            asyncio.create_task(
+                serve_health(
+                    app, settings.control_http_host, settings.control_http_port, "daemon", log
+                )
             )
         )
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-
-        async def serve() -> None:
-            try:
-                await server.serve()
-            except SystemExit:  # uvicorn's way of saying it could not bind
-                log.error(
-                    "metrics and health not served: cannot listen on %s:%d",
-                    settings.control_http_host, settings.control_http_port,
-                )  # fmt: skip
-
-        background.append(asyncio.create_task(serve()))
     try:
         await control.run(websocket)
     finally:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        await shipper.aclose()
         control.cutoffs.cancel_all()
         await ari.aclose()
         await ari_http.aclose()

@@ -102,6 +102,9 @@ class EndedCall:
     answered_by: str = ""  # channel name of the other party that answered, if any
     first_position: Any = 0  # journal position of its first event (anything ordered)
     userfield: str = ""
+    last_at: float | None = None  # its latest event
+    # Its Asterisk stopped before journalling its end: ended at the last thing known.
+    end_not_journalled: bool = False
 
     @property
     def start(self) -> datetime:
@@ -145,6 +148,7 @@ class CallAssembler:
             call = EndedCall(event.linkedid, first_position=position)
             self.open_calls[event.linkedid] = call
         caller_side = event.uniqueid == event.linkedid
+        call.last_at = event.at if call.last_at is None else max(call.last_at, event.at)
         if event.event == "CHAN_START" and caller_side:
             call.channel = event.channel
             call.dialled = event.exten
@@ -166,6 +170,21 @@ class CallAssembler:
                 call.ended_at = event.at
             return self.open_calls.pop(event.linkedid)
         return None
+
+    def close_lost(self, asterisk_started_at: float) -> list[EndedCall]:
+        """Calls of an Asterisk that has since restarted (every event before its start): their
+        LINKEDID_END will never come. Each ends at its last event; none is left open forever,
+        holding the checkpoint back."""
+        lost = [
+            c for c in self.open_calls.values()
+            if c.last_at is not None and c.last_at < asterisk_started_at
+        ]  # fmt: skip
+        for call in lost:
+            del self.open_calls[call.linkedid]
+            if call.ended_at is None:
+                call.ended_at = call.last_at
+            call.end_not_journalled = True
+        return lost
 
     def low_water(self, default: Any) -> Any:
         """The journal position a restart must read from to see every call still in progress."""
@@ -277,6 +296,8 @@ def destination_country(callee: str) -> str | None:
     return region if region and region != "ZZ" else regions[0]
 
 
+END_NOT_JOURNALLED = "Asterisk stopped before journalling this call's end: ended at its last event"
+
 #: Width of the CDR's text columns that hold what a device or a carrier sent (models.Cdr).
 CDR_TEXT_WIDTH = 64
 
@@ -340,5 +361,6 @@ def build_cdr(
         round(call.duration_s * 1000), call.billed_s,
         disposition(call, outcome=attempt.outcome if attempt else None, max_duration_s=max_s),
         call.cause, sip_code(call), destination_of(callee or ""),
-        attempt.reason if attempt else None,
+        (attempt.reason if attempt else None)
+        or (END_NOT_JOURNALLED if call.end_not_journalled else None),
     )  # fmt: skip

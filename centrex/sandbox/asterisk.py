@@ -352,6 +352,7 @@ class AsteriskSandbox:
             "ari_username": s.ari_username,
             "ari_password": s.ari_password.get_secret_value(),
             "stasis_app": s.stasis_app,
+            "stasis_wait_s": s.stasis_wait_s,
             "realm": self.realm,
             "tone_zone": DEFAULT_TONE_ZONE,
             "astdb_prefix": ASTDB_PREFIX,

@@ -13,6 +13,7 @@ from centrex.config import Settings, settings_env
 
 API_READY = "Application startup complete"
 DAEMON_READY = "Stasis app 'centrex' registered"
+CDR_READY = "CDRs: shipping"
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
