@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     )
 
     call_path_db_timeout_s: float = Field(
-        1.5,
+        1.0,
         gt=0,
         le=30,
         description="Longest the daemon waits for PostgreSQL to decide a call (connection, "

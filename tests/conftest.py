@@ -57,6 +57,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         reconcile_interval_s=2,
         call_sweep_interval_s=1,
         ring_timeout_s=5,  # an unanswered call gives up after 5 s, not 60
+        stasis_wait_s=4,  # a call nobody decides is ended by Asterisk after 4 s, not 10
         number_quarantine_s=3,
         **_port_block(),
     )

@@ -23,9 +23,10 @@ import contextlib
 import logging
 import time
 from collections import Counter, defaultdict
+from collections.abc import Coroutine
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -46,6 +47,7 @@ from centrex.metrics import DAEMON_REGISTRY
 from centrex.service_http import health_app, serve_health
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DIAL_CONTEXT = "centrex-dial"
 NOT_IN_SERVICE_CONTEXT = "centrex-not-in-service"
@@ -110,14 +112,15 @@ class CallControl:
         try:
             # Fail closed, fast: a database that hangs (no RST) must not leave calls ringing
             # and decisions piling up; the caller gets 503 and may retry.
-            async with asyncio.timeout(self.settings.call_path_db_timeout_s):
-                decision = await self.registry.admit(
+            decision = await self._within_deadline(
+                self.registry.admit(
                     channel_id=channel_id,
                     endpoint=caller,
                     dialled=dialled,
                     caller_number=channel.get("caller", {}).get("number", ""),
                     now=now(),
                 )
+            )
         except TimeoutError:
             log.error(
                 "call %s: no decision within %.1fs (database not answering); refused with 503",
@@ -181,6 +184,26 @@ class CallControl:
             log.info("call %s: gone before it could proceed (%s); released", channel_id, exc)
             await self.end_call(channel_id)
 
+    async def _within_deadline(self, operation: Coroutine[Any, Any, T]) -> T:
+        """``operation``'s result, or TimeoutError once ``call_path_db_timeout_s`` has passed.
+
+        The operation runs as a task of its own and is cancelled, not awaited, at the deadline:
+        a driver unwinding a query PostgreSQL never answers (cancel request, connection reset)
+        can take as long as the outage, and the caller must not wait for that."""
+        task = asyncio.ensure_future(operation)
+        done, _ = await asyncio.wait({task}, timeout=self.settings.call_path_db_timeout_s)
+        if task in done:
+            return task.result()
+        task.cancel()
+        self._tasks.add(task)
+        task.add_done_callback(self._forget_abandoned)
+        raise TimeoutError
+
+    def _forget_abandoned(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("abandoned database operation ended with %r", task.exception())
+
     async def _dial(self, channel_id: str, dialled: str, dial: str, call: AdmittedCall) -> None:
         ring_s = call.ring_timeout_s or self.settings.ring_timeout_s
         dial_args = f"{dial},{ring_s},L({call.limits.asterisk_limit_ms})U(centrex-answered)"
@@ -227,10 +250,11 @@ class CallControl:
     async def _answered(self, channel_id: str, at: datetime, by: str | None = None) -> None:
         known = self.calls.get(channel_id)
         try:
-            async with asyncio.timeout(self.settings.call_path_db_timeout_s):
-                ref = await self.registry.mark_answered(
+            ref = await self._within_deadline(
+                self.registry.mark_answered(
                     channel_id, at, ring_group=bool(known and known.ring_group_id), by=by
                 )
+            )
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # The cutoff must not wait for the database: armed from what we know; the row
             # gets its answer from the sweep (Asterisk's stamp on the channel) once it is back.
@@ -262,8 +286,7 @@ class CallControl:
             cut_by_us = channel_id in self._cut_by_us
             self._cut_by_us.discard(channel_id)
             try:
-                async with asyncio.timeout(self.settings.call_path_db_timeout_s):
-                    ref = await self.registry.release(channel_id)
+                ref = await self._within_deadline(self.registry.release(channel_id))
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 # Still counted in the database: the sweep releases it once the database is
                 # back, since Asterisk no longer has the channel.
