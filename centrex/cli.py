@@ -16,6 +16,7 @@ import httpx
 import typer
 from pydantic import ValidationError
 
+from centrex import logsafe
 from centrex.config import Settings, settings_env
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
@@ -32,6 +33,7 @@ def _setup_logging(verbose: bool = False) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logsafe.install()  # callers control much of what is logged: one record, one line
     # One line per ARI request or alembic plugin drowns the decisions the operator looks for.
     for noisy in ("httpx", "httpcore", "alembic.runtime.plugins", "centrex.ami.panoramisk"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
