@@ -16,6 +16,7 @@ import httpx
 import typer
 from pydantic import ValidationError
 
+from centrex import logsafe
 from centrex.config import Settings, settings_env
 from centrex.supervisor import Supervisor
 
@@ -33,6 +34,7 @@ def _setup_logging(verbose: bool = False) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logsafe.install()  # callers control much of what is logged: one record, one line
     # One line per ARI request or alembic plugin drowns the decisions the operator looks for.
     for noisy in ("httpx", "httpcore", "alembic.runtime.plugins", "centrex.ami.panoramisk"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)

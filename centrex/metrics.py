@@ -97,6 +97,12 @@ CDRS_REFUSED = Counter(
     "CDRs PostgreSQL refused (a value it cannot store); skipped, logged whole, never retried.",
     registry=None,
 )
+CEL_LINES_SKIPPED = Counter(
+    "centrex_cel_lines_skipped_total",
+    "Lines of Asterisk's CEL journal that were not a record (cut short by a crash, or forged), "
+    "skipped by the CDR shipper.",
+    registry=None,
+)
 CDR_PENDING_CALLS = Gauge(
     "centrex_cdr_pending_calls",
     "Ended calls read from the journal, not yet written.",
@@ -179,7 +185,7 @@ DAEMON_REGISTRY = _registry(
 )  # fmt: skip
 #: What the CDR shipper serves (``centrex cdr``, its ``/metrics``).
 CDR_REGISTRY = _registry(
-    CDRS_WRITTEN, CDRS_REFUSED, CDR_WRITE_SECONDS, CDR_WRITE_ERRORS,
+    CDRS_WRITTEN, CDRS_REFUSED, CDR_WRITE_SECONDS, CDR_WRITE_ERRORS, CEL_LINES_SKIPPED,
     CDR_PENDING_CALLS, CDR_JOURNAL_BACKLOG_BYTES, CDR_CALLS_CLOSED_UNENDED,
     FRAUD_SUSPICIONS,
 )  # fmt: skip

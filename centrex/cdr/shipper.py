@@ -195,7 +195,14 @@ class CdrShipper:
     def _read_and_fold(self) -> tuple[list[EndedCall], Position, int]:
         assert self.position is not None
         lines, position = self.journal.read(self.position)
-        return feed_all(self.assembler, lines), position, len(lines)
+        skipped_before = self.assembler.skipped
+        ended = feed_all(self.assembler, lines)
+        if skipped := self.assembler.skipped - skipped_before:
+            # A crash mid-write, or a record of no format this reader knows; read again (and
+            # counted again) after a restart from an earlier checkpoint.
+            log.warning("CDRs: %d journal lines were not a CEL record; skipped", skipped)
+            metrics.CEL_LINES_SKIPPED.inc(skipped)
+        return ended, position, len(lines)
 
     def _publish(self) -> None:
         metrics.CDR_PENDING_CALLS.set(len(self.pending))

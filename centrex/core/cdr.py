@@ -10,6 +10,7 @@ once Asterisk says the call is over (``LINKEDID_END``); :func:`disposition` and
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import math
@@ -25,11 +26,16 @@ from centrex.core.numbering import classify_dialled
 from centrex.core.policy import country_code_of, destination_of, regions_of
 from centrex.core.routing import endpoint_of_channel
 
-# Column order of a journal line (cel_custom.conf.j2).
+# Column order of a journal record (cel_custom.conf.j2).
 CEL_COLUMNS = (
     "event", "time", "uniqueid", "linkedid", "channel", "exten", "context", "caller", "extra",
     "userfield",
 )  # fmt: skip
+#: First column of a record in the current format, where the values a caller controls are
+#: base64 (of "." and the value). A record without it was written by the mapping before, its
+#: values as they came: still read as such after an upgrade.
+CEL_FORMAT = "v2"
+CEL_ENCODED = frozenset({"channel", "exten", "caller", "extra", "userfield"})
 
 
 class Disposition:
@@ -59,9 +65,18 @@ class CelEvent:
 
     @classmethod
     def from_row(cls, row: list[str]) -> CelEvent:
-        if len(row) != len(CEL_COLUMNS):
-            raise ValueError(f"a CEL line has {len(CEL_COLUMNS)} columns, not {len(row)}")
-        values = dict(zip(CEL_COLUMNS, row, strict=True))
+        """One journal record; ValueError for a line that is not one (Asterisk cut short by a
+        crash, a record from an unknown format)."""
+        if len(row) == len(CEL_COLUMNS) + 1 and row[0] == CEL_FORMAT:
+            values = dict(zip(CEL_COLUMNS, row[1:], strict=True))
+            for name in CEL_ENCODED:
+                values[name] = _decoded(values[name])
+        elif len(row) == len(CEL_COLUMNS) and row[0] != CEL_FORMAT:
+            values = dict(zip(CEL_COLUMNS, row, strict=True))
+        else:
+            raise ValueError(f"not a CEL record: {len(row)} columns")
+        if not (values["event"] and values["uniqueid"] and values["linkedid"]):
+            raise ValueError("not a CEL record: no event or channel")
         extra: dict[str, object] = {}
         if values["extra"].startswith("{"):
             try:
@@ -82,8 +97,22 @@ class CelEvent:
         )
 
 
+def _decoded(value: str) -> str:
+    """A value as cel_custom.conf.j2 encodes it: base64 of "." and the value. Bytes that are not
+    UTF-8 (a device may send any) become U+FFFD: the value is a record's text, not evidence of
+    the bytes."""
+    raw = base64.b64decode(value, validate=True)  # binascii.Error is a ValueError
+    if not raw.startswith(b"."):
+        raise ValueError("not a CEL record: a value without its prefix")
+    return raw[1:].decode("utf-8", "replace")
+
+
 def parse_line(line: str) -> CelEvent:
-    return CelEvent.from_row(next(csv.reader([line])))
+    try:
+        row = next(csv.reader([line]))
+    except csv.Error as exc:  # not a ValueError: it would escape every caller's skip path
+        raise ValueError(f"not a CEL record: {exc}") from None
+    return CelEvent.from_row(row)
 
 
 @dataclass
@@ -140,6 +169,7 @@ class CallAssembler:
     """Folds journal events into ended calls. Holds only calls still in progress."""
 
     open_calls: dict[str, EndedCall] = field(default_factory=dict)
+    skipped: int = 0  # journal lines that were not a record (see feed_all)
 
     def feed(self, event: CelEvent, position: Any) -> EndedCall | None:
         """One event at journal ``position``; returns the call it ended, if it ended one."""
@@ -192,13 +222,14 @@ class CallAssembler:
 
 
 def feed_all(assembler: CallAssembler, lines: Iterable[tuple[Any, str]]) -> list[EndedCall]:
-    """Feed journal lines; a line that is not a CEL record is skipped (and counted by the
-    caller from the difference), never fatal: one bad line must not stop every CDR."""
+    """Feed journal lines; a line that is not a CEL record is skipped and counted in
+    ``assembler.skipped``, never fatal: one bad line must not stop every CDR."""
     ended = []
     for position, line in lines:
         try:
             event = parse_line(line)
         except (ValueError, StopIteration):
+            assembler.skipped += 1
             continue
         call = assembler.feed(event, position)
         if call is not None:

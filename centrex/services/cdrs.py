@@ -14,6 +14,7 @@ from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.core.numbering import DialledKind, classify_dialled
+from centrex.core.spreadsheet import safe_cell
 from centrex.db.models import Cdr
 from centrex.services.errors import ServiceError
 
@@ -90,6 +91,8 @@ def _csv_row(row: Any) -> list[object]:
             value = value.isoformat(timespec="milliseconds")
         elif isinstance(value, float):
             value = f"{value:.3f}"
+        elif isinstance(value, str):
+            value = safe_cell(value)
         out.append("" if value is None else value)
     return out
 
