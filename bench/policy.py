@@ -8,7 +8,7 @@ against a fresh PostgreSQL database, for three kinds of call from lines, interle
 call so machine noise hits all alike:
 
 - ``line``: to another line by SIP username (the path the admission benchmark measures; the
-  policy reads the line's ``policy_level`` with the line, nothing more);
+  policy reads the line's level, ``centrex_policy_level``, in the statement that finds it);
 - ``outbound``: to a French number through the trunk (destination check in the trunk's query,
   plus ``centrex_count_number``);
 - ``emergency``: 112 (no policy, never refused).

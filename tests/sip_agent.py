@@ -335,6 +335,23 @@ class SipEndpoint:
             extra=["-inf", str(csv_file), "-d", str(hold_ms)],
         )  # fmt: skip
 
+    def call_and_refer(self, dialled: str, code: int, *, hold_ms: int) -> SippRun:
+        """A call that, once answered, tries a blind transfer (REFER) refused with ``code``;
+        hung up ``hold_ms`` after the refusal. Every message is kept (``received``)."""
+        return run_sipp(
+            _scenario("uac_call_refer.xml.tmpl", code=str(code)), self.server, service=dialled,
+            user=self.username, password=self.password, keys={"caller": self.username},
+            extra=["-d", str(hold_ms), "-trace_msg"],
+        )  # fmt: skip
+
+    def answer_and_refer(self, port: int, code: int, *, timeout_s: int = 30) -> SippRun:
+        """The device answers, then tries a blind transfer (REFER) refused with ``code``, and
+        waits for the caller's BYE. Every message is kept (``received``)."""
+        return run_sipp(
+            _scenario("uas_answer_refer.xml.tmpl", code=str(code)), self.server,
+            local_port=port, timeout_s=timeout_s, extra=["-d", "100", "-trace_msg"],
+        )  # fmt: skip
+
     def call_refused(self, dialled: str, code: int, **kw: object) -> SippRun:
         return run_sipp(
             _scenario("uac_refused.xml.tmpl", code=str(code)),

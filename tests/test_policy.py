@@ -217,6 +217,53 @@ def test_a_suspended_line_places_emergency_calls_only_and_every_change_is_audite
                     json=ACTOR).status_code == 409  # fmt: skip
 
 
+@pytest.mark.parametrize("level", ["suspended", "emergency_only", "national_only"])
+def test_a_line_created_after_its_customer_was_restricted_is_restricted(
+    api, customer, numbered_line, carrier, control_service, wait_until, level
+):
+    """A customer's restriction binds its future lines too, from their first call."""
+    api.post("/v1/destinations", json={"code": "44"})  # listed: only the restriction refuses
+    restricted = customer()
+    response = api.post(f"/v1/customers/{restricted['id']}/restrictions",
+                        json={"level": level, **ACTOR})  # fmt: skip
+    assert response.status_code == 201, response.text
+    line, sip = numbered_line(restricted)  # created after the restriction
+
+    refused_number = "+442071234567" if level == "national_only" else "0145678901"
+    sip.call_refused(refused_number, 403).expect_success()
+    cdr = last_cdr(api, line, wait_until, 1)
+    assert cdr["disposition"] == "refused_policy", cdr
+    assert ("national" if level == "national_only" else level) in cdr["reason"], cdr
+    network = carrier.answer()
+    sip.call("112", hold_ms=200).expect_success()
+    network.expect_success()
+    (invite,) = received_invites(network)
+    assert "INVITE sip:112@" in invite
+
+
+def test_a_suspended_line_reaches_the_emergency_numbers_arcep_added_later(
+    api, customer, numbered_line, carrier, control_service, wait_until
+):
+    """116117 (2016) and 197 (2015) are emergency numbers like 112: out to the trunk as
+    dialled, whatever the line's restrictions, and marked in the CDR."""
+    line, sip = numbered_line(customer())
+    response = api.post(f"/v1/lines/{line['id']}/restrictions",
+                        json={"level": "suspended", **ACTOR})  # fmt: skip
+    assert response.status_code == 201, response.text
+    for number in ("116117", "197"):
+        network = carrier.answer()
+        sip.call(number, hold_ms=200).expect_success()
+        network.expect_success()
+        (invite,) = received_invites(network)
+        assert f"INVITE sip:{number}@" in invite
+    last_cdr(api, line, wait_until, 2)
+    cdrs = api.get("/v1/cdrs", params={"line_id": line["id"]}).json()["items"]
+    assert [(c["callee"], c["disposition"], c["destination"]) for c in cdrs] == [
+        ("116117", "answered", "emergency"),
+        ("197", "answered", "emergency"),
+    ]
+
+
 def test_emergency_calls_are_never_refused_by_the_call_limit(
     api, customer, numbered_line, carrier, control_service, settings, wait_until
 ):

@@ -335,7 +335,9 @@ class CdrOut(BaseModel):
     caller: str
     callee: str
     destination_country: str | None
-    destination: str | None = Field(description="Its allow-list destination (policy).")
+    destination: str | None = Field(
+        description='Its allow-list destination (policy); "emergency" for an emergency number.'
+    )
     start_at: datetime
     answer_at: datetime | None
     end_at: datetime

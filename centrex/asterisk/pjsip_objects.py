@@ -88,6 +88,10 @@ def line_objects(line: LineSpec) -> list[PjsipObject]:
                 # Without these RTP binds to every address and the first call resolves names.
                 "media_address": line.media_address,
                 "bind_rtp_to_media_address": "yes",
+                # A transfer (REFER) would leave a leg the daemon never admitted: not counted
+                # against a line, not cut at the maximum duration, not in the CDRs. Refused
+                # (603 Decline) until transfers are a feature: docs/call-control.md.
+                "allow_transfer": "no",
             },
         ),
     ]

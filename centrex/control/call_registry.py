@@ -78,9 +78,12 @@ CALL_REF_COLUMNS = (  # in CallRef's field order
     "id, channel_id, max_duration_s, answered_at, deadline_at, caller_line_id, callee_line_id,"
     " ring_group_id, direction"
 )
+# A line's policy level is read from the restrictions in force on it and its customer in the
+# statement that finds the line (migration 0010): never a copy that a new line could miss.
 DIRECTORY = (
     "SELECT id, customer_id, sip_username, max_calls, max_call_duration_s, main_number,"
-    " policy_level FROM lines WHERE deleted_at IS NULL AND sip_username = ANY($1::text[])"
+    " centrex_policy_level(id, customer_id)"
+    " FROM lines WHERE deleted_at IS NULL AND sip_username = ANY($1::text[])"
 )
 OUTBOUND_TRUNK = "SELECT name FROM trunks ORDER BY created_at LIMIT 1"
 # The trunk out, and the destination's standing on the operator's list, in one round trip.
@@ -121,7 +124,7 @@ HUNT_LIMITS = (
 RESOLVE_NUMBER = """
     SELECT n.ring_group_id, g.strategy::text, g.ring_timeout_s,
            l.id, l.customer_id, l.sip_username, l.max_calls, l.max_call_duration_s, l.main_number,
-           l.policy_level
+           centrex_policy_level(l.id, l.customer_id)
     FROM numbers n
     LEFT JOIN ring_groups g ON g.id = n.ring_group_id
     LEFT JOIN lines l ON l.deleted_at IS NULL AND (

@@ -22,7 +22,7 @@ from typing import Any
 
 import phonenumbers
 
-from centrex.core.numbering import classify_dialled
+from centrex.core.numbering import EMERGENCY_NUMBERS, classify_dialled
 from centrex.core.policy import country_code_of, destination_of, regions_of
 from centrex.core.routing import endpoint_of_channel
 
@@ -328,6 +328,17 @@ def destination_country(callee: str) -> str | None:
 
 
 END_NOT_JOURNALLED = "Asterisk stopped before journalling this call's end: ended at its last event"
+EMERGENCY_DESTINATION = "emergency"
+
+
+def cdr_destination(callee: str) -> str | None:
+    """The CDR's ``destination``: the operator's destination code (``"44"``, ``"33-free"``),
+    or ``"emergency"`` for an emergency number, which the law says is free and kept off
+    invoices (CPCE art. D. 98-8): billing can leave these out by this column alone."""
+    if callee in EMERGENCY_NUMBERS:
+        return EMERGENCY_DESTINATION
+    return destination_of(callee)
+
 
 #: Width of the CDR's text columns that hold what a device or a carrier sent (models.Cdr).
 CDR_TEXT_WIDTH = 64
@@ -391,7 +402,7 @@ def build_cdr(
         call.start, call.answer, call.end,
         round(call.duration_s * 1000), call.billed_s,
         disposition(call, outcome=attempt.outcome if attempt else None, max_duration_s=max_s),
-        call.cause, sip_code(call), destination_of(callee or ""),
+        call.cause, sip_code(call), cdr_destination(callee or ""),
         (attempt.reason if attempt else None)
         or (END_NOT_JOURNALLED if call.end_not_journalled else None),
     )  # fmt: skip

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import enum
 import re
+import tomllib
 from dataclasses import dataclass
+from datetime import date
+from importlib import resources
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
@@ -15,8 +18,45 @@ from phonenumbers import NumberParseException, PhoneNumberType
 FRANCE = "FR"
 COUNTRY_CODE = 33
 
-# Reachable from every line, whatever its restrictions (the law, not the contract).
-EMERGENCY_NUMBERS = frozenset({"15", "17", "18", "112", "114", "115", "119", "191", "196"})
+
+@dataclass(frozen=True)
+class EmergencyNumber:
+    number: str  # as dialled: "112", "116117"
+    service: str
+    listed_by: str  # the Arcep decision that put it on the list
+
+
+@dataclass(frozen=True)
+class EmergencyList:
+    """Arcep's list of emergency numbers (the law, not the contract), as of a date."""
+
+    as_of: date
+    law: str
+    numbers: tuple[EmergencyNumber, ...]
+
+
+def parse_emergency_list(text: str) -> EmergencyList:
+    """The list as ``emergency_numbers.toml`` writes it; ValueError if an entry is unusable."""
+    data = tomllib.loads(text)
+    numbers = tuple(
+        EmergencyNumber(str(e["number"]), str(e["service"]), str(e["listed_by"]))
+        for e in data["number"]
+    )
+    for entry in numbers:
+        if not entry.number.isdigit():
+            raise ValueError(f"emergency number {entry.number!r} is not digits")
+    if len({e.number for e in numbers}) != len(numbers):
+        raise ValueError("an emergency number is listed twice")
+    return EmergencyList(data["as_of"], data["law"], numbers)
+
+
+# Reference data shipped with the code, so a new Arcep decision is a data change
+# (centrex/core/emergency_numbers.toml); every consumer reads EMERGENCY_NUMBERS.
+EMERGENCY_LIST = parse_emergency_list(
+    resources.files(__package__).joinpath("emergency_numbers.toml").read_text("utf-8")
+)
+# Reachable from every line, whatever its restrictions, never refused, routed to the trunk.
+EMERGENCY_NUMBERS = frozenset(e.number for e in EMERGENCY_LIST.numbers)
 
 GEOGRAPHIC_ZONES = {
     "1": "Île-de-France",

@@ -83,10 +83,6 @@ class Line(Base):
         String(16), ForeignKey("numbers.e164"), unique=True
     )
     max_call_duration_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # The strictest restriction in force on the line or its customer (art. 16, 19), kept here
-    # so the daemon reads it with the line, at no extra cost per call: none, national_only,
-    # emergency_only, suspended. The history is in ``policy_restrictions``.
-    policy_level: Mapped[str] = mapped_column(String(16), server_default="none", default="none")
     sync_state: Mapped[SyncState] = mapped_column(
         Enum(SyncState, name="sync_state"), default=SyncState.pending
     )
@@ -386,7 +382,11 @@ class PolicyRestriction(Base):
     who lifted it. Append-only: the audit trail."""
 
     __tablename__ = "policy_restrictions"
-    __table_args__ = (Index("ix_restrictions_target", "target_type", "target_id"),)
+    __table_args__ = (
+        Index("ix_restrictions_target", "target_type", "target_id"),
+        # What centrex_policy_level reads on every call: the restrictions in force.
+        Index("ix_restrictions_in_force", "target_id", postgresql_where=text("lifted_at IS NULL")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     target_type: Mapped[str] = mapped_column(String(8))  # line | customer

@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 
 import phonenumbers
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -127,15 +127,16 @@ async def restrict(
     session: AsyncSession, *, target_type: str, target_id: uuid.UUID, level: PolicyLevel,
     reason: str, actor: str,
 ) -> PolicyRestriction:  # fmt: skip
-    """Suspend or restrict a line or a whole customer; in force from its next call."""
-    customer_id = await _target_customer(session, target_type, target_id)
+    """Suspend or restrict a line or a whole customer: in force from the commit, for every
+    line of the target, including lines created later. Nothing is copied onto the lines: the
+    daemon reads the restrictions in force with the line (``centrex_policy_level``, migration
+    0010), so no way of writing a line can leave one out."""
+    await _target_customer(session, target_type, target_id)
     restriction = PolicyRestriction(
         target_type=target_type, target_id=target_id, level=level.value, reason=reason,
         actor=actor,
     )  # fmt: skip
     session.add(restriction)
-    await session.flush()
-    await session.execute(text("SELECT centrex_refresh_policy_levels(:c)"), {"c": customer_id})
     await session.commit()
     log.warning("%s %s: %s by %s: %s", target_type, target_id, level.value, actor, reason)
     return restriction
@@ -149,12 +150,9 @@ async def lift(
         raise NotFound("restriction_id", f"no restriction {restriction_id}", location="path")
     if restriction.lifted_at is not None:
         raise Conflict("restriction_id", "already lifted", location="path")
-    customer_id = await _target_customer(session, restriction.target_type, restriction.target_id)
     restriction.lifted_at = datetime.now(UTC)
     restriction.lifted_by = actor
     restriction.lift_reason = reason
-    await session.flush()
-    await session.execute(text("SELECT centrex_refresh_policy_levels(:c)"), {"c": customer_id})
     await session.commit()
     log.warning("restriction %s lifted by %s: %s", restriction_id, actor, reason)
     return restriction

@@ -121,6 +121,19 @@ def test_nonsense_dialled_fits_the_cdr_columns():
     assert row["dialled_number"] == "9" * CDR_TEXT_WIDTH
 
 
+@pytest.mark.parametrize(
+    ("callee", "destination"),
+    [("116117", "emergency"), ("197", "emergency"), ("+442071234567", "44"), ("bob", None)],
+)
+def test_an_emergency_call_s_cdr_says_so(callee, destination):
+    """Emergency calls are free and kept off invoices (CPCE D. 98-8): the CDR marks them."""
+    lines = [line.replace('"bob"', f'"{callee}"', 1) for line in answered_call()]
+    (call,) = feed_all(CallAssembler(), list(enumerate(lines)))
+    row = dict(zip(CDR_COLUMNS, build_cdr(call, node="n", attempt=None, lines={},
+                                          group_customers={}), strict=True))  # fmt: skip
+    assert row["destination"] == destination
+
+
 def test_destination_country():
     assert destination_country("+442071234567") == "GB"
     assert destination_country("+33145000001") == "FR"

@@ -1,10 +1,16 @@
+from datetime import date
+
 import pytest
 
 from centrex.core.numbering import (
+    EMERGENCY_LIST,
+    EMERGENCY_NUMBERS,
+    Dialled,
     DialledKind,
     NumberError,
     NumberKind,
     classify_dialled,
+    parse_emergency_list,
     parse_french_number,
 )
 
@@ -62,3 +68,36 @@ def test_bad_numbers_say_why(text, why):
 def test_classify_dialled(dialled, kind, e164):
     result = classify_dialled(dialled)
     assert (result.kind, result.e164) == (kind, e164)
+
+
+# Arcep's list (CPCE L. 33-1, D. 98-8) as of the data file's date, with the 2017 decision
+# n° 2017-1251 that added 116111: see centrex/core/emergency_numbers.toml for the sources.
+ARCEP_LIST = ["15", "17", "18", "112", "114", "115", "116000", "116111", "116117", "119", "191",
+              "196", "197"]  # fmt: skip
+
+
+@pytest.mark.parametrize("number", ARCEP_LIST)
+def test_every_arcep_emergency_number_is_dialled_as_an_emergency(number):
+    assert classify_dialled(number) == Dialled(DialledKind.emergency, number)
+
+
+def test_the_emergency_list_is_dated_and_each_number_says_where_it_comes_from():
+    assert sorted(EMERGENCY_NUMBERS) == sorted(ARCEP_LIST)
+    assert EMERGENCY_LIST.as_of >= date(2017, 10, 23)  # after the latest decision it holds
+    assert "D. 98-8" in EMERGENCY_LIST.law
+    for entry in EMERGENCY_LIST.numbers:
+        assert entry.service and "decision" in entry.listed_by, entry
+
+
+@pytest.mark.parametrize(
+    ("toml", "why"),
+    [
+        ('as_of = 2026-01-01\nlaw = "x"\n[[number]]\nnumber = "1 12"\nservice = "s"\n'
+         'listed_by = "d"\n', "not digits"),
+        ('as_of = 2026-01-01\nlaw = "x"\n' + '[[number]]\nnumber = "15"\nservice = "s"\n'
+         'listed_by = "d"\n' * 2, "twice"),
+    ],
+)  # fmt: skip
+def test_an_unusable_emergency_list_is_refused(toml, why):
+    with pytest.raises(ValueError, match=why):
+        parse_emergency_list(toml)

@@ -56,3 +56,11 @@ def test_normalise(attribute, a, b):
 
 def test_missing_attribute_is_drift():
     assert not same_fields({"context": "x"}, {})
+
+
+def test_an_endpoint_that_allows_transfers_is_rewritten():
+    """Lines pushed before transfers were refused hold Asterisk's default, allow_transfer=yes."""
+    objects = line_objects(SPEC)
+    actual = {o.key: as_asterisk_spells_it(o) for o in objects}
+    actual[("endpoint", "bob")]["allow_transfer"] = "true"
+    assert [o.key for o in plan_sync(objects, actual).put] == [("endpoint", "bob")]

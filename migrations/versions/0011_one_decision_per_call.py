@@ -1,14 +1,14 @@
 """one decision per call: a call decided again gets its first decision back
 
-Revision ID: 0010_one_decision_per_call
-Revises: 0009_policy
+Revision ID: 0011_one_decision_per_call
+Revises: 0010_policy_at_admission
 Create Date: 2026-12-02
 
 Until now ``centrex_admit_call`` looked for an earlier decision on the same channel only when
 the lines had room: a call decided again (the daemon reconnected after admitting it, before
 Asterisk dialled it), on a line its own first admission had filled, was refused and hung up.
 
-The function of migration 0009 is kept unchanged under the name ``centrex_admit_new_call``;
+The function of migration 0009 (as 0010 leaves it) is kept unchanged under the name ``centrex_admit_new_call``;
 ``centrex_admit_call`` is now a wrapper that first looks for the channel's call, under a lock
 on the channel (so two decisions of one channel are taken one after the other), and answers
 with it (``duplicate``: its call id and the ring group members it rings) before counting
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0010_one_decision_per_call"
-down_revision: str | Sequence[str] | None = "0009_policy"
+revision: str = "0011_one_decision_per_call"
+down_revision: str | Sequence[str] | None = "0010_policy_at_admission"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
