@@ -110,11 +110,33 @@ async def test_the_same_channel_is_admitted_once(database_url: str):
                 for _ in range(2)
             )
         )
-        assert sorted([isinstance(first, AdmittedCall), isinstance(second, AdmittedCall)]) == [
-            False,
-            True,
-        ]
-        assert None in (first, second)  # the second decision defers to the first
+        # One call: the second decision is the first one, given back (resumed).
+        assert isinstance(first, AdmittedCall) and isinstance(second, AdmittedCall)
+        assert sorted([first.resumed, second.resumed]) == [False, True]
+        assert first.call_id == second.call_id and first.dial == second.dial
+        assert len(await registry.calls_on_node()) == 1
+    finally:
+        await registry.aclose()
+        await engine.dispose()
+
+
+async def test_a_call_decided_again_on_the_line_its_own_leg_filled_is_not_refused(
+    database_url: str,
+):
+    """Migration 0011: the earlier decision is found before the line's room is counted."""
+    caller, target = await make_lines(database_url, 2, max_calls=1)
+    engine = make_engine(database_url)
+    registry = CallRegistry(engine, "node-again", 7200)
+    try:
+        decide = {
+            "channel_id": str(uuid.uuid4()), "endpoint": caller.sip_username,
+            "caller_number": "", "dialled": target.sip_username,
+        }  # fmt: skip
+        first = await registry.admit(**decide, now=datetime.now(UTC))
+        again = await registry.admit(**decide, now=datetime.now(UTC))
+        assert isinstance(first, AdmittedCall) and not first.resumed
+        assert isinstance(again, AdmittedCall) and again.resumed, again
+        assert again.call_id == first.call_id
         assert len(await registry.calls_on_node()) == 1
     finally:
         await registry.aclose()

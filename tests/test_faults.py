@@ -9,6 +9,7 @@ These freeze or kill shared parts of the test stack and wait until they are whol
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -23,8 +24,14 @@ import pytest
 from helpers import sql
 from sip_agent import SipEndpoint, free_udp_port, start_calls
 
+from centrex.asterisk.ari import AriClient
 from centrex.cdr.journal import Journal
+from centrex.cdr.journal_path import journal_path as asterisk_journal
 from centrex.config import Settings
+from centrex.control.call_registry import CallRegistry
+from centrex.control.cel_tail import CelTail
+from centrex.control.daemon import CallControl
+from centrex.db.session import make_engine
 from centrex.sandbox.processes import CDR_READY, DAEMON_READY, ServiceProcess
 
 pytestmark = pytest.mark.integration
@@ -261,3 +268,62 @@ def test_asterisk_killed_during_twenty_calls_every_call_gets_its_cdr(
     finally:
         small.stop()
         cdr_service.start_and_wait(CDR_READY)
+
+
+# --- the sweep against a call that ends while it looks ------------------------------------------
+class GatedAri(AriClient):
+    """The real ARI client, whose channel listing waits, once fetched, until the test says go:
+    the moment the sweep has Asterisk's channels in hand and has not yet acted on them."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(AriClient.from_settings(settings).transport)
+        self.listed = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def list_channels(self) -> list[dict]:
+        channels = await super().list_channels()
+        self.listed.set()
+        await self.go.wait()
+        return channels
+
+
+async def test_a_call_that_ends_during_a_sweep_is_not_taken_back(
+    api, make_line, answering, settings, database_url, control_service
+):
+    """The sweep reads the calls, then lists Asterisk's channels; a call that ends in between
+    (its CEL hang-up read meanwhile) must stay ended: not put back in memory, its cutoff not
+    re-armed, no false cut recorded later."""
+    _, target = answering
+    line, caller = make_line()
+    run = caller.call(target.username, hold_ms=20000)
+    deadline = time.monotonic() + 10
+    while not (calls := calls_of(api, line)) or not calls[0]["answered_at"]:
+        assert time.monotonic() < deadline, "call not answered"
+        await asyncio.sleep(0.1)
+    (call,) = calls
+    node = "sweep-test"  # this in-process daemon's own rows, out of the real daemon's way
+    await asyncio.to_thread(
+        sql, database_url,
+        "UPDATE active_calls SET node = $1 WHERE id = $2", node, uuid.UUID(call["id"]),
+    )  # fmt: skip
+    engine = make_engine(database_url)
+    mine = settings.model_copy(update={"node_name": node})
+    registry = CallRegistry(engine, node, 7200, pool_size=2, settings=mine)
+    ari = GatedAri(mine)
+    control = CallControl(mine, registry, ari, CelTail(asterisk_journal(mine)), ari)
+    try:
+        sweep = asyncio.create_task(control.sync_with_asterisk())
+        await asyncio.wait_for(ari.listed.wait(), 10)
+        channel_id = call["channel_id"]
+        await control.end_call(channel_id)  # its hang-up, read from the journal meanwhile
+        ari.go.set()
+        await asyncio.wait_for(sweep, 10)
+        assert channel_id not in control.calls
+        assert not control.cutoffs.armed(channel_id)
+        assert await registry.calls_on_node() == []
+    finally:
+        control.cutoffs.cancel_all()
+        await registry.aclose()
+        await ari.aclose()
+        await engine.dispose()
+        run.process.kill()
