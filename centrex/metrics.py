@@ -70,6 +70,12 @@ DATABASE_TIMEOUTS = Counter(
     ["operation"],
     registry=None,
 )
+EMERGENCY_UNDECIDED = Counter(
+    "centrex_emergency_calls_undecided_total",
+    "Emergency calls put through to the trunk without a decision (the database not answering): "
+    "never refused, but not counted against the line either.",
+    registry=None,
+)
 ASTERISK_RECONNECTS = Counter(
     "centrex_asterisk_reconnects_total",
     "Connections to Asterisk (re)established.",
@@ -180,7 +186,7 @@ def _registry(*collectors: object) -> CollectorRegistry:
 #: What the call-control daemon serves (``centrex control``, its ``/metrics``).
 DAEMON_REGISTRY = _registry(
     CALLS_IN_PROGRESS, CALLS_ADMITTED, CALLS_REFUSED, CALLS_CUT, ADMISSION_SECONDS,
-    ASTERISK_CONNECTED, ASTERISK_RECONNECTS, DATABASE_TIMEOUTS,
+    ASTERISK_CONNECTED, ASTERISK_RECONNECTS, DATABASE_TIMEOUTS, EMERGENCY_UNDECIDED,
     FRAUD_SUSPICIONS,
 )  # fmt: skip
 #: What the CDR shipper serves (``centrex cdr``, its ``/metrics``).

@@ -243,3 +243,34 @@ async def test_a_hunt_moves_on_skipping_full_members_and_an_answer_releases_the_
         await registry.release("all-0")
     finally:
         await engine.dispose()
+
+
+async def test_a_call_whose_number_count_fails_after_admission_leaves_nothing_counted(
+    database_url: str,
+):
+    """The distinct-numbers count (art. 16) runs after the admission committed; if it fails, the
+    call is refused (fail closed) and must not stay counted until a sweep finds it."""
+    caller, *members = await make_lines(database_url, 2)
+    number = await make_group(database_url, members, RingStrategy.ring_all)
+    engine = make_engine(database_url)
+    registry = CallRegistry(engine, "node-count", 7200)
+    admin = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    await admin.execute("ALTER FUNCTION centrex_count_number RENAME TO centrex_count_number_off")
+    try:
+        with pytest.raises(asyncpg.UndefinedFunctionError):
+            await registry.admit(
+                channel_id="count-fails", endpoint=caller.sip_username, caller_number="",
+                dialled=number, now=datetime.now(UTC),
+            )  # fmt: skip
+        deadline = asyncio.get_running_loop().time() + 5
+        while await registry.calls_on_node():
+            assert asyncio.get_running_loop().time() < deadline, "the admitted row stayed"
+            await asyncio.sleep(0.05)
+        assert await member_legs(database_url, [caller, *members]) == [0, 0]
+    finally:
+        await admin.execute(
+            "ALTER FUNCTION centrex_count_number_off RENAME TO centrex_count_number"
+        )
+        await admin.close()
+        await registry.aclose()
+        await engine.dispose()

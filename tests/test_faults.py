@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from helpers import sql
-from sip_agent import SipEndpoint, free_udp_port, start_calls
+from sip_agent import SipEndpoint, free_udp_port, received_invites, start_calls
 
 from centrex.asterisk.ari import AriClient
 from centrex.cdr.journal import Journal
@@ -114,8 +114,9 @@ def frozen_postgres(cluster) -> Iterator[None]:
 
 
 def test_postgres_frozen_new_calls_get_503_fast_and_nothing_leaks(
-    api, make_line, target, settings, database, control_service, cdr_service, wait_until
-):
+    api, make_line, target, settings, database, control_service, cdr_service, carrier,
+    api_service, wait_until,
+):  # fmt: skip
     if database.cluster is None:
         pytest.skip("DATABASE_URL names a server these tests do not own; cannot freeze it")
     line, caller = make_line(max_calls=10, max_call_duration_s=8)
@@ -133,6 +134,12 @@ def test_postgres_frozen_new_calls_get_503_fast_and_nothing_leaks(
         while time.monotonic() - frozen_at < 20:
             caller.call_refused(target.username, 503).expect_success(timeout=10)
             refused += 1
+        # Except an emergency call: it goes out through the trunk, undecided.
+        network = carrier.answer()
+        caller.call("112", hold_ms=200).expect_success()
+        network.expect_success()
+        (invite,) = received_invites(network)
+        assert "INVITE sip:112@" in invite
         # The calls in progress kept their cutoff: cut at 8 s, while the database was frozen.
         held.outcomes(timeout=5)
         durations = held.held_ms()
@@ -141,15 +148,39 @@ def test_postgres_frozen_new_calls_get_503_fast_and_nothing_leaks(
     # Back: no call left counted, calls flow again, and one CDR for every call.
     wait_until(lambda: calls_of(api, line) == [], 20, "nothing leaked")
     caller.call(target.username, hold_ms=200).expect_success()
-    records = one_cdr_per_call(api, line, 2 + refused + 1, wait_until)
+    records = one_cdr_per_call(api, line, 2 + refused + 2, wait_until)
     dispositions = sorted(r["disposition"] for r in records)
-    assert dispositions == sorted(["cut"] * 2 + ["failed"] * refused + ["answered"]), records
+    assert dispositions == sorted(["cut"] * 2 + ["failed"] * refused + ["answered"] * 2), records
+    assert [r["callee"] for r in records if r["destination"] == "emergency"] == ["112"], records
     for record in records:
         if record["disposition"] == "failed":
             assert record["sip_code"] == 503, record
             # Refused by the daemon's deadline, not left ringing: Asterisk's own timestamps.
             assert record["duration_ms"] < 2000, record
     assert "database not answering" in control_service.log_text()
+    assert "emergency call 112 put through undecided" in control_service.log_text()
+
+
+def test_emergency_calls_go_out_with_the_daemon_down(
+    api, make_line, settings, carrier, api_service, control_service, wait_until
+):
+    """Fail closed, except emergency calls: with no daemon to decide, an ordinary call gets 503
+    and 112 goes out through the trunk the reconciler keeps in astdb."""
+    _, caller = make_line()
+    wait_until(
+        lambda: "emergency calls' fallback route: trunk-carrier" in api_service.log_text(),
+        15, "the reconciler wrote the emergency route",
+    )  # fmt: skip
+    control_service.stop()
+    try:
+        caller.call_refused("0145678901", 503).expect_success()
+        network = carrier.answer()
+        caller.call("112", hold_ms=200).expect_success()
+        network.expect_success()
+        (invite,) = received_invites(network)
+        assert "INVITE sip:112@" in invite
+    finally:
+        control_service.start_and_wait(DAEMON_READY)
 
 
 # --- the daemon frozen, decisions taken twice ---------------------------------------------------
@@ -327,3 +358,14 @@ async def test_a_call_that_ends_during_a_sweep_is_not_taken_back(
         await ari.aclose()
         await engine.dispose()
         run.process.kill()
+
+
+def test_a_dialled_string_asterisk_cannot_tell_the_daemon_is_ended_by_asterisk(
+    make_line, target, settings, control_service
+):
+    """A byte that is not UTF-8 in the dialled string: Asterisk cannot put the channel in ARI's
+    JSON, so the daemon never hears of the call. The Stasis wait ends it (503), and the next
+    call is decided as usual."""
+    _, caller = make_line()
+    caller.call_refused("1%FF2", 503).expect_success(timeout=settings.stasis_wait_s + 20)
+    caller.call(target.username, hold_ms=200).expect_success()

@@ -236,6 +236,9 @@ class AmiClient:
             return False
         return True
 
+    async def db_put(self, family: str, key: str, value: str) -> None:
+        await self.action({"Action": "DBPut", "Family": family, "Key": key, "Val": value})
+
     async def db_del(self, family: str, key: str) -> bool:
         """Delete one astdb key; False if it was not there."""
         try:

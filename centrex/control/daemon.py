@@ -34,6 +34,7 @@ from centrex import metrics
 from centrex.asterisk.ari import AriClient
 from centrex.asterisk.ari_events import AriWebSocket
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
+from centrex.asterisk.pjsip_objects import TRUNK_PREFIX
 from centrex.cdr.journal_path import journal_path
 from centrex.config import Settings
 from centrex.control.call_registry import AdmittedCall, CallRef, CallRegistry
@@ -41,6 +42,7 @@ from centrex.control.cel_tail import CelTail
 from centrex.control.cutoff_timer import CutoffTimer
 from centrex.core.call_events import CallAnswered, CallEnded, call_event_of
 from centrex.core.cdr import parse_line
+from centrex.core.numbering import DialledKind, classify_dialled
 from centrex.core.routing import endpoint_of_channel
 from centrex.db.session import make_engine
 from centrex.metrics import DAEMON_REGISTRY
@@ -51,6 +53,7 @@ T = TypeVar("T")
 
 DIAL_CONTEXT = "centrex-dial"
 NOT_IN_SERVICE_CONTEXT = "centrex-not-in-service"
+EMERGENCY_CONTEXT = "centrex-emergency"  # out through the trunk without a decision
 ANSWERED_VAR = "CENTREX_ANSWERED_AT"  # stamped on the caller's channel by the dialplan
 ANSWERED_BY_VAR = "CENTREX_ANSWERED_BY"  # the endpoint that answered, likewise
 HUNT_ARG = "hunt"  # Stasis argument of a hunt coming back for its next member
@@ -127,13 +130,11 @@ class CallControl:
                 channel_id, self.settings.call_path_db_timeout_s,
             )  # fmt: skip
             metrics.DATABASE_TIMEOUTS.labels("admission").inc()
-            metrics.CALLS_REFUSED.labels("error").inc()
-            await self._hangup_quietly(channel_id, "congestion")
+            await self._undecided(channel_id, caller, dialled)
             return
         except Exception:
             log.exception("call %s: no decision (internal error); refusing", channel_id)
-            metrics.CALLS_REFUSED.labels("error").inc()
-            await self._hangup_quietly(channel_id, "congestion")
+            await self._undecided(channel_id, caller, dialled)
             return
         elapsed_ms = (time.perf_counter() - started) * 1000
         metrics.ADMISSION_SECONDS.observe(elapsed_ms / 1000)
@@ -183,6 +184,19 @@ class CallControl:
             # The caller hung up while we decided: the call never happened.
             log.info("call %s: gone before it could proceed (%s); released", channel_id, exc)
             await self.end_call(channel_id)
+
+    async def _undecided(self, channel_id: str, caller: str | None, dialled: str) -> None:
+        """No decision could be taken: refused with 503 (fail closed), except an emergency
+        call from a line, which goes out through the trunk unchecked (never refused)."""
+        from_line = caller is not None and not caller.startswith(TRUNK_PREFIX)
+        if from_line and classify_dialled(dialled).kind is DialledKind.emergency:
+            log.warning("call %s: emergency call %s put through undecided", channel_id, dialled)
+            metrics.EMERGENCY_UNDECIDED.inc()
+            with contextlib.suppress(AsteriskError):
+                await self.ari.continue_in_dialplan(channel_id, EMERGENCY_CONTEXT, dialled)
+                return
+        metrics.CALLS_REFUSED.labels("error").inc()
+        await self._hangup_quietly(channel_id, "congestion")
 
     async def _within_deadline(self, operation: Coroutine[Any, Any, T]) -> T:
         """``operation``'s result, or TimeoutError once ``call_path_db_timeout_s`` has passed.

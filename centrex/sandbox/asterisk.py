@@ -42,6 +42,8 @@ from centrex.asterisk.pjsip_objects import (
     SORCERY_CACHE_PREFIX,
 )
 from centrex.config import Settings
+from centrex.core.admission import ASTERISK_BACKSTOP_S
+from centrex.core.numbering import EMERGENCY_NUMBERS
 
 log = logging.getLogger(__name__)
 
@@ -353,6 +355,9 @@ class AsteriskSandbox:
             "ari_password": s.ari_password.get_secret_value(),
             "stasis_app": s.stasis_app,
             "stasis_wait_s": s.stasis_wait_s,
+            "emergency_numbers": sorted(EMERGENCY_NUMBERS),
+            "ring_timeout_s": s.ring_timeout_s,
+            "emergency_limit_ms": int((s.max_call_duration_s + ASTERISK_BACKSTOP_S) * 1000),
             "realm": self.realm,
             "tone_zone": DEFAULT_TONE_ZONE,
             "astdb_prefix": ASTDB_PREFIX,

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from centrex import metrics
@@ -25,11 +25,14 @@ from centrex.asterisk.ari import AriClient
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
 from centrex.asterisk.pjsip_objects import (
     ASTDB_FAMILY,
+    EMERGENCY_TRUNK_KEY,
     PJSIP_OBJECT_TYPES,
+    TRUNK_PREFIX,
     PjsipObject,
     sorcery_cache_name,
 )
 from centrex.config import Settings
+from centrex.control.call_registry import OUTBOUND_TRUNK
 from centrex.core.sync_plan import ObjectKey, plan_sync
 from centrex.db.models import Line, SyncState, Trunk
 from centrex.services.provisioning import AsteriskProjector
@@ -88,6 +91,26 @@ async def read_desired_objects(
     for trunk in await session.scalars(select(Trunk)):
         desired[f"trunk:{trunk.name}"] = projector.trunk_objects(trunk)
     return desired
+
+
+async def reconcile_emergency_route(
+    sessionmaker: async_sessionmaker[AsyncSession], ami: AmiClient
+) -> None:
+    """Keep in astdb the trunk emergency calls leave through, for the dialplan to put them
+    through when the daemon cannot decide them (``centrex-emergency`` in extensions.conf.j2).
+    astdb, not a dialplan global: it survives an Asterisk restart with the daemon down."""
+    async with sessionmaker() as session:  # the daemon's own rule for the way out
+        name = (await session.execute(text(OUTBOUND_TRUNK))).scalar()
+    desired = f"{TRUNK_PREFIX}{name}" if name else None
+    family, key = EMERGENCY_TRUNK_KEY
+    # DBGetTree, not DBGet: Asterisk 22 answers DBGet in a way panoramisk waits on forever.
+    if (await ami.db_get_tree(family)).get(key) == desired:
+        return
+    if desired is None:
+        await ami.db_del(family, key)
+    else:
+        await ami.db_put(family, key, desired)
+    log.info("emergency calls' fallback route: %s", desired or "none (no trunk)")
 
 
 async def reconcile_lines(
@@ -226,6 +249,7 @@ class Reconciler:
             try:
                 async with self.ami_session() as ami:
                     self.last_report = await reconcile_lines(self.sessionmaker, self.projector, ami)
+                    await reconcile_emergency_route(self.sessionmaker, ami)
                     await self._count_registered(ami)
                 self.passes += 1
                 metrics.RECONCILE_PASSES.labels("ok").inc()
