@@ -165,7 +165,7 @@ def test_a_dialled_string_cannot_end_a_call_the_daemon_counts(
 # --- the rest of what a caller controls ------------------------------------------------------
 # CR, LF, quotes, commas, parentheses, dialplan syntax, other line breaks, 80+ bytes. (Not a
 # byte that is not UTF-8: Asterisk cannot put the channel in ARI's JSON, so the daemon never
-# hears of the call, which waits in Stasis until the caller gives up.)
+# hears of the call; Asterisk ends it after the Stasis wait: tests/test_faults.py.)
 HOSTILE_DIALLED = [
     b'1\r\n"HANGUP","1","x","x"\r\n',
     b"1,2;\"3\"'4'(5)${EXTEN}$[1+1]{6}\\7",
