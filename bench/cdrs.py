@@ -47,7 +47,7 @@ from centrex.config import Settings
 from centrex.core.cdr import CDR_COLUMNS, EndedCall, build_cdr
 from centrex.sandbox.asterisk import AsteriskSandbox
 from centrex.sandbox.postgres import free_port, migrated_test_database
-from centrex.sandbox.processes import API_READY, DAEMON_READY, ServiceProcess
+from centrex.sandbox.processes import API_READY, CDR_READY, DAEMON_READY, ServiceProcess
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -155,8 +155,10 @@ class LagBench:
         self.sandbox.start()
         api = ServiceProcess("api", s, self.work / "logs")
         control = ServiceProcess("control", s, self.work / "logs")
-        self.procs += [api, control]
+        shipper = ServiceProcess("cdr", s, self.work / "logs")  # its own process (issue 11)
+        self.procs += [api, control, shipper]
         api.start_and_wait(API_READY)
+        shipper.start_and_wait(CDR_READY)
         control.start_and_wait(DAEMON_READY)
         async with httpx.AsyncClient(
             base_url=f"http://{s.api_host}:{s.api_port}",

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from sip_agent import Carrier, free_udp_port
+from sip_agent import Carrier, SipEndpoint, free_udp_port
 
 from centrex.config import Settings
 from centrex.sandbox import processes
@@ -164,3 +164,36 @@ def smtp_inbox(settings: Settings) -> Iterator[list]:
     controller.start()
     yield inbox
     controller.stop()
+
+
+@pytest.fixture
+def make_line(api: httpx.Client, customer: dict, settings: Settings):
+    """Lines of the test module's ``customer`` (a fixture each module defines), with their SIP
+    endpoint as a device would use it."""
+
+    def make(label: str = "line", **fields: object) -> tuple[dict, SipEndpoint]:
+        body = {"customer_id": customer["id"], "label": label, **fields}
+        response = api.post("/v1/lines", json=body)
+        assert response.status_code == 201, response.text
+        line = response.json()
+        server = f"{settings.asterisk_host}:{settings.sip_port}"
+        return line, SipEndpoint(line["sip_username"], line["sip_password"], server)
+
+    return make
+
+
+@pytest.fixture
+def answering_line(make_line):
+    """Lines whose device answers everything (limit raised so only callers' limits bite)."""
+    devices = []
+
+    def make(*, ring_ms: int = 100, calls: int = 1000, **limits) -> tuple[dict, SipEndpoint]:
+        line, endpoint = make_line(max_calls=1000, **limits)
+        port = free_udp_port()
+        devices.append(endpoint.answer(port, calls=calls, ring_ms=ring_ms, timeout_s=600))
+        endpoint.register(port).expect_success()
+        return line, endpoint
+
+    yield make
+    for device in devices:
+        device.process.kill()

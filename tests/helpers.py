@@ -48,6 +48,12 @@ def provisioned_keys(asterisk: AsteriskSandbox) -> set[str]:
     return {ln.split(":")[0].strip() for ln in out.splitlines() if ln.startswith("/centrex/")}
 
 
+def emergency_route(asterisk: AsteriskSandbox) -> str | None:
+    """The trunk the reconciler keeps in astdb for emergency calls nobody can decide."""
+    out = asterisk.cli("database get centrex_routes emergency_trunk")
+    return out.split("Value:", 1)[1].strip() if "Value:" in out else None
+
+
 def sql(database_url: str, statement: str, *args: object) -> list[asyncpg.Record]:
     """One statement straight against PostgreSQL, from synchronous test code."""
 

@@ -30,36 +30,6 @@ def customer(api: httpx.Client) -> dict:
     return api.post("/v1/customers", json={"name": "Call Control"}).json()
 
 
-@pytest.fixture
-def make_line(api: httpx.Client, customer: dict, settings: Settings):
-    def make(**limits) -> tuple[dict, SipEndpoint]:
-        body = {"customer_id": customer["id"], "label": "cc", **limits}
-        response = api.post("/v1/lines", json=body)
-        assert response.status_code == 201, response.text
-        line = response.json()
-        server = f"{settings.asterisk_host}:{settings.sip_port}"
-        return line, SipEndpoint(line["sip_username"], line["sip_password"], server)
-
-    return make
-
-
-@pytest.fixture
-def answering_line(make_line):
-    """A line whose device answers everything (limit raised so only callers' limits bite)."""
-    devices = []
-
-    def make(*, ring_ms: int = 100, calls: int = 1000, **limits) -> tuple[dict, SipEndpoint]:
-        line, endpoint = make_line(max_calls=1000, **limits)
-        port = free_udp_port()
-        devices.append(endpoint.answer(port, calls=calls, ring_ms=ring_ms, timeout_s=600))
-        endpoint.register(port).expect_success()
-        return line, endpoint
-
-    yield make
-    for device in devices:
-        device.process.kill()
-
-
 def calls_of(api: httpx.Client, line: dict) -> list[dict]:
     response = api.get(f"/v1/lines/{line['id']}/calls")
     assert response.status_code == 200, response.text

@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from helpers import sql
-from sip_agent import SipEndpoint, free_udp_port, received_invites, start_calls
+from helpers import emergency_route, sql
+from sip_agent import SipEndpoint, received_invites, start_calls
 
 from centrex.asterisk.ari import AriClient
 from centrex.cdr.journal import Journal
@@ -43,27 +43,8 @@ def customer(api: httpx.Client) -> dict:
 
 
 @pytest.fixture
-def make_line(api: httpx.Client, customer: dict, settings: Settings):
-    def make(**limits) -> tuple[dict, SipEndpoint]:
-        body = {"customer_id": customer["id"], "label": "f", **limits}
-        response = api.post("/v1/lines", json=body)
-        assert response.status_code == 201, response.text
-        line = response.json()
-        server = f"{settings.asterisk_host}:{settings.sip_port}"
-        return line, SipEndpoint(line["sip_username"], line["sip_password"], server)
-
-    return make
-
-
-@pytest.fixture
-def answering(make_line) -> Iterator[tuple[dict, SipEndpoint]]:
-    """A line whose device answers everything."""
-    line, endpoint = make_line(max_calls=1000)
-    port = free_udp_port()
-    device = endpoint.answer(port, calls=1000, ring_ms=100, timeout_s=600)
-    endpoint.register(port).expect_success()
-    yield line, endpoint
-    device.process.kill()
+def answering(answering_line) -> tuple[dict, SipEndpoint]:
+    return answering_line()
 
 
 @pytest.fixture
@@ -114,8 +95,8 @@ def frozen_postgres(cluster) -> Iterator[None]:
 
 
 def test_postgres_frozen_new_calls_get_503_fast_and_nothing_leaks(
-    api, make_line, target, settings, database, control_service, cdr_service, carrier,
-    api_service, wait_until,
+    api, make_line, target, settings, database, asterisk, control_service, cdr_service, carrier,
+    wait_until,
 ):  # fmt: skip
     if database.cluster is None:
         pytest.skip("DATABASE_URL names a server these tests do not own; cannot freeze it")
@@ -127,6 +108,7 @@ def test_postgres_frozen_new_calls_get_503_fast_and_nothing_leaks(
     wait_until(
         lambda: len([c for c in calls_of(api, line) if c["deadline_at"]]) == 2, 10, "answered"
     )
+    wait_until(lambda: emergency_route(asterisk) == "trunk-carrier", 15, "the emergency route")
     refused = 0
     with frozen_postgres(database.cluster):
         frozen_at = time.monotonic()
@@ -152,6 +134,8 @@ def test_postgres_frozen_new_calls_get_503_fast_and_nothing_leaks(
     dispositions = sorted(r["disposition"] for r in records)
     assert dispositions == sorted(["cut"] * 2 + ["failed"] * refused + ["answered"] * 2), records
     assert [r["callee"] for r in records if r["destination"] == "emergency"] == ["112"], records
+    refusals = [r["duration_ms"] for r in records if r["disposition"] == "failed"]
+    print(f"frozen PostgreSQL: {refused} calls refused, INVITE to 503 max {max(refusals)} ms")
     for record in records:
         if record["disposition"] == "failed":
             assert record["sip_code"] == 503, record
@@ -162,15 +146,12 @@ def test_postgres_frozen_new_calls_get_503_fast_and_nothing_leaks(
 
 
 def test_emergency_calls_go_out_with_the_daemon_down(
-    api, make_line, settings, carrier, api_service, control_service, wait_until
+    api, make_line, settings, carrier, asterisk, control_service, wait_until
 ):
     """Fail closed, except emergency calls: with no daemon to decide, an ordinary call gets 503
     and 112 goes out through the trunk the reconciler keeps in astdb."""
     _, caller = make_line()
-    wait_until(
-        lambda: "emergency calls' fallback route: trunk-carrier" in api_service.log_text(),
-        15, "the reconciler wrote the emergency route",
-    )  # fmt: skip
+    wait_until(lambda: emergency_route(asterisk) == "trunk-carrier", 15, "the emergency route")
     control_service.stop()
     try:
         caller.call_refused("0145678901", 503).expect_success()

@@ -20,18 +20,6 @@ def customer(api: httpx.Client) -> dict:
     return response.json()
 
 
-@pytest.fixture
-def make_line(api: httpx.Client, customer: dict, settings: Settings):
-    def make(label: str = "desk") -> tuple[dict, SipEndpoint]:
-        response = api.post("/v1/lines", json={"customer_id": customer["id"], "label": label})
-        assert response.status_code == 201, response.text
-        line = response.json()
-        server = f"{settings.asterisk_host}:{settings.sip_port}"
-        return line, SipEndpoint(line["sip_username"], line["sip_password"], server)
-
-    return make
-
-
 def test_created_line_is_in_asterisk_with_the_contract_settings(make_line, settings: Settings):
     line, _ = make_line()
     assert line["sync_state"] == "synced", line

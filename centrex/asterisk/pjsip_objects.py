@@ -16,8 +16,9 @@ LINES_CONTEXT = "centrex-lines"
 TRUNKS_CONTEXT = "centrex-trunks"
 TRUNK_PREFIX = "trunk-"  # line usernames never contain "-": the two can't collide
 # astdb family and key of the trunk emergency calls leave through when the daemon cannot decide
-# them (the reconciler writes it; ${DB(centrex/emergency_trunk)} in extensions.conf.j2 reads it).
-EMERGENCY_TRUNK_KEY = ("centrex", "emergency_trunk")
+# them: the reconciler writes it, ${DB(centrex_routes/emergency_trunk)} in extensions.conf.j2
+# reads it. A family of its own: "centrex" holds the provisioned objects, read whole.
+EMERGENCY_TRUNK_KEY = ("centrex_routes", "emergency_trunk")
 # sorcery.conf keeps these types in astdb under one prefix: keys "/centrex/<type>/<id>".
 ASTDB_FAMILY = "centrex"
 # ... behind one sorcery memory cache per type, named "centrex_<type>" (AMI SorceryMemoryCache*).
