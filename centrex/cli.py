@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import secrets
@@ -41,9 +42,10 @@ def _setup_logging(verbose: bool = False) -> None:
 
 
 def _settings() -> Settings:
-    """The configuration, or a clear message naming each bad variable and exit status 2."""
+    """The configuration, or a clear message naming each bad variable and exit status 2: an
+    invalid value, or a secret left empty or at its shipped placeholder."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         typer.echo("centrex: invalid configuration (environment or var/centrex.env):", err=True)
         for error in exc.errors():
@@ -52,6 +54,28 @@ def _settings() -> Settings:
             got = f" (got {error['input']!r})" if error.get("type") != "missing" else ""
             typer.echo(f"  {variable}: {error['msg']}{got}", err=True)
         raise typer.Exit(2) from None
+    if unset := settings.default_secrets():
+        typer.echo(
+            f"centrex: {', '.join(unset)} empty or at the shipped placeholder: set a secret of "
+            "your own (environment or var/centrex.env; `centrex up` generates them)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    _warn_if_control_ports_public(settings)
+    return settings
+
+
+def _warn_if_control_ports_public(settings: Settings) -> None:
+    host = settings.asterisk_host
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    log.warning(
+        "AMI and ARI listen on %s, not on loopback: whoever reaches them can dial past every "
+        "policy and read every line's HA1. Keep CENTREX_ASTERISK_HOST on 127.0.0.1 and expose "
+        "only SIP (CENTREX_SIP_BIND).",
+        host,
+    )
 
 
 # --- secrets generated on first run -------------------------------------------------------
@@ -217,7 +241,7 @@ def _banner(settings: Settings, database_url: str) -> str:
 == centrex is running
 API          {api_url}   (OpenAPI: {api_url}/docs)
 API token    {token}   (in var/centrex.env)
-SIP          udp/tcp {settings.asterisk_host}:{settings.sip_port}   realm {settings.sip_realm}
+SIP          udp/tcp {settings.sip_bind_address}:{settings.sip_port}   realm {settings.sip_realm}
 AMI / ARI    {settings.asterisk_host}:{settings.ami_port} / {settings.ari_url}
 Database     {database_url.split("@")[-1]}
 Metrics      {api_url}/metrics (API), {daemon_url}/metrics (daemon),

@@ -15,6 +15,8 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_VAR_DIR = Path("var")
+# Shipped placeholders, refused by every command (Settings.default_secrets).
+PLACEHOLDER_SECRETS = frozenset({"centrex-ami-change-me", "centrex-ari-change-me"})
 
 
 class Settings(BaseSettings):
@@ -42,7 +44,16 @@ class Settings(BaseSettings):
         description="debootstrap root holding Asterisk when the host has none.",
     )
     asterisk_instance: str = Field("main", description="Name of this Asterisk instance.")
-    asterisk_host: str = "127.0.0.1"
+    asterisk_host: str = Field(
+        "127.0.0.1",
+        description="Where centrex reaches Asterisk's AMI and ARI, and where the sandbox makes "
+        "them listen: keep it on loopback (they can dial past every policy and read every HA1).",
+    )
+    sip_bind: str | None = Field(
+        None,
+        description="Where SIP listens (UDP and TCP): the address phones reach, 0.0.0.0 for "
+        "every address; unset: CENTREX_ASTERISK_HOST.",
+    )
     sip_port: int = 5060
     ami_port: int = 5038
     http_port: int = 8088
@@ -182,6 +193,24 @@ class Settings(BaseSettings):
                 "which starts the private cluster and sets it"
             )
         return self.database_url
+
+    @property
+    def sip_bind_address(self) -> str:
+        return self.sip_bind or self.asterisk_host
+
+    def default_secrets(self) -> list[str]:
+        """The settings whose secret is empty or the shipped placeholder: nothing may start
+        with one (the placeholders are public, in this file)."""
+        found = []
+        for name, value in (
+            ("CENTREX_API_TOKEN", self.api_token),
+            ("CENTREX_AMI_SECRET", self.ami_secret),
+            ("CENTREX_ARI_PASSWORD", self.ari_password),
+        ):
+            secret = value.get_secret_value()
+            if not secret or secret in PLACEHOLDER_SECRETS:
+                found.append(name)
+        return found
 
     @property
     def ari_url(self) -> str:

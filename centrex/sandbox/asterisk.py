@@ -87,7 +87,8 @@ def rtp_port_range(sip_port: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class AsteriskPorts:
-    host: str
+    host: str  # AMI and ARI
+    sip_bind: str
     sip: int
     ami: int
     http: int
@@ -171,6 +172,7 @@ class AsteriskSandbox:
         rtp_start, rtp_end = rtp_port_range(settings.sip_port)
         self.ports = AsteriskPorts(
             host=settings.asterisk_host,
+            sip_bind=settings.sip_bind_address,
             sip=settings.sip_port,
             ami=settings.ami_port,
             http=settings.http_port,
@@ -344,6 +346,7 @@ class AsteriskSandbox:
             "instance": self.instance,
             "dirs": self.dirs,
             "host": self.ports.host,
+            "sip_bind": self.ports.sip_bind,
             "sip_port": self.ports.sip,
             "ami_port": self.ports.ami,
             "http_port": self.ports.http,
@@ -480,13 +483,12 @@ class AsteriskSandbox:
         )
 
     def _check_ports_free(self) -> None:
-        host = self.ports.host
         busy = []
-        for kind, port in (
-            ("SIP/udp", self.ports.sip),
-            ("SIP/tcp", self.ports.sip),
-            ("AMI", self.ports.ami),
-            ("HTTP/ARI", self.ports.http),
+        for kind, host, port in (
+            ("SIP/udp", self.ports.sip_bind, self.ports.sip),
+            ("SIP/tcp", self.ports.sip_bind, self.ports.sip),
+            ("AMI", self.ports.host, self.ports.ami),
+            ("HTTP/ARI", self.ports.host, self.ports.http),
         ):
             stype = socket.SOCK_DGRAM if kind == "SIP/udp" else socket.SOCK_STREAM
             with socket.socket(socket.AF_INET, stype) as sock:
@@ -569,15 +571,20 @@ class AsteriskSandbox:
             except AsteriskNotRunning:
                 time.sleep(0.2)
         # 2. AMI, ARI and SIP (TCP transport) accept connections
-        for port in (self.ports.ami, self.ports.http, self.ports.sip):
+        sip_host = self.ports.host if self.ports.sip_bind == "0.0.0.0" else self.ports.sip_bind
+        for host, port in (
+            (self.ports.host, self.ports.ami),
+            (self.ports.host, self.ports.http),
+            (sip_host, self.ports.sip),
+        ):
             while True:
                 try:
-                    with socket.create_connection((self.ports.host, port), timeout=1):
+                    with socket.create_connection((host, port), timeout=1):
                         break
                 except OSError:
                     if time.monotonic() > deadline:
                         raise AsteriskSandboxError(
-                            f"Asterisk {self.instance} booted but {self.ports.host}:{port} "
+                            f"Asterisk {self.instance} booted but {host}:{port} "
                             f"does not accept connections\n{self._log_tail()}"
                         ) from None
                     time.sleep(0.1)
