@@ -55,7 +55,11 @@ async def renew_credentials(
     log.warning("line %s: SIP credentials renewed by %s: %s", line.sip_username, actor, reason)
 
     try:
-        await projector.push_credentials(line)
+        # The whole line, auth first: from that write Asterisk refuses the old password (every
+        # REGISTER and INVITE is checked against the auth, through sorcery's cache, which the
+        # write updates). Whole, so a line still pending from before is complete when marked
+        # synced below.
+        await projector.push_line(line)
         await projector.drop_registrations(line)
     except AsteriskError as exc:
         kind = "unreachable" if isinstance(exc, AsteriskUnavailable) else "refused"
@@ -74,7 +78,7 @@ async def _superseded(session: AsyncSession, projector: AsteriskProjector, line:
     ours did: put the line's current hash back, and show nobody our password."""
     await session.refresh(line)
     try:
-        await projector.push_credentials(line)
+        await projector.push_line(line)
     except AsteriskError:
         pass  # the reconciler compares the hashes and writes the database's
     raise Conflict(

@@ -62,14 +62,6 @@ class AsteriskProjector:
             for obj in self.line_objects(line):
                 await self.put(obj)
 
-    async def push_credentials(self, line: Line) -> None:
-        """Rewrite the line's auth: from this write Asterisk refuses the old password (every
-        REGISTER and INVITE is challenged against the auth object, through sorcery's cache,
-        which the write updates)."""
-        auth = next(o for o in self.line_objects(line) if o.type == "auth")
-        async with counted("line", "credentials"):
-            await self.put(auth)
-
     async def drop_registrations(self, line: Line) -> None:
         """Remove every registered device (contact) of the line; calls in progress stay up.
 
