@@ -20,6 +20,7 @@ from centrex.api.deps import require_operator
 from centrex.api.routes import (
     calls,
     cdrs,
+    credentials,
     customers,
     lines,
     numbers,
@@ -156,6 +157,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     secured = [Depends(require_operator)]
     app.include_router(customers.router, dependencies=secured)
     app.include_router(lines.router, dependencies=secured)
+    app.include_router(credentials.router, dependencies=secured)
     app.include_router(calls.router, dependencies=secured)
     app.include_router(numbers.router, dependencies=secured)
     app.include_router(trunks.router, dependencies=secured)

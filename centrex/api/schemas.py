@@ -440,3 +440,23 @@ class FraudSuspicionOut(BaseModel):
     evidence: dict
     action: str
     created_at: datetime
+
+
+class CredentialRenewalOut(BaseModel):
+    """One renewal of a line's SIP password: who, when, why (never the password)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    line_id: uuid.UUID
+    actor: str
+    reason: str
+    created_at: datetime
+
+
+class CredentialsRenewed(LineOut):
+    sip_password: str = Field(
+        description="The new password, shown in this response only; the old one is refused."
+    )
+    sip_server: str = Field(description="host:port softphones register to.")
+    renewal: CredentialRenewalOut

@@ -44,3 +44,10 @@ def generate_password() -> str:
 
 def generate_credentials(realm: str) -> SipCredentials:
     return SipCredentials(generate_username(), generate_password(), realm)
+
+
+def renewed_credentials(username: str, realm: str) -> SipCredentials:
+    """New credentials for an existing line (art. 16, 17: lost or stolen ones are renewed).
+    Only the password changes: the username names the line in CDRs, logs and Asterisk, and a
+    device only needs its password re-entered."""
+    return SipCredentials(username, generate_password(), realm)

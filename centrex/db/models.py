@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Enum,
@@ -89,6 +90,11 @@ class Line(Base):
     sync_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Credentials renewed, and the devices registered with the old ones not yet removed from
+    # Asterisk (it was unreachable): the reconciler removes them after pushing the new ones.
+    registrations_purge_pending: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default="false"
+    )
 
     customer: Mapped[Customer] = relationship(back_populates="lines")
 
@@ -399,6 +405,20 @@ class PolicyRestriction(Base):
     lifted_by: Mapped[str | None] = mapped_column(String(100))
     lift_reason: Mapped[str | None] = mapped_column(Text)
     suspicion_id: Mapped[uuid.UUID | None] = mapped_column()  # when fraud control set it
+
+
+class CredentialRenewal(Base):
+    """A renewal of a line's SIP password (art. 16, 17): who, when, why; never the password or
+    its hash. Append-only: a trigger refuses UPDATE and DELETE (migration 0012)."""
+
+    __tablename__ = "credential_renewals"
+    __table_args__ = (Index("ix_credential_renewals_line", "line_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"))
+    actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class FraudSuspicion(Base):

@@ -62,6 +62,20 @@ class AsteriskProjector:
             for obj in self.line_objects(line):
                 await self.put(obj)
 
+    async def drop_registrations(self, line: Line) -> None:
+        """Remove every registered device (contact) of the line; calls in progress stay up.
+
+        res_pjsip has no AMI or ARI action that unregisters a device of an inbound
+        registration (``PJSIPUnregister`` is for Asterisk's own outbound registrations), and
+        contact ids hash the device's URI, which centrex does not know. Deleting the aor makes
+        res_pjsip delete its contacts (location.c, ``aor_deleted_observer``); the aor is
+        written again at once. A call placed to the line in between finds no device (480),
+        as it would after this anyway; dialogs in progress never look the aor up again."""
+        aor = next(o for o in self.line_objects(line) if o.type == "aor")
+        async with counted("line", "drop_registrations"):
+            await self.delete(aor.type, aor.id)
+            await self.put(aor)
+
     async def remove_line(self, username: str) -> None:
         async with counted("line", "remove"):
             for object_type in reversed(LINE_OBJECT_TYPES):

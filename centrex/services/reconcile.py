@@ -35,6 +35,7 @@ from centrex.config import Settings
 from centrex.control.call_registry import OUTBOUND_TRUNK
 from centrex.core.sync_plan import ObjectKey, plan_sync
 from centrex.db.models import Line, SyncState, Trunk
+from centrex.services.credentials import mark_registrations_purged
 from centrex.services.provisioning import AsteriskProjector
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,13 @@ async def reconcile_lines(
 ) -> ReconcileReport:
     actual = await read_asterisk_objects(ami)  # first: see the module docstring
     async with sessionmaker() as session:
+        # Before the desired objects: a line is purged with the hash read here, which the
+        # objects read next carry too (or a newer one, and then the purge is not marked done).
+        to_purge = list(
+            await session.scalars(
+                select(Line).where(Line.deleted_at.is_(None), Line.registrations_purge_pending)
+            )
+        )
         desired_by_line = await read_desired_objects(session, projector)
     desired = [obj for objs in desired_by_line.values() for obj in objs]
     plan = plan_sync(desired, actual)
@@ -155,6 +163,7 @@ async def reconcile_lines(
         report.deleted += 1
         report.changed.append(f"{object_type}/{object_id}")
         metrics.RECONCILE_REPAIRS.labels(object_type, "delete", "ok").inc()
+    await purge_old_registrations(sessionmaker, projector, to_purge, report, failed_users)
     if plan.put or plan.delete:
         log.info(
             "reconciled Asterisk: %d objects written, %d removed, %d failed: %s",
@@ -174,6 +183,33 @@ async def reconcile_lines(
             )
             await session.commit()
     return report
+
+
+async def purge_old_registrations(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    projector: AsteriskProjector,
+    lines: list[Line],
+    report: ReconcileReport,
+    failed_users: set[str],
+) -> None:
+    """Lines whose credentials were renewed while Asterisk could not be told: the new hash is
+    in Asterisk now (written above), so remove the devices registered with the old one."""
+    for line in lines:
+        if line.sip_username in failed_users:
+            continue  # its new auth did not go in: the old devices could register again
+        try:
+            await projector.drop_registrations(line)
+        except AsteriskUnavailable:
+            raise
+        except AsteriskError as exc:
+            report.failed += 1
+            report.errors.append(str(exc))
+            failed_users.add(line.sip_username)
+            continue
+        async with sessionmaker() as session:
+            await mark_registrations_purged(session, line.id, line.sip_ha1)
+        report.changed.append(f"contacts/{line.sip_username}")
+        log.info("line %s: registrations made with its old credentials removed", line.sip_username)
 
 
 class Reconciler:

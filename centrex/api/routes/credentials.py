@@ -1,0 +1,57 @@
+"""Renewing a line's SIP credentials (contract art. 16, 17) and the audit trail of renewals."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response, status
+
+from centrex.api.deps import ProjectorDep, SessionDep, SettingsDep
+from centrex.api.schemas import ChangeIn, CredentialRenewalOut, CredentialsRenewed, LineOut
+from centrex.db.models import CredentialRenewal, SyncState
+from centrex.services import credentials as service
+from centrex.services.lines import get_line_any, get_live_line
+
+router = APIRouter(prefix="/v1/lines", tags=["lines"])
+
+
+@router.post(
+    "/{line_id}/credentials",
+    response_model=CredentialsRenewed,
+    responses={
+        202: {
+            "model": CredentialsRenewed,
+            "description": "Renewed, but Asterisk could not be told yet: it still accepts the "
+            "old password until the reconciler pushes the new one (see sync_error).",
+        }
+    },
+)
+async def renew_credentials(
+    line_id: uuid.UUID,
+    body: ChangeIn,
+    response: Response,
+    session: SessionDep,
+    projector: ProjectorDep,
+    settings: SettingsDep,
+) -> CredentialsRenewed:
+    """A new SIP password, same username: the old password is refused from now on and the
+    devices registered with it are unregistered; calls in progress go on."""
+    line = await get_live_line(session, line_id)
+    renewed = await service.renew_credentials(
+        session, projector, line, actor=body.actor, reason=body.reason
+    )
+    if renewed.line.sync_state != SyncState.synced:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return CredentialsRenewed(
+        **LineOut.model_validate(renewed.line).model_dump(),
+        sip_password=renewed.password,
+        sip_server=f"{settings.asterisk_host}:{settings.sip_port}",
+        renewal=CredentialRenewalOut.model_validate(renewed.renewal),
+    )
+
+
+@router.get("/{line_id}/credential-renewals", response_model=list[CredentialRenewalOut])
+async def credential_renewals(line_id: uuid.UUID, session: SessionDep) -> list[CredentialRenewal]:
+    """Every renewal of the line's credentials, oldest first; a deleted line's too."""
+    await get_line_any(session, line_id)
+    return await service.renewals_of(session, line_id)
