@@ -145,7 +145,29 @@ def start_database(settings: Settings) -> str:
         cluster.start()
     url = cluster.url
     upgrade_to_head(url)
+    if asyncio.run(_is_superuser(url)):
+        log.warning(
+            "the database role of DATABASE_URL is a superuser: give centrex a role that owns "
+            "its database and nothing more (see docs/database.md)"
+        )
     return url
+
+
+async def _is_superuser(url: str) -> bool:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    conn = await asyncpg.connect(
+        user=u.username, password=u.password, host=u.host or "127.0.0.1", port=u.port or 5432,
+        database=u.database,
+    )  # fmt: skip
+    try:
+        return bool(
+            await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        )
+    finally:
+        await conn.close()
 
 
 @db_app.command("up")

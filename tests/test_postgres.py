@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
@@ -38,7 +39,7 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pos
 async def test_cluster_lifecycle(cluster: PostgresCluster) -> None:
     assert cluster.is_running()
     await asyncio.to_thread(cluster.start)  # idempotent
-    assert cluster.url.startswith("postgresql+asyncpg://centrex:")
+    assert cluster.url.startswith("postgresql+asyncpg://centrex_app:")
     assert f"@127.0.0.1:{cluster.port}/centrex" in cluster.url
     assert stat.S_IMODE(cluster.password_file.stat().st_mode) == 0o600
 
@@ -47,6 +48,23 @@ async def test_cluster_lifecycle(cluster: PostgresCluster) -> None:
     assert not cluster.is_running()
     await asyncio.to_thread(cluster.start)
     assert cluster.is_running()
+
+
+async def test_the_application_is_no_superuser(cluster: PostgresCluster) -> None:
+    """It owns its database and what its migrations create, nothing more."""
+    conn = await asyncpg.connect(cluster.url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        row = await conn.fetchrow(
+            "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication FROM pg_roles"
+            " WHERE rolname = current_user"
+        )
+        assert tuple(row) == (False, False, False, False)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("CREATE DATABASE not_allowed")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("ALTER SYSTEM SET work_mem = '1GB'")
+    finally:
+        await conn.close()
 
 
 async def test_password_required(cluster: PostgresCluster) -> None:

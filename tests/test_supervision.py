@@ -82,9 +82,13 @@ class Up:
 
 
 @pytest.fixture(scope="module")
-def up(settings: Settings, database_url: str, tmp_path_factory) -> Iterator[Up]:
+def up(settings: Settings, database, database_url: str, tmp_path_factory) -> Iterator[Up]:
     work = tmp_path_factory.mktemp("up")
-    server = PostgresCluster(Settings(_env_file=None, database_url=database_url))
+    # The session's own cluster creates databases as its bootstrap role (the application's
+    # role may not); on an external server, as the URL's role.
+    server = database.cluster or PostgresCluster(
+        Settings(_env_file=None, database_url=database_url)
+    )
     name = f"centrex_up_{uuid.uuid4().hex[:8]}"
     url = asyncio.run(server.create_database(name))
     sip_port = free_port()

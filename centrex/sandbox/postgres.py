@@ -40,7 +40,10 @@ log = logging.getLogger(__name__)
 
 PG_ROOT = Path("/usr/lib/postgresql")
 FALLBACK_ROOT = Path("/var/lib/centrex")
-SUPERUSER = "centrex"
+SUPERUSER = "centrex"  # the cluster's bootstrap role: administration only (socket, tests)
+# What the application connects as: no superuser, no CREATEDB, no CREATEROLE; it owns its
+# database (and so everything its migrations create), nothing else.
+APP_ROLE = "centrex_app"
 DEFAULT_DB = "centrex"
 CANDIDATE_USERS = ("postgres", "centrex-pg")
 _CONF_NAME = "centrex.conf"
@@ -327,7 +330,16 @@ class PostgresCluster:
         if self._reset_password:
             self._psql(f"ALTER ROLE {SUPERUSER} PASSWORD {_literal(self.password())}")
             self._reset_password = False
+        self._ensure_app_role()
         self.create_database_sync(DEFAULT_DB)
+
+    def _ensure_app_role(self) -> None:
+        self._psql(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
+            f"{_literal(APP_ROLE)}) THEN CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB "
+            "NOCREATEROLE NOREPLICATION; END IF; END $$;\n"
+            f"ALTER ROLE {APP_ROLE} PASSWORD {_literal(self.password())};"
+        )
 
     def stop(self) -> None:
         """Fast shutdown (idempotent)."""
@@ -358,17 +370,23 @@ class PostgresCluster:
         return res.stdout.strip()
 
     # --- databases and URLs ----------------------------------------------------------------------
-    def url_for(self, dbname: str) -> str:
+    def url_for(self, dbname: str, *, role: str = APP_ROLE) -> str:
+        """What the application connects with (the application role), or with ``role``."""
         if self.external_url:
             return make_url(self.external_url).set(database=dbname).render_as_string(False)
         return (
-            f"postgresql+asyncpg://{SUPERUSER}:{quote(self.password(), safe='')}"
+            f"postgresql+asyncpg://{role}:{quote(self.password(), safe='')}"
             f"@127.0.0.1:{self.port}/{dbname}"
         )
 
     @property
     def url(self) -> str:
         return self.external_url or self.url_for(DEFAULT_DB)
+
+    @property
+    def admin_url(self) -> str:
+        """Creating and dropping databases: the bootstrap role here, the given URL's outside."""
+        return self.external_url or self.url_for("postgres", role=SUPERUSER)
 
     def create_database_sync(self, name: str) -> None:
         """CREATE DATABASE unless it exists. Private cluster only (runs psql on the socket)."""
@@ -377,16 +395,29 @@ class PostgresCluster:
             raise PostgresError("use 'await create_database()' for an external server")
         exists = self._psql(f"SELECT 1 FROM pg_database WHERE datname = {_literal(name)}")
         if exists != "1":
-            self._psql(f'CREATE DATABASE "{name}"')
+            self._psql(f'CREATE DATABASE "{name}" OWNER {APP_ROLE}')
+            return
+        owner = self._psql(
+            f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {_literal(name)}"
+        )
+        if owner != APP_ROLE:
+            # Made before the application role existed: its objects belong to the bootstrap
+            # role, which owns the system catalogs too, so they cannot simply be handed over.
+            raise PostgresError(
+                f"database {name} belongs to {owner}, not to {APP_ROLE} (it predates the "
+                f"application role): dump and restore it, or remove {self.data_dir} for a new "
+                "cluster"
+            )
 
     async def create_database(self, name: str) -> str:
         """CREATE DATABASE unless it exists, here or on the external server; returns its URL."""
         _check_dbname(name)
-        conn = await _admin_connect(self.url)
+        conn = await _admin_connect(self.admin_url)
+        owner = "" if self.external else f" OWNER {APP_ROLE}"
         try:
             if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
                 with contextlib.suppress(_duplicate_database()):
-                    await conn.execute(f'CREATE DATABASE "{name}"')
+                    await conn.execute(f'CREATE DATABASE "{name}"{owner}')
         finally:
             await conn.close()
         return self.url_for(name)
@@ -395,7 +426,7 @@ class PostgresCluster:
         _check_dbname(name)
         if name == (make_url(self.url).database or DEFAULT_DB):
             raise PostgresError(f"refusing to drop the database the URL names ({name})")
-        conn = await _admin_connect(self.url)
+        conn = await _admin_connect(self.admin_url)
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
