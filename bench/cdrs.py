@@ -169,16 +169,18 @@ class LagBench:
             caller = (await client.post("/v1/lines", json=body)).json()
             target = (await client.post("/v1/lines", json=body)).json()
         device_port = free_port()
-        self.sipp("-sf", str(SCENARIOS / "uas_answer.xml"), "-p", str(device_port),
-                  "-m", "100000000", "-d", "50", wd=self.work / "device")  # fmt: skip
         register = self.sipp(
-            "-sf", str(SCENARIOS / "register.xml"), "-p", str(free_port()), "-m", "1",
+            "-sf", str(SCENARIOS / "register.xml"), "-p", str(device_port), "-m", "1",
             "-s", target["sip_username"], "-au", target["sip_username"],
             "-ap", target["sip_password"], "-key", "contact_port", str(device_port),
             "-key", "expires", "3600", "-timeout", "15s", "-timeout_error", wd=self.work / "reg",
         )  # fmt: skip
         if register.wait(30) != 0:
             raise RuntimeError("the target device could not register")
+        # Asterisk calls a line where its REGISTER came from (rewrite_contact): the device
+        # answers on the socket it registered from, once the REGISTER's sipp is gone.
+        self.sipp("-sf", str(SCENARIOS / "uas_answer.xml"), "-p", str(device_port),
+                  "-m", "100000000", "-d", "50", wd=self.work / "device")  # fmt: skip
         total = int(self.cps * self.seconds)
         log(f"lag: {total} calls at {self.cps} cps, 500 ms each")
         uac = self.sipp(

@@ -190,8 +190,8 @@ def answering_line(make_line):
     def make(*, ring_ms: int = 100, calls: int = 1000, **limits) -> tuple[dict, SipEndpoint]:
         line, endpoint = make_line(max_calls=1000, **limits)
         port = free_udp_port()
-        devices.append(endpoint.answer(port, calls=calls, ring_ms=ring_ms, timeout_s=600))
         endpoint.register(port).expect_success()
+        devices.append(endpoint.answer(port, calls=calls, ring_ms=ring_ms, timeout_s=600))
         return line, endpoint
 
     yield make

@@ -12,6 +12,7 @@ import socket
 import string
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +36,16 @@ def _bindable(port: int, ip: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+def wait_bound(run: SippRun, port: int, ip: str = "127.0.0.1", timeout: float = 10) -> SippRun:
+    """``run`` once its socket on ``port`` is open: a call placed earlier would find no one."""
+    deadline = time.monotonic() + timeout
+    while _bindable(port, ip):
+        if run.process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"sipp never listened on {ip}:{port}\n{run.output}")
+        time.sleep(0.01)
+    return run
 
 
 def free_udp_port(ip: str = "127.0.0.1") -> int:
@@ -100,6 +111,7 @@ def run_sipp(
     timeout_s: int = 30,
     extra: list[str] | None = None,
     local_ip: str = "127.0.0.1",
+    media_port: int | None = None,
 ) -> SippRun:
     workdir = Path(tempfile.mkdtemp(prefix="sipp-"))
     argv = [
@@ -112,7 +124,7 @@ def run_sipp(
         "-p",
         str(local_port or free_udp_port()),
         "-mp",
-        str(free_udp_port()),
+        str(media_port or free_udp_port()),
         "-m",
         str(calls),
         "-timeout",
@@ -265,9 +277,13 @@ class SipEndpoint:
     server: str  # "127.0.0.1:5060"
 
     def register(self, contact_port: int, *, expires: int = 300) -> SippRun:
+        """REGISTER from the device's own socket (``contact_port``): Asterisk rewrites a line's
+        Contact to where the REGISTER came from (rewrite_contact, docs/sip-edge.md), so the
+        device's UAS must be started on that port after this run has ended."""
         return run_sipp(
             _scenario("register.xml"),
             self.server,
+            local_port=contact_port,
             service=self.username,
             user=self.username,
             password=self.password,
@@ -289,7 +305,7 @@ class SipEndpoint:
     ) -> SippRun:
         """The device: a UAS on ``port`` (where this line registered) answering ``calls`` calls.
         Every message is kept (``received``)."""
-        return run_sipp(
+        run = run_sipp(
             _scenario("uas_answer.xml"),
             self.server,
             local_port=port,
@@ -297,19 +313,20 @@ class SipEndpoint:
             timeout_s=timeout_s,
             extra=["-d", str(ring_ms), "-trace_msg"],
         )
+        return wait_bound(run, port)
 
     def busy(self, port: int, *, timeout_s: int = 30) -> SippRun:
         """The device answers 486 Busy Here."""
-        return run_sipp(
-            _scenario("uas_busy.xml"), self.server, local_port=port, timeout_s=timeout_s
-        )
+        run = run_sipp(_scenario("uas_busy.xml"), self.server, local_port=port, timeout_s=timeout_s)
+        return wait_bound(run, port)
 
     def ring_unanswered(self, port: int, *, timeout_s: int = 30) -> SippRun:
         """The device rings and never answers: it succeeds when the call is cancelled."""
-        return run_sipp(
+        run = run_sipp(
             _scenario("uas_ring_cancelled.xml"), self.server, local_port=port,
             timeout_s=timeout_s, extra=["-trace_msg"],
         )  # fmt: skip
+        return wait_bound(run, port)
 
     def call(self, dialled: str, *, hold_ms: int = 1000, calls: int = 1, **kw: object) -> SippRun:
         return run_sipp(
@@ -347,10 +364,11 @@ class SipEndpoint:
     def answer_and_refer(self, port: int, code: int, *, timeout_s: int = 30) -> SippRun:
         """The device answers, then tries a blind transfer (REFER) refused with ``code``, and
         waits for the caller's BYE. Every message is kept (``received``)."""
-        return run_sipp(
+        run = run_sipp(
             _scenario("uas_answer_refer.xml.tmpl", code=str(code)), self.server,
             local_port=port, timeout_s=timeout_s, extra=["-d", "100", "-trace_msg"],
         )  # fmt: skip
+        return wait_bound(run, port)
 
     def call_refused(self, dialled: str, code: int, **kw: object) -> SippRun:
         return run_sipp(

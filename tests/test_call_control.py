@@ -133,8 +133,8 @@ def test_incoming_calls_count_against_the_called_line(
 ):
     bob_line, bob = make_line()
     device_port = free_udp_port()
-    device = bob.answer(device_port, calls=2, timeout_s=60)
     bob.register(device_port).expect_success()
+    device = bob.answer(device_port, calls=2, timeout_s=60)
     held = []
     for _ in range(2):
         _, caller = make_line()
@@ -288,7 +288,7 @@ def test_asterisk_restart_releases_lost_calls(
                 f"{kind} restored",
             )
     port = free_udp_port()
-    device = target.answer(port)
     target.register(port).expect_success()
+    device = target.answer(port)
     caller.call(target.username, hold_ms=200).expect_success()
     device.expect_success()

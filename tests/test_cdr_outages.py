@@ -34,8 +34,8 @@ def caller_and_target(api: httpx.Client, customer, settings):
         lines.append((line, SipEndpoint(line["sip_username"], line["sip_password"], server)))
     (caller, alice), (_, bob) = lines
     port = free_udp_port()
-    device = bob.answer(port, calls=CALLS, ring_ms=50, timeout_s=120)
     bob.register(port).expect_success()
+    device = bob.answer(port, calls=CALLS, ring_ms=50, timeout_s=120)
     yield caller, alice, bob
     device.process.kill()
 

@@ -108,8 +108,8 @@ def test_calls_in_progress_and_refusals_as_prometheus_sees_them(prometheus, line
     _, alice = line(max_calls=2)
     _, bob = line(max_calls=1000)
     port = free_udp_port()
-    device = bob.answer(port, calls=1000, ring_ms=100, timeout_s=60)
     bob.register(port).expect_success()
+    device = bob.answer(port, calls=1000, ring_ms=100, timeout_s=60)
     server = f"{settings.asterisk_host}:{settings.sip_port}"
     try:
         settle(prometheus, "sum(centrex_calls_in_progress)", 0)

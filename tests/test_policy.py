@@ -270,8 +270,8 @@ def test_emergency_calls_are_never_refused_by_the_call_limit(
     _, sip = numbered_line(customer(), max_calls=1)
     _, callee = numbered_line(customer(), max_calls=5)
     port = free_udp_port()
-    device = callee.answer(port, ring_ms=100)
     callee.register(port).expect_success()
+    device = callee.answer(port, ring_ms=100)
     held = sip.call(callee.username, hold_ms=4000)
     time.sleep(1.5)
     sip.call_refused(callee.username, 486).expect_success()  # at its limit of 1

@@ -79,6 +79,23 @@ def test_drift_in_asterisk_is_repaired(api: httpx.Client, customer, settings: Se
     wait_until(repaired, 15, "the reconciler to repair drift")
 
 
+def test_endpoint_pushed_before_nat_support_is_rewritten(
+    api: httpx.Client, customer, settings: Settings, wait_until
+):
+    """A line pushed before docs/sip-edge.md has Asterisk's defaults: its phone behind NAT would
+    be called at the private address of its Contact, and sent media at the one of its SDP."""
+    line = api.post("/v1/lines", json={"customer_id": customer["id"], "label": "pre-nat"}).json()
+    user = line["sip_username"]
+    put_ari_object(settings, "endpoint", user, {"rewrite_contact": "no", "rtp_symmetric": "no"})
+    assert ari_object(settings, "endpoint", user)["rewrite_contact"] == "false"
+
+    def rewritten() -> bool:
+        endpoint = ari_object(settings, "endpoint", user) or {}
+        return (endpoint.get("rewrite_contact"), endpoint.get("rtp_symmetric")) == ("true", "true")
+
+    wait_until(rewritten, 15, "the reconciler to put the NAT fields back")
+
+
 def test_object_removed_from_astdb_behind_sorcery_is_restored_despite_the_cache(
     api: httpx.Client, customer, asterisk: AsteriskSandbox, settings: Settings, wait_until
 ):

@@ -63,8 +63,8 @@ def test_on_net_between_platform_numbers_never_touches_the_trunk(
     bob_line, bob = numbered_line()
     network = carrier.answer(timeout_s=5)  # must receive nothing
     port = free_udp_port()
-    device = bob.answer(port)
     bob.register(port).expect_success()
+    device = bob.answer(port)
     national = "0" + bob_line["main_number"].removeprefix("+33")
     alice.call(national, hold_ms=200).expect_success()
     device.expect_success()
@@ -75,8 +75,8 @@ def test_on_net_between_platform_numbers_never_touches_the_trunk(
 def test_inbound_reaches_the_line_that_owns_the_number(numbered_line, carrier, control_service):
     bob_line, bob = numbered_line()
     port = free_udp_port()
-    device = bob.answer(port)
     bob.register(port).expect_success()
+    device = bob.answer(port)
     carrier.call(bob_line["main_number"]).expect_success()
     device.expect_success()
 

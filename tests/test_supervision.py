@@ -150,8 +150,8 @@ def test_daemon_killed_under_centrex_up(up: Up):
     target_line, target = _line(up, customer)
     up.api.patch(f"/v1/lines/{target_line['id']}", json={"max_calls": 10})
     port = free_udp_port()
-    device = target.answer(port, calls=10, ring_ms=100, timeout_s=120)
     target.register(port).expect_success()
+    device = target.answer(port, calls=10, ring_ms=100, timeout_s=120)
     server = f"{up.settings.asterisk_host}:{up.settings.sip_port}"
     calls = start_calls(
         "uac_call_until_cut.xml", server, [(caller.username, caller.password)] * 2,

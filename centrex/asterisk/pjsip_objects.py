@@ -96,6 +96,11 @@ def line_objects(line: LineSpec) -> list[PjsipObject]:
                 # against a line, not cut at the maximum duration, not in the CDRs. Refused
                 # (603 Decline) until transfers are a feature: docs/call-control.md.
                 "allow_transfer": "no",
+                # Phones behind NAT (docs/sip-edge.md): answer and call them where their packets
+                # come from, not at the private address they write in Via, Contact and SDP.
+                "force_rport": "yes",
+                "rewrite_contact": "yes",
+                "rtp_symmetric": "yes",
             },
         ),
     ]

@@ -64,3 +64,13 @@ def test_an_endpoint_that_allows_transfers_is_rewritten():
     actual = {o.key: as_asterisk_spells_it(o) for o in objects}
     actual[("endpoint", "bob")]["allow_transfer"] = "true"
     assert [o.key for o in plan_sync(objects, actual).put] == [("endpoint", "bob")]
+
+
+@pytest.mark.parametrize("attribute", ["rewrite_contact", "rtp_symmetric", "force_rport"])
+def test_an_endpoint_pushed_before_nat_support_is_rewritten(attribute):
+    """Lines pushed before docs/sip-edge.md hold Asterisk's defaults (rewrite_contact and
+    rtp_symmetric off): calls to their phones behind NAT go to private addresses."""
+    objects = line_objects(SPEC)
+    actual = {o.key: as_asterisk_spells_it(o) for o in objects}
+    actual[("endpoint", "bob")][attribute] = "false"
+    assert [o.key for o in plan_sync(objects, actual).put] == [("endpoint", "bob")]
