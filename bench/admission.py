@@ -671,34 +671,45 @@ class Bench:
         self.log(f"lines provisioned: caller {caller['sip_username']}, target {self.target}")
 
     def start_device(self) -> None:
-        """The target line's device: one sipp UAS for the whole run, registered as the line."""
+        """The target line's device: one sipp UAS for the whole run, registered as the line.
+
+        It registers from the very socket it answers on, then answers there: line endpoints
+        rewrite a registration's contact to where its packets came from (NAT, docs/sip-edge.md).
+        """
+        self.device_port = free_udp_port()
+        (self.work / "device").mkdir()
+        self.register_device()
+        self._start_uas()
+        self.log(f"device of {self.target} answering on 127.0.0.1:{self.device_port}")
+
+    def _start_uas(self) -> None:
         s = self.settings
         assert s is not None
-        server = f"{s.asterisk_host}:{s.sip_port}"
-        port = free_udp_port()
         wd = self.work / "device"
-        wd.mkdir()
         self.uas = self._popen(
             [
-                SIPP, server, "-sf", str(SCENARIOS / "uas_answer.xml"),
-                "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_udp_port()),
+                SIPP, f"{s.asterisk_host}:{s.sip_port}", "-sf", str(SCENARIOS / "uas_answer.xml"),
+                "-i", "127.0.0.1", "-p", str(self.device_port), "-mp", str(free_udp_port()),
                 "-m", "100000000", "-d", str(RING_MS), "-nostdin",
                 "-trace_err", "-error_file", str(wd / "errors.log"),
                 "-recv_timeout", "60000",
             ],
             wd,
         )  # fmt: skip
-        self.device_port = port
-        self.register_device()
-        self.log(f"device of {self.target} answering on 127.0.0.1:{port}")
 
     def register_device(self) -> None:
+        """REGISTER from the device's own port (its UAS stopped meanwhile, if it runs)."""
         s = self.settings
         assert s is not None
+        running = self.uas is not None and self.uas.poll() is None
+        if running:
+            assert self.uas is not None
+            self.uas.terminate()
+            self.uas.wait(10)
         register = self._popen(
             [
                 SIPP, f"{s.asterisk_host}:{s.sip_port}", "-sf", str(SCENARIOS / "register.xml"),
-                "-i", "127.0.0.1", "-p", str(free_udp_port()), "-m", "1",
+                "-i", "127.0.0.1", "-p", str(self.device_port), "-m", "1",
                 "-s", self.target, "-au", self.target, "-ap", self.target_password,
                 "-key", "contact_port", str(self.device_port), "-key", "expires", "3600",
                 "-timeout", "15s", "-timeout_error", "-nostdin",
@@ -707,6 +718,8 @@ class Bench:
         )  # fmt: skip
         if register.wait(30) != 0:
             raise RuntimeError(f"the target device could not register (sipp {register.returncode})")
+        if running:
+            self._start_uas()
 
     def add_bare_path(self) -> None:
         """A caller endpoint that is no centrex line, and a context that just dials."""
