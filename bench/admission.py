@@ -607,15 +607,14 @@ class Bench:
         self.sandbox.remove_instance()
 
     async def _postmaster_pid(self) -> int | None:
+        # The application's role may not read data_directory (it is no superuser): the
+        # postmaster is the parent of this connection's backend, read while it lives.
         conn = await self._connect()
         try:
-            data_dir = await conn.fetchval("SHOW data_directory")
             pid_of_backend = await conn.fetchval("SELECT pg_backend_pid()")
+            f = _stat_fields(Path(f"/proc/{pid_of_backend}/stat"))
         finally:
             await conn.close()
-        with contextlib.suppress(OSError, ValueError):
-            return int((Path(data_dir) / "postmaster.pid").read_text().splitlines()[0])
-        f = _stat_fields(Path(f"/proc/{pid_of_backend}/stat"))
         return int(f[2]) if f else None
 
     async def _connect(self) -> asyncpg.Connection:
