@@ -29,6 +29,9 @@ app.add_typer(db_app, name="db")
 
 log = logging.getLogger("centrex")
 
+#: What `centrex up` starts and restarts (centrex/supervisor.py).
+CHILDREN = ("api", "control", "cdr", "guard")
+
 
 def _setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
@@ -223,6 +226,17 @@ def cdr() -> None:
 
 
 @app.command()
+def guard() -> None:
+    """Run the guard: ban the addresses that keep failing SIP authentication (nftables)."""
+    from centrex.guard.service import run_guard
+
+    _setup_logging()
+    settings = _settings()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_guard(settings))
+
+
+@app.command()
 def control(verbose: bool = False) -> None:
     """Run the call-control daemon (ARI Stasis app + AMI)."""
     from centrex.control.daemon import run_daemon
@@ -268,6 +282,7 @@ AMI / ARI    {settings.asterisk_host}:{settings.ami_port} / {settings.ari_url}
 Database     {database_url.split("@")[-1]}
 Metrics      {api_url}/metrics (API), {daemon_url}/metrics (daemon),
              http://{settings.cdr_http_host}:{settings.cdr_http_port}/metrics (CDRs),
+             http://{settings.guard_http_host}:{settings.guard_http_port}/metrics (bans),
              http://{settings.api_host}:{settings.supervisor_http_port}/metrics (restarts)
              (Prometheus config and alerts: deploy/prometheus/, Grafana: deploy/grafana/)
 
@@ -280,15 +295,15 @@ Register a softphone:
   username = sip_username, password = sip_password (shown only in that response).
   Dial another line's sip_username to call it.
 
-A process that dies (API, daemon, CDR shipper) is started again; Asterisk and PostgreSQL
+A process that dies (API, daemon, CDR shipper, guard) is started again; Asterisk and PostgreSQL
 keep running. Ctrl-C stops everything.
 """
 
 
 @app.command()
 def up() -> None:
-    """Start everything: PostgreSQL, Asterisk, the API, the daemon and the CDR shipper, and keep
-    the last three running. Ctrl-C stops it all."""
+    """Start everything: PostgreSQL, Asterisk, the API, the daemon, the CDR shipper and the
+    guard, and keep the last four running. Ctrl-C stops it all."""
     _setup_logging()
     ensure_env_file(Path("var"))
     settings = _settings()
@@ -304,7 +319,7 @@ def up() -> None:
 
     env = {**os.environ, **settings_env(settings)}
     supervisor = Supervisor(
-        {name: [sys.executable, "-m", "centrex", name] for name in ("api", "control", "cdr")},
+        {name: [sys.executable, "-m", "centrex", name] for name in CHILDREN},
         env,
     )
     stopping = False

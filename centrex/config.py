@@ -7,11 +7,12 @@ writes on first run with freshly generated secrets.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_VAR_DIR = Path("var")
@@ -80,6 +81,10 @@ class Settings(BaseSettings):
         ge=0,
         le=65535,
         description="`centrex up`'s /metrics (its children's restarts), on api_host; 0: none.",
+    )
+    guard_http_host: str = Field("127.0.0.1", description="The guard's /metrics and health.")
+    guard_http_port: int = Field(
+        8084, ge=0, le=65535, description="The guard's /metrics and health; 0: not served."
     )
     api_token: SecretStr = Field(
         SecretStr(""), description="Bearer token operators present; empty refuses every call."
@@ -175,6 +180,44 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
 
+    # --- brute-force and scanner protection (`centrex guard`, docs/sip-bans.md) ---------------
+    security_log: Path | None = Field(
+        None,
+        description="Asterisk's security event log (logger.conf `security.log => security`); "
+        "unset: where the sandbox's Asterisk writes it.",
+    )
+    sip_ban_max_failures: int = Field(
+        5, ge=1, description="This many failed authentications from one address ..."
+    )
+    sip_ban_window_s: float = Field(600.0, gt=0, description="... within this window: a ban.")
+    sip_ban_s: float = Field(600.0, ge=1, description="A first ban's length.")
+    sip_ban_max_s: float = Field(
+        86400.0, ge=1, description="Each earlier ban (within this long) doubles it, up to this."
+    )
+    sip_ban_allow: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Addresses never banned nor rate-limited (the operator's own, its trunks' "
+        'peers): a JSON list of CIDRs, e.g. ["192.0.2.0/24","2001:db8::/32"].',
+    )
+    sip_flood_packets_per_s: int = Field(
+        200,
+        ge=0,
+        description="Packets per second one address may send to the SIP port before the kernel "
+        "drops the rest; 0: no cap.",
+    )
+    sip_flood_burst: int = Field(400, ge=1, description="Packets over the rate a burst may hold.")
+    sip_ban_reconcile_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often the guard makes the kernel's bans match the database.",
+    )
+    sip_ban_table: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$",
+        description="The guard's nftables table (inet family); unset: centrex_bans_<instance>.",
+    )
+
     # --- behaviour ----------------------------------------------------------------------------
     reconcile_interval_s: float = Field(30.0, gt=0)
     asterisk_watch_interval_s: float = Field(
@@ -229,6 +272,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
+        if isinstance(value, list):  # pydantic-settings reads lists as JSON
+            value = json.dumps([str(v) for v in value])
         env[f"CENTREX_{name.upper()}"] = str(value)
     return env
 

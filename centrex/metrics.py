@@ -127,6 +127,32 @@ CDR_CALLS_CLOSED_UNENDED = Counter(
     registry=None,
 )
 
+# --- brute-force protection (the guard, `centrex guard`) ---------------------------------------
+AUTH_FAILURES = Counter(
+    "centrex_sip_auth_failures_total",
+    "Failed SIP authentications read from Asterisk's security log, by outcome: counted, or "
+    "allowed (from an allow-listed address, never banned).",
+    ["outcome"],
+    registry=None,
+)
+SECURITY_LINES_SKIPPED = Counter(
+    "centrex_security_lines_skipped_total",
+    "Security log lines naming a failed authentication that could not be read unambiguously "
+    "(a caller's text shaped them): skipped, never guessed at.",
+    registry=None,
+)
+SIP_BANS = Counter(
+    "centrex_sip_bans_total",
+    "Bans, by event: issued, lifted (by an operator), expired.",
+    ["event"],
+    registry=None,
+)
+SIP_BANNED_ADDRESSES = Gauge(
+    "centrex_sip_banned_addresses",
+    "Addresses banned right now (in the kernel's ban set).",
+    registry=None,
+)
+
 # --- processes (``centrex up``) ------------------------------------------------------------------
 CHILD_RESTARTS = Counter(
     "centrex_child_restarts_total",
@@ -195,6 +221,8 @@ CDR_REGISTRY = _registry(
     CDR_PENDING_CALLS, CDR_JOURNAL_BACKLOG_BYTES, CDR_CALLS_CLOSED_UNENDED,
     FRAUD_SUSPICIONS,
 )  # fmt: skip
+#: What the guard serves (``centrex guard``, its ``/metrics``).
+GUARD_REGISTRY = _registry(AUTH_FAILURES, SECURITY_LINES_SKIPPED, SIP_BANS, SIP_BANNED_ADDRESSES)
 #: What ``centrex up`` serves: its children's restarts.
 SUPERVISOR_REGISTRY = _registry(CHILD_RESTARTS)
 #: What the API serves (``centrex api``, its ``/metrics``).

@@ -1,5 +1,5 @@
-"""``centrex up``'s children: the API, the call-control daemon and the CDR shipper, each a
-process of its own, started again when it dies.
+"""``centrex up``'s children: the API, the call-control daemon, the CDR shipper and the guard,
+each a process of its own, started again when it dies.
 
 One child dying never takes the others down, nor Asterisk or PostgreSQL: calls in progress go
 on in Asterisk, and the restarted child picks up where it stopped (the daemon from the database

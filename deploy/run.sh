@@ -4,5 +4,5 @@
 # Ctrl-C stops everything. Settings: CENTREX_* environment variables or var/centrex.env.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-deploy/bootstrap.sh
+deploy/bootstrap.sh nftables  # the guard bans addresses with nft
 exec .venv/bin/centrex up "$@"

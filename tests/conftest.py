@@ -50,6 +50,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         control_http_port=free_port(),
         cdr_http_port=free_port(),
         supervisor_http_port=0,
+        guard_http_port=free_port(),
         smtp_port=free_port(),  # the tests' own SMTP server (smtp_inbox)
         api_token=API_TOKEN,
         ami_secret="test-ami-secret",

@@ -28,5 +28,6 @@ def test_units_verify(tmp_path: Path):
     )  # fmt: skip
     problems = [ln for ln in result.stderr.splitlines() if "centrex" in ln]
     assert result.returncode == 0 and not problems, result.stderr
-    for name in ("centrex-api.service", "centrex-control.service", "centrex-cdr.service"):
+    for name in ("centrex-api.service", "centrex-control.service", "centrex-cdr.service",
+                 "centrex-guard.service"):  # fmt: skip
         assert "Restart=always" in (UNITS / name).read_text(), name

@@ -19,6 +19,7 @@ from sip_agent import SipEndpoint, free_udp_port, start_calls
 
 from centrex.metrics import SUPERVISOR_REGISTRY
 from centrex.sandbox.postgres import free_port
+from centrex.sandbox.processes import GUARD_READY, ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,25 @@ class Prometheus:
 
 
 @pytest.fixture(scope="module")
-def prometheus(settings, api_service, control_service, tmp_path_factory) -> Iterator[Prometheus]:
+def guard_port(settings, asterisk, tmp_path_factory) -> Iterator[int]:
+    """``centrex guard`` in a table of its own, banning nobody (the allow-list is everyone): its
+    /metrics is what this module looks at."""
+    table = f"centrex_bans_metrics_{settings.asterisk_instance}"
+    guard_settings = settings.model_copy(
+        update={"guard_http_port": free_port(), "sip_ban_table": table,
+                "sip_ban_allow": ["0.0.0.0/0", "::/0"]}
+    )  # fmt: skip
+    guard = ServiceProcess("guard", guard_settings, tmp_path_factory.mktemp("guard"))
+    guard.start_and_wait(GUARD_READY)
+    yield guard_settings.guard_http_port
+    guard.stop()
+    subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    settings, api_service, control_service, guard_port, tmp_path_factory
+) -> Iterator[Prometheus]:
     work = tmp_path_factory.mktemp("prometheus")
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
@@ -48,6 +67,7 @@ def prometheus(settings, api_service, control_service, tmp_path_factory) -> Iter
         "centrex-api": settings.api_port,
         "centrex-control": settings.control_http_port,
         "centrex-cdr": settings.cdr_http_port,
+        "centrex-guard": guard_port,
     }
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [f"127.0.0.1:{targets[job['job_name']]}"]}]
@@ -71,7 +91,7 @@ def prometheus(settings, api_service, control_service, tmp_path_factory) -> Iter
         else:
             raise AssertionError((work / "prometheus.log").read_text()[-2000:])
         deadline = time.monotonic() + 20
-        while prom.query('min(up{job=~"centrex-.*"})') != 1 or prom.query("count(up)") != 3:
+        while prom.query('min(up{job=~"centrex-.*"})') != 1 or prom.query("count(up)") != 4:
             assert time.monotonic() < deadline, "Prometheus cannot scrape the API and the daemon"
             time.sleep(0.5)
         yield prom
@@ -159,13 +179,16 @@ def exported_names(*texts: str) -> set[str]:
     return names
 
 
-def test_dashboards_and_alerts_use_only_metrics_the_code_exports(api, settings, control_service):
+def test_dashboards_and_alerts_use_only_metrics_the_code_exports(
+    api, settings, control_service, guard_port
+):
     api_text = api.get("/metrics").text
     daemon_text = httpx.get(f"http://127.0.0.1:{settings.control_http_port}/metrics").text
     cdr_text = httpx.get(f"http://127.0.0.1:{settings.cdr_http_port}/metrics").text
     # `centrex up`'s own (its children's restarts): tests/test_supervision.py scrapes it live.
     supervisor_text = generate_latest(SUPERVISOR_REGISTRY).decode()
-    exported = exported_names(api_text, daemon_text, cdr_text, supervisor_text)
+    guard_text = httpx.get(f"http://127.0.0.1:{guard_port}/metrics").text
+    exported = exported_names(api_text, daemon_text, cdr_text, guard_text, supervisor_text)
     expressions = []
     for path in (DEPLOY / "grafana" / "dashboards").glob("*.json"):
         dashboard = json.loads(path.read_text())
@@ -182,7 +205,7 @@ def test_dashboards_and_alerts_use_only_metrics_the_code_exports(api, settings, 
             assert f"### {rule['alert']}" in runbook, rule["alert"]
 
 
-def test_readiness_of_the_api_and_the_daemon(api, settings, control_service):
+def test_readiness_of_the_api_and_the_daemon(api, settings, control_service, guard_port):
     assert api.get("/health/ready").json() == {
         "status": "ready", "checks": {"database": True, "asterisk": True},
     }  # fmt: skip
@@ -190,9 +213,13 @@ def test_readiness_of_the_api_and_the_daemon(api, settings, control_service):
     assert daemon == {"status": "ready", "checks": {"ari": True, "cel": True, "database": True}}
     cdr = httpx.get(f"http://127.0.0.1:{settings.cdr_http_port}/health/ready").json()
     assert cdr == {"status": "ready", "checks": {"database": True, "journal": True}}
+    guard = httpx.get(f"http://127.0.0.1:{guard_port}/health/ready").json()
+    assert guard == {"status": "ready", "checks": {"database": True, "nftables": True}}
 
 
-def test_each_process_exports_the_metrics_it_updates_and_no_other(api, settings, control_service):
+def test_each_process_exports_the_metrics_it_updates_and_no_other(
+    api, settings, control_service, guard_port
+):
     """docs/metrics.md says which process a metric comes from; each /metrics holds exactly those
     (a counter the API never updates must not read 0 there, where sum() and absent() see it)."""
     runbook = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
@@ -205,6 +232,7 @@ def test_each_process_exports_the_metrics_it_updates_and_no_other(api, settings,
             httpx.get(f"http://127.0.0.1:{settings.control_http_port}/metrics").text
         ),
         "cdr": exported_names(httpx.get(f"http://127.0.0.1:{settings.cdr_http_port}/metrics").text),
+        "guard": exported_names(httpx.get(f"http://127.0.0.1:{guard_port}/metrics").text),
     }
     for process, names in exported.items():
         for name, source in documented:

@@ -23,6 +23,7 @@ import pytest
 from sip_agent import SipEndpoint, free_udp_port, start_calls
 
 from centrex.config import Settings, settings_env
+from centrex.guard.nft import table_name
 from centrex.sandbox.postgres import PostgresCluster, free_port
 
 pytestmark = pytest.mark.integration
@@ -105,6 +106,9 @@ def up(settings: Settings, database, database_url: str, tmp_path_factory) -> Ite
             "control_http_port": free_port(),
             "cdr_http_port": free_port(),
             "supervisor_http_port": free_port(),
+            "guard_http_port": free_port(),
+            # The guard runs under `centrex up` too: the test's phones are never rate-limited.
+            "sip_ban_allow": ["127.0.0.1/32"],
             "api_token": TOKEN,
         }
     )
@@ -133,6 +137,9 @@ def up(settings: Settings, database, database_url: str, tmp_path_factory) -> Ite
             process.kill()
         running.api.close()
         asyncio.run(server.drop_database(name))
+        # The guard's table outlives it on purpose (bans hold with the guard down): not here.
+        table = table_name(mine.asterisk_instance)
+        subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)
 
 
 def _line(up: Up, customer: dict) -> tuple[dict, SipEndpoint]:

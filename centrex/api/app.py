@@ -26,6 +26,7 @@ from centrex.api.routes import (
     numbers,
     policy,
     ring_groups,
+    sip_bans,
     trunks,
 )
 from centrex.asterisk.ari import AriClient
@@ -164,4 +165,5 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(ring_groups.router, dependencies=secured)
     app.include_router(cdrs.router, dependencies=secured)
     app.include_router(policy.router, dependencies=secured)
+    app.include_router(sip_bans.router, dependencies=secured)
     return app

@@ -22,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -457,3 +457,26 @@ class LinePeriodCount(Base):
     line_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     distinct_numbers: Mapped[int] = mapped_column(Integer)
+
+
+class SipBan(Base):
+    """A source address banned for failed authentications (issue 12): inserted by the guard,
+    listed and lifted through the API. In force while ``lifted_at`` is null and ``until`` is
+    ahead."""
+
+    __tablename__ = "sip_bans"
+    __table_args__ = (
+        Index("ix_sip_bans_address", "address", "banned_at"),
+        Index("ix_sip_bans_not_lifted", "until", postgresql_where=text("lifted_at IS NULL")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    address: Mapped[str] = mapped_column(INET)
+    banned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    failures: Mapped[int] = mapped_column(Integer)
+    rule: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict] = mapped_column(JSONB)
+    node: Mapped[str] = mapped_column(String(64))
+    lifted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lifted_by: Mapped[str | None] = mapped_column(String(100))

@@ -206,6 +206,11 @@ class AsteriskSandbox:
         return self.host_path(self.dirs.log / "messages.log")
 
     @property
+    def security_log(self) -> Path:
+        """Asterisk's security events (logger.conf), what ``centrex guard`` reads."""
+        return self.host_path(self.dirs.log / "security.log")
+
+    @property
     def cel_journal(self) -> Path:
         """The CSV journal of CEL events the CDR shipper reads (host path)."""
         return self.host_path(self.dirs.cel / CEL_JOURNAL)

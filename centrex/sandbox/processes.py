@@ -14,6 +14,7 @@ from centrex.config import Settings, settings_env
 API_READY = "Application startup complete"
 DAEMON_READY = "Stasis app 'centrex' registered"
 CDR_READY = "CDRs: shipping"
+GUARD_READY = "guard: watching"
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:

@@ -1,0 +1,1 @@
+"""``centrex guard``: brute-force and scanner protection (docs/sip-bans.md)."""
