@@ -37,11 +37,11 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _free_ports() -> tuple[int, int, int]:
-    """SIP, AMI and HTTP ports for a test instance, free right now."""
+    """SIP, AMI and HTTP ports for a test instance, free right now (and SIP + 1, SIP/TLS)."""
     for _ in range(200):
         base = random.randrange(16000, 19900, 10)
-        ports = (base, base + 1, base + 2)
-        if all(_port_free(p) for p in ports):
+        ports = (base, base + 2, base + 3)
+        if all(_port_free(p) for p in (*ports, base + 1)):
             return ports
     raise RuntimeError("no free port block")
 
