@@ -9,6 +9,7 @@ import random
 import secrets
 import shutil
 import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,6 +231,10 @@ def test_render_config(tmp_path: Path) -> None:
         assert f"{name}.conf" in conf
     assert f"astdbdir => {sb.dirs.db}" in conf["asterisk.conf"]
     assert "bind = 127.0.0.1:15060" in conf["pjsip.conf"]
+    assert "protocol = tls\nbind = 127.0.0.1:15061\n" in conf["pjsip.conf"]
+    assert f"cert_file = {sb.tls_files[0]}\n" in conf["pjsip.conf"]
+    assert sb.tls_certificate.is_file()  # self-signed, none being configured
+    assert "load => res_srtp.so" in conf["modules.conf"]
     assert "default_realm = centrex" in conf["pjsip.conf"]
     assert "type = endpoint\n" not in conf["pjsip.conf"]
     assert f"endpoint = astdb,{ASTDB_PREFIX}" in conf["sorcery.conf"]
@@ -272,6 +277,28 @@ def test_refuses_a_second_instance_on_the_same_ports(sandbox: AsteriskSandbox) -
         assert not clone.is_running()
     finally:
         clone.remove_instance()
+
+
+@pytest.mark.integration
+def test_without_a_configured_certificate_tls_presents_a_self_signed_one_kept_across_restarts(
+    sandbox: AsteriskSandbox,
+) -> None:
+    assert sandbox.settings.sip_tls_cert_file is None
+    generated = sandbox.tls_certificate.read_bytes()
+    context = ssl.create_default_context(cafile=str(sandbox.tls_certificate))
+    context.check_hostname = False  # pinned: the only certificate trusted is that file
+
+    def presented() -> bytes | None:
+        raw = socket.create_connection((sandbox.ports.host, sandbox.ports.sip_tls), timeout=5)
+        with context.wrap_socket(raw) as tls:
+            return tls.getpeercert(binary_form=True)
+
+    assert presented() == ssl.PEM_cert_to_DER_cert(generated.decode())
+    assert oct(sandbox.host_path(sandbox.tls_files[1]).stat().st_mode & 0o777) == "0o600"
+    sandbox.stop()
+    sandbox.start()
+    assert sandbox.tls_certificate.read_bytes() == generated
+    assert presented() == ssl.PEM_cert_to_DER_cert(generated.decode())
 
 
 @pytest.mark.integration
