@@ -119,10 +119,11 @@ def srtp_round_trip(phone_key: bytes, media, sock: socket.socket, count: int = 2
     return [p for p in back if p in sent]
 
 
+@pytest.mark.parametrize("mode", ["sdes_optional", "sdes_required"])
 def test_a_tls_call_negotiates_srtp_and_srtp_flows_through_asterisk(
-    make_line, tls_phone, rtp_socket, control_service
+    mode, make_line, tls_phone, rtp_socket, control_service
 ):
-    caller, _ = make_line(media_encryption="sdes_required")
+    caller, _ = make_line(media_encryption=mode)
     _, bob = make_line()  # plain RTP, over UDP
     port = free_udp_port()
     device = bob.answer(port, ring_ms=100, rtp_echo=True)
