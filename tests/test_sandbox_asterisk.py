@@ -22,6 +22,7 @@ from sip_agent import SipEndpoint, free_udp_port
 from centrex.config import Settings
 from centrex.sandbox import AsteriskSandbox, AsteriskSandboxError, rtp_port_range
 from centrex.sandbox.asterisk import ASTDB_PREFIX
+from centrex.tls import generate_self_signed
 
 DYNAMIC = "/asterisk/config/dynamic/res_pjsip"
 
@@ -299,6 +300,41 @@ def test_without_a_configured_certificate_tls_presents_a_self_signed_one_kept_ac
     sandbox.start()
     assert sandbox.tls_certificate.read_bytes() == generated
     assert presented() == ssl.PEM_cert_to_DER_cert(generated.decode())
+
+
+@pytest.mark.integration
+def test_the_operator_s_certificate_is_presented_and_a_renewed_one_taken_at_the_next_start(
+    sandbox: AsteriskSandbox, tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "fullchain.pem", tmp_path / "privkey.pem"
+    generate_self_signed(cert, key, "127.0.0.1")
+    settings = sandbox.settings.model_copy(
+        update={"sip_tls_cert_file": cert, "sip_tls_key_file": key}
+    )
+    operated = AsteriskSandbox(settings)  # the same instance, configured with a certificate
+
+    def presented() -> bytes:
+        context = ssl.create_default_context(cafile=str(cert))  # trusts only what cert holds now
+        context.check_hostname = False
+        raw = socket.create_connection((sandbox.ports.host, sandbox.ports.sip_tls), timeout=5)
+        with context.wrap_socket(raw) as tls:
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return der
+
+    sandbox.stop()
+    try:
+        operated.start()
+        first = cert.read_bytes()
+        assert presented() == ssl.PEM_cert_to_DER_cert(first.decode())
+        generate_self_signed(cert, key, "127.0.0.1")  # renewed in place, as certbot does
+        operated.stop()
+        operated.start()
+        assert cert.read_bytes() != first
+        assert presented() == ssl.PEM_cert_to_DER_cert(cert.read_bytes().decode())
+    finally:
+        operated.stop()
+        sandbox.start()
 
 
 @pytest.mark.integration
