@@ -278,6 +278,7 @@ def _banner(settings: Settings, database_url: str) -> str:
 API          {api_url}   (OpenAPI: {api_url}/docs)
 API token    {token}   (in var/centrex.env)
 SIP          udp/tcp {settings.sip_bind_address}:{settings.sip_port}   realm {settings.sip_realm}
+SIP/TLS      {settings.sip_bind_address}:{settings.tls_port}   (certificate: docs/tls.md)
 AMI / ARI    {settings.asterisk_host}:{settings.ami_port} / {settings.ari_url}
 Database     {database_url.split("@")[-1]}
 Metrics      {api_url}/metrics (API), {daemon_url}/metrics (daemon),

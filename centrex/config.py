@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr
+from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_VAR_DIR = Path("var")
@@ -58,6 +58,23 @@ class Settings(BaseSettings):
     sip_port: int = 5060
     ami_port: int = 5038
     http_port: int = 8088
+    sip_tls_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        validate_default=True,
+        description="SIP over TLS; unset: the SIP port + 1 (5061 with the default 5060).",
+    )
+    sip_tls_cert_file: Path | None = Field(
+        None,
+        description="PEM certificate (then its chain) Asterisk presents on SIP/TLS; unset: a "
+        "self-signed one the sandbox generates. Checked before anything starts.",
+    )
+    sip_tls_key_file: Path | None = Field(
+        None,
+        validate_default=True,
+        description="The certificate's private key, PEM, unencrypted; with the certificate.",
+    )
     ami_username: str = "centrex"
     ami_secret: SecretStr = SecretStr("centrex-ami-change-me")
     ari_username: str = "centrex"
@@ -227,6 +244,48 @@ class Settings(BaseSettings):
         "triggers a reconcile pass at once.",
     )
     asterisk_timeout_s: float = Field(5.0, gt=0, description="Per request to ARI/AMI.")
+
+    @field_validator("sip_tls_port")
+    @classmethod
+    def _tls_port_of_its_own(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # A derived port that lands on AMI or HTTP would only show as Asterisk failing to bind.
+        tls = value if value is not None else info.data.get("sip_port", 5060) + 1
+        for name in ("sip_port", "ami_port", "http_port"):
+            if info.data.get(name) == tls:
+                how = "" if value is not None else " (the SIP port + 1, as it is unset)"
+                raise ValueError(f"{tls}{how} is already CENTREX_{name.upper()}")
+        return value
+
+    @field_validator("sip_tls_cert_file")
+    @classmethod
+    def _certificate_readable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from centrex.tls import load_certificate
+
+            load_certificate(value)
+        return value
+
+    @field_validator("sip_tls_key_file")
+    @classmethod
+    def _key_of_the_certificate(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if "sip_tls_cert_file" not in info.data:
+            return value  # the certificate itself is wrong, and said so
+        cert = info.data["sip_tls_cert_file"]
+        if (cert is None) != (value is None):
+            raise ValueError(
+                "CENTREX_SIP_TLS_CERT_FILE and CENTREX_SIP_TLS_KEY_FILE go together: "
+                "set both or neither"
+            )
+        if value is not None:
+            from centrex.tls import check_key_matches
+
+            check_key_matches(cert, value)
+        return value
+
+    @property
+    def tls_port(self) -> int:
+        """Where Asterisk listens for SIP over TLS."""
+        return self.sip_tls_port if self.sip_tls_port is not None else self.sip_port + 1
 
     @property
     def database_url_required(self) -> str:

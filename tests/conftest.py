@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from centrex.sandbox import processes
 from centrex.sandbox.asterisk import AsteriskSandbox
 from centrex.sandbox.postgres import ScratchDatabase, free_port, scratch_database
 from centrex.sandbox.processes import API_READY, CDR_READY, DAEMON_READY, ServiceProcess
+from centrex.tls import generate_self_signed
 
 API_TOKEN = "test-operator-token"
 
@@ -40,7 +42,20 @@ def database_url(database: ScratchDatabase) -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def operator_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The certificate and key an operator would install for SIP/TLS (docs/tls.md)."""
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "fullchain.pem", directory / "privkey.pem"
+    generate_self_signed(cert, key, "127.0.0.1")
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+def settings(
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    operator_certificate: tuple[Path, Path],
+) -> Settings:
     return Settings(
         _env_file=None,
         var_dir=tmp_path_factory.mktemp("var"),
@@ -60,6 +75,8 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         ring_timeout_s=5,  # an unanswered call gives up after 5 s, not 60
         stasis_wait_s=4,  # a call nobody decides is ended by Asterisk after 4 s, not 10
         number_quarantine_s=3,
+        sip_tls_cert_file=operator_certificate[0],
+        sip_tls_key_file=operator_certificate[1],
         **_port_block(),
     )
 

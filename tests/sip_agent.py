@@ -301,17 +301,23 @@ class SipEndpoint:
         )
 
     def answer(
-        self, port: int, *, calls: int = 1, ring_ms: int = 200, timeout_s: int = 30
+        self,
+        port: int,
+        *,
+        calls: int = 1,
+        ring_ms: int = 200,
+        timeout_s: int = 30,
+        rtp_echo: bool = False,
     ) -> SippRun:
         """The device: a UAS on ``port`` (where this line registered) answering ``calls`` calls.
-        Every message is kept (``received``)."""
+        Every message is kept (``received``); with ``rtp_echo`` the RTP it gets goes back."""
         run = run_sipp(
             _scenario("uas_answer.xml"),
             self.server,
             local_port=port,
             calls=calls,
             timeout_s=timeout_s,
-            extra=["-d", str(ring_ms), "-trace_msg"],
+            extra=["-d", str(ring_ms), "-trace_msg", *(["-rtp_echo"] if rtp_echo else [])],
         )
         return wait_bound(run, port)
 

@@ -9,6 +9,7 @@ import random
 import secrets
 import shutil
 import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from sip_agent import SipEndpoint, free_udp_port
 from centrex.config import Settings
 from centrex.sandbox import AsteriskSandbox, AsteriskSandboxError, rtp_port_range
 from centrex.sandbox.asterisk import ASTDB_PREFIX
+from centrex.tls import generate_self_signed
 
 DYNAMIC = "/asterisk/config/dynamic/res_pjsip"
 
@@ -37,11 +39,11 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _free_ports() -> tuple[int, int, int]:
-    """SIP, AMI and HTTP ports for a test instance, free right now."""
+    """SIP, AMI and HTTP ports for a test instance, free right now (and SIP + 1, SIP/TLS)."""
     for _ in range(200):
         base = random.randrange(16000, 19900, 10)
-        ports = (base, base + 1, base + 2)
-        if all(_port_free(p) for p in ports):
+        ports = (base, base + 2, base + 3)
+        if all(_port_free(p) for p in (*ports, base + 1)):
             return ports
     raise RuntimeError("no free port block")
 
@@ -230,6 +232,10 @@ def test_render_config(tmp_path: Path) -> None:
         assert f"{name}.conf" in conf
     assert f"astdbdir => {sb.dirs.db}" in conf["asterisk.conf"]
     assert "bind = 127.0.0.1:15060" in conf["pjsip.conf"]
+    assert "protocol = tls\nbind = 127.0.0.1:15061\n" in conf["pjsip.conf"]
+    assert f"cert_file = {sb.tls_files[0]}\n" in conf["pjsip.conf"]
+    assert sb.tls_certificate.is_file()  # self-signed, none being configured
+    assert "load => res_srtp.so" in conf["modules.conf"]
     assert "default_realm = centrex" in conf["pjsip.conf"]
     assert "type = endpoint\n" not in conf["pjsip.conf"]
     assert f"endpoint = astdb,{ASTDB_PREFIX}" in conf["sorcery.conf"]
@@ -272,6 +278,63 @@ def test_refuses_a_second_instance_on_the_same_ports(sandbox: AsteriskSandbox) -
         assert not clone.is_running()
     finally:
         clone.remove_instance()
+
+
+@pytest.mark.integration
+def test_without_a_configured_certificate_tls_presents_a_self_signed_one_kept_across_restarts(
+    sandbox: AsteriskSandbox,
+) -> None:
+    assert sandbox.settings.sip_tls_cert_file is None
+    generated = sandbox.tls_certificate.read_bytes()
+    context = ssl.create_default_context(cafile=str(sandbox.tls_certificate))
+    context.check_hostname = False  # pinned: the only certificate trusted is that file
+
+    def presented() -> bytes | None:
+        raw = socket.create_connection((sandbox.ports.host, sandbox.ports.sip_tls), timeout=5)
+        with context.wrap_socket(raw) as tls:
+            return tls.getpeercert(binary_form=True)
+
+    assert presented() == ssl.PEM_cert_to_DER_cert(generated.decode())
+    assert oct(sandbox.host_path(sandbox.tls_files[1]).stat().st_mode & 0o777) == "0o600"
+    sandbox.stop()
+    sandbox.start()
+    assert sandbox.tls_certificate.read_bytes() == generated
+    assert presented() == ssl.PEM_cert_to_DER_cert(generated.decode())
+
+
+@pytest.mark.integration
+def test_the_operator_s_certificate_is_presented_and_a_renewed_one_taken_at_the_next_start(
+    sandbox: AsteriskSandbox, tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "fullchain.pem", tmp_path / "privkey.pem"
+    generate_self_signed(cert, key, "127.0.0.1")
+    settings = sandbox.settings.model_copy(
+        update={"sip_tls_cert_file": cert, "sip_tls_key_file": key}
+    )
+    operated = AsteriskSandbox(settings)  # the same instance, configured with a certificate
+
+    def presented() -> bytes:
+        context = ssl.create_default_context(cafile=str(cert))  # trusts only what cert holds now
+        context.check_hostname = False
+        raw = socket.create_connection((sandbox.ports.host, sandbox.ports.sip_tls), timeout=5)
+        with context.wrap_socket(raw) as tls:
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return der
+
+    sandbox.stop()
+    try:
+        operated.start()
+        first = cert.read_bytes()
+        assert presented() == ssl.PEM_cert_to_DER_cert(first.decode())
+        generate_self_signed(cert, key, "127.0.0.1")  # renewed in place, as certbot does
+        operated.stop()
+        operated.start()
+        assert cert.read_bytes() != first
+        assert presented() == ssl.PEM_cert_to_DER_cert(cert.read_bytes().decode())
+    finally:
+        operated.stop()
+        sandbox.start()
 
 
 @pytest.mark.integration

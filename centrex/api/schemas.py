@@ -108,6 +108,13 @@ MaxDuration = Annotated[
         description="Answered seconds before a call is cut; default the platform's (7200).",
     ),
 ]
+MediaEncryption = Annotated[
+    Literal["none", "sdes_optional", "sdes_required"],
+    Field(
+        description="SRTP on the line's calls (docs/tls.md): none (plain RTP), sdes_optional "
+        "(SRTP when the device offers or accepts it), sdes_required (SRTP or 488). Default none."
+    ),
+]
 
 
 class LineIn(StrictInput):
@@ -115,6 +122,7 @@ class LineIn(StrictInput):
     label: Label
     max_calls: MaxCalls | None = None
     max_call_duration_s: MaxDuration | None = None
+    media_encryption: MediaEncryption | None = None
 
 
 class LinePatch(StrictInput):
@@ -126,6 +134,7 @@ class LinePatch(StrictInput):
     main_number: str | None = Field(
         None, description="A number assigned to the line's customer: its caller ID; null: none."
     )
+    media_encryption: MediaEncryption | None = None
 
 
 class LineOut(BaseModel):
@@ -139,6 +148,7 @@ class LineOut(BaseModel):
     max_calls: int
     max_call_duration_s: int | None
     main_number: str | None
+    media_encryption: str = Field(description="none, sdes_optional or sdes_required.")
     sync_state: SyncState = Field(
         description="synced: Asterisk holds the line; pending: saved, not yet in Asterisk."
     )
@@ -148,7 +158,8 @@ class LineOut(BaseModel):
 
 class LineCreated(LineOut):
     sip_password: str = Field(description="Shown in this response only; it is never stored.")
-    sip_server: str = Field(description="host:port softphones register to.")
+    sip_server: str = Field(description="host:port softphones register to (UDP or TCP).")
+    sip_tls_server: str = Field(description="host:port for SIP over TLS.")
 
 
 class LinePage(BaseModel):

@@ -29,6 +29,21 @@ SORCERY_CACHE_PREFIX = "centrex_"
 SORCERY_CACHE_LIFETIME_S = 0
 
 
+# A line's media_encryption (API and database) -> the endpoint fields that make it so.
+# SDES carries the SRTP keys in the SDP, readable by anyone who sees the SIP: meant for devices
+# on TLS (docs/tls.md).
+MEDIA_ENCRYPTION: Mapping[str, Mapping[str, str]] = {
+    # Plain RTP only: an offer of RTP/SAVP is refused (488).
+    "none": {"media_encryption": "no", "media_encryption_optimistic": "no"},
+    # SRTP when the device offers or accepts it, plain RTP otherwise. Asterisk's own offers are
+    # RTP/AVP with a=crypto, which a device without SRTP ignores.
+    "sdes_optional": {"media_encryption": "sdes", "media_encryption_optimistic": "yes"},
+    # SRTP or no call: an offer without keys is refused (488 Not Acceptable Here).
+    "sdes_required": {"media_encryption": "sdes", "media_encryption_optimistic": "no"},
+}
+DEFAULT_MEDIA_ENCRYPTION = "none"
+
+
 def sorcery_cache_name(object_type: str) -> str:
     return f"{SORCERY_CACHE_PREFIX}{object_type}"
 
@@ -52,6 +67,7 @@ class LineSpec:
     ha1: str
     realm: str
     media_address: str  # where Asterisk's RTP for this line binds: its SIP address
+    media_encryption: str = DEFAULT_MEDIA_ENCRYPTION  # a key of MEDIA_ENCRYPTION
 
 
 def line_objects(line: LineSpec) -> list[PjsipObject]:
@@ -101,6 +117,7 @@ def line_objects(line: LineSpec) -> list[PjsipObject]:
                 "force_rport": "yes",
                 "rewrite_contact": "yes",
                 "rtp_symmetric": "yes",
+                **MEDIA_ENCRYPTION[line.media_encryption],
             },
         ),
     ]

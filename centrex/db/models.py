@@ -68,6 +68,10 @@ class Line(Base):
     __table_args__ = (
         # A username stays reserved after delete: CDRs and logs keep naming it unambiguously.
         Index("ix_lines_customer_live", "customer_id", postgresql_where=text("deleted_at IS NULL")),
+        CheckConstraint(
+            "media_encryption IN ('none', 'sdes_optional', 'sdes_required')",
+            name="ck_lines_media_encryption",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -84,6 +88,8 @@ class Line(Base):
         String(16), ForeignKey("numbers.e164"), unique=True
     )
     max_call_duration_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # none | sdes_optional | sdes_required: centrex.asterisk.pjsip_objects.MEDIA_ENCRYPTION.
+    media_encryption: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
     sync_state: Mapped[SyncState] = mapped_column(
         Enum(SyncState, name="sync_state"), default=SyncState.pending
     )

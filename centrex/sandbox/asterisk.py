@@ -44,11 +44,17 @@ from centrex.asterisk.pjsip_objects import (
 from centrex.config import Settings
 from centrex.core.admission import ASTERISK_BACKSTOP_S
 from centrex.core.numbering import EMERGENCY_NUMBERS
+from centrex.tls import generate_self_signed, is_usable_pair, write_private
 
 log = logging.getLogger(__name__)
 
 # The CEL journal's file name, under the instance's log dir, in cel-custom/ (cel_custom.conf).
 CEL_JOURNAL = "centrex-cel.csv"
+# The TLS certificate and key Asterisk reads, in the instance's tls/ dir: a copy of the
+# operator's (a chroot'ed Asterisk sees no host path, and the copy is the asterisk user's), or
+# self-signed ones, kept across restarts so a phone told to trust one goes on trusting it.
+TLS_COPIES = ("cert.pem", "key.pem")
+TLS_SELF_SIGNED = ("self-signed-cert.pem", "self-signed-key.pem")
 
 DEFAULT_TONE_ZONE = "us"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -90,6 +96,7 @@ class AsteriskPorts:
     host: str  # AMI and ARI
     sip_bind: str
     sip: int
+    sip_tls: int
     ami: int
     http: int
     rtp_start: int
@@ -141,8 +148,12 @@ class _Dirs:
     def cel(self) -> PurePosixPath:
         return self.log / "cel-custom"  # where cel_custom writes (it does not create it)
 
+    @property
+    def tls(self) -> PurePosixPath:
+        return self.base / "tls"
+
     def all(self) -> list[PurePosixPath]:
-        return [self.etc, self.db, self.spool, self.run, self.log, self.cache, self.cel]
+        return [self.etc, self.db, self.spool, self.run, self.log, self.cache, self.cel, self.tls]
 
 
 class AsteriskSandbox:
@@ -174,6 +185,7 @@ class AsteriskSandbox:
             host=settings.asterisk_host,
             sip_bind=settings.sip_bind_address,
             sip=settings.sip_port,
+            sip_tls=settings.tls_port,
             ami=settings.ami_port,
             http=settings.http_port,
             rtp_start=rtp_start,
@@ -214,6 +226,17 @@ class AsteriskSandbox:
     def cel_journal(self) -> Path:
         """The CSV journal of CEL events the CDR shipper reads (host path)."""
         return self.host_path(self.dirs.cel / CEL_JOURNAL)
+
+    @property
+    def tls_files(self) -> tuple[PurePosixPath, PurePosixPath]:
+        """Certificate and key, as Asterisk sees them."""
+        names = TLS_COPIES if self.settings.sip_tls_cert_file else TLS_SELF_SIGNED
+        return self.dirs.tls / names[0], self.dirs.tls / names[1]
+
+    @property
+    def tls_certificate(self) -> Path:
+        """The certificate Asterisk presents on SIP/TLS (host path)."""
+        return self.host_path(self.tls_files[0])
 
     @property
     def astdb_file(self) -> Path:
@@ -353,6 +376,9 @@ class AsteriskSandbox:
             "host": self.ports.host,
             "sip_bind": self.ports.sip_bind,
             "sip_port": self.ports.sip,
+            "sip_tls_port": self.ports.sip_tls,
+            "tls_cert_file": self.tls_files[0],
+            "tls_key_file": self.tls_files[1],
             "ami_port": self.ports.ami,
             "http_port": self.ports.http,
             "rtp_start": self.ports.rtp_start,
@@ -392,6 +418,7 @@ class AsteriskSandbox:
             path = self.host_path(inner)
             path.mkdir(parents=True, exist_ok=True)
             path.chmod(0o750)
+        self._install_certificate()
         etc = self.host_path(self.dirs.etc)
         context = self.template_context()
         for template in templates:
@@ -409,6 +436,19 @@ class AsteriskSandbox:
                 for name in dirnames + filenames:
                     os.lchown(os.path.join(dirpath, name), *owner)
         return etc
+
+    def _install_certificate(self) -> None:
+        """Put the certificate and key where Asterisk reads them (chown'ed with the rest)."""
+        cert, key = (self.host_path(p) for p in self.tls_files)
+        s = self.settings
+        if s.sip_tls_cert_file and s.sip_tls_key_file:
+            # Copied at every start of a stopped instance: a renewed certificate is taken then.
+            # Checked already when the settings were read; read again in case it changed since.
+            write_private(key, s.sip_tls_key_file.read_bytes())
+            write_private(cert, s.sip_tls_cert_file.read_bytes(), mode=0o640)
+        elif not is_usable_pair(cert, key):
+            log.info("generating a self-signed TLS certificate for %s in %s", self.ports.host, cert)
+            generate_self_signed(cert, key, self.ports.host)
 
     # --- process ----------------------------------------------------------------------------------
     def _pid_alive(self, pid: int) -> bool:
@@ -492,6 +532,7 @@ class AsteriskSandbox:
         for kind, host, port in (
             ("SIP/udp", self.ports.sip_bind, self.ports.sip),
             ("SIP/tcp", self.ports.sip_bind, self.ports.sip),
+            ("SIP/tls", self.ports.sip_bind, self.ports.sip_tls),
             ("AMI", self.ports.host, self.ports.ami),
             ("HTTP/ARI", self.ports.host, self.ports.http),
         ):
@@ -575,12 +616,13 @@ class AsteriskSandbox:
                 break
             except AsteriskNotRunning:
                 time.sleep(0.2)
-        # 2. AMI, ARI and SIP (TCP transport) accept connections
+        # 2. AMI, ARI and SIP (TCP and TLS transports) accept connections
         sip_host = self.ports.host if self.ports.sip_bind == "0.0.0.0" else self.ports.sip_bind
         for host, port in (
             (self.ports.host, self.ports.ami),
             (self.ports.host, self.ports.http),
             (sip_host, self.ports.sip),
+            (sip_host, self.ports.sip_tls),
         ):
             while True:
                 try:

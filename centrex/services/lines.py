@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
+from centrex.asterisk.pjsip_objects import DEFAULT_MEDIA_ENCRYPTION
 from centrex.core.credentials import generate_credentials
 from centrex.core.numbering import NumberError, parse_french_number
 from centrex.db.models import Customer, Line, PhoneNumber, SyncState
@@ -75,6 +76,7 @@ async def create_line(
     realm: str,
     max_calls: int | None = None,
     max_call_duration_s: int | None = None,
+    media_encryption: str | None = None,
 ) -> CreatedLine:
     if await session.get(Customer, customer_id) is None:
         raise UnknownReference("customer_id", f"no customer with id {customer_id}")
@@ -88,6 +90,7 @@ async def create_line(
             sip_ha1=creds.ha1,
             sip_realm=realm,
             max_call_duration_s=max_call_duration_s,
+            media_encryption=media_encryption or DEFAULT_MEDIA_ENCRYPTION,
             sync_state=SyncState.pending,
         )
         if max_calls is not None:
@@ -114,8 +117,12 @@ async def create_line(
 DEFAULT_MAX_CALLS = 2  # contract art. 8
 
 
-async def update_line(session: AsyncSession, line: Line, changes: dict[str, object]) -> Line:
-    """Apply a partial update; limits take effect on the next call the daemon decides."""
+async def update_line(
+    session: AsyncSession, line: Line, changes: dict[str, object], projector: AsteriskProjector
+) -> Line:
+    """Apply a partial update; limits take effect on the next call the daemon decides, media
+    encryption on the next call Asterisk sets up (its endpoint is rewritten now, or by the
+    reconciler if Asterisk is away)."""
     if "label" in changes and changes["label"] is None:
         raise ServiceError("label", "a line's label cannot be null")
     if changes.get("main_number") is not None:
@@ -123,12 +130,16 @@ async def update_line(session: AsyncSession, line: Line, changes: dict[str, obje
     for field, value in changes.items():
         if field == "max_calls" and value is None:
             value = DEFAULT_MAX_CALLS
+        if field == "media_encryption" and value is None:
+            value = DEFAULT_MEDIA_ENCRYPTION
         setattr(line, field, value)
     try:
         await session.commit()
     except IntegrityError:
         await session.rollback()
         raise Conflict("main_number", "this number is already another line's number") from None
+    if "media_encryption" in changes:
+        await push_to_asterisk(session, projector, line)
     return line
 
 

@@ -36,6 +36,7 @@ class AsteriskProjector:
                 ha1=line.sip_ha1,
                 realm=line.sip_realm,
                 media_address=self.media_address,
+                media_encryption=line.media_encryption,
             )
         )
 

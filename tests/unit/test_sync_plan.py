@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from centrex.asterisk.pjsip_objects import LineSpec, PjsipObject, line_objects
@@ -73,4 +75,18 @@ def test_an_endpoint_pushed_before_nat_support_is_rewritten(attribute):
     objects = line_objects(SPEC)
     actual = {o.key: as_asterisk_spells_it(o) for o in objects}
     actual[("endpoint", "bob")][attribute] = "false"
+    assert [o.key for o in plan_sync(objects, actual).put] == [("endpoint", "bob")]
+
+
+@pytest.mark.parametrize(
+    ("mode", "encryption", "optimistic"),
+    [("none", "no", "no"), ("sdes_optional", "sdes", "yes"), ("sdes_required", "sdes", "no")],
+)
+def test_a_line_s_media_encryption_is_pushed_and_its_drift_repaired(mode, encryption, optimistic):
+    objects = line_objects(dataclasses.replace(SPEC, media_encryption=mode))
+    endpoint = next(o for o in objects if o.type == "endpoint")
+    assert endpoint.fields["media_encryption"] == encryption
+    assert endpoint.fields["media_encryption_optimistic"] == optimistic
+    actual = {o.key: as_asterisk_spells_it(o) for o in objects}
+    actual[("endpoint", "bob")]["media_encryption"] = "dtls" if encryption == "sdes" else "sdes"
     assert [o.key for o in plan_sync(objects, actual).put] == [("endpoint", "bob")]

@@ -27,11 +27,13 @@ async def create_line(
         realm=settings.sip_realm,
         max_calls=body.max_calls,
         max_call_duration_s=body.max_call_duration_s,
+        media_encryption=body.media_encryption,
     )
     return LineCreated(
         **LineOut.model_validate(created.line).model_dump(),
         sip_password=created.password,
         sip_server=f"{settings.asterisk_host}:{settings.sip_port}",
+        sip_tls_server=f"{settings.asterisk_host}:{settings.tls_port}",
     )
 
 
@@ -59,10 +61,12 @@ async def get_line(line_id: uuid.UUID, session: SessionDep) -> Line:
 
 
 @router.patch("/{line_id}", response_model=LineOut)
-async def update_line(line_id: uuid.UUID, body: LinePatch, session: SessionDep) -> Line:
+async def update_line(
+    line_id: uuid.UUID, body: LinePatch, session: SessionDep, projector: ProjectorDep
+) -> Line:
     line = await line_service.get_live_line(session, line_id)
     changes = {field: getattr(body, field) for field in body.model_fields_set}
-    return await line_service.update_line(session, line, changes)
+    return await line_service.update_line(session, line, changes, projector)
 
 
 @router.delete(
