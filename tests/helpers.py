@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
@@ -66,3 +68,19 @@ def sql(database_url: str, statement: str, *args: object) -> list[asyncpg.Record
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, run()).result()
+
+
+def crash_asterisk(asterisk: AsteriskSandbox, control_service, wait_until, callers) -> None:
+    """SIGKILL Asterisk (its calls vanish: no HANGUP, no LINKEDID_END, ever), start it again,
+    stop the callers' sipps, and wait until the daemon has reconnected."""
+    from centrex.sandbox.processes import DAEMON_READY
+
+    registrations = control_service.log_text().count(DAEMON_READY)
+    os.kill(asterisk.status().pid, signal.SIGKILL)
+    wait_until(lambda: not asterisk.is_running(), 10, "Asterisk dead")
+    asterisk.start()
+    for run in callers:
+        run.process.kill()
+    wait_until(
+        lambda: control_service.log_text().count(DAEMON_READY) > registrations, 20, "reconnect"
+    )

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 import uuid
 from collections import Counter
 
 import httpx
 import pytest
-from helpers import ari_object, sql
+from helpers import ari_object, crash_asterisk, sql
 from sip_agent import (
     SipEndpoint,
     call_many,
@@ -266,17 +264,9 @@ def test_asterisk_restart_releases_lost_calls(
         target.username, hold_ms=30000,
     )  # fmt: skip
     wait_until(lambda: len(calls_of(api, line)) == 2, 10, "2 calls up")
-    registrations = control_service.log_text().count(DAEMON_READY)
-    # Asterisk crashes: no Hangup events, the calls simply vanish.
-    os.kill(asterisk.status().pid, signal.SIGKILL)
-    wait_until(lambda: not asterisk.is_running(), 10, "Asterisk dead")
-    asterisk.start()
-    for run in batch.runs:
-        run.process.kill()
-    # The daemon reconnects, and the calls Asterisk lost stop counting.
-    wait_until(
-        lambda: control_service.log_text().count(DAEMON_READY) > registrations, 20, "reconnect"
-    )
+    # Asterisk crashes: no Hangup events, the calls simply vanish; the daemon reconnects, and
+    # the calls Asterisk lost stop counting.
+    crash_asterisk(asterisk, control_service, wait_until, batch.runs)
     wait_until(lambda: calls_of(api, line) == [], 15, "lost calls released")
     # astdb syncs to disk about once a second: objects written just before a crash can be lost,
     # and the reconciler (run as soon as it sees Asterisk restarted) puts them back.

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from helpers import emergency_route, sql
+from helpers import crash_asterisk, emergency_route, sql
 from sip_agent import SipEndpoint, received_invites, start_calls
 
 from centrex.asterisk.ari import AriClient
@@ -247,16 +247,8 @@ def test_asterisk_killed_during_twenty_calls_every_call_gets_its_cdr(
             lambda: len([c for c in calls_of(api, line) if c["answered_at"]]) == 20, 20,
             "20 calls answered",
         )  # fmt: skip
-        registrations = control_service.log_text().count(DAEMON_READY)
-        os.kill(asterisk.status().pid, signal.SIGKILL)  # no HANGUP, no LINKEDID_END, ever
         killed = datetime.now(UTC)
-        wait_until(lambda: not asterisk.is_running(), 10, "Asterisk dead")
-        asterisk.start()
-        for run in batch.runs:
-            run.process.kill()
-        wait_until(
-            lambda: control_service.log_text().count(DAEMON_READY) > registrations, 20, "reconnect"
-        )
+        crash_asterisk(asterisk, control_service, wait_until, batch.runs)
         records = one_cdr_per_call(api, line, 20, wait_until)
         for record in records:
             # Ended at the last thing known of it (its answer): never after the crash.
