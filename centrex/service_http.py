@@ -4,13 +4,17 @@ own event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import uvicorn
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+log = logging.getLogger(__name__)
 
 
 def health_app(
@@ -44,14 +48,41 @@ def health_app(
     return app
 
 
-async def serve_health(app: FastAPI, host: str, port: int, what: str, log: logging.Logger) -> None:
-    """Serve ``app`` until cancelled; a port that cannot be bound is logged, never fatal: the
-    process's real work (calls, CDRs) matters more than its metrics."""
+@contextlib.asynccontextmanager
+async def health_served(
+    title: str,
+    registry: CollectorRegistry,
+    checks: dict[str, Callable[[], Awaitable[bool]]],
+    *,
+    host: str,
+    port: int,
+) -> AsyncIterator[None]:
+    """``/metrics`` and health served on ``host:port`` (0: not served) while the block runs.
+
+    A port that cannot be bound is logged, never fatal: the process's real work (calls, CDRs,
+    bans) matters more than its metrics."""
+    if not port:
+        yield
+        return
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
-    )
+        uvicorn.Config(
+            health_app(title, registry, checks), host=host, port=port, log_level="warning",
+            lifespan="off",
+        )
+    )  # fmt: skip
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+
+    async def serve() -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn's way of saying it could not bind
+            log.error(
+                "%s: metrics and health not served: cannot listen on %s:%d", title, host, port
+            )
+
+    task = asyncio.create_task(serve())
     try:
-        await server.serve()
-    except SystemExit:  # uvicorn's way of saying it could not bind
-        log.error("%s: metrics and health not served: cannot listen on %s:%d", what, host, port)
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

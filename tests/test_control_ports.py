@@ -17,10 +17,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from pydantic import SecretStr
-from test_sandbox_asterisk import Ami, _can_run_asterisk, _free_ports
+from test_sandbox_asterisk import Ami, started_sandbox
 
-from centrex.config import Settings
 from centrex.sandbox.asterisk import AsteriskSandbox
 
 pytestmark = pytest.mark.integration
@@ -30,26 +28,8 @@ OTHER = "127.0.0.2"  # another address of this host: SIP answers there, AMI and 
 
 @pytest.fixture(scope="module")
 def public_sip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskSandbox]:
-    if reason := _can_run_asterisk():
-        pytest.skip(reason)
-    sip, ami, http = _free_ports()
-    settings = Settings(
-        _env_file=None,
-        var_dir=tmp_path_factory.mktemp("var"),
-        asterisk_instance=f"ports-{os.getpid()}-{secrets.token_hex(3)}",
-        sip_bind="0.0.0.0",
-        sip_port=sip,
-        ami_port=ami,
-        http_port=http,
-        ami_secret=SecretStr(secrets.token_urlsafe(12)),
-        ari_password=SecretStr(secrets.token_urlsafe(12)),
-    )
-    sandbox = AsteriskSandbox(settings)
-    try:
-        sandbox.start(timeout=120)
+    with started_sandbox(tmp_path_factory, "ports", sip_bind="0.0.0.0") as sandbox:
         yield sandbox
-    finally:
-        sandbox.remove_instance()
 
 
 def _connects(host: str, port: int) -> bool:

@@ -25,11 +25,11 @@ from helpers import crash_asterisk, emergency_route, sql
 from sip_agent import SipEndpoint, received_invites, start_calls
 
 from centrex.asterisk.ari import AriClient
+from centrex.asterisk.file_tail import FileTail
 from centrex.cdr.journal import Journal
 from centrex.cdr.journal_path import journal_path as asterisk_journal
 from centrex.config import Settings
 from centrex.control.call_registry import CallRegistry
-from centrex.control.cel_tail import CelTail
 from centrex.control.daemon import CallControl
 from centrex.db.session import make_engine
 from centrex.sandbox.processes import CDR_READY, DAEMON_READY, ServiceProcess
@@ -314,7 +314,7 @@ async def test_a_call_that_ends_during_a_sweep_is_not_taken_back(
     mine = settings.model_copy(update={"node_name": node})
     registry = CallRegistry(engine, node, 7200, pool_size=2, settings=mine)
     ari = GatedAri(mine)
-    control = CallControl(mine, registry, ari, CelTail(asterisk_journal(mine)), ari)
+    control = CallControl(mine, registry, ari, FileTail(asterisk_journal(mine)), ari)
     try:
         sweep = asyncio.create_task(control.sync_with_asterisk())
         await asyncio.wait_for(ari.listed.wait(), 10)

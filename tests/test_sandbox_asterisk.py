@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -161,18 +162,29 @@ def _can_run_asterisk() -> str | None:
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskSandbox]:
+    with started_sandbox(tmp_path_factory, "test") as sb:
+        yield sb
+
+
+@contextlib.contextmanager
+def started_sandbox(
+    tmp_path_factory: pytest.TempPathFactory, name: str, **fields: object
+) -> Iterator[AsteriskSandbox]:
+    """An Asterisk instance of its own on free ports, removed afterwards; ``fields`` are
+    further settings."""
     if reason := _can_run_asterisk():
         pytest.skip(reason)
     sip, ami, http = _free_ports()
     settings = Settings(
         _env_file=None,
         var_dir=tmp_path_factory.mktemp("var"),
-        asterisk_instance=f"test-{os.getpid()}-{secrets.token_hex(3)}",
+        asterisk_instance=f"{name}-{os.getpid()}-{secrets.token_hex(3)}",
         sip_port=sip,
         ami_port=ami,
         http_port=http,
         ami_secret=SecretStr(secrets.token_urlsafe(12)),
         ari_password=SecretStr(secrets.token_urlsafe(12)),
+        **fields,
     )
     sb = AsteriskSandbox(settings)
     try:

@@ -18,10 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from centrex.asterisk.file_tail import ROTATION_GRACE_S
+
 LIVE = 10**15  # sorts after every rotated segment's epoch-ms suffix
-# A write Asterisk began just before a rotation may land in the renamed file: read a rotated
-# segment for this long after its rotation before moving past it.
-ROTATION_GRACE_S = 2.0
 
 
 @dataclass(frozen=True, order=True)

@@ -8,9 +8,9 @@ rings and bridges, so an admitted call does not depend on the daemon staying up,
 is hung up with a reason chan_pjsip turns into the SIP code that fits (486, 404, 403).
 
 From then on the daemon follows its calls through Asterisk's CEL journal, read as it is
-written (:mod:`.cel_tail`; answer and end: :mod:`centrex.core.call_events`), not through AMI: an
-open AMI session costs Asterisk about 1 ms of CPU per call. It cuts each call at its deadline
-with its own timer (:class:`.CutoffTimer`), and every
+written (:mod:`centrex.asterisk.file_tail`; answer and end: :mod:`centrex.core.call_events`),
+not through AMI: an open AMI session costs Asterisk about 1 ms of CPU per call. It cuts each call
+at its deadline with its own timer (:class:`.CutoffTimer`), and every
 few seconds, and after every (re)connection, checks its calls against Asterisk's channels: a
 restarted daemon picks its calls up again from the database and Asterisk, and calls Asterisk
 lost are released instead of counting forever.
@@ -34,11 +34,11 @@ from centrex import metrics
 from centrex.asterisk.ari import AriClient
 from centrex.asterisk.ari_events import AriWebSocket
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
+from centrex.asterisk.file_tail import FileTail
 from centrex.asterisk.pjsip_objects import TRUNK_PREFIX
 from centrex.cdr.journal_path import journal_path
 from centrex.config import Settings
 from centrex.control.call_registry import AdmittedCall, CallRef, CallRegistry
-from centrex.control.cel_tail import CelTail
 from centrex.control.cutoff_timer import CutoffTimer
 from centrex.core.call_events import CallAnswered, CallEnded, call_event_of
 from centrex.core.cdr import parse_line
@@ -46,7 +46,7 @@ from centrex.core.numbering import DialledKind, classify_dialled
 from centrex.core.routing import endpoint_of_channel
 from centrex.db.session import make_engine
 from centrex.metrics import DAEMON_REGISTRY
-from centrex.service_http import health_app, serve_health
+from centrex.service_http import health_served
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,7 +75,7 @@ class CallControl:
         settings: Settings,
         registry: CallRegistry,
         ari: AriClient,
-        cel: CelTail,
+        cel: FileTail,
         ari_http: AriClient | None = None,
     ) -> None:
         self.settings = settings
@@ -536,10 +536,9 @@ async def run_daemon(settings: Settings) -> None:
     websocket = AriWebSocket(settings)
     ari = AriClient(websocket)  # per-call requests ride the events websocket
     ari_http = AriClient.from_settings(settings)
-    control = CallControl(settings, registry, ari, CelTail(journal_path(settings)), ari_http)
+    control = CallControl(settings, registry, ari, FileTail(journal_path(settings)), ari_http)
     # CDRs are another process's business (`centrex cdr`, centrex/cdr/): a slow CDR batch or a
     # crash of the shipper never delays or stops a call decision.
-    background: list[asyncio.Task[None]] = []
 
     async def database_reachable() -> bool:
         async with engine.connect() as conn:
@@ -555,21 +554,13 @@ async def run_daemon(settings: Settings) -> None:
         return control.following and control.cel.path.parent.is_dir()
 
     checks = {"ari": ari_connected, "cel": following_calls, "database": database_reachable}
-    if settings.control_http_port:
-        app = health_app("centrex call control", DAEMON_REGISTRY, checks)
-        background.append(
-            asyncio.create_task(
-                serve_health(
-                    app, settings.control_http_host, settings.control_http_port, "daemon", log
-                )
-            )
-        )
     try:
-        await control.run(websocket)
+        async with health_served(
+            "centrex call control", DAEMON_REGISTRY, checks,
+            host=settings.control_http_host, port=settings.control_http_port,
+        ):  # fmt: skip
+            await control.run(websocket)
     finally:
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
         control.cutoffs.cancel_all()
         await ari.aclose()
         await ari_http.aclose()

@@ -25,9 +25,9 @@ from pathlib import Path
 import asyncpg
 
 from centrex import metrics
+from centrex.asterisk.file_tail import FileTail
 from centrex.cdr.shipper import asyncpg_dsn
 from centrex.config import Settings
-from centrex.control.cel_tail import CelTail
 from centrex.core.sip_bans import (
     AuthFailure,
     BanDecision,
@@ -39,7 +39,7 @@ from centrex.core.sip_bans import (
     parse_security_line,
 )
 from centrex.guard.nft import NftTable, table_name
-from centrex.service_http import health_app, serve_health
+from centrex.service_http import health_served
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Guard:
         self.policy = policy_from(settings)
         self.counter = FailureCounter(self.policy)
         self.table = nft_table(settings)
-        self.tail = CelTail(security_log_path(settings))
+        self.tail = FileTail(security_log_path(settings))
         self.clock = clock
         self.pool: asyncpg.Pool | None = None
         self.in_force: dict[IPAddress, float] = {}  # address -> until (epoch), as last applied
@@ -213,27 +213,18 @@ class Guard:
 
 async def run_guard(settings: Settings) -> None:
     guard = Guard(settings)
-    background: list[asyncio.Task[None]] = []
 
     async def database_reachable() -> bool:
         pool = await guard._pool()
         await pool.fetchval("SELECT 1", timeout=2)
         return True
 
-    if settings.guard_http_port:
-        app = health_app(
+    try:
+        async with health_served(
             "centrex guard", metrics.GUARD_REGISTRY,
             {"database": database_reachable, "nftables": guard.table.intact},
-        )  # fmt: skip
-        background.append(
-            asyncio.create_task(
-                serve_health(app, settings.guard_http_host, settings.guard_http_port, "guard", log)
-            )
-        )
-    try:
-        await guard.run_forever()
+            host=settings.guard_http_host, port=settings.guard_http_port,
+        ):  # fmt: skip
+            await guard.run_forever()
     finally:
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
         await guard.aclose()

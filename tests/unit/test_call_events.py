@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from centrex.control.cel_tail import CelTail
+from centrex.asterisk.file_tail import FileTail
 from centrex.core.call_events import CallAnswered, CallEnded, call_event_of
 from centrex.core.cdr import parse_line
 
@@ -38,7 +38,7 @@ def test_hangup_ends_the_channel():
 def test_tail_starts_at_the_end_and_follows_a_rotation(tmp_path):
     journal = tmp_path / "centrex-cel.csv"
     journal.write_text("old line\n")
-    tail = CelTail(journal)
+    tail = FileTail(journal)
     tail.start_at_end()
     assert tail.read_lines() == []
     with journal.open("a") as f:
@@ -61,7 +61,7 @@ def test_tail_starts_at_the_end_and_follows_a_rotation(tmp_path):
 
 def test_tail_of_a_journal_not_yet_created(tmp_path):
     journal = tmp_path / "centrex-cel.csv"
-    tail = CelTail(journal)
+    tail = FileTail(journal)
     tail.start_at_end()
     assert tail.read_lines() == []
     journal.write_text("first\n")

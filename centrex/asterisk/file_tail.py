@@ -1,7 +1,8 @@
-"""``tail -F`` of the CEL journal: the lines Asterisk appends from now on, across rotations.
+"""``tail -F`` of a file Asterisk appends to: the lines from now on, across rotations.
 
-The CDR shipper reads the same journal from its checkpoint, a few times a second, and rotates
-it; this reader only needs what happens from now on, as soon as it happens. It keeps the file
+The daemon follows the CEL journal with it (the CDR shipper reads the same journal from its
+checkpoint, and rotates it), the guard Asterisk's security log; both need only what happens
+from now on, as soon as it happens. It keeps the file
 open and, when the journal is renamed away (a rotation), drains the old file for a grace period
 (a record Asterisk began before the rename lands there) while reading the new one from its
 start.
@@ -15,7 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from centrex.cdr.journal import ROTATION_GRACE_S
+# A record Asterisk began just before a rotation (a rename) may land in the renamed file: read
+# it for this long after the rename before leaving it.
+ROTATION_GRACE_S = 2.0
 
 
 @dataclass
@@ -38,7 +41,7 @@ class _OpenFile:
 
 
 @dataclass
-class CelTail:
+class FileTail:
     path: Path
     _current: _OpenFile | None = None
     _draining: list[_OpenFile] = field(default_factory=list)
