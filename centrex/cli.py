@@ -158,13 +158,10 @@ def start_database(settings: Settings) -> str:
 
 async def _is_superuser(url: str) -> bool:
     import asyncpg
-    from sqlalchemy.engine import make_url
 
-    u = make_url(url)
-    conn = await asyncpg.connect(
-        user=u.username, password=u.password, host=u.host or "127.0.0.1", port=u.port or 5432,
-        database=u.database,
-    )  # fmt: skip
+    from centrex.db.session import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         return bool(
             await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")

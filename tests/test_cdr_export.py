@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
-from centrex.cdr.shipper import asyncpg_dsn
+from centrex.db.session import asyncpg_dsn
 from centrex.services.cdrs import CSV_COLUMNS
 
 pytestmark = pytest.mark.integration

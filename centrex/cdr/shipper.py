@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
 from centrex import metrics
 from centrex.asterisk.ari import AriClient
@@ -40,6 +39,7 @@ from centrex.core.cdr import (
 )
 from centrex.core.policy import DiallerThresholds, WindowStats, dialler_signs, period_start
 from centrex.core.routing import endpoint_of_channel
+from centrex.db.session import asyncpg_dsn
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +76,6 @@ def asterisk_started_at(info: dict[str, Any]) -> float:
     """Epoch seconds of Asterisk's start, from ARI ``GET /asterisk/info``."""
     stamp = info["status"]["startup_time"]  # e.g. 2026-12-02T16:00:00.123+0000
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-
-
-def asyncpg_dsn(url: str) -> str:
-    u = make_url(url)
-    return u.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class CdrShipper:

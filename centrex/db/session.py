@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,6 +21,12 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for ``postgresql+asyncpg://…``; kwargs go to ``create_async_engine``."""
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """``postgresql+asyncpg://…`` as asyncpg itself takes it (for its own pools and
+    connections, outside SQLAlchemy)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:

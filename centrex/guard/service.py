@@ -26,7 +26,6 @@ import asyncpg
 
 from centrex import metrics
 from centrex.asterisk.file_tail import FileTail
-from centrex.cdr.shipper import asyncpg_dsn
 from centrex.config import Settings
 from centrex.core.sip_bans import (
     AuthFailure,
@@ -38,6 +37,7 @@ from centrex.core.sip_bans import (
     ban_seconds,
     parse_security_line,
 )
+from centrex.db.session import asyncpg_dsn
 from centrex.guard.nft import NftTable, table_name
 from centrex.service_http import health_served
 
