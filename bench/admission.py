@@ -534,6 +534,9 @@ class Bench:
             api_token=token,
             ami_secret=secrets.token_urlsafe(16),
             ari_password=secrets.token_urlsafe(16),
+            ari_control_password=secrets.token_urlsafe(16),
+            ari_cdr_password=secrets.token_urlsafe(16),
+            sip_qualify_frequency_s=0,  # sipp devices answer no OPTIONS outside a call
             # The API only provisions and is then stopped; its reconciler would delete the bare
             # endpoint (a stray in the centrex astdb family) if it ever ran again.
             reconcile_interval_s=86400,

@@ -133,6 +133,8 @@ class LagBench:
             _env_file=None, var_dir=work / "var", database_url=url, asterisk_instance="benchcdr",
             sip_port=47260, ami_port=47238, http_port=47288, api_port=free_port(),
             api_token=TOKEN, ami_secret="benchcdr-ami", ari_password="benchcdr-ari",
+            ari_control_password="benchcdr-ari-control", ari_cdr_password="benchcdr-ari-cdr",
+            sip_qualify_frequency_s=0,  # sipp devices answer no OPTIONS outside a call
             reconcile_interval_s=3600,
         )  # fmt: skip
         self.sandbox = AsteriskSandbox(self.settings)

@@ -150,6 +150,9 @@ class Bench:
             api_token=TOKEN,
             ami_secret="benchprov-ami-secret",
             ari_password="benchprov-ari-password",
+            ari_control_password="benchprov-ari-control",
+            ari_cdr_password="benchprov-ari-cdr",
+            sip_qualify_frequency_s=0,  # no phone registers here
             reconcile_interval_s=3600,
         )
 
@@ -358,8 +361,8 @@ class Bench:
             ami.start()
             try:
                 await ami.wait_connected(10)
-                async with AriClient.from_settings(s) as ari:
-                    projector = AsteriskProjector(ari, s.asterisk_host)
+                async with AriClient.from_settings(s, "api") as ari:
+                    projector = AsteriskProjector.from_settings(ari, s)
                     t = time.perf_counter()
                     tree = await ami.db_get_tree("centrex")
                     t_tree = time.perf_counter() - t

@@ -224,7 +224,9 @@ async def main(requests: int, rounds: int) -> dict:
         settings = Settings(
             _env_file=None, var_dir=work / "var", database_url=url, asterisk_instance="benchbans",
             sip_port=29160, ami_port=29138, http_port=32188, ami_secret="bench",
-            ari_password="bench", guard_http_port=free_port(), sip_ban_reconcile_s=1,
+            ari_password="bench", ari_control_password="bench-control",
+            ari_cdr_password="bench-cdr", sip_qualify_frequency_s=0,
+            guard_http_port=free_port(), sip_ban_reconcile_s=1,
             sip_ban_allow=[f"{UNBANNED}/32", "127.0.0.1/32"],
         )  # fmt: skip
         return await asyncio.to_thread(measure, settings, work, requests, rounds)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import httpx
 import typer
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from centrex import logsafe
-from centrex.config import Settings, settings_env
+from centrex.config import WILDCARD_ADDRESSES, Settings, settings_env
 from centrex.supervisor import Supervisor
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
@@ -31,6 +31,8 @@ log = logging.getLogger("centrex")
 
 #: What `centrex up` starts and restarts (centrex/supervisor.py).
 CHILDREN = ("api", "control", "cdr", "guard")
+#: The commands that are long-running services of the platform, each on the database.
+SERVICES = frozenset(CHILDREN)
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -44,9 +46,10 @@ def _setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
-def _settings() -> Settings:
+def _settings(process: str | None = None) -> Settings:
     """The configuration, or a clear message naming each bad variable and exit status 2: an
-    invalid value, or a secret left empty or at its shipped placeholder."""
+    invalid value, or a secret ``process`` uses (config.SECRETS_OF; None: all) left empty or
+    at its shipped placeholder."""
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -55,17 +58,40 @@ def _settings() -> Settings:
             field = str(error["loc"][0]) if error["loc"] else "?"
             variable = field if field.isupper() else f"CENTREX_{field.upper()}"
             got = f" (got {error['input']!r})" if error.get("type") != "missing" else ""
+            if field in Settings.model_fields and Settings.model_fields[field].annotation in (
+                SecretStr,
+                "SecretStr",
+            ):
+                got = ""  # a secret, even a wrong one, is not written to a terminal or a log
             typer.echo(f"  {variable}: {error['msg']}{got}", err=True)
         raise typer.Exit(2) from None
-    if unset := settings.default_secrets():
+    if unset := settings.default_secrets(process):
         typer.echo(
             f"centrex: {', '.join(unset)} empty or at the shipped placeholder: set a secret of "
             "your own (environment or var/centrex.env; `centrex up` generates them)",
             err=True,
         )
         raise typer.Exit(2)
+    if process in SERVICES and not settings.database_url:
+        typer.echo(
+            "centrex: DATABASE_URL is not set: point it at the platform's PostgreSQL, or start "
+            "everything with `centrex up`, which starts its own and sets it",
+            err=True,
+        )
+        raise typer.Exit(2)
     _warn_if_control_ports_public(settings)
+    _warn_if_media_address_unknown(settings)
     return settings
+
+
+def _warn_if_media_address_unknown(settings: Settings) -> None:
+    if settings.media_address is None and settings.sip_bind in WILDCARD_ADDRESSES:
+        log.warning(
+            "SIP listens on every address (CENTREX_SIP_BIND=%s) but RTP binds to %s, which "
+            "phones may not reach: set CENTREX_MEDIA_ADDRESS to the address phones reach.",
+            settings.sip_bind,
+            settings.rtp_address,
+        )
 
 
 def _warn_if_control_ports_public(settings: Settings) -> None:
@@ -82,7 +108,13 @@ def _warn_if_control_ports_public(settings: Settings) -> None:
 
 
 # --- secrets generated on first run -------------------------------------------------------
-_GENERATED_SECRETS = ("CENTREX_API_TOKEN", "CENTREX_AMI_SECRET", "CENTREX_ARI_PASSWORD")
+_GENERATED_SECRETS = (
+    "CENTREX_API_TOKEN",
+    "CENTREX_AMI_SECRET",
+    "CENTREX_ARI_PASSWORD",
+    "CENTREX_ARI_CONTROL_PASSWORD",
+    "CENTREX_ARI_CDR_PASSWORD",
+)
 
 
 def ensure_env_file(var_dir: Path) -> Path:
@@ -111,7 +143,7 @@ def _asterisk(settings: Settings):
 def sandbox_up() -> None:
     """Install Asterisk if needed, render asterisk-config/, start it and wait until booted."""
     _setup_logging()
-    sandbox = _asterisk(_settings())
+    sandbox = _asterisk(_settings("asterisk"))
     sandbox.ensure_installed()
     sandbox.render_config()
     sandbox.start()
@@ -201,7 +233,7 @@ def api() -> None:
     from centrex.api.app import create_app
 
     _setup_logging()
-    settings = _settings()
+    settings = _settings("api")
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,
@@ -217,7 +249,7 @@ def cdr() -> None:
     from centrex.cdr.service import run_shipper
 
     _setup_logging()
-    settings = _settings()
+    settings = _settings("cdr")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_shipper(settings))
 
@@ -228,7 +260,7 @@ def guard() -> None:
     from centrex.guard.service import run_guard
 
     _setup_logging()
-    settings = _settings()
+    settings = _settings("guard")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_guard(settings))
 
@@ -239,7 +271,7 @@ def control(verbose: bool = False) -> None:
     from centrex.control.daemon import run_daemon
 
     _setup_logging(verbose)
-    settings = _settings()
+    settings = _settings("control")
     try:
         # uvloop (a dependency of uvicorn[standard]) when present: the daemon is a loop of
         # small network reads and writes (ARI websocket, AMI, PostgreSQL), which libuv's loop

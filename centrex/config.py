@@ -8,16 +8,65 @@ writes on first run with freshly generated secrets.
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_VAR_DIR = Path("var")
 # Shipped placeholders, refused by every command (Settings.default_secrets).
-PLACEHOLDER_SECRETS = frozenset({"centrex-ami-change-me", "centrex-ari-change-me"})
+#: Each secret's variable and field.
+SECRET_FIELDS = {
+    "CENTREX_API_TOKEN": "api_token",
+    "CENTREX_AMI_SECRET": "ami_secret",
+    "CENTREX_ARI_PASSWORD": "ari_password",
+    "CENTREX_ARI_CONTROL_PASSWORD": "ari_control_password",
+    "CENTREX_ARI_CDR_PASSWORD": "ari_cdr_password",
+}
+#: The secrets each process uses, and so needs set: a unit of its own may be given only these
+#: (deploy/systemd/README.md). Asterisk's configuration holds every Asterisk user's.
+SECRETS_OF: dict[str, tuple[str, ...]] = {
+    "api": ("CENTREX_API_TOKEN", "CENTREX_AMI_SECRET", "CENTREX_ARI_PASSWORD"),
+    "control": ("CENTREX_ARI_CONTROL_PASSWORD",),
+    "cdr": ("CENTREX_ARI_CDR_PASSWORD",),
+    "guard": (),
+    "asterisk": (
+        "CENTREX_AMI_SECRET",
+        "CENTREX_ARI_PASSWORD",
+        "CENTREX_ARI_CONTROL_PASSWORD",
+        "CENTREX_ARI_CDR_PASSWORD",
+    ),
+}
+
+USER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+CONFIG_SECRET = re.compile(r"[!-:<-~]+")  # printable ASCII but space and ';'
+
+#: A SIP bind on every address names no address RTP could bind to and give phones.
+WILDCARD_ADDRESSES = frozenset({"0.0.0.0", "::", "[::]"})
+
+#: Which process talks to ARI: each has a user of its own (Settings.ari_user).
+AriRole = Literal["api", "control", "cdr"]
+
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "centrex-ami-change-me",
+        "centrex-ari-change-me",
+        "centrex-ari-control-change-me",
+        "centrex-ari-cdr-change-me",
+        "CHANGE-ME",  # deploy/systemd/centrex.env.example's
+    }
+)
 
 
 class Settings(BaseSettings):
@@ -75,12 +124,36 @@ class Settings(BaseSettings):
         validate_default=True,
         description="The certificate's private key, PEM, unencrypted; with the certificate.",
     )
-    ami_username: str = "centrex"
+    # One Asterisk user per process, each with only what that process does (docs/sip-edge.md,
+    # "Private control ports"): AMI for the API's reconciler alone; ARI read-write for the API
+    # (provisioning) and the daemon (call control), read-only for the CDR shipper.
+    ami_username: str = Field("centrex", description="The API's AMI user (the reconciler).")
     ami_secret: SecretStr = SecretStr("centrex-ami-change-me")
-    ari_username: str = "centrex"
+    ari_username: str = Field("centrex", description="The API's ARI user (provisioning).")
     ari_password: SecretStr = SecretStr("centrex-ari-change-me")
+    ari_control_username: str = Field(
+        "centrex-control", description="The daemon's ARI user (its Stasis application)."
+    )
+    ari_control_password: SecretStr = SecretStr("centrex-ari-control-change-me")
+    ari_cdr_username: str = Field(
+        "centrex-cdr", description="The CDR shipper's ARI user, read-only (Asterisk's start time)."
+    )
+    ari_cdr_password: SecretStr = SecretStr("centrex-ari-cdr-change-me")
     stasis_app: str = "centrex"
     sip_realm: str = Field("centrex", description="Digest realm of every line's credentials.")
+    sip_qualify_frequency_s: int = Field(
+        30,
+        ge=0,
+        le=3600,
+        description="Asterisk sends each registered phone an OPTIONS this often: it keeps the "
+        "phone's NAT binding open, and a phone that stops answering is no longer called "
+        "(docs/sip-edge.md); 0: never.",
+    )
+    media_address: str | None = Field(
+        None,
+        description="Where Asterisk's RTP binds, and the address its SDP gives phones; unset: "
+        "CENTREX_SIP_BIND when it names one address, else CENTREX_ASTERISK_HOST.",
+    )
 
     # --- API ----------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
@@ -245,6 +318,33 @@ class Settings(BaseSettings):
     )
     asterisk_timeout_s: float = Field(5.0, gt=0, description="Per request to ARI/AMI.")
 
+    @field_validator("ami_username", "ari_username", "ari_control_username", "ari_cdr_username")
+    @classmethod
+    def _user_name_asterisk_can_hold(cls, value: str) -> str:
+        # Each is a section name of manager.conf or ari.conf.
+        if not USER_NAME.fullmatch(value):
+            raise ValueError("letters, digits, '.', '_' and '-' only, 1 to 64 of them")
+        return value
+
+    @field_validator("ami_secret", "ari_password", "ari_control_password", "ari_cdr_password")
+    @classmethod
+    def _secret_asterisk_can_hold(cls, value: SecretStr) -> SecretStr:
+        # Written into manager.conf and ari.conf: a line break or ';' would end the value and
+        # start a setting (or a comment) of the secret's choosing.
+        if not CONFIG_SECRET.fullmatch(value.get_secret_value() or "x"):
+            raise ValueError("printable ASCII without spaces or ';' only")
+        return value
+
+    @model_validator(mode="after")
+    def _ari_users_distinct(self) -> Settings:
+        names = [self.ari_username, self.ari_control_username, self.ari_cdr_username]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                "CENTREX_ARI_USERNAME, CENTREX_ARI_CONTROL_USERNAME and CENTREX_ARI_CDR_USERNAME "
+                f"must differ (each process has its own ARI user): {names}"
+            )
+        return self
+
     @field_validator("sip_tls_port")
     @classmethod
     def _tls_port_of_its_own(cls, value: int | None, info: ValidationInfo) -> int | None:
@@ -300,19 +400,34 @@ class Settings(BaseSettings):
     def sip_bind_address(self) -> str:
         return self.sip_bind or self.asterisk_host
 
-    def default_secrets(self) -> list[str]:
-        """The settings whose secret is empty or the shipped placeholder: nothing may start
-        with one (the placeholders are public, in this file)."""
+    @property
+    def rtp_address(self) -> str:
+        """Where the lines' RTP binds: phones must reach it where they reach SIP."""
+        if self.media_address:
+            return self.media_address
+        if self.sip_bind and self.sip_bind not in WILDCARD_ADDRESSES:
+            return self.sip_bind
+        return self.asterisk_host
+
+    def default_secrets(self, process: str | None = None) -> list[str]:
+        """The secrets ``process`` uses (SECRETS_OF; None: every one) that are empty or at a
+        shipped placeholder: nothing may start with one (the placeholders are public)."""
+        names = SECRETS_OF[process] if process else tuple(SECRET_FIELDS)
         found = []
-        for name, value in (
-            ("CENTREX_API_TOKEN", self.api_token),
-            ("CENTREX_AMI_SECRET", self.ami_secret),
-            ("CENTREX_ARI_PASSWORD", self.ari_password),
-        ):
-            secret = value.get_secret_value()
+        for name in names:
+            secret = getattr(self, SECRET_FIELDS[name]).get_secret_value()
             if not secret or secret in PLACEHOLDER_SECRETS:
                 found.append(name)
         return found
+
+    def ari_user(self, role: AriRole) -> tuple[str, str]:
+        """The ARI user and password of one process: "api", "control" or "cdr"."""
+        username, password = {
+            "api": (self.ari_username, self.ari_password),
+            "control": (self.ari_control_username, self.ari_control_password),
+            "cdr": (self.ari_cdr_username, self.ari_cdr_password),
+        }[role]
+        return username, password.get_secret_value()
 
     @property
     def ari_url(self) -> str:

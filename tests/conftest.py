@@ -70,6 +70,11 @@ def settings(
         api_token=API_TOKEN,
         ami_secret="test-ami-secret",
         ari_password="test-ari-password",
+        ari_control_password="test-ari-control-password",
+        ari_cdr_password="test-ari-cdr-password",
+        # sipp 3.6.1 devices cannot answer an OPTIONS outside a call (each new Call-ID is a
+        # call of their scenario): no keep-alives here, test_nat.py shows them on its own.
+        sip_qualify_frequency_s=0,
         reconcile_interval_s=2,
         call_sweep_interval_s=1,
         ring_timeout_s=5,  # an unanswered call gives up after 5 s, not 60

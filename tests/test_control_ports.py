@@ -90,6 +90,42 @@ def test_the_ami_user_may_use_astdb_but_not_place_calls_or_run_commands(public_s
         ami.close()
 
 
+def test_each_process_has_its_own_ari_user_with_only_what_it_needs(public_sip):
+    """API and daemon: read-write users of their own; the CDR shipper, which only asks when
+    Asterisk started: read-only. Each password opens its own user only."""
+    s = public_sip.settings
+    url = public_sip.ari_url
+    users = {role: s.ari_user(role) for role in ("api", "control", "cdr")}
+    assert len({name for name, _ in users.values()}) == 3
+    for role, (name, password) in users.items():
+        assert httpx.get(f"{url}/asterisk/info", auth=(name, password)).status_code == 200, role
+        # A write each user may or may not make; a bridge is harmless and removed at once.
+        created = httpx.post(f"{url}/bridges", auth=(name, password), params={"type": "mixing"})
+        if role == "cdr":
+            assert created.status_code == 403, created.text
+        else:
+            assert created.status_code == 200, (role, created.text)
+            httpx.delete(f"{url}/bridges/{created.json()['id']}", auth=(name, password))
+    # The daemon's password is not the API's user's, nor the other way round.
+    api_name, api_password = users["api"]
+    control_name, control_password = users["control"]
+    assert httpx.get(f"{url}/asterisk/info", auth=(api_name, control_password)).status_code == 401
+    assert httpx.get(f"{url}/asterisk/info", auth=(control_name, api_password)).status_code == 401
+
+
+def test_only_the_api_has_an_ami_user(public_sip):
+    """The daemon and the CDR shipper use no AMI: their names and passwords open nothing."""
+    s = public_sip.settings
+    for role in ("control", "cdr"):
+        name, password = s.ari_user(role)
+        ami = Ami(public_sip.ports.host, public_sip.ports.ami)
+        try:
+            response, _ = ami.action("Login", Username=name, Secret=password, Events="off")
+        finally:
+            ami.close()
+        assert response["Response"] == "Error", (role, response)
+
+
 def _run(command: list[str], tmp_path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CENTREX_")}
     clean.pop("DATABASE_URL", None)
@@ -104,25 +140,51 @@ GOOD = {
     "CENTREX_API_TOKEN": "a-token-of-the-operator",
     "CENTREX_AMI_SECRET": "an-ami-secret-of-the-operator",
     "CENTREX_ARI_PASSWORD": "an-ari-password-of-the-operator",
+    "CENTREX_ARI_CONTROL_PASSWORD": "an-ari-password-of-the-daemon",
+    "CENTREX_ARI_CDR_PASSWORD": "an-ari-password-of-the-cdr-shipper",
 }
 
 
-@pytest.mark.parametrize(
-    ("variable", "value"),
-    [
-        ("CENTREX_AMI_SECRET", "centrex-ami-change-me"),
-        ("CENTREX_ARI_PASSWORD", "centrex-ari-change-me"),
-        ("CENTREX_API_TOKEN", ""),
-        ("CENTREX_AMI_SECRET", ""),
-    ],
-)
-@pytest.mark.parametrize("command", [["api"], ["control"], ["cdr"], ["sandbox", "up"]])
+PLACEHOLDERS = {
+    "CENTREX_API_TOKEN": "",  # shipped empty
+    "CENTREX_AMI_SECRET": "centrex-ami-change-me",
+    "CENTREX_ARI_PASSWORD": "centrex-ari-change-me",
+    "CENTREX_ARI_CONTROL_PASSWORD": "centrex-ari-control-change-me",
+    "CENTREX_ARI_CDR_PASSWORD": "CHANGE-ME",  # deploy/systemd/centrex.env.example's
+}
+# Each command and the secrets it uses (centrex.config.SECRETS_OF): `sandbox up` writes every
+# Asterisk user's into Asterisk's configuration.
+USES = {
+    "api": ["CENTREX_API_TOKEN", "CENTREX_AMI_SECRET", "CENTREX_ARI_PASSWORD"],
+    "control": ["CENTREX_ARI_CONTROL_PASSWORD"],
+    "cdr": ["CENTREX_ARI_CDR_PASSWORD"],
+    "sandbox up": [v for v in PLACEHOLDERS if v != "CENTREX_API_TOKEN"],
+}
+CASES = [
+    (command, variable, value)
+    for command, variables in USES.items()
+    for variable in variables
+    for value in (PLACEHOLDERS[variable], "")
+]
+
+
+@pytest.mark.parametrize(("command", "variable", "value"), CASES)
 def test_no_command_starts_with_a_default_or_empty_secret(tmp_path, command, variable, value):
-    result = _run(command, tmp_path, **{**GOOD, variable: value})
+    result = _run(command.split(), tmp_path, **{**GOOD, variable: value})
     assert result.returncode == 2, result.stderr
     (line,) = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert line.startswith("centrex: ") and variable in line, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_process_needs_only_its_own_secrets(tmp_path):
+    """The daemon given only its ARI password (a unit of its own, deploy/systemd/README.md)
+    passes the secrets check: it stops on what it really lacks here, a database, in one line."""
+    only_its_own = {"CENTREX_ARI_CONTROL_PASSWORD": GOOD["CENTREX_ARI_CONTROL_PASSWORD"]}
+    result = _run(["control"], tmp_path, **only_its_own)
+    assert result.returncode == 2, result.stderr
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert line.startswith("centrex: DATABASE_URL is not set"), result.stderr
 
 
 def test_ami_and_ari_off_loopback_are_warned_about(tmp_path):

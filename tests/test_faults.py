@@ -280,7 +280,7 @@ class GatedAri(AriClient):
     the moment the sweep has Asterisk's channels in hand and has not yet acted on them."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(AriClient.from_settings(settings).transport)
+        super().__init__(AriClient.from_settings(settings, "control").transport)
         self.listed = asyncio.Event()
         self.go = asyncio.Event()
 

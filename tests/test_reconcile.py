@@ -131,8 +131,8 @@ async def test_reconciler_is_quiet_when_asterisk_is_in_sync(
     ami.start()
     try:
         await ami.wait_connected(10)
-        async with AriClient.from_settings(settings) as ari:
-            projector = AsteriskProjector(ari, settings.asterisk_host)
+        async with AriClient.from_settings(settings, "api") as ari:
+            projector = AsteriskProjector.from_settings(ari, settings)
             await reconcile_lines(make_sessionmaker(engine), projector, ami)
             second = await reconcile_lines(make_sessionmaker(engine), projector, ami)
     finally:

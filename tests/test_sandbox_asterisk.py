@@ -184,6 +184,8 @@ def started_sandbox(
         http_port=http,
         ami_secret=SecretStr(secrets.token_urlsafe(12)),
         ari_password=SecretStr(secrets.token_urlsafe(12)),
+        ari_control_password=SecretStr(secrets.token_urlsafe(12)),
+        ari_cdr_password=SecretStr(secrets.token_urlsafe(12)),
         **fields,
     )
     sb = AsteriskSandbox(settings)

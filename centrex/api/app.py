@@ -84,9 +84,9 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url_required, pool_size=10, max_overflow=10)
         app.state.sessionmaker = make_sessionmaker(engine)
-        ari = AriClient.from_settings(settings)
+        ari = AriClient.from_settings(settings, "api")
         app.state.ari = ari
-        app.state.projector = AsteriskProjector(ari, settings.asterisk_host)
+        app.state.projector = AsteriskProjector.from_settings(ari, settings)
         app.state.reconciler = Reconciler(
             settings, app.state.sessionmaker, app.state.projector, ari
         )

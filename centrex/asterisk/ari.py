@@ -13,7 +13,7 @@ from typing import Any, Protocol, Self
 import httpx
 
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
-from centrex.config import Settings
+from centrex.config import AriRole, Settings
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +82,10 @@ class AriClient:
         self.transport = transport
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
-        return cls(
-            HttpTransport(
-                settings.ari_url,
-                settings.ari_username,
-                settings.ari_password.get_secret_value(),
-                settings.asterisk_timeout_s,
-            )
-        )
+    def from_settings(cls, settings: Settings, role: AriRole) -> Self:
+        """ARI over HTTP as ``role``'s own user (Settings.ari_user)."""
+        username, password = settings.ari_user(role)
+        return cls(HttpTransport(settings.ari_url, username, password, settings.asterisk_timeout_s))
 
     async def aclose(self) -> None:
         await self.transport.aclose()

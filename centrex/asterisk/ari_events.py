@@ -26,10 +26,12 @@ CONNECTED = {"type": "CentrexConnected"}  # handed to the handler after each (re
 
 
 def events_url(settings: Settings) -> str:
+    """The Stasis application's websocket, as the daemon's own ARI user."""
+    username, password = settings.ari_user("control")
     query = urlencode(
         {
             "app": settings.stasis_app,
-            "api_key": f"{settings.ari_username}:{settings.ari_password.get_secret_value()}",
+            "api_key": f"{username}:{password}",
             "subscribeAll": "false",
         }
     )

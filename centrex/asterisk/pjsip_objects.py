@@ -42,6 +42,8 @@ MEDIA_ENCRYPTION: Mapping[str, Mapping[str, str]] = {
     "sdes_required": {"media_encryption": "sdes", "media_encryption_optimistic": "no"},
 }
 DEFAULT_MEDIA_ENCRYPTION = "none"
+# A phone that has not answered an OPTIONS within this long is unreachable (Asterisk's default).
+QUALIFY_TIMEOUT_S = "3.0"
 
 
 def sorcery_cache_name(object_type: str) -> str:
@@ -68,6 +70,7 @@ class LineSpec:
     realm: str
     media_address: str  # where Asterisk's RTP for this line binds: its SIP address
     media_encryption: str = DEFAULT_MEDIA_ENCRYPTION  # a key of MEDIA_ENCRYPTION
+    qualify_frequency_s: int = 0  # an OPTIONS to the registered phone this often; 0: never
 
 
 def line_objects(line: LineSpec) -> list[PjsipObject]:
@@ -91,6 +94,10 @@ def line_objects(line: LineSpec) -> list[PjsipObject]:
                 # from another device replaces the old contact instead of being refused.
                 "max_contacts": "1",
                 "remove_existing": "yes",
+                # Keeps the phone's NAT binding open, and tells a phone that no longer answers
+                # (chan_pjsip then calls only reachable contacts): docs/sip-edge.md.
+                "qualify_frequency": str(line.qualify_frequency_s),
+                "qualify_timeout": QUALIFY_TIMEOUT_S,
             },
         ),
         PjsipObject(

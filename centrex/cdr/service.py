@@ -22,7 +22,7 @@ READY = "CDRs: shipping"  # logged once the checkpoint is loaded (see CdrShipper
 
 
 async def run_shipper(settings: Settings) -> None:
-    ari = AriClient.from_settings(settings)
+    ari = AriClient.from_settings(settings, "cdr")
     shipper = CdrShipper(settings, ari=ari)
 
     async def database_reachable() -> bool:

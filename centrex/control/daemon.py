@@ -535,7 +535,7 @@ async def run_daemon(settings: Settings) -> None:
     )
     websocket = AriWebSocket(settings)
     ari = AriClient(websocket)  # per-call requests ride the events websocket
-    ari_http = AriClient.from_settings(settings)
+    ari_http = AriClient.from_settings(settings, "control")
     control = CallControl(settings, registry, ari, FileTail(journal_path(settings)), ari_http)
     # CDRs are another process's business (`centrex cdr`, centrex/cdr/): a slow CDR batch or a
     # crash of the shipper never delays or stops a call decision.

@@ -1,8 +1,8 @@
 """What must change in Asterisk so that it holds exactly what the database says.
 
 Asterisk hands fields back in its own spelling (``yes`` as ``true``, codec lists as
-``(alaw|ulaw)``, every default filled in), so only the fields centrex sets are compared, each
-after normalising both sides.
+``(alaw|ulaw)``, ``3.000000`` for ``3.0``, every default filled in), so only the fields centrex
+sets are compared, each after normalising both sides.
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ def normalise(attribute: str, value: str) -> str | frozenset[str]:
         return frozenset(t for t in _LIST_SPLIT.split(low) if t)
     if attribute == "match":  # Asterisk writes "127.0.0.1/255.255.255.255" for "127.0.0.1"
         return frozenset(part.split("/")[0] for part in re.split(r"[,\s]+", low) if part)
-    return v
+    try:  # Asterisk writes a decimal field with six decimals: "3.000000" for "3.0"
+        return format(float(v), "g")
+    except ValueError:
+        return v
 
 
 def same_fields(desired: Mapping[str, str], actual: Mapping[str, str]) -> bool:

@@ -385,8 +385,11 @@ class AsteriskSandbox:
             "rtp_end": self.ports.rtp_end,
             "ami_username": s.ami_username,
             "ami_secret": s.ami_secret.get_secret_value(),
-            "ari_username": s.ari_username,
-            "ari_password": s.ari_password.get_secret_value(),
+            "ari_users": [
+                {"name": name, "password": password, "read_only": role == "cdr"}
+                for role in ("api", "control", "cdr")
+                for name, password in [s.ari_user(role)]
+            ],
             "stasis_app": s.stasis_app,
             "stasis_wait_s": s.stasis_wait_s,
             "emergency_numbers": sorted(EMERGENCY_NUMBERS),

@@ -17,6 +17,7 @@ from centrex.asterisk.pjsip_objects import (
     line_objects,
     trunk_objects,
 )
+from centrex.config import Settings
 from centrex.db.models import Line, Trunk
 
 PJSIP = "res_pjsip"
@@ -25,9 +26,14 @@ PJSIP = "res_pjsip"
 class AsteriskProjector:
     """Writes and removes res_pjsip objects over ARI; every call is idempotent."""
 
-    def __init__(self, ari: AriClient, media_address: str) -> None:
+    def __init__(self, ari: AriClient, media_address: str, qualify_frequency_s: int = 0) -> None:
         self.ari = ari
         self.media_address = media_address
+        self.qualify_frequency_s = qualify_frequency_s
+
+    @classmethod
+    def from_settings(cls, ari: AriClient, settings: Settings) -> AsteriskProjector:
+        return cls(ari, settings.rtp_address, settings.sip_qualify_frequency_s)
 
     def line_objects(self, line: Line) -> list[PjsipObject]:
         return line_objects(
@@ -37,6 +43,7 @@ class AsteriskProjector:
                 realm=line.sip_realm,
                 media_address=self.media_address,
                 media_encryption=line.media_encryption,
+                qualify_frequency_s=self.qualify_frequency_s,
             )
         )
 

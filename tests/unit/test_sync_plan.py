@@ -50,6 +50,8 @@ def test_a_changed_field_is_rewritten():
         ("allow", "alaw,ulaw", "(ulaw|alaw)"),
         ("x", "yes", "1"),
         ("match", "127.0.0.1", "127.0.0.1/255.255.255.255"),
+        ("qualify_timeout", "3.0", "3.000000"),
+        ("qualify_frequency", "30", "30"),
     ],
 )
 def test_normalise(attribute, a, b):
@@ -90,3 +92,16 @@ def test_a_line_s_media_encryption_is_pushed_and_its_drift_repaired(mode, encryp
     actual = {o.key: as_asterisk_spells_it(o) for o in objects}
     actual[("endpoint", "bob")]["media_encryption"] = "dtls" if encryption == "sdes" else "sdes"
     assert [o.key for o in plan_sync(objects, actual).put] == [("endpoint", "bob")]
+
+
+def test_aors_pushed_before_keep_alives_get_them():
+    """Lines pushed before qualify was set hold Asterisk's default (0: never): the reconciler
+    rewrites their aor when the operator's frequency differs, and only then."""
+    objects = line_objects(dataclasses.replace(SPEC, qualify_frequency_s=30))
+    aor = next(o for o in objects if o.type == "aor")
+    assert (aor.fields["qualify_frequency"], aor.fields["qualify_timeout"]) == ("30", "3.0")
+    actual = {o.key: as_asterisk_spells_it(o) for o in objects}
+    actual[("aor", "bob")]["qualify_timeout"] = "3.000000"
+    assert plan_sync(objects, actual).empty
+    actual[("aor", "bob")]["qualify_frequency"] = "0"
+    assert [o.key for o in plan_sync(objects, actual).put] == [("aor", "bob")]

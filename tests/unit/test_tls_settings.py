@@ -97,3 +97,18 @@ def test_an_expired_certificate_is_refused(tmp_path):
     (tmp_path / "old.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     field, msg = error_of(sip_tls_cert_file=tmp_path / "old.pem", sip_tls_key_file=tmp_path)
     assert field == "sip_tls_cert_file" and "expired on 2020-03-31" in msg
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({}, "127.0.0.1"),  # everything on loopback: the sandbox
+        ({"sip_bind": "203.0.113.5"}, "203.0.113.5"),  # phones reach SIP there: RTP too
+        ({"sip_bind": "0.0.0.0"}, "127.0.0.1"),  # no one address: CENTREX_MEDIA_ADDRESS
+        ({"sip_bind": "0.0.0.0", "media_address": "203.0.113.5"}, "203.0.113.5"),
+    ],
+)
+def test_rtp_binds_where_phones_reach_sip(fields, expected):
+    """Before, RTP bound to CENTREX_ASTERISK_HOST (loopback) whatever SIP's bind: phones on a
+    public SIP address were given a loopback address for their audio."""
+    assert Settings(_env_file=None, **fields).rtp_address == expected
