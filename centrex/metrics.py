@@ -225,9 +225,17 @@ CDR_REGISTRY = _registry(
 GUARD_REGISTRY = _registry(AUTH_FAILURES, SECURITY_LINES_SKIPPED, SIP_BANS, SIP_BANNED_ADDRESSES)
 #: What ``centrex up`` serves: its children's restarts.
 SUPERVISOR_REGISTRY = _registry(CHILD_RESTARTS)
+API_REFUSED = Counter(
+    "centrex_api_refused_total",
+    "API requests refused before they ran, by reason: unauthenticated (no, malformed, unknown, "
+    "revoked or expired token), forbidden (the token's scope).",
+    ["reason"],
+    registry=None,
+)
+
 #: What the API serves (``centrex api``, its ``/metrics``).
 API_REGISTRY = _registry(
-    ASTERISK_CONNECTED, ASTERISK_RECONNECTS,
+    ASTERISK_CONNECTED, ASTERISK_RECONNECTS, API_REFUSED,
     PROVISIONING_OPS, RECONCILE_REPAIRS, RECONCILE_PASSES, RECONCILE_SECONDS,
     LINES_PROVISIONED, LINES_REGISTERED,
 )  # fmt: skip

@@ -16,7 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from centrex import __version__
-from centrex.api.deps import require_operator
+from centrex.access import routes as tokens
+from centrex.access.middleware import Authenticate
+from centrex.api.deps import authorize
 from centrex.api.routes import (
     calls,
     cdrs,
@@ -111,6 +113,11 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
         description="Customers and SIP lines of a hosted Centrex platform, pushed into Asterisk.",
     )
     app.state.settings = settings
+    app.add_middleware(
+        Authenticate,
+        bootstrap_token=settings.api_token.get_secret_value,
+        sessionmaker=lambda: app.state.sessionmaker,
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -155,7 +162,8 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(API_REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    secured = [Depends(require_operator)]
+    secured = [Depends(authorize)]
+    app.include_router(tokens.router, dependencies=secured)
     app.include_router(customers.router, dependencies=secured)
     app.include_router(lines.router, dependencies=secured)
     app.include_router(credentials.router, dependencies=secured)

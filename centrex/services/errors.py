@@ -29,3 +29,10 @@ class UnknownReference(ServiceError):
 class Conflict(ServiceError):
     status_code = 409
     error_type = "conflict"
+
+
+class Forbidden(ServiceError):
+    """The caller's token may not do this (its scope, or a field a customer may not change)."""
+
+    status_code = 403
+    error_type = "forbidden"

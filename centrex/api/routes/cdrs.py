@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from centrex.api.cursor import decode_cursor, encode_cursor
-from centrex.api.deps import SessionDep
+from centrex.api.deps import PrincipalDep, SessionDep, own_customer, visible
 from centrex.api.schemas import CdrOut, CdrPage, LineUsageOut
 from centrex.services import cdrs as cdr_service
 from centrex.services import lines as line_service
@@ -31,6 +31,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def cdr_filter(
+    principal: PrincipalDep,
     customer_id: uuid.UUID | None = None,
     line_id: uuid.UUID | None = None,
     number: str | None = Query(None, description="As caller or callee; national or +E.164."),
@@ -40,7 +41,13 @@ def cdr_filter(
     until: datetime | None = Query(None, description="Calls started before (ISO 8601)."),
 ) -> cdr_service.CdrFilter:
     return cdr_service.CdrFilter(
-        customer_id, line_id, number, direction, disposition, _utc(since), _utc(until)
+        own_customer(principal, customer_id),
+        line_id,
+        number,
+        direction,
+        disposition,
+        _utc(since),
+        _utc(until),
     )
 
 
@@ -79,8 +86,10 @@ async def export_cdrs(session: SessionDep, flt: FilterDep) -> StreamingResponse:
 async def line_usage(
     line_id: uuid.UUID,
     session: SessionDep,
+    principal: PrincipalDep,
     since: datetime = Query(description="Start of the billing period (ISO 8601)."),
     until: datetime = Query(description="End of the billing period, excluded."),
 ) -> cdr_service.LineUsage:
-    await line_service.get_line_any(session, line_id)
+    line = await line_service.get_line_any(session, line_id)
+    visible(principal, line.customer_id, "line_id", f"no line with id {line_id}")
     return await cdr_service.line_usage(session, line_id, _utc(since), _utc(until))  # type: ignore[arg-type]

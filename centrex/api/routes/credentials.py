@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Response, status
 
-from centrex.api.deps import ProjectorDep, SessionDep, SettingsDep
+from centrex.api.deps import PrincipalDep, ProjectorDep, SessionDep, SettingsDep, visible
 from centrex.api.schemas import ChangeIn, CredentialRenewalOut, CredentialsRenewed, LineOut
 from centrex.db.models import CredentialRenewal, SyncState
 from centrex.services import credentials as service
@@ -33,10 +33,12 @@ async def renew_credentials(
     session: SessionDep,
     projector: ProjectorDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
 ) -> CredentialsRenewed:
     """A new SIP password, same username: the old password is refused from now on and the
     devices registered with it are unregistered; calls in progress go on."""
     line = await get_live_line(session, line_id)
+    visible(principal, line.customer_id, "line_id", f"no line with id {line_id}")
     renewed = await service.renew_credentials(
         session, projector, line, actor=body.actor, reason=body.reason
     )
@@ -51,7 +53,10 @@ async def renew_credentials(
 
 
 @router.get("/{line_id}/credential-renewals", response_model=list[CredentialRenewalOut])
-async def credential_renewals(line_id: uuid.UUID, session: SessionDep) -> list[CredentialRenewal]:
+async def credential_renewals(
+    line_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> list[CredentialRenewal]:
     """Every renewal of the line's credentials, oldest first; a deleted line's too."""
-    await get_line_any(session, line_id)
+    line = await get_line_any(session, line_id)
+    visible(principal, line.customer_id, "line_id", f"no line with id {line_id}")
     return await service.renewals_of(session, line_id)

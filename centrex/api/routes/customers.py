@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, status
 from sqlalchemy.exc import IntegrityError
 
-from centrex.api.deps import SessionDep
+from centrex.api.deps import PrincipalDep, SessionDep, visible
 from centrex.api.schemas import CustomerIn, CustomerOut, CustomerPatch
 from centrex.db.models import Customer
 from centrex.services.errors import Conflict, NotFound, ServiceError
@@ -33,19 +33,26 @@ async def create_customer(body: CustomerIn, session: SessionDep) -> Customer:
     return customer
 
 
-@router.get("/{customer_id}", response_model=CustomerOut)
-async def get_customer(customer_id: uuid.UUID, session: SessionDep) -> Customer:
+async def _customer(session: SessionDep, customer_id: uuid.UUID) -> Customer:
     customer = await session.get(Customer, customer_id)
     if customer is None:
         raise NotFound("customer_id", f"no customer with id {customer_id}", location="path")
     return customer
 
 
+@router.get("/{customer_id}", response_model=CustomerOut)
+async def get_customer(
+    customer_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> Customer:
+    visible(principal, customer_id, "customer_id", f"no customer with id {customer_id}")
+    return await _customer(session, customer_id)
+
+
 @router.patch("/{customer_id}", response_model=CustomerOut)
 async def update_customer(
     customer_id: uuid.UUID, body: CustomerPatch, session: SessionDep
 ) -> Customer:
-    customer = await get_customer(customer_id, session)
+    customer = await _customer(session, customer_id)
     fields = body.model_fields_set
     if "name" in fields:
         if body.name is None:

@@ -3,11 +3,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from centrex.api.cursor import decode_cursor, encode_cursor
-from centrex.api.deps import ProjectorDep, SessionDep, SettingsDep
+from centrex.api.deps import (
+    PrincipalDep,
+    ProjectorDep,
+    SessionDep,
+    SettingsDep,
+    own_customer,
+    refuse_fields,
+    visible,
+)
 from centrex.api.schemas import LineCreated, LineIn, LineOut, LinePage, LinePatch
 from centrex.db.models import Line
 from centrex.services import lines as line_service
@@ -40,10 +48,12 @@ async def create_line(
 @router.get("", response_model=LinePage)
 async def list_lines(
     session: SessionDep,
+    principal: PrincipalDep,
     customer_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> LinePage:
+    customer_id = own_customer(principal, customer_id)
     after = decode_cursor(cursor) if cursor else None
     rows = await line_service.list_lines(
         session, customer_id=customer_id, after=after, limit=limit + 1
@@ -56,15 +66,28 @@ async def list_lines(
 
 
 @router.get("/{line_id}", response_model=LineOut)
-async def get_line(line_id: uuid.UUID, session: SessionDep) -> Line:
-    return await line_service.get_live_line(session, line_id)
+async def get_line(line_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> Line:
+    return await live_line_of(principal, session, line_id)
+
+
+async def live_line_of(principal: PrincipalDep, session: SessionDep, line_id: uuid.UUID) -> Line:
+    """The line, if it exists for ``principal`` (a customer's own lines only)."""
+    line = await line_service.get_live_line(session, line_id)
+    visible(principal, line.customer_id, "line_id", f"no line with id {line_id}")
+    return line
 
 
 @router.patch("/{line_id}", response_model=LineOut)
 async def update_line(
-    line_id: uuid.UUID, body: LinePatch, session: SessionDep, projector: ProjectorDep
+    line_id: uuid.UUID,
+    body: LinePatch,
+    session: SessionDep,
+    projector: ProjectorDep,
+    principal: PrincipalDep,
+    request: Request,
 ) -> Line:
-    line = await line_service.get_live_line(session, line_id)
+    line = await live_line_of(principal, session, line_id)
+    refuse_fields(principal, request, set(body.model_fields_set))
     changes = {field: getattr(body, field) for field in body.model_fields_set}
     return await line_service.update_line(session, line, changes, projector)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from centrex.api.deps import SessionDep, SettingsDep
+from centrex.api.deps import PrincipalDep, SessionDep, SettingsDep, visible
 from centrex.api.schemas import (
     AllocateIn,
     DestinationIn,
@@ -67,8 +67,15 @@ async def allocate(body: AllocateIn, session: SessionDep) -> PhoneNumber:
 
 
 @router.get("/v1/numbers/{number}", response_model=NumberOut)
-async def get_number(number: str, session: SessionDep) -> PhoneNumber:
-    return await number_service.get_number(session, number)
+async def get_number(number: str, session: SessionDep, principal: PrincipalDep) -> PhoneNumber:
+    return await _number_of(principal, session, number)
+
+
+async def _number_of(principal: PrincipalDep, session: SessionDep, number: str) -> PhoneNumber:
+    """The number, if it exists for ``principal`` (a customer's own numbers only)."""
+    found = await number_service.get_number(session, number)
+    visible(principal, found.customer_id, "number", f"{found.national} is not in the inventory")
+    return found
 
 
 @router.post("/v1/numbers/{number}/release", response_model=NumberOut)
@@ -80,16 +87,20 @@ async def release(number: str, session: SessionDep, settings: SettingsDep) -> Ph
 
 
 @router.put("/v1/numbers/{number}/destination", response_model=NumberOut)
-async def set_destination(number: str, body: DestinationIn, session: SessionDep) -> PhoneNumber:
+async def set_destination(
+    number: str, body: DestinationIn, session: SessionDep, principal: PrincipalDep
+) -> PhoneNumber:
     """Attach an alias number to a line or a ring group; it rings there from the next call."""
-    found = await number_service.get_number(session, number)
+    found = await _number_of(principal, session, number)
     return await ring_group_service.set_destination(
         session, found, line_id=body.line_id, ring_group_id=body.ring_group_id
     )
 
 
 @router.delete("/v1/numbers/{number}/destination", response_model=NumberOut)
-async def clear_destination(number: str, session: SessionDep) -> PhoneNumber:
+async def clear_destination(
+    number: str, session: SessionDep, principal: PrincipalDep
+) -> PhoneNumber:
     """Detach an alias number: from the next call it answers "not in service"."""
-    found = await number_service.get_number(session, number)
+    found = await _number_of(principal, session, number)
     return await ring_group_service.clear_destination(session, found)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Response, status
 from sqlalchemy import select
 
-from centrex.api.deps import SessionDep, SettingsDep
+from centrex.api.deps import PrincipalDep, SessionDep, SettingsDep, own_customer, visible
 from centrex.api.schemas import (
     AllowedDestinationIn,
     ChangeIn,
@@ -20,7 +20,7 @@ from centrex.api.schemas import (
     SuspensionOut,
 )
 from centrex.core.policy import PolicyLevel
-from centrex.db.models import Destination, FraudSuspicion, PolicyRestriction
+from centrex.db.models import Destination, FraudSuspicion, Line, PolicyRestriction
 from centrex.services import policy as service
 
 router = APIRouter(tags=["policy"])
@@ -101,8 +101,15 @@ def _restriction_routes(target_type: Literal["line", "customer"], collection: st
         response_model=list[RestrictionOut],
         name=f"restrictions_of_{target_type}",
     )
-    async def history(target_id: uuid.UUID, session: SessionDep) -> list[PolicyRestriction]:
+    async def history(
+        target_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+    ) -> list[PolicyRestriction]:
         """Every restriction, lifted or not: the audit trail."""
+        owner = target_id
+        if target_type == "line":
+            line = await session.get(Line, target_id)
+            owner = line.customer_id if line is not None else None
+        visible(principal, owner, "target_id", f"no {target_type} with id {target_id}")
         return await service.restrictions_of(session, target_type, target_id)
 
 
@@ -118,8 +125,10 @@ async def lift(restriction_id: uuid.UUID, body: ChangeIn, session: SessionDep) -
 @router.get("/v1/fraud-suspicions", response_model=list[FraudSuspicionOut])
 async def fraud_suspicions(
     session: SessionDep,
+    principal: PrincipalDep,
     line_id: uuid.UUID | None = None,
     customer_id: uuid.UUID | None = None,
     rule: Literal["distinct_numbers", "long_call", "automated_dialling"] | None = None,
 ) -> list[FraudSuspicion]:
+    customer_id = own_customer(principal, customer_id)
     return await service.suspicions(session, line_id=line_id, customer_id=customer_id, rule=rule)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
-from centrex.api.deps import SessionDep
+from centrex.api.deps import PrincipalDep, SessionDep, own_customer, refuse_fields, visible
 from centrex.api.schemas import RingGroupIn, RingGroupOut, RingGroupPatch
 from centrex.db.models import RingGroup, RingStrategy
 from centrex.services import ring_groups as service
@@ -40,20 +40,37 @@ async def create_group(body: RingGroupIn, session: SessionDep) -> RingGroupOut:
 
 
 @router.get("", response_model=list[RingGroupOut])
-async def list_groups(session: SessionDep, customer_id: uuid.UUID | None = None) -> list:
+async def list_groups(
+    session: SessionDep, principal: PrincipalDep, customer_id: uuid.UUID | None = None
+) -> list:
+    customer_id = own_customer(principal, customer_id)
     return [_out(g) for g in await service.list_groups(session, customer_id)]
 
 
+async def _group_of(principal: PrincipalDep, session: SessionDep, group_id: uuid.UUID) -> RingGroup:
+    """The group, if it exists for ``principal`` (a customer's own groups only)."""
+    group = await service.get_group(session, group_id)
+    visible(principal, group.customer_id, "ring_group_id", f"no ring group with id {group_id}")
+    return group
+
+
 @router.get("/{ring_group_id}", response_model=RingGroupOut)
-async def get_group(ring_group_id: uuid.UUID, session: SessionDep) -> RingGroupOut:
-    return _out(await service.get_group(session, ring_group_id))
+async def get_group(
+    ring_group_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> RingGroupOut:
+    return _out(await _group_of(principal, session, ring_group_id))
 
 
 @router.patch("/{ring_group_id}", response_model=RingGroupOut)
 async def update_group(
-    ring_group_id: uuid.UUID, body: RingGroupPatch, session: SessionDep
+    ring_group_id: uuid.UUID,
+    body: RingGroupPatch,
+    session: SessionDep,
+    principal: PrincipalDep,
+    request: Request,
 ) -> RingGroupOut:
-    group = await service.get_group(session, ring_group_id)
+    group = await _group_of(principal, session, ring_group_id)
+    refuse_fields(principal, request, set(body.model_fields_set))
     changes = body.model_dump(exclude_unset=True)
     if changes.get("strategy") is not None:
         changes["strategy"] = RingStrategy(changes["strategy"])

@@ -1,0 +1,80 @@
+"""What each scope may do: the one place it is decided.
+
+- ``operator``: everything.
+- ``operator:read``: every GET, nothing else.
+- ``customer``: the routes of CUSTOMER_ROUTES, on its own customer's objects only (the routes
+  check ownership with :func:`sees`: another customer's object answers 404, exactly like one
+  that does not exist), and on the routes of CUSTOMER_FIELDS only those fields.
+
+A route in none of these tables is the operator's: a new route is closed to customers until
+it is added here (tests/test_access.py lists every route of the app against these rules).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from centrex.access.principal import Principal
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+#: (method, route path) a customer token may call, on its own objects.
+CUSTOMER_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("GET", "/v1/customers/{customer_id}"),
+        # Its lines: read, label, credential renewal (contract art. 16-17), calls in progress.
+        ("GET", "/v1/lines"),
+        ("GET", "/v1/lines/{line_id}"),
+        ("PATCH", "/v1/lines/{line_id}"),
+        ("POST", "/v1/lines/{line_id}/credentials"),
+        ("GET", "/v1/lines/{line_id}/credential-renewals"),
+        ("GET", "/v1/lines/{line_id}/calls"),
+        ("DELETE", "/v1/calls/{call_id}"),
+        # Its numbers and where its aliases ring, among its own lines and groups.
+        ("GET", "/v1/numbers/{number}"),
+        ("PUT", "/v1/numbers/{number}/destination"),
+        ("DELETE", "/v1/numbers/{number}/destination"),
+        # Its ring groups: read, and their members among its own lines.
+        ("GET", "/v1/ring-groups"),
+        ("GET", "/v1/ring-groups/{ring_group_id}"),
+        ("PATCH", "/v1/ring-groups/{ring_group_id}"),
+        # Its CDRs and usage.
+        ("GET", "/v1/cdrs"),
+        ("GET", "/v1/cdrs.csv"),
+        ("GET", "/v1/lines/{line_id}/usage"),
+        # Its restrictions and fraud suspicions: read.
+        ("GET", "/v1/lines/{target_id}/restrictions"),
+        ("GET", "/v1/customers/{target_id}/restrictions"),
+        ("GET", "/v1/fraud-suspicions"),
+    }
+)
+
+#: On these routes a customer may change only these fields (limits, policy and the rest stay
+#: the operator's).
+CUSTOMER_FIELDS: dict[tuple[str, str], frozenset[str]] = {
+    ("PATCH", "/v1/lines/{line_id}"): frozenset({"label"}),
+    ("PATCH", "/v1/ring-groups/{ring_group_id}"): frozenset({"members"}),
+}
+
+#: Operator scopes only, reads included: who holds which token, the audit trail.
+OPERATOR_ONLY_PREFIXES = ("/v1/tokens", "/v1/audit")
+
+
+def may_call(principal: Principal, method: str, route: str) -> bool:
+    if principal.scope == "operator":
+        return True
+    if principal.scope == "operator:read":
+        return method in READ_METHODS
+    return (method, route) in CUSTOMER_ROUTES and not route.startswith(OPERATOR_ONLY_PREFIXES)
+
+
+def fields_refused(principal: Principal, method: str, route: str, fields: set[str]) -> set[str]:
+    """The fields of a change ``principal`` may not make on this route (empty: all allowed)."""
+    if principal.scope != "customer" or (method, route) not in CUSTOMER_FIELDS:
+        return set()
+    return fields - CUSTOMER_FIELDS[(method, route)]
+
+
+def sees(principal: Principal, customer_id: uuid.UUID | None) -> bool:
+    """Whether an object of ``customer_id`` exists for ``principal``."""
+    return principal.scope != "customer" or customer_id == principal.customer_id
