@@ -352,3 +352,26 @@ def test_a_customer_hangs_up_its_own_call_and_no_one_else_s(
     finally:
         running.process.kill()
         running.process.wait()
+
+
+def test_restrictions_and_renewals_name_the_token_that_acted(api, tenants, as_token):
+    own, _ = tenants
+    noc = issued(api, "operator")
+    lifter = issued(api, "operator")
+    line = own.line["id"]
+    body = {"level": "national_only", "reason": "a test", "actor": "claims to be the CEO"}
+    made = as_token(noc["token"]).post(f"/v1/lines/{line}/restrictions", json=body)
+    assert made.status_code == 201, made.text
+    lifted = as_token(lifter["token"]).post(f"/v1/restrictions/{made.json()['id']}/lift", json=WHO)
+    assert lifted.status_code == 200, lifted.text
+    (row,) = [r for r in api.get(f"/v1/lines/{line}/restrictions").json()
+              if r["id"] == made.json()["id"]]  # fmt: skip
+    assert (row["principal"], row["principal_token_id"]) == (noc["name"], noc["id"])
+    assert row["actor"] == "claims to be the CEO"  # a note, not the identity
+    assert (row["lifted_by_principal"], row["lifted_by_principal_token_id"]) == (
+        lifter["name"], lifter["id"],
+    )  # fmt: skip
+    customer = issued(api, "customer", own.id)
+    renewed = as_token(customer["token"]).post(f"/v1/lines/{line}/credentials", json=WHO)
+    assert renewed.json()["renewal"]["principal"] == customer["name"]
+    assert renewed.json()["renewal"]["principal_token_id"] == customer["id"]

@@ -432,10 +432,16 @@ class RestrictionOut(BaseModel):
     target_id: uuid.UUID
     level: str
     reason: str
-    actor: str
+    actor: str = Field(description="The caller's free-text note of who acted.")
+    principal: str | None = Field(
+        description="The API token that acted (its name); null: the platform (fraud control)."
+    )
+    principal_token_id: uuid.UUID | None = Field(description="Null: the bootstrap token too.")
     created_at: datetime
     lifted_at: datetime | None
-    lifted_by: str | None
+    lifted_by: str | None = Field(description="The lifter's free-text note.")
+    lifted_by_principal: str | None
+    lifted_by_principal_token_id: uuid.UUID | None
     lift_reason: str | None
     suspicion_id: uuid.UUID | None
 
@@ -462,6 +468,8 @@ class CredentialRenewalOut(BaseModel):
     line_id: uuid.UUID
     actor: str
     reason: str
+    principal: str | None = Field(description="The API token that renewed (its name).")
+    principal_token_id: uuid.UUID | None
     created_at: datetime
 
 

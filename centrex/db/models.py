@@ -411,6 +411,12 @@ class PolicyRestriction(Base):
     lifted_by: Mapped[str | None] = mapped_column(String(100))
     lift_reason: Mapped[str | None] = mapped_column(Text)
     suspicion_id: Mapped[uuid.UUID | None] = mapped_column()  # when fraud control set it
+    # Who really acted: the API token (``actor`` is the caller's free-text note). None: the
+    # platform itself (fraud control), or before tokens existed (migration 0015).
+    principal: Mapped[str | None] = mapped_column(String(100))
+    principal_token_id: Mapped[uuid.UUID | None] = mapped_column()
+    lifted_by_principal: Mapped[str | None] = mapped_column(String(100))
+    lifted_by_principal_token_id: Mapped[uuid.UUID | None] = mapped_column()
 
 
 class CredentialRenewal(Base):
@@ -425,6 +431,9 @@ class CredentialRenewal(Base):
     actor: Mapped[str] = mapped_column(String(100))
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The API token that renewed (``actor`` is a free-text note); None before migration 0015.
+    principal: Mapped[str | None] = mapped_column(String(100))
+    principal_token_id: Mapped[uuid.UUID | None] = mapped_column()
 
 
 class FraudSuspicion(Base):

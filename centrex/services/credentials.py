@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from centrex.access.principal import Principal
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
 from centrex.core.credentials import renewed_credentials
 from centrex.db.models import CredentialRenewal, Line, SyncState
@@ -42,14 +43,23 @@ class RenewedLine:
 
 
 async def renew_credentials(
-    session: AsyncSession, projector: AsteriskProjector, line: Line, *, actor: str, reason: str
+    session: AsyncSession,
+    projector: AsteriskProjector,
+    line: Line,
+    *,
+    actor: str,
+    reason: str,
+    by: Principal,
 ) -> RenewedLine:
     creds = renewed_credentials(line.sip_username, line.sip_realm)
     line.sip_ha1 = creds.ha1
     line.registrations_purge_pending = True
     line.sync_state = SyncState.pending
     line.sync_error = PENDING.format(error="not tried yet")
-    renewal = CredentialRenewal(line_id=line.id, actor=actor, reason=reason)
+    renewal = CredentialRenewal(
+        line_id=line.id, actor=actor, reason=reason, principal=by.name,
+        principal_token_id=by.token_id,
+    )  # fmt: skip
     session.add(renewal)
     await session.commit()
     log.warning("line %s: SIP credentials renewed by %s: %s", line.sip_username, actor, reason)

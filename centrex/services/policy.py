@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from centrex.access.principal import Principal
 from centrex.config import Settings
 from centrex.core.policy import PolicyLevel, period_start
 from centrex.db.models import Cdr, Customer, Destination, FraudSuspicion, Line, PolicyRestriction
@@ -125,7 +126,7 @@ async def _target_customer(
 
 async def restrict(
     session: AsyncSession, *, target_type: str, target_id: uuid.UUID, level: PolicyLevel,
-    reason: str, actor: str,
+    reason: str, actor: str, by: Principal,
 ) -> PolicyRestriction:  # fmt: skip
     """Suspend or restrict a line or a whole customer: in force from the commit, for every
     line of the target, including lines created later. Nothing is copied onto the lines: the
@@ -134,16 +135,18 @@ async def restrict(
     await _target_customer(session, target_type, target_id)
     restriction = PolicyRestriction(
         target_type=target_type, target_id=target_id, level=level.value, reason=reason,
-        actor=actor,
+        actor=actor, principal=by.name, principal_token_id=by.token_id,
     )  # fmt: skip
     session.add(restriction)
     await session.commit()
-    log.warning("%s %s: %s by %s: %s", target_type, target_id, level.value, actor, reason)
+    log.warning(
+        "%s %s: %s by %s (%s): %s", target_type, target_id, level.value, by.name, actor, reason
+    )
     return restriction
 
 
 async def lift(
-    session: AsyncSession, restriction_id: uuid.UUID, *, actor: str, reason: str
+    session: AsyncSession, restriction_id: uuid.UUID, *, actor: str, reason: str, by: Principal
 ) -> PolicyRestriction:
     restriction = await session.get(PolicyRestriction, restriction_id)
     if restriction is None:
@@ -153,8 +156,10 @@ async def lift(
     restriction.lifted_at = datetime.now(UTC)
     restriction.lifted_by = actor
     restriction.lift_reason = reason
+    restriction.lifted_by_principal = by.name
+    restriction.lifted_by_principal_token_id = by.token_id
     await session.commit()
-    log.warning("restriction %s lifted by %s: %s", restriction_id, actor, reason)
+    log.warning("restriction %s lifted by %s (%s): %s", restriction_id, by.name, actor, reason)
     return restriction
 
 

@@ -1,4 +1,4 @@
-"""api_tokens: scoped API tokens (issue 13)
+"""api_tokens: scoped API tokens; restrictions and renewals name the token that acted (issue 13)
 
 Revision ID: 0015_api_tokens
 Revises: 0014_line_media_encryption
@@ -7,6 +7,10 @@ Create Date: 2026-12-02
 One row per token issued through ``POST /v1/tokens``: its scope (operator, operator:read, or
 customer bound to one customer), a sha256 of its secret, its expiry and revocation. The
 bootstrap token (CENTREX_API_TOKEN) has no row.
+
+Restrictions and credential renewals record the principal (token name and id) that made or
+lifted them; their free-text ``actor`` stays, as a note. Null: made by the platform itself
+(fraud control) or before this migration.
 """
 
 from collections.abc import Sequence
@@ -42,7 +46,21 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_api_tokens_customer", "api_tokens", ["customer_id"])
+    for table, prefixes in (
+        ("policy_restrictions", ("principal", "lifted_by_principal")),
+        ("credential_renewals", ("principal",)),
+    ):
+        for prefix in prefixes:
+            op.add_column(table, sa.Column(prefix, sa.String(100)))
+            op.add_column(table, sa.Column(f"{prefix}_token_id", sa.Uuid()))
 
 
 def downgrade() -> None:
+    for table, column in (
+        ("policy_restrictions", "principal"),
+        ("policy_restrictions", "lifted_by_principal"),
+        ("credential_renewals", "principal"),
+    ):
+        op.drop_column(table, column)
+        op.drop_column(table, f"{column}_token_id")
     op.drop_table("api_tokens")

@@ -40,7 +40,7 @@ async def renew_credentials(
     line = await get_live_line(session, line_id)
     visible(principal, line.customer_id, "line_id", f"no line with id {line_id}")
     renewed = await service.renew_credentials(
-        session, projector, line, actor=body.actor, reason=body.reason
+        session, projector, line, actor=body.actor, reason=body.reason, by=principal
     )
     if renewed.line.sync_state != SyncState.synced:
         response.status_code = status.HTTP_202_ACCEPTED

@@ -88,12 +88,12 @@ def _restriction_routes(target_type: Literal["line", "customer"], collection: st
         response_model=RestrictionOut,
         name=f"restrict_{target_type}",
     )
-    async def restrict(target_id: uuid.UUID, body: RestrictionIn,
-                       session: SessionDep) -> PolicyRestriction:  # fmt: skip
+    async def restrict(target_id: uuid.UUID, body: RestrictionIn, session: SessionDep,
+                       principal: PrincipalDep) -> PolicyRestriction:  # fmt: skip
         """Suspend or restrict (art. 19); emergency calls always go through."""
         return await service.restrict(
             session, target_type=target_type, target_id=target_id,
-            level=PolicyLevel(body.level), reason=body.reason, actor=body.actor,
+            level=PolicyLevel(body.level), reason=body.reason, actor=body.actor, by=principal,
         )  # fmt: skip
 
     @router.get(
@@ -118,8 +118,12 @@ _restriction_routes("customer", "customers")
 
 
 @router.post("/v1/restrictions/{restriction_id}/lift", response_model=RestrictionOut)
-async def lift(restriction_id: uuid.UUID, body: ChangeIn, session: SessionDep) -> PolicyRestriction:
-    return await service.lift(session, restriction_id, actor=body.actor, reason=body.reason)
+async def lift(
+    restriction_id: uuid.UUID, body: ChangeIn, session: SessionDep, principal: PrincipalDep
+) -> PolicyRestriction:
+    return await service.lift(
+        session, restriction_id, actor=body.actor, reason=body.reason, by=principal
+    )
 
 
 @router.get("/v1/fraud-suspicions", response_model=list[FraudSuspicionOut])
