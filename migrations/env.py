@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import centrex.access.models  # noqa: F401  (each domain's tables join Base.metadata on import)
 from centrex.db.models import Base
 
 config = context.config

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String, func
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from centrex.db.models import Base
@@ -14,6 +14,7 @@ from centrex.db.models import Base
 class ApiToken(Base):
     __tablename__ = "api_tokens"
     __table_args__ = (
+        Index("ix_api_tokens_customer", "customer_id"),
         CheckConstraint(
             "scope IN ('operator', 'operator:read', 'customer')", name="ck_api_tokens_scope"
         ),
