@@ -20,6 +20,7 @@ from centrex.access import routes as tokens
 from centrex.access.middleware import Authenticate
 from centrex.api.deps import authorize
 from centrex.api.routes import (
+    bulk,
     calls,
     cdrs,
     credentials,
@@ -164,6 +165,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
 
     secured = [Depends(authorize)]
     app.include_router(tokens.router, dependencies=secured)
+    app.include_router(bulk.router, dependencies=secured)  # before /v1/lines/{line_id}
     app.include_router(customers.router, dependencies=secured)
     app.include_router(lines.router, dependencies=secured)
     app.include_router(credentials.router, dependencies=secured)

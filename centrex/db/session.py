@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from sqlalchemy import ARRAY, BindParameter, bindparam
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -38,3 +39,9 @@ async def transaction(sessionmaker: SessionMaker) -> AsyncIterator[AsyncSession]
     """A session inside one transaction: commits on success, rolls back on error."""
     async with sessionmaker() as session, session.begin():
         yield session
+
+
+def array_of(values: list, item_type: type) -> BindParameter:
+    """One array parameter (``= ANY(:p)``) for a list of any length: an IN list of 100,000
+    values would be 100,000 parameters, past what PostgreSQL's protocol carries (32,767)."""
+    return bindparam(None, values, type_=ARRAY(item_type))
