@@ -13,7 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import centrex.access.models  # noqa: F401  (each domain's tables join Base.metadata on import)
+# Each domain's tables join Base.metadata when its models are imported.
+import centrex.access.models
+import centrex.extensions.models  # noqa: F401
 from centrex.db.models import Base
 
 config = context.config

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -16,6 +17,7 @@ from pydantic import (
 )
 
 from centrex.db.models import SyncState
+from centrex.extensions.rules import extension_error
 
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ShortLabel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -117,12 +119,32 @@ MediaEncryption = Annotated[
 ]
 
 
+def _public_short_number(value: str) -> str:
+    if why := extension_error(value):
+        raise ValueError(why)
+    return value
+
+
+ExtensionText = Annotated[
+    str,
+    StringConstraints(pattern=r"^[2-9][0-9]{1,5}$"),
+    AfterValidator(_public_short_number),
+    Field(
+        description="A short number other lines of the customer dial: 2-6 digits, the first "
+        "2-9, not 4 digits starting with 3 (public short numbers); unique in the customer."
+    ),
+]
+
+
 class LineIn(StrictInput):
     customer_id: uuid.UUID
     label: Label
     max_calls: MaxCalls | None = None
     max_call_duration_s: MaxDuration | None = None
     media_encryption: MediaEncryption | None = None
+    extension: ExtensionText | None = Field(
+        None, description="Chosen; unset: the lowest free from 200."
+    )
 
 
 class LinePatch(StrictInput):
@@ -135,6 +157,7 @@ class LinePatch(StrictInput):
         None, description="A number assigned to the line's customer: its caller ID; null: none."
     )
     media_encryption: MediaEncryption | None = None
+    extension: ExtensionText | None = None
 
 
 class LineOut(BaseModel):
@@ -148,6 +171,7 @@ class LineOut(BaseModel):
     max_calls: int
     max_call_duration_s: int | None
     main_number: str | None
+    extension: str | None = Field(description="What other lines of the customer dial.")
     media_encryption: str = Field(description="none, sdes_optional or sdes_required.")
     sync_state: SyncState = Field(
         description="synced: Asterisk holds the line; pending: saved, not yet in Asterisk."
@@ -274,6 +298,7 @@ class RingGroupIn(StrictInput):
     strategy: Literal["ring_all", "hunt"]
     ring_timeout_s: RingTimeout = 20
     members: Members
+    extension: ExtensionText | None = Field(None, description="Unset: none.")
 
 
 class RingGroupPatch(StrictInput):
@@ -281,6 +306,7 @@ class RingGroupPatch(StrictInput):
     strategy: Literal["ring_all", "hunt"] | None = None
     ring_timeout_s: RingTimeout | None = None
     members: Members | None = None
+    extension: ExtensionText | None = Field(None, description="null: none.")
 
 
 class RingGroupOut(BaseModel):
@@ -290,6 +316,7 @@ class RingGroupOut(BaseModel):
     strategy: str
     ring_timeout_s: int
     members: list[uuid.UUID]
+    extension: str | None
     created_at: datetime
 
 

@@ -135,6 +135,21 @@ RESOLVE_NUMBER = """
     WHERE n.e164 = $1 AND n.status = 'assigned'
     ORDER BY m.position
 """
+# What an extension of a customer names: a line, or a ring group and its members in order.
+RESOLVE_EXTENSION = """
+    SELECT e.ring_group_id, g.strategy::text, g.ring_timeout_s,
+           l.id, l.customer_id, l.sip_username, l.max_calls, l.max_call_duration_s, l.main_number,
+           centrex_policy_level(l.id, l.customer_id)
+    FROM extensions e
+    LEFT JOIN ring_groups g ON g.id = e.ring_group_id
+    LEFT JOIN lines l ON l.deleted_at IS NULL AND (
+        l.id = e.line_id
+        OR l.id IN (SELECT m.line_id FROM ring_group_members m WHERE m.group_id = e.ring_group_id)
+    )
+    LEFT JOIN ring_group_members m ON m.group_id = e.ring_group_id AND m.line_id = l.id
+    WHERE e.customer_id = $1 AND e.extension = $2
+    ORDER BY m.position
+"""
 
 # The answer of a ring group call: the member that answered becomes the callee, the others
 # stop counting (Asterisk has cancelled them).
@@ -223,7 +238,14 @@ class CallRegistry:
 
     async def resolve_number(self, e164: str) -> NumberTarget | None:
         """What one of the platform's numbers leads to; None if it is not assigned here."""
-        rows = await self._fetch(RESOLVE_NUMBER, e164)
+        return self._target(e164, await self._fetch(RESOLVE_NUMBER, e164))
+
+    async def resolve_extension(self, customer_id: uuid.UUID, text: str) -> NumberTarget | None:
+        """What an extension of ``customer_id`` names; None: no such extension there."""
+        return self._target(text, await self._fetch(RESOLVE_EXTENSION, customer_id, text))
+
+    @staticmethod
+    def _target(e164: str, rows: list[asyncpg.Record]) -> NumberTarget | None:
         if not rows:
             return None
         group_id, strategy, ring_timeout_s = rows[0][:3]
@@ -254,9 +276,11 @@ class CallRegistry:
         )
         caller = None if from_trunk or endpoint is None else by_name.get(endpoint)
         target = by_name.get(dialled) if what.kind is DialledKind.line else None
-        number = None
+        number = extension = None
         if what.kind is DialledKind.number and what.e164 and (from_trunk or caller is not None):
             number = await self.resolve_number(what.e164)
+        if what.kind is DialledKind.extension and caller is not None:
+            extension = await self.resolve_extension(caller.customer_id, what.text)
         emergency = what.kind is DialledKind.emergency
         trunk, destination, listed, suspended = None, None, False, False
         if not from_trunk and number is None and what.kind in (
@@ -268,7 +292,7 @@ class CallRegistry:
             trunk = f"{TRUNK_PREFIX}{name}" if name else None
         route = route_call(
             caller=caller, from_trunk=from_trunk, dialled=what, target=target,
-            trunk_endpoint=trunk, number=number,
+            trunk_endpoint=trunk, number=number, extension=extension,
         )  # fmt: skip
         if isinstance(route, Refuse):
             return route

@@ -15,6 +15,8 @@ from importlib import resources
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
 
+from centrex.extensions.rules import is_extension
+
 FRANCE = "FR"
 COUNTRY_CODE = 33
 
@@ -152,6 +154,7 @@ class DialledKind(enum.StrEnum):
     emergency = "emergency"  # a short emergency number: always to the trunk
     number = "number"  # a full number, E.164 known
     line = "line"  # another line's SIP username
+    extension = "extension"  # a short extension of the caller's customer (core/extensions.py)
     invalid = "invalid"
 
 
@@ -167,11 +170,13 @@ _USERNAME = re.compile(r"^[a-z][a-z0-9]{1,63}$")
 
 
 def classify_dialled(dialled: str) -> Dialled:
-    """What a line dialled: ``112``; ``01 42 …`` (national); ``+44 …`` (E.164); ``0044 …``
-    (international); or another line's SIP username."""
+    """What a line dialled: ``112``; ``201`` (an extension); ``01 42 …`` (national); ``+44 …``
+    (E.164); ``0044 …`` (international); or another line's SIP username."""
     text = dialled.strip()
     if text in EMERGENCY_NUMBERS:
         return Dialled(DialledKind.emergency, text)
+    if is_extension(text):
+        return Dialled(DialledKind.extension, text)
     if _USERNAME.match(text):
         return Dialled(DialledKind.line, text)
     digits = text[1:] if text.startswith("+") else text

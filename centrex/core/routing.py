@@ -107,11 +107,13 @@ def route_call(
     target: LineInfo | None,
     trunk_endpoint: str | None,
     number: NumberTarget | None = None,
+    extension: NumberTarget | None = None,
 ) -> Decision:
     """Every call: from a line (on-net, or out through the trunk) or in from the trunk.
 
     ``target`` is the line a dialled SIP username belongs to; ``number`` what a dialled number
-    of the platform leads to, if it is one: those stay on-net and never touch the trunk.
+    of the platform leads to, if it is one; ``extension`` the line or ring group a dialled
+    extension names in the caller's customer: those stay on-net and never touch the trunk.
     """
     if from_trunk:
         if dialled.kind is DialledKind.number and number is not None:
@@ -121,6 +123,10 @@ def route_call(
         return Refuse("rejected", "caller is not a provisioned line", category="not_a_line")  # 403
     if dialled.kind is DialledKind.line:
         return route_from_line(caller, dialled.text, target)
+    if dialled.kind is DialledKind.extension:
+        if extension is None:  # another customer's extensions do not exist for this caller
+            return Refuse("unallocated", f"no extension {dialled.text} in the caller's customer")
+        return route_to_number(caller, extension, "on-net")  # 404 above
     if dialled.kind is DialledKind.invalid:
         return Refuse("number_incomplete", f"{dialled.text!r}: {dialled.why}")  # 484
     if dialled.kind is DialledKind.number and number is not None:

@@ -16,6 +16,7 @@ from centrex.asterisk.pjsip_objects import DEFAULT_MEDIA_ENCRYPTION
 from centrex.core.credentials import generate_credentials
 from centrex.core.numbering import NumberError, parse_french_number
 from centrex.db.models import Customer, Line, PhoneNumber, SyncState
+from centrex.extensions import service as extensions
 from centrex.services.errors import Conflict, NotFound, ServiceError, UnknownReference
 from centrex.services.provisioning import AsteriskProjector
 from centrex.services.ring_groups import forget_line
@@ -77,13 +78,18 @@ async def create_line(
     max_calls: int | None = None,
     max_call_duration_s: int | None = None,
     media_encryption: str | None = None,
+    extension: str | None = None,
 ) -> CreatedLine:
     if await session.get(Customer, customer_id) is None:
         raise UnknownReference("customer_id", f"no customer with id {customer_id}")
 
     for _ in range(_USERNAME_ATTEMPTS):
+        # Checked (a chosen one) or picked (the lowest free) again on each attempt: another
+        # line may have taken it meanwhile.
+        short = await extensions.choose(session, customer_id, extension)
         creds = generate_credentials(realm)
         line = Line(
+            id=uuid.uuid4(),
             customer_id=customer_id,
             label=label,
             sip_username=creds.username,
@@ -96,10 +102,13 @@ async def create_line(
         if max_calls is not None:
             line.max_calls = max_calls
         session.add(line)
+        await session.flush()  # the line's row before its extension's, which names it
+        await extensions.give(session, customer_id, short, line_id=line.id)
         try:
             await session.commit()
         except IntegrityError:
-            # A username collision (1 in 31^9 per pair) or the customer vanished meanwhile.
+            # A username collision (1 in 31^9 per pair), the extension taken meanwhile, or the
+            # customer vanished meanwhile.
             await session.rollback()
             if await session.get(Customer, customer_id) is None:
                 raise UnknownReference(
@@ -111,6 +120,7 @@ async def create_line(
         raise RuntimeError("could not generate a unique SIP username")
 
     await push_to_asterisk(session, projector, line)
+    await session.refresh(line, ["extension"])  # read from its own table
     return CreatedLine(line=line, password=creds.password)
 
 
@@ -127,6 +137,16 @@ async def update_line(
         raise ServiceError("label", "a line's label cannot be null")
     if changes.get("main_number") is not None:
         changes["main_number"] = await _main_number(session, line, str(changes["main_number"]))
+    if "extension" in changes:
+        wanted = changes.pop("extension")
+        if wanted is None:
+            raise ServiceError("extension", "a line always has an extension; choose another")
+        if wanted != line.extension:
+            await extensions.give(
+                session, line.customer_id,
+                await extensions.checked_free(session, line.customer_id, str(wanted)),
+                line_id=line.id,
+            )  # fmt: skip
     for field, value in changes.items():
         if field == "max_calls" and value is None:
             value = DEFAULT_MAX_CALLS
@@ -137,7 +157,10 @@ async def update_line(
         await session.commit()
     except IntegrityError:
         await session.rollback()
-        raise Conflict("main_number", "this number is already another line's number") from None
+        raise Conflict(
+            "main_number", "this number is another line's, or the extension was just taken"
+        ) from None
+    await session.refresh(line, ["extension"])  # read from its own table
     if "media_encryption" in changes:
         await push_to_asterisk(session, projector, line)
     return line
@@ -170,6 +193,7 @@ async def delete_line(session: AsyncSession, projector: AsteriskProjector, line:
     # Its number is free for another line of the customer; ring groups and aliases forget it.
     line.main_number = None
     await forget_line(session, line.id)
+    await extensions.free(session, line_id=line.id)
     await session.commit()
     try:
         await projector.remove_line(line.sip_username)

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.db.models import (
@@ -22,6 +23,7 @@ from centrex.db.models import (
     RingGroupMember,
     RingStrategy,
 )
+from centrex.extensions import service as extensions
 from centrex.services.errors import Conflict, NotFound, ServiceError, UnknownReference
 
 
@@ -64,16 +66,23 @@ async def create_group(
     strategy: RingStrategy,
     ring_timeout_s: int,
     members: Sequence[uuid.UUID],
+    extension: str | None = None,
 ) -> RingGroup:
     if await session.get(Customer, customer_id) is None:
         raise UnknownReference("customer_id", f"no customer with id {customer_id}")
     await _check_members(session, customer_id, members)
     group = RingGroup(
-        customer_id=customer_id, name=name, strategy=strategy, ring_timeout_s=ring_timeout_s
-    )
+        id=uuid.uuid4(), customer_id=customer_id, name=name, strategy=strategy,
+        ring_timeout_s=ring_timeout_s,
+    )  # fmt: skip
     _set_members(group, members)
     session.add(group)
-    await session.commit()
+    if extension is not None:
+        short = await extensions.checked_free(session, customer_id, extension)
+        await session.flush()
+        await extensions.give(session, customer_id, short, ring_group_id=group.id)
+    await _commit(session)
+    session.expunge(group)  # read back whole: members and extension
     return await get_group(session, group.id)
 
 
@@ -81,6 +90,11 @@ async def update_group(
     session: AsyncSession, group: RingGroup, changes: dict[str, object]
 ) -> RingGroup:
     """Partial update; ``members`` replaces the whole list (its order is the hunt order)."""
+    if "extension" in changes and changes["extension"] != group.extension:
+        wanted = changes["extension"]
+        short = None if wanted is None else await extensions.checked_free(
+            session, group.customer_id, str(wanted))  # fmt: skip
+        await extensions.give(session, group.customer_id, short, ring_group_id=group.id)
     for field in ("name", "strategy", "ring_timeout_s"):
         if field in changes:
             if changes[field] is None:
@@ -97,7 +111,7 @@ async def update_group(
             RingGroupMember(group_id=group.id, position=i, line_id=line_id)
             for i, line_id in enumerate(members)
         )
-    await session.commit()
+    await _commit(session)
     session.expunge(group)
     return await get_group(session, group.id)
 
@@ -182,3 +196,11 @@ async def forget_line(session: AsyncSession, line_id: uuid.UUID) -> None:
     await session.execute(
         update(PhoneNumber).where(PhoneNumber.line_id == line_id).values(line_id=None)
     )
+
+
+async def _commit(session: AsyncSession) -> None:
+    try:
+        await session.commit()
+    except IntegrityError:  # two requests chose the same extension at once
+        await session.rollback()
+        raise Conflict("extension", "this extension was just taken in this customer") from None

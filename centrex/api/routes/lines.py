@@ -36,6 +36,7 @@ async def create_line(
         max_calls=body.max_calls,
         max_call_duration_s=body.max_call_duration_s,
         media_encryption=body.media_encryption,
+        extension=body.extension,
     )
     return LineCreated(
         **LineOut.model_validate(created.line).model_dump(),

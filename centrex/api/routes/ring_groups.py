@@ -22,6 +22,7 @@ def _out(group: RingGroup) -> RingGroupOut:
         strategy=group.strategy,
         ring_timeout_s=group.ring_timeout_s,
         members=[m.line_id for m in group.members],
+        extension=group.extension,
         created_at=group.created_at,
     )
 
@@ -35,6 +36,7 @@ async def create_group(body: RingGroupIn, session: SessionDep) -> RingGroupOut:
         strategy=RingStrategy(body.strategy),
         ring_timeout_s=body.ring_timeout_s,
         members=body.members,
+        extension=body.extension,
     )
     return _out(group)
 

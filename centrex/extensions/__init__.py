@@ -1,0 +1,1 @@
+"""Short extensions inside a customer: rules, storage and assignment (issue 15)."""

@@ -1,0 +1,63 @@
+"""Giving lines and ring groups their extension, changing and freeing it. Every function adds
+to the caller's transaction; the caller commits (an extension never outlives a failed create).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from centrex.extensions.models import Extension
+from centrex.extensions.rules import extension_error, next_free
+from centrex.services.errors import Conflict, ServiceError
+
+
+async def _taken(session: AsyncSession, customer_id: uuid.UUID) -> set[str]:
+    rows = await session.scalars(
+        select(Extension.extension).where(Extension.customer_id == customer_id)
+    )
+    return set(rows)
+
+
+async def checked_free(session: AsyncSession, customer_id: uuid.UUID, extension: str) -> str:
+    """``extension`` if it may be one and is free in the customer, else a 4xx naming it."""
+    if why := extension_error(extension):
+        raise ServiceError("extension", f"{extension!r}: {why}")
+    if extension in await _taken(session, customer_id):
+        raise Conflict("extension", f"extension {extension} is already taken in this customer")
+    return extension
+
+
+async def choose(session: AsyncSession, customer_id: uuid.UUID, chosen: str | None) -> str:
+    """The chosen extension (checked), or the lowest free one."""
+    if chosen is not None:
+        return await checked_free(session, customer_id, chosen)
+    return next_free(await _taken(session, customer_id))
+
+
+async def give(
+    session: AsyncSession,
+    customer_id: uuid.UUID,
+    extension: str,
+    *,
+    line_id: uuid.UUID | None = None,
+    ring_group_id: uuid.UUID | None = None,
+) -> None:
+    """Replace whatever extension the line or group had (None: it has none from now)."""
+    target = Extension.line_id == line_id if line_id else Extension.ring_group_id == ring_group_id
+    await session.execute(delete(Extension).where(target))
+    if extension is not None:
+        session.add(
+            Extension(
+                customer_id=customer_id,
+                extension=extension,
+                line_id=line_id,
+                ring_group_id=ring_group_id,
+            )
+        )
+
+
+async def free(session: AsyncSession, *, line_id: uuid.UUID) -> None:
+    await session.execute(delete(Extension).where(Extension.line_id == line_id))
