@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from centrex import __version__
 from centrex.api.deps import require_operator
+from centrex.api.limits import BodySizeLimit, RateLimit
 from centrex.api.routes import (
     calls,
     cdrs,
@@ -111,6 +112,11 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
         description="Customers and SIP lines of a hosted Centrex platform, pushed into Asterisk.",
     )
     app.state.settings = settings
+    # The last added runs first: requests over the rate are refused before their body is read.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(
+        RateLimit, rate=settings.api_rate_limit_per_s, burst=settings.api_rate_limit_burst
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
