@@ -104,9 +104,10 @@ def test_a_ten_megabyte_stream_is_refused_without_being_held(api, api_service):
 
 @pytest.fixture(scope="module")
 def limited(settings: Settings, asterisk, tmp_path_factory) -> Iterator[Settings]:
-    """An API of its own, 3 requests at once then 1 a second per token (the session's has none)."""
+    """An API of its own: 3 requests at once, then one every 2 s per token (the session's has no
+    limit). Slow enough that a loaded machine cannot earn a token back within the test."""
     mine = settings.model_copy(
-        update={"api_port": free_port(), "api_rate_limit_per_s": 1.0, "api_rate_limit_burst": 3,
+        update={"api_port": free_port(), "api_rate_limit_per_s": 0.5, "api_rate_limit_burst": 3,
                 "reconcile_interval_s": 3600},
     )  # fmt: skip
     service = ServiceProcess("api", mine, tmp_path_factory.mktemp("limited-api"))
@@ -123,8 +124,8 @@ def test_a_token_past_its_rate_gets_429_with_retry_after(limited):
         assert [client.get("/v1/lines?limit=1").status_code for _ in range(3)] == [200] * 3
         response = client.get("/v1/lines?limit=1")
         assert response.status_code == 429
-        assert response.headers["Retry-After"] == "1"
-        assert response.json() == {"detail": "rate limit exceeded: retry in 1 s"}
+        assert response.headers["Retry-After"] == "2"
+        assert response.json() == {"detail": "rate limit exceeded: retry in 2 s"}
         # The rate is checked first: an oversized body past it is not even looked at.
         status, _ = raw_exchange(
             limited,

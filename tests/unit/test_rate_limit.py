@@ -34,8 +34,8 @@ def test_a_burst_passes_then_the_next_request_waits_for_a_token(clock):
 
 
 def test_refused_requests_take_no_token(clock):
-    limiter = RateLimiter(rate=1, burst=1, clock=clock)
-    assert limiter.acquire("t") == 0.0
+    limiter = RateLimiter(rate=1, burst=2, clock=clock)
+    assert limiter.acquire("t") == limiter.acquire("t") == 0.0
     for _ in range(50):  # hammering does not push the next allowed request further away
         assert limiter.acquire("t") == pytest.approx(1.0)
     clock.now += 1.0
@@ -52,9 +52,12 @@ def test_the_rate_holds_over_time(clock):
 
 
 def test_an_idle_bucket_refills_only_up_to_the_burst(clock):
-    limiter = RateLimiter(rate=1, burst=3, clock=clock)
+    limiter = RateLimiter(rate=1, burst=3, clock=clock)  # buckets swept every 3 s
+    clock.now += 0.5
     limiter.acquire("t")
-    clock.now += 3600
+    clock.now += 2.4  # 2 tokens left + 2.4 refilled, capped at 3 (and not swept yet)
+    assert [limiter.acquire("t") > 0 for _ in range(4)] == [False, False, False, True]
+    clock.now += 3600  # swept meanwhile: a fresh bucket, as full
     assert [limiter.acquire("t") > 0 for _ in range(4)] == [False, False, False, True]
 
 
