@@ -148,6 +148,7 @@ class Bench:
             http_port=48188,
             api_port=48180,
             api_token=TOKEN,
+            api_rate_limit_per_s=0,  # the bench measures provisioning at full speed
             ami_secret="benchprov-ami-secret",
             ari_password="benchprov-ari-password",
             ari_control_password="benchprov-ari-control",

@@ -158,6 +158,26 @@ class Settings(BaseSettings):
     # --- API ----------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    api_max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1,
+        description="Larger request bodies get 413, before any of them is parsed or held.",
+    )
+    api_max_import_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1,
+        description="The same for bulk imports (POST /v1/lines/import, /v1/customers/import): "
+        "100,000 lines of CSV are about 6 MB, as JSON about 10 MB.",
+    )
+    api_rate_limit_per_s: float = Field(
+        50.0,
+        ge=0,
+        description="Requests per second each token (else each address) may make on average; "
+        "past it 429 with Retry-After. 0: no limit. /health/* and /metrics are never limited.",
+    )
+    api_rate_limit_burst: int = Field(
+        100, ge=1, description="Requests each token may make at once before the rate applies."
+    )
     control_http_host: str = Field("127.0.0.1", description="The daemon's /metrics and health.")
     control_http_port: int = Field(
         8081, ge=0, le=65535, description="The daemon's /metrics and health; 0: not served."

@@ -192,6 +192,15 @@ LINES_REGISTERED = Gauge(
     "Lines with a registered device (a contact in Asterisk).",
     registry=None,
 )
+API_REQUESTS_REFUSED = Counter(
+    "centrex_api_requests_refused_total",
+    "API requests refused before reaching a route, by reason: body_too_large (413), "
+    "bad_content_length (400), rate_limited (429).",
+    ["reason"],
+    registry=None,
+)
+for _reason in ("body_too_large", "bad_content_length", "rate_limited"):
+    API_REQUESTS_REFUSED.labels(reason=_reason)  # each reason reads 0 until it happens
 
 # --- usage policy (issue 7; declared here so alerts and dashboards name one metric) ----------
 FRAUD_SUSPICIONS = Counter(
@@ -237,5 +246,5 @@ API_REFUSED = Counter(
 API_REGISTRY = _registry(
     ASTERISK_CONNECTED, ASTERISK_RECONNECTS, API_REFUSED,
     PROVISIONING_OPS, RECONCILE_REPAIRS, RECONCILE_PASSES, RECONCILE_SECONDS,
-    LINES_PROVISIONED, LINES_REGISTERED,
+    LINES_PROVISIONED, LINES_REGISTERED, API_REQUESTS_REFUSED,
 )  # fmt: skip

@@ -68,6 +68,10 @@ def settings(
         guard_http_port=free_port(),
         smtp_port=free_port(),  # the tests' own SMTP server (smtp_inbox)
         api_token=API_TOKEN,
+        # The suite makes thousands of requests with one token as fast as it can (2,700 in
+        # test_api_robustness.py alone): no rate limit here; test_api_limits.py starts an API
+        # of its own with a low one.
+        api_rate_limit_per_s=0,
         ami_secret="test-ami-secret",
         ari_password="test-ari-password",
         ari_control_password="test-ari-control-password",

@@ -19,6 +19,7 @@ from centrex import __version__
 from centrex.access import routes as tokens
 from centrex.access.middleware import Authenticate
 from centrex.api.deps import authorize
+from centrex.api.limits import BodySizeLimit, RateLimit
 from centrex.api.routes import (
     bulk,
     calls,
@@ -114,6 +115,16 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
         description="Customers and SIP lines of a hosted Centrex platform, pushed into Asterisk.",
     )
     app.state.settings = settings
+    # The last added runs first: the token is checked, then its rate, then the body's size,
+    # each before the body is read.
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.api_max_body_bytes,
+        larger=dict.fromkeys(bulk.IMPORT_PATHS, settings.api_max_import_bytes),
+    )
+    app.add_middleware(
+        RateLimit, rate=settings.api_rate_limit_per_s, burst=settings.api_rate_limit_burst
+    )
     app.add_middleware(
         Authenticate,
         bootstrap_token=settings.api_token.get_secret_value,

@@ -29,6 +29,8 @@ router = APIRouter(tags=["bulk"])
 LINE_COLUMNS = ("customer_id", "label", "max_calls", "max_call_duration_s", "media_encryption")
 CUSTOMER_COLUMNS = ("name", "external_ref", "residence_country", "email")
 NDJSON = "application/x-ndjson"
+#: Their bodies may be larger than other requests' (CENTREX_API_MAX_IMPORT_BYTES).
+IMPORT_PATHS = ("/v1/lines/import", "/v1/customers/import")
 
 _IMPORT_DOC = {
     "requestBody": {
