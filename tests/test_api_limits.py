@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import API_TOKEN
 
 from centrex.config import Settings
 from centrex.sandbox.postgres import free_port
@@ -60,7 +61,8 @@ def test_ten_megabytes_declared_are_refused_without_being_sent(api, settings):
     # Only the head goes out: the answer cannot wait for a body that never comes.
     status, body = raw_exchange(
         settings,
-        f"POST /v1/customers HTTP/1.1\nHost: api\nContent-Type: application/json\n"
+        f"POST /v1/customers HTTP/1.1\nHost: api\nAuthorization: Bearer {API_TOKEN}\n"
+        f"Content-Type: application/json\n"
         f"Content-Length: {TEN_MB}\n\n",
     )
     assert status == 413
@@ -75,7 +77,8 @@ def test_a_chunked_body_is_refused_before_it_ends(api, settings):
     )
     status, body = raw_exchange(
         settings,
-        "POST /v1/customers HTTP/1.1\nHost: api\nTransfer-Encoding: chunked\n\n",
+        f"POST /v1/customers HTTP/1.1\nHost: api\nAuthorization: Bearer {API_TOKEN}\n"
+        "Transfer-Encoding: chunked\n\n",
         chunks,
     )
     assert status == 413

@@ -82,6 +82,8 @@ async def _answer(
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                # The request's body is never read: the connection is not reused after it.
+                (b"connection", b"close"),
                 *(headers or []),
             ],
         }

@@ -30,9 +30,13 @@ class Extension(Base):
 
 
 # Read with the line or the group, in the same SELECT; written by centrex.extensions.service.
+# Not expired when the line itself is written (it lives in another table): the service
+# refreshes it after changing it.
 Line.extension = column_property(
-    select(Extension.extension).where(Extension.line_id == Line.id).scalar_subquery()
+    select(Extension.extension).where(Extension.line_id == Line.id).scalar_subquery(),
+    expire_on_flush=False,
 )
 RingGroup.extension = column_property(
-    select(Extension.extension).where(Extension.ring_group_id == RingGroup.id).scalar_subquery()
+    select(Extension.extension).where(Extension.ring_group_id == RingGroup.id).scalar_subquery(),
+    expire_on_flush=False,
 )
