@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from centrex.audit import models as _audit_models  # noqa: F401  (audit_log, in Base.metadata)
 from centrex.db.models import Base
 
 config = context.config
