@@ -14,6 +14,8 @@ import pytest
 from helpers import sql
 from sip_agent import SipEndpoint, free_udp_port
 
+from centrex.access.tokens import secret_hash as tokens_hash
+
 pytestmark = pytest.mark.integration
 
 CUSTOMER_MAY = {
@@ -375,3 +377,16 @@ def test_restrictions_and_renewals_name_the_token_that_acted(api, tenants, as_to
     renewed = as_token(customer["token"]).post(f"/v1/lines/{line}/credentials", json=WHO)
     assert renewed.json()["renewal"]["principal"] == customer["name"]
     assert renewed.json()["renewal"]["principal_token_id"] == customer["id"]
+
+
+def test_token_issue_and_revoke_are_audited_without_the_secret(api, database_url):
+    row = issued(api, "operator:read")
+    assert api.delete(f"/v1/tokens/{row['id']}").status_code == 204
+    entries = api.get("/v1/audit", params={"object_type": "token", "object_id": row["id"]})
+    assert entries.status_code == 200, entries.text
+    changes = [(e["change"], e["operation"]) for e in entries.json()["items"]]
+    assert changes == [("created", "POST /v1/tokens"), ("updated", "DELETE /v1/tokens/{token_id}")]
+    secret = row["token"].rsplit("_", 1)[1]
+    stored = sql(database_url, "SELECT before::text, after::text, withheld::text FROM audit_log")
+    assert all(secret not in str(tuple(r)) for r in stored)
+    assert all(tokens_hash(secret) not in str(tuple(r)) for r in stored)

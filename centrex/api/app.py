@@ -35,6 +35,8 @@ from centrex.api.routes import (
 )
 from centrex.asterisk.ari import AriClient
 from centrex.asterisk.errors import AsteriskUnavailable
+from centrex.audit import routes as audit
+from centrex.audit.recorder import AuditedSession
 from centrex.config import Settings
 from centrex.db.session import SessionMaker, make_engine, make_sessionmaker
 from centrex.metrics import API_REGISTRY
@@ -87,7 +89,8 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url_required, pool_size=10, max_overflow=10)
-        app.state.sessionmaker = make_sessionmaker(engine)
+        # Audited: every change a request makes is recorded with it (centrex.audit).
+        app.state.sessionmaker = make_sessionmaker(engine, sync_session_class=AuditedSession)
         ari = AriClient.from_settings(settings, "api")
         app.state.ari = ari
         app.state.projector = AsteriskProjector.from_settings(ari, settings)
@@ -174,7 +177,9 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(API_REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    secured = [Depends(authorize)]
+    # What the token may do (centrex/access/rules.py), then the one place a request's
+    # principal and operation are set for the audit trail.
+    secured = [Depends(authorize), Depends(audit.audit_request)]
     app.include_router(tokens.router, dependencies=secured)
     app.include_router(bulk.router, dependencies=secured)  # before /v1/lines/{line_id}
     app.include_router(customers.router, dependencies=secured)
@@ -187,4 +192,5 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(cdrs.router, dependencies=secured)
     app.include_router(policy.router, dependencies=secured)
     app.include_router(sip_bans.router, dependencies=secured)
+    app.include_router(audit.router, dependencies=secured)
     return app

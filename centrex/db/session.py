@@ -30,8 +30,9 @@ def asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(engine: AsyncEngine, **kwargs: Any) -> SessionMaker:
+    """kwargs go to ``async_sessionmaker`` (the API's: ``sync_session_class``, audited)."""
+    return async_sessionmaker(engine, expire_on_commit=False, **kwargs)
 
 
 @asynccontextmanager

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.extensions.models import Extension
@@ -47,7 +47,9 @@ async def give(
 ) -> None:
     """Replace whatever extension the line or group had (None: it has none from now)."""
     target = Extension.line_id == line_id if line_id else Extension.ring_group_id == ring_group_id
-    await session.execute(delete(Extension).where(target))
+    for old in await session.scalars(select(Extension).where(target)):
+        await session.delete(old)  # through the ORM: the audit trail sees it
+    await session.flush()  # gone before its successor, which may reuse its primary key
     if extension is not None:
         session.add(
             Extension(
@@ -60,4 +62,5 @@ async def give(
 
 
 async def free(session: AsyncSession, *, line_id: uuid.UUID) -> None:
-    await session.execute(delete(Extension).where(Extension.line_id == line_id))
+    for old in await session.scalars(select(Extension).where(Extension.line_id == line_id)):
+        await session.delete(old)

@@ -107,6 +107,8 @@ async def mark_registrations_purged(session: AsyncSession, line_id: uuid.UUID, h
         update(Line)
         .where(Line.id == line_id, Line.sip_ha1 == ha1)
         .values(registrations_purge_pending=False, sync_state=SyncState.synced, sync_error=None)
+        # The sync state with Asterisk only: bookkeeping, not recorded (centrex.audit.recorder).
+        .execution_options(audited="bookkeeping only")
     )
     await session.commit()
     return bool(result.rowcount)

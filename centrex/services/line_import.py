@@ -11,11 +11,12 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import String, Uuid, any_, insert, select
+from sqlalchemy import String, Uuid, any_, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.api.schemas import LineIn
 from centrex.asterisk.pjsip_objects import DEFAULT_MEDIA_ENCRYPTION
+from centrex.audit.recorder import record
 from centrex.core.bulk_rows import CheckedRows, RowError
 from centrex.core.credentials import generate_credentials
 from centrex.db.models import Customer, Line, SyncState
@@ -89,7 +90,22 @@ async def insert_lines(
                     number, line_id, row.customer_id, row.label, creds.username, creds.password
                 )
             )
-        await session.execute(insert(Line), values)
+        await session.execute(
+            insert(Line).execution_options(audited="one record of the import, below"), values
+        )
         yield start + len(values)
+    await record_import(session, Line, len(rows), {row.customer_id for row in rows})
     await session.commit()
     yield imported
+
+
+async def record_import(
+    session: AsyncSession, model: type, count: int, customers: set[uuid.UUID] | None = None
+) -> None:
+    """One audit record for a whole import: its rows share their ``created_at`` (the
+    transaction's time), which finds them all."""
+    stamp = await session.scalar(select(func.now()))
+    after = {"count": count, "created_at": stamp.isoformat()}
+    if customers is not None:
+        after["customer_ids"] = sorted(str(c) for c in customers)
+    await record(session, model, f"import@{stamp.isoformat()}", "imported", after=after)

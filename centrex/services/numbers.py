@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from centrex.audit.recorder import record
 from centrex.core.number_tiers import Tier, TierRule, classify_tier
 from centrex.core.numbering import NumberError, NumberKind, parse_french_number
 from centrex.db.models import Customer, Line, NumberBlock, NumberStatus, NumberTierRule, PhoneNumber
@@ -87,7 +88,10 @@ async def load_block(
                 "monthly_fee_cents": _fee(start.kind, rule, special_fee_cents),
             }
         )
-    await session.execute(insert(PhoneNumber), rows)
+    # Recorded as the block's creation (its range), not one audit row per number.
+    await session.execute(
+        insert(PhoneNumber).execution_options(audited="the number block's row"), rows
+    )
     await session.commit()
     return block
 
@@ -206,9 +210,16 @@ async def release(
     if number.status != NumberStatus.assigned:
         raise Conflict("number", f"{number.national} is not assigned", location="path")
     # Released: it leads nowhere any more, and is no line's caller ID.
-    await session.execute(
-        update(Line).where(Line.main_number == number.e164).values(main_number=None)
+    unnumbered = await session.scalars(
+        update(Line)
+        .where(Line.main_number == number.e164)
+        .values(main_number=None)
+        .returning(Line.id)
+        .execution_options(audited="record() below")
     )
+    for line_id in unnumbered.all():
+        before, after = {"main_number": number.e164}, {"main_number": None}
+        await record(session, Line, line_id, "updated", before=before, after=after)
     number.line_id = None
     number.ring_group_id = None
     number.status = NumberStatus.free

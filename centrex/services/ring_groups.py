@@ -14,6 +14,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from centrex.audit.recorder import record
 from centrex.db.models import (
     Customer,
     Line,
@@ -106,7 +107,7 @@ async def update_group(
         members = list(changes["members"])  # type: ignore[call-overload]
         await _check_members(session, group.customer_id, members)
         # The old rows go first: (group, position) and (group, line) are unique.
-        await session.execute(delete(RingGroupMember).where(RingGroupMember.group_id == group.id))
+        await _delete_members(session, RingGroupMember.group_id == group.id)
         session.add_all(
             RingGroupMember(group_id=group.id, position=i, line_id=line_id)
             for i, line_id in enumerate(members)
@@ -192,10 +193,30 @@ async def clear_destination(session: AsyncSession, number: PhoneNumber) -> Phone
 async def forget_line(session: AsyncSession, line_id: uuid.UUID) -> None:
     """A line is deleted: it leaves its ring groups, and aliases attached to it lead nowhere
     (they answer "not in service" until attached elsewhere). Committed by the caller."""
-    await session.execute(delete(RingGroupMember).where(RingGroupMember.line_id == line_id))
-    await session.execute(
-        update(PhoneNumber).where(PhoneNumber.line_id == line_id).values(line_id=None)
+    await _delete_members(session, RingGroupMember.line_id == line_id)
+    detached = await session.scalars(
+        update(PhoneNumber)
+        .where(PhoneNumber.line_id == line_id)
+        .values(line_id=None)
+        .returning(PhoneNumber.e164)
+        .execution_options(audited="record() below")
     )
+    for e164 in detached.all():
+        before, after = {"line_id": line_id}, {"line_id": None}
+        await record(session, PhoneNumber, e164, "updated", before=before, after=after)
+
+
+async def _delete_members(session: AsyncSession, where) -> None:
+    """Delete the ring group memberships ``where`` selects, each recorded."""
+    deleted = await session.execute(
+        delete(RingGroupMember)
+        .where(where)
+        .returning(RingGroupMember.group_id, RingGroupMember.position, RingGroupMember.line_id)
+        .execution_options(audited="record() below")
+    )
+    for member in deleted.mappings().all():
+        member_id = f"{member['group_id']}/{member['position']}"
+        await record(session, RingGroupMember, member_id, "deleted", before=dict(member))
 
 
 async def _commit(session: AsyncSession) -> None:

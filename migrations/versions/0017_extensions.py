@@ -1,7 +1,7 @@
 """extensions: short extensions of lines and ring groups, unique within a customer (issue 15)
 
 Revision ID: 0017_extensions
-Revises: 0015_api_tokens
+Revises: 0016_audit_log
 Create Date: 2026-12-02
 
 Every live line gets one (the lowest free from 200, as new lines do); ring groups get one when
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017_extensions"
-down_revision: str | Sequence[str] | None = "0015_api_tokens"
+down_revision: str | Sequence[str] | None = "0016_audit_log"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

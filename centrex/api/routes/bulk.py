@@ -22,7 +22,12 @@ from centrex.core.bulk_rows import CheckedRows, FileRefused, RowError, check_row
 from centrex.core.spreadsheet import safe_cell
 from centrex.db.models import Customer, Line
 from centrex.db.session import array_of
-from centrex.services.line_import import ImportedLine, insert_lines, unknown_customers
+from centrex.services.line_import import (
+    ImportedLine,
+    insert_lines,
+    record_import,
+    unknown_customers,
+)
 
 router = APIRouter(tags=["bulk"])
 
@@ -122,7 +127,11 @@ async def import_customers(request: Request, session: SessionDep) -> Any:
     values = [{"id": i, **row.model_dump()} for i, row in zip(ids, checked.rows, strict=True)]
     try:
         for start in range(0, len(values), 5_000):
-            await session.execute(insert(Customer), values[start : start + 5_000])
+            await session.execute(
+                insert(Customer).execution_options(audited="one record of the import, below"),
+                values[start : start + 5_000],
+            )
+        await record_import(session, Customer, len(values))
         await session.commit()
     except IntegrityError:  # an external_ref taken meanwhile: nothing written
         await session.rollback()

@@ -12,6 +12,7 @@ from centrex.api.schemas import CallOut
 from centrex.asterisk.ari import AriClient
 from centrex.control.call_registry import calls_of_line
 from centrex.db.models import ActiveCall, Line
+from centrex.services import calls as call_service
 from centrex.services import lines as line_service
 from centrex.services.errors import Conflict, NotFound
 
@@ -63,7 +64,7 @@ async def hang_up(
         )
     ari: AriClient = request.app.state.ari
     # The daemon sees the hangup and releases the call; nothing else to do here.
-    await ari.hangup(call.channel_id, "normal")
+    await call_service.hang_up(session, ari, call)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -7,10 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, IPvAnyAddress
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 
 from centrex.api.deps import SessionDep
 from centrex.db.models import SipBan
+from centrex.services import sip_bans as service
 from centrex.services.errors import NotFound
 
 router = APIRouter(prefix="/v1/sip-bans", tags=["sip-bans"])
@@ -30,16 +31,12 @@ class SipBanOut(BaseModel):
     lifted_by: str | None
 
 
-def _in_force():  # a SQLAlchemy clause
-    return (SipBan.lifted_at.is_(None)) & (SipBan.until > func.now())
-
-
 @router.get("", response_model=list[SipBanOut])
 async def list_sip_bans(session: SessionDep, include_ended: bool = False) -> list[SipBanOut]:
     """Bans in force (with ``include_ended``, lifted and expired ones too), newest first."""
     query = select(SipBan).order_by(SipBan.banned_at.desc()).limit(1000)
     if not include_ended:
-        query = query.where(_in_force())
+        query = query.where(service.in_force())
     bans = (await session.scalars(query)).all()
     return [SipBanOut.model_validate({**_row(b), "address": str(b.address)}) for b in bans]
 
@@ -52,13 +49,7 @@ def _row(ban: SipBan) -> dict[str, Any]:
 async def lift_sip_ban(address: IPvAnyAddress, session: SessionDep) -> Response:
     """Lift the bans in force on ``address``; the guard drops it from the kernel within
     ``CENTREX_SIP_BAN_RECONCILE_S``."""
-    lifted = await session.execute(
-        update(SipBan)
-        .where(SipBan.address == str(address), _in_force())
-        .values(lifted_at=func.now(), lifted_by="api")
-        .returning(SipBan.id)
-    )
-    if not lifted.first():
+    if not await service.lift(session, str(address)):
         await session.rollback()
         raise NotFound("address", f"no ban in force on {address}", location="path")
     await session.commit()
