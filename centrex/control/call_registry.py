@@ -119,37 +119,37 @@ HUNT_LIMITS = (
     " WHERE c.node = $1 AND c.channel_id = $2"
 )
 
-# What a platform number leads to, in one round trip: the line it is the main number of, or
-# the line or ring group an alias is attached to. Only assigned numbers lead anywhere.
-RESOLVE_NUMBER = """
-    SELECT n.ring_group_id, g.strategy::text, g.ring_timeout_s,
+
+def _resolve(source: str, line_of: str, where: str) -> str:
+    """A target's lookup in one round trip: ``source`` (aliased ``t``, with a
+    ``ring_group_id``) leads to the line ``line_of`` names, or to a ring group and its
+    members in hunt order; rows as :meth:`CallRegistry._target` reads them."""
+    return f"""
+    SELECT t.ring_group_id, g.strategy::text, g.ring_timeout_s,
            l.id, l.customer_id, l.sip_username, l.max_calls, l.max_call_duration_s, l.main_number,
            centrex_policy_level(l.id, l.customer_id)
-    FROM numbers n
-    LEFT JOIN ring_groups g ON g.id = n.ring_group_id
+    FROM {source} t
+    LEFT JOIN ring_groups g ON g.id = t.ring_group_id
     LEFT JOIN lines l ON l.deleted_at IS NULL AND (
-        (n.ring_group_id IS NULL AND (l.main_number = n.e164 OR l.id = n.line_id))
-        OR l.id IN (SELECT m.line_id FROM ring_group_members m WHERE m.group_id = n.ring_group_id)
+        (t.ring_group_id IS NULL AND ({line_of}))
+        OR l.id IN (SELECT m.line_id FROM ring_group_members m WHERE m.group_id = t.ring_group_id)
     )
-    LEFT JOIN ring_group_members m ON m.group_id = n.ring_group_id AND m.line_id = l.id
-    WHERE n.e164 = $1 AND n.status = 'assigned'
+    LEFT JOIN ring_group_members m ON m.group_id = t.ring_group_id AND m.line_id = l.id
+    WHERE {where}
     ORDER BY m.position
 """
-# What an extension of a customer names: a line, or a ring group and its members in order.
-RESOLVE_EXTENSION = """
-    SELECT e.ring_group_id, g.strategy::text, g.ring_timeout_s,
-           l.id, l.customer_id, l.sip_username, l.max_calls, l.max_call_duration_s, l.main_number,
-           centrex_policy_level(l.id, l.customer_id)
-    FROM extensions e
-    LEFT JOIN ring_groups g ON g.id = e.ring_group_id
-    LEFT JOIN lines l ON l.deleted_at IS NULL AND (
-        l.id = e.line_id
-        OR l.id IN (SELECT m.line_id FROM ring_group_members m WHERE m.group_id = e.ring_group_id)
-    )
-    LEFT JOIN ring_group_members m ON m.group_id = e.ring_group_id AND m.line_id = l.id
-    WHERE e.customer_id = $1 AND e.extension = $2
-    ORDER BY m.position
-"""
+
+
+# What a platform number leads to: the line it is the main number of, or the line or ring
+# group an alias is attached to. Only assigned numbers lead anywhere.
+RESOLVE_NUMBER = _resolve(
+    "numbers", "l.main_number = t.e164 OR l.id = t.line_id",
+    "t.e164 = $1 AND t.status = 'assigned'",
+)  # fmt: skip
+# What an extension of a customer names: a line, or a ring group.
+RESOLVE_EXTENSION = _resolve(
+    "extensions", "l.id = t.line_id", "t.customer_id = $1 AND t.extension = $2"
+)
 
 # The answer of a ring group call: the member that answered becomes the callee, the others
 # stop counting (Asterisk has cancelled them).
