@@ -7,12 +7,14 @@ import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from centrex import __version__
@@ -20,6 +22,8 @@ from centrex.access import routes as tokens
 from centrex.access.middleware import Authenticate
 from centrex.api.deps import authorize
 from centrex.api.limits import BodySizeLimit, RateLimit
+from centrex.api.methods import MethodNotAllowed
+from centrex.api.openapi import install as document_errors
 from centrex.api.routes import (
     bulk,
     calls,
@@ -68,6 +72,11 @@ def _echoable(value: object) -> object:
     if isinstance(value, list | tuple):
         return [_echoable(v) for v in value]
     return value
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, bool] = Field(description="database, asterisk: whether each answers.")
 
 
 def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
@@ -119,7 +128,8 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     )
     app.state.settings = settings
     # The last added runs first: the token is checked, then its rate, then the body's size,
-    # each before the body is read.
+    # each before the body is read; then a method the path does not have (405).
+    app.add_middleware(MethodNotAllowed, router=app.router)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.api_max_body_bytes,
@@ -152,7 +162,11 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     async def live() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/health/ready", tags=["health"])
+    @app.get(
+        "/health/ready", tags=["health"], response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "The database or Asterisk does "
+                         "not answer."}},
+    )  # fmt: skip
     async def ready(request: Request) -> JSONResponse:
         """Ready when the database and Asterisk (ARI) both answer."""
         checks = {}
@@ -193,4 +207,5 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(policy.router, dependencies=secured)
     app.include_router(sip_bans.router, dependencies=secured)
     app.include_router(audit.router, dependencies=secured)
+    document_errors(app)
     return app

@@ -1,0 +1,234 @@
+"""The OpenAPI document tells the truth: every operation lists the errors it can answer.
+
+FastAPI documents what a route returns and its 422; the rest of the errors come from elsewhere
+(the middlewares of centrex/api/limits.py and centrex/access/middleware.py, the exception
+handlers of centrex/api/app.py, the services' ServiceError). They are added here, in one place,
+from what each route is: 401/429/503 on everything under /v1/, 403 where a scope can forbid
+(centrex/access/rules.py), 404 where the path or ``customer_id`` names an object, 409 where a
+conflict can arise (CONFLICTS), 413 where there is a body. Rules a schema cannot express (an
+unknown id in a body, ``until`` after ``since``, a number that is not a French one...) are
+named in DEEPER_RULES and written into the operation's 400/422 description.
+
+tests/test_openapi_contract.py holds the API to this document with schemathesis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from centrex.access.rules import CUSTOMER_ROUTES, OPERATOR_ONLY_PREFIXES, READ_METHODS
+
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+ERROR = "#/components/schemas/Error"
+ERROR_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "title": "Error",
+        "type": "object",
+        "description": "Every error of this API: `detail` is a sentence, or a list naming each "
+        "refused field (FastAPI's shape for validation errors). A refused import adds "
+        "`error_count` and `errors` (one per bad row).",
+        "required": ["detail"],
+        "properties": {
+            "detail": {
+                "anyOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": {"$ref": "#/components/schemas/ErrorItem"}},
+                ]
+            },
+            "error_count": {"type": "integer"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["row", "field", "msg"],
+                    "properties": {
+                        "row": {"type": "integer"},
+                        "field": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                        "msg": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+    "ErrorItem": {
+        "title": "ErrorItem",
+        "type": "object",
+        "required": ["loc", "msg", "type"],
+        "properties": {
+            "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+            "msg": {"type": "string"},
+            "type": {
+                "type": "string",
+                "description": "not_found, conflict, forbidden, unknown_reference, invalid, "
+                "invalid_file, or one of pydantic's (missing, extra_forbidden, ...)",
+            },
+        },
+    },
+}
+
+#: Where a 409 can arise, and why.
+CONFLICTS: dict[tuple[str, str], str] = {
+    ("POST", "/v1/customers"): "the external_ref is already a customer's",
+    ("POST", "/v1/customers/import"): "an external_ref was taken while importing",
+    ("POST", "/v1/lines"): "the extension is taken in this customer",
+    ("PATCH", "/v1/lines/{line_id}"): "the extension is taken, or the main number is another "
+    "line's or an alias",
+    ("POST", "/v1/lines/{line_id}/credentials"): "another renewal of the line at the same time",
+    ("POST", "/v1/ring-groups"): "the extension is taken in this customer",
+    ("PATCH", "/v1/ring-groups/{ring_group_id}"): "the extension is taken in this customer",
+    ("DELETE", "/v1/ring-groups/{ring_group_id}"): "an alias number still rings the group",
+    ("POST", "/v1/number-blocks"): "numbers of the range are already in the inventory",
+    ("POST", "/v1/numbers/allocate"): "the number asked for is not free, or none is",
+    ("POST", "/v1/numbers/{number}/release"): "the number is not assigned",
+    ("PUT", "/v1/numbers/{number}/destination"): "the number is a line's main number, or the "
+    "target is being deleted",
+    ("POST", "/v1/destinations"): "the destination is already on the list",
+    ("POST", "/v1/destinations/{code}/suspend"): "the destination is already suspended",
+    ("POST", "/v1/restrictions/{restriction_id}/lift"): "the restriction is already lifted",
+    ("POST", "/v1/trunks"): "a trunk of that name exists",
+    ("DELETE", "/v1/calls/{call_id}"): "the call is on another node",
+}
+
+#: Rules a schema-valid request can still break, that no JSON schema can say: (the statuses
+#: they answer, what they are). tests/test_openapi_contract.py accepts these statuses for
+#: schema-valid requests on these operations only.
+DEEPER_RULES: dict[tuple[str, str], tuple[frozenset[int], str]] = {
+    ("GET", "/v1/lines"): (frozenset({400}), "a cursor this API never issued"),
+    ("GET", "/v1/audit"): (
+        frozenset({400}), "a cursor this API never issued; until before since"),
+    ("GET", "/v1/cdrs"): (frozenset({400}), "a cursor this API never issued; until before since"),
+    ("GET", "/v1/cdrs.csv"): (frozenset({400}), "until before since"),
+    ("GET", "/v1/lines/{line_id}/usage"): (frozenset({400}), "until before since"),
+    ("POST", "/v1/lines"): (frozenset({422}), "customer_id names no customer"),
+    ("PATCH", "/v1/lines/{line_id}"): (
+        frozenset({400}), "main_number is not a number assigned to the line's customer"),
+    ("POST", "/v1/ring-groups"): (
+        frozenset({400, 422}), "customer_id or a member names nothing; a member is another "
+        "customer's line, or appears twice"),
+    ("PATCH", "/v1/ring-groups/{ring_group_id}"): (
+        frozenset({400, 422}), "a member names no line, is another customer's, or appears twice"),
+    ("POST", "/v1/tokens"): (
+        frozenset({400, 422}), "customer_id is given for an operator scope or missing for a "
+        "customer one, or names no customer; expires_at is past"),
+    ("POST", "/v1/number-blocks"): (
+        frozenset({400}), "first and last are not French numbers of one kind and zone, in order, "
+        "at most 10,000 apart"),
+    ("POST", "/v1/number-tier-rules"): (
+        frozenset({400}), "pattern is not a regular expression, or matches every number"),
+    ("POST", "/v1/numbers/allocate"): (
+        frozenset({400, 422}), "customer_id names no customer, or one not residing in "
+        "metropolitan France with verified documents; the kind or zone is not allocatable; "
+        "number is not a free Silver or Gold number of the inventory"),
+    ("GET", "/v1/numbers/{number}"): (frozenset({400}), "number is not a French number"),
+    ("POST", "/v1/numbers/{number}/release"): (frozenset({400}), "number is not a French number"),
+    ("PUT", "/v1/numbers/{number}/destination"): (
+        frozenset({400, 422}), "number is not a French number; the line or group names "
+        "nothing, or another customer's"),
+    ("DELETE", "/v1/numbers/{number}/destination"): (
+        frozenset({400}), "number is not a French number"),
+    ("POST", "/v1/lines/import"): (
+        frozenset({422}), "the file cannot be read (CSV or a JSON array), or a row breaks the "
+        "rules of POST /v1/lines: every bad row is named in `errors`"),
+    ("POST", "/v1/customers/import"): (
+        frozenset({422}), "the file cannot be read (CSV or a JSON array), or a row breaks the "
+        "rules of POST /v1/customers: every bad row is named in `errors`"),
+}  # fmt: skip
+
+
+def _error(description: str, **headers: str) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": ERROR}}},
+    }
+    if headers:
+        response["headers"] = {
+            name: {"description": why, "schema": {"type": "string"}}
+            for name, why in headers.items()
+        }
+    return response
+
+
+def _may_forbid(method: str, path: str) -> bool:
+    """Whether some scope is refused this operation (centrex.access.rules.may_call)."""
+    customer_reads = method in READ_METHODS and (method, path) in CUSTOMER_ROUTES
+    return not (customer_reads and not path.startswith(OPERATOR_ONLY_PREFIXES))
+
+
+def errors_of(method: str, path: str, operation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The error responses ``method path`` can give, from what it is."""
+    method = method.upper()
+    deeper = DEEPER_RULES.get((method, path), (frozenset(), ""))[1]
+    has_body = "requestBody" in operation
+    params = operation.get("parameters", [])
+    out = {
+        "400": _error(
+            "A malformed request: a Content-Length that is not one number"
+            + (", a body that is not JSON" if has_body else "")
+            + (f"; or: {deeper}" if deeper else "")
+        )
+    }
+    if not path.startswith("/v1/"):
+        return out
+    out["401"] = _error(
+        "No bearer token, or a malformed, unknown, revoked or expired one.",
+        **{"WWW-Authenticate": "Bearer"},
+    )
+    if _may_forbid(method, path):
+        out["403"] = _error("The token's scope may not do this (or change this field).")
+    names_object = "{" in path or any(p.get("name") == "customer_id" for p in params)
+    if names_object:
+        out["404"] = _error(
+            "The object named in the path (or customer_id) does not exist, or is another "
+            "customer's (a customer token)."
+        )
+    if (method, path) in CONFLICTS:
+        out["409"] = _error(f"Conflict: {CONFLICTS[(method, path)]}.")
+    if has_body:
+        out["413"] = _error("The body is larger than the API accepts.")
+    if has_body or params:
+        out["422"] = _error(
+            "A value is missing, of the wrong type, out of range or unknown (named in `loc`)"
+            + (f"; or: {deeper}" if deeper else "")
+            + "."
+        )
+    out["429"] = _error(
+        "Too many requests with this token.", **{"Retry-After": "Seconds to wait."}
+    )
+    out["503"] = _error(
+        "The token could not be checked (database), or Asterisk is unreachable where the "
+        "request cannot proceed without it; nothing was done."
+    )
+    return out
+
+
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add the error responses to every operation of ``schema`` (FastAPI's document)."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(ERROR_SCHEMAS)
+    # FastAPI's own 422 schemas are replaced by Error (the same shape, and the one parsed).
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    for path, item in schema.get("paths", {}).items():
+        for method in METHODS:
+            if (operation := item.get(method)) is None:
+                continue
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            for status, response in errors_of(method, path, operation).items():
+                responses.setdefault(status, response)
+    return schema
+
+
+def install(app: FastAPI) -> None:
+    """``app.openapi()`` (``/openapi.json``, ``/docs``) answers the document with its errors."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
