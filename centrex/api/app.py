@@ -129,7 +129,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.state.settings = settings
     # The last added runs first: the token is checked, then its rate, then the body's size,
     # each before the body is read; then a method the path does not have (405).
-    app.add_middleware(MethodNotAllowed, router=app.router)
+    app.add_middleware(MethodNotAllowed, document=lambda: app.openapi())
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.api_max_body_bytes,

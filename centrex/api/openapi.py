@@ -194,9 +194,7 @@ def errors_of(method: str, path: str, operation: dict[str, Any]) -> dict[str, di
             + (f"; or: {deeper}" if deeper else "")
             + "."
         )
-    out["429"] = _error(
-        "Too many requests with this token.", **{"Retry-After": "Seconds to wait."}
-    )
+    out["429"] = _error("Too many requests with this token.", **{"Retry-After": "Seconds to wait."})
     out["503"] = _error(
         "The token could not be checked (database), or Asterisk is unreachable where the "
         "request cannot proceed without it; nothing was done."

@@ -16,11 +16,13 @@ from pydantic import (
     model_validator,
 )
 
+from centrex.api.fields import NO_NUL, Bool, Int, IntRange, NumberText, Text, omittable
 from centrex.db.models import SyncState
 from centrex.extensions.rules import extension_error
+from centrex.services.policy import DESTINATION_CODE
 
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-ShortLabel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Label = Text(200)
+ShortLabel = Text(100)
 #: PostgreSQL's integer, the widest amount a column of cents holds.
 MAX_CENTS = 2**31 - 1
 
@@ -50,7 +52,7 @@ class StrictInput(BaseModel):
 
 Email = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+    StringConstraints(max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"),
     Field(description="Where the operator's notices go."),
 ]
 
@@ -59,10 +61,9 @@ class CustomerIn(StrictInput):
     name: Label
     residence_country: CountryCode | None = None
     email: Email | None = None
-    external_ref: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-        | None
-    ) = Field(None, description="The operator's own reference for this customer; unique.")
+    external_ref: ShortLabel | None = Field(
+        None, description="The operator's own reference for this customer; unique."
+    )
 
 
 CountryCode = Annotated[
@@ -75,13 +76,13 @@ CountryCode = Annotated[
 class CustomerPatch(StrictInput):
     """Residency facts checked by the operator (contract art. 9, French numbers)."""
 
-    name: Label | None = None
+    name: Label = omittable()
     residence_country: CountryCode | None = None
     email: Email | None = None
     fraud_action: Literal["flag", "national_only", "emergency_only"] | None = Field(
         None, description="What a fraud suspicion does to its lines; null: the platform's."
     )
-    documents_verified: bool | None = Field(
+    documents_verified: Bool | None = Field(
         None, description="true once the supporting documents were checked; false revokes."
     )
 
@@ -99,17 +100,10 @@ class CustomerOut(BaseModel):
     created_at: datetime
 
 
-MaxCalls = Annotated[
-    int, Field(ge=1, le=1000, description="Simultaneous calls allowed; default 2 (art. 8).")
-]
-MaxDuration = Annotated[
-    int,
-    Field(
-        ge=1,
-        le=86400,
-        description="Answered seconds before a call is cut; default the platform's (7200).",
-    ),
-]
+MaxCalls = IntRange(1, 1000, "Simultaneous calls allowed; default 2 (art. 8).")
+MaxDuration = IntRange(
+    1, 86400, "Answered seconds before a call is cut; default the platform's (7200)."
+)
 MediaEncryption = Annotated[
     Literal["none", "sdes_optional", "sdes_required"],
     Field(
@@ -127,7 +121,8 @@ def _public_short_number(value: str) -> str:
 
 ExtensionText = Annotated[
     str,
-    StringConstraints(pattern=r"^[2-9][0-9]{1,5}$"),
+    # 2-6 digits, the first 2-9, and not 4 digits starting with 3 (extension_error).
+    StringConstraints(pattern=r"^(?:[2-9][0-9]{1,2}|[24-9][0-9]{3}|[2-9][0-9]{4,5})$"),
     AfterValidator(_public_short_number),
     Field(
         description="A short number other lines of the customer dial: 2-6 digits, the first "
@@ -150,14 +145,14 @@ class LineIn(StrictInput):
 class LinePatch(StrictInput):
     """Only the fields given change; ``null`` for a limit means "back to the default"."""
 
-    label: Label | None = None
+    label: Label = omittable()
     max_calls: MaxCalls | None = None
     max_call_duration_s: MaxDuration | None = None
-    main_number: str | None = Field(
+    main_number: NumberText | None = Field(
         None, description="A number assigned to the line's customer: its caller ID; null: none."
     )
     media_encryption: MediaEncryption | None = None
-    extension: ExtensionText | None = None
+    extension: ExtensionText = omittable("Never null: a line always has an extension.")
 
 
 class LineOut(BaseModel):
@@ -208,8 +203,8 @@ class CallOut(BaseModel):
 
 
 class NumberBlockIn(StrictInput):
-    first: str = Field(description="First number of the range, national or E.164.")
-    last: str = Field(description="Last number of the range (at most 10,000 numbers).")
+    first: NumberText = Field(description="First number of the range, national or E.164.")
+    last: NumberText = Field(description="Last number of the range (at most 10,000 numbers).")
 
 
 class NumberBlockOut(BaseModel):
@@ -228,9 +223,10 @@ class TierRuleIn(StrictInput):
     tier: Literal["silver", "gold"]
     name: ShortLabel
     pattern: str = Field(
-        description="Regular expression searched in the national number.", max_length=200
-    )
-    monthly_fee_cents: int = Field(ge=0, le=MAX_CENTS)
+        description="Regular expression searched in the national number.",
+        min_length=1, max_length=200, pattern=NO_NUL,
+    )  # fmt: skip
+    monthly_fee_cents: Int = Field(ge=0, le=MAX_CENTS)
 
 
 class TierRuleOut(TierRuleIn):
@@ -245,7 +241,7 @@ class AllocateIn(StrictInput):
     zone: Literal["1", "2", "3", "4", "5"] | None = Field(
         None, description="Geographic zone (first digit after 0), for geographic numbers."
     )
-    number: str | None = Field(
+    number: NumberText | None = Field(
         None, description="A specific free Silver or Gold number; others are allocated at random."
     )
 
@@ -272,8 +268,12 @@ class NumberOut(BaseModel):
 class DestinationIn(StrictInput):
     """Where an alias number leads: exactly one of a line or a ring group of its customer."""
 
-    line_id: uuid.UUID | None = None
-    ring_group_id: uuid.UUID | None = None
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["line_id"]}, {"required": ["ring_group_id"]}]}
+    )
+
+    line_id: uuid.UUID = omittable()
+    ring_group_id: uuid.UUID = omittable()
 
     @model_validator(mode="after")
     def exactly_one(self) -> DestinationIn:
@@ -282,10 +282,7 @@ class DestinationIn(StrictInput):
         return self
 
 
-RingTimeout = Annotated[
-    int,
-    Field(ge=5, le=300, description="ring_all: how long all ring; hunt: how long each rings."),
-]
+RingTimeout = IntRange(5, 300, "ring_all: how long all ring; hunt: how long each rings.")
 Members = Annotated[
     list[uuid.UUID],
     Field(max_length=32, description="Line ids of the group's customer, in hunt order."),
@@ -302,10 +299,10 @@ class RingGroupIn(StrictInput):
 
 
 class RingGroupPatch(StrictInput):
-    name: Label | None = None
-    strategy: Literal["ring_all", "hunt"] | None = None
-    ring_timeout_s: RingTimeout | None = None
-    members: Members | None = None
+    name: Label = omittable()
+    strategy: Literal["ring_all", "hunt"] = omittable()
+    ring_timeout_s: RingTimeout = omittable()
+    members: Members = omittable("[] empties the group.")
     extension: ExtensionText | None = Field(None, description="null: none.")
 
 
@@ -331,11 +328,17 @@ HostName = Annotated[
 
 
 class TrunkIn(StrictInput):
+    # username and password go together: both or neither.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["username", "password"]},
+        {"not": {"anyOf": [{"required": ["username"]}, {"required": ["password"]}]}},
+    ]})  # fmt: skip
+
     name: TrunkName
     host: HostName = Field(description="The carrier's SIP address; its calls are recognised by it.")
-    port: int = Field(5060, ge=1, le=65535)
-    username: str | None = Field(None, min_length=1, max_length=100)
-    password: str | None = Field(None, min_length=1, max_length=200)
+    port: Int = Field(5060, ge=1, le=65535)
+    username: str = omittable(min_length=1, max_length=100, pattern=NO_NUL)
+    password: str = omittable(min_length=1, max_length=200, pattern=NO_NUL)
 
     @model_validator(mode="after")
     def credentials_go_together(self) -> TrunkIn:
@@ -407,13 +410,11 @@ class LineUsageOut(BaseModel):
 
 
 Actor = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    Text(100),
     Field(description="Who is making the change (recorded for the audit trail)."),
 ]
 Reason = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=1000),
+    Text(1000),
     Field(description="Why (recorded, and told to the customer where there is a notice)."),
 ]
 
@@ -421,7 +422,7 @@ Reason = Annotated[
 class AllowedDestinationIn(StrictInput):
     code: str = Field(
         description='E.164 country code ("44"), or 33-free / 33-shared-cost / 33-premium.',
-        max_length=16,
+        pattern=DESTINATION_CODE,
     )
     name: ShortLabel | None = None
 

@@ -17,6 +17,7 @@ from sqlalchemy import and_, or_, select
 from centrex.access.principal import Principal
 from centrex.api.cursor import decode_cursor, encode_cursor
 from centrex.api.deps import SessionDep, get_principal
+from centrex.api.fields import NO_NUL, DateTime
 from centrex.audit.models import AuditEntry
 from centrex.audit.recorder import audit_context
 from centrex.audit.schemas import AuditEntryOut, AuditPage
@@ -39,7 +40,6 @@ async def audit_request(request: Request) -> AsyncIterator[None]:
 
 
 #: PostgreSQL's text cannot hold U+0000: such a filter is refused (422), not a 500.
-NO_NUL = r"^[^\x00]*$"
 
 # Operator scopes only: centrex/access/rules.py (OPERATOR_ONLY_PREFIXES).
 router = APIRouter(tags=["audit"])
@@ -66,8 +66,8 @@ async def list_audit(
         pattern=NO_NUL,
         description='Exactly as recorded: "PATCH /v1/lines/{line_id}".',
     ),
-    since: datetime | None = Query(None, description="Changes at or after (ISO 8601)."),
-    until: datetime | None = Query(None, description="Changes before (ISO 8601)."),
+    since: DateTime | None = Query(None, description="Changes at or after (ISO 8601)."),
+    until: DateTime | None = Query(None, description="Changes before (ISO 8601)."),
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> AuditPage:

@@ -48,6 +48,10 @@ class FileRefused(ValueError):
     """The file as a whole cannot be read: no row is checked."""
 
 
+def is_csv(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "text/csv"
+
+
 def read_records(body: bytes, content_type: str, columns: Sequence[str]) -> list[dict[str, Any]]:
     """The records of a CSV (a header row naming ``columns``, in any order, some omitted) or
     of a JSON array of objects."""
@@ -105,15 +109,20 @@ def _json_records(text: str) -> list[dict[str, Any]]:
     return [r if isinstance(r, dict) else {"__shape__": "not an object"} for r in data]
 
 
-def check_rows(records: Iterable[dict[str, Any]], model: type[Row]) -> CheckedRows[Row]:
-    """Every record against ``model``: the rows, or every error (row and field)."""
+def check_rows(
+    records: Iterable[dict[str, Any]], model: type[Row], *, text_cells: bool = False
+) -> CheckedRows[Row]:
+    """Every record against ``model``: the rows, or every error (row and field). With
+    ``text_cells`` (a CSV's cells are all text) "2" is read as the number 2, as a JSON body's
+    "2" is not (centrex.api.fields)."""
+    context = {"text_cells": text_cells}
     checked: CheckedRows[Row] = CheckedRows()
     for number, record in enumerate(records, start=1):
         if "__shape__" in record:
             checked.refuse(RowError(number, None, record["__shape__"]))
             continue
         try:
-            checked.rows.append(model.model_validate(record))
+            checked.rows.append(model.model_validate(record, context=context))
         except ValidationError as exc:
             for error in exc.errors(include_input=False, include_url=False):
                 name = ".".join(str(part) for part in error["loc"]) or None

@@ -28,13 +28,20 @@ SPECIAL_DESTINATIONS = {
 }
 
 
+#: Every E.164 country code, as written ("44", never "044").
+COUNTRY_CODES = frozenset(str(code) for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+#: What a destination's code may be, as a pattern of the OpenAPI document (POST /v1/destinations).
+DESTINATION_CODE = "^(?:{})$".format(
+    "|".join(sorted(SPECIAL_DESTINATIONS) + sorted(COUNTRY_CODES, key=int))
+)
+
+
 def check_destination_code(code: str) -> str:
     if code in SPECIAL_DESTINATIONS:
         return SPECIAL_DESTINATIONS[code]
-    if code.isdigit() and len(code) <= 3:
+    if code in COUNTRY_CODES:
         regions = phonenumbers.region_codes_for_country_code(int(code))
-        if regions:
-            return ", ".join(r for r in regions if r != "001") or f"+{code}"
+        return ", ".join(r for r in regions if r != "001") or f"+{code}"
     raise ServiceError(
         "code",
         f"{code!r} is not an E.164 country code (e.g. 44) nor one of "

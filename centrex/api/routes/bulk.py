@@ -18,7 +18,14 @@ from sqlalchemy.exc import IntegrityError
 
 from centrex.api.deps import SessionDep, SettingsDep
 from centrex.api.schemas import CustomerIn, LineIn
-from centrex.core.bulk_rows import CheckedRows, FileRefused, RowError, check_rows, read_records
+from centrex.core.bulk_rows import (
+    CheckedRows,
+    FileRefused,
+    RowError,
+    check_rows,
+    is_csv,
+    read_records,
+)
 from centrex.core.spreadsheet import safe_cell
 from centrex.db.models import Customer, Line
 from centrex.db.session import array_of
@@ -53,12 +60,13 @@ async def _checked(
 ) -> CheckedRows | JSONResponse:
     """The rows, or the answer refusing the file as a whole."""
     body = await request.body()
+    content_type = request.headers.get("content-type", "")
     try:
-        records = read_records(body, request.headers.get("content-type", ""), columns)
+        records = read_records(body, content_type, columns)
     except FileRefused as exc:
         return JSONResponse(status_code=422, content={"detail": [
             {"loc": ["body"], "msg": str(exc), "type": "invalid_file"}]})  # fmt: skip
-    return check_rows(records, model)
+    return check_rows(records, model, text_cells=is_csv(content_type))
 
 
 def _refused(checked: CheckedRows) -> JSONResponse | None:

@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from centrex.api.cursor import decode_cursor, encode_cursor
 from centrex.api.deps import PrincipalDep, SessionDep, own_customer, visible
+from centrex.api.fields import DateTime, NumberText
 from centrex.api.schemas import CdrOut, CdrPage, LineUsageOut
 from centrex.services import cdrs as cdr_service
 from centrex.services import lines as line_service
@@ -34,11 +35,11 @@ def cdr_filter(
     principal: PrincipalDep,
     customer_id: uuid.UUID | None = None,
     line_id: uuid.UUID | None = None,
-    number: str | None = Query(None, description="As caller or callee; national or +E.164."),
+    number: NumberText | None = Query(None, description="As caller or callee; national or +E.164."),
     direction: Direction | None = None,
     disposition: DispositionName | None = None,
-    since: datetime | None = Query(None, description="Calls started at or after (ISO 8601)."),
-    until: datetime | None = Query(None, description="Calls started before (ISO 8601)."),
+    since: DateTime | None = Query(None, description="Calls started at or after (ISO 8601)."),
+    until: DateTime | None = Query(None, description="Calls started before (ISO 8601)."),
 ) -> cdr_service.CdrFilter:
     return cdr_service.CdrFilter(
         own_customer(principal, customer_id),
@@ -87,8 +88,8 @@ async def line_usage(
     line_id: uuid.UUID,
     session: SessionDep,
     principal: PrincipalDep,
-    since: datetime = Query(description="Start of the billing period (ISO 8601)."),
-    until: datetime = Query(description="End of the billing period, excluded."),
+    since: DateTime = Query(description="Start of the billing period (ISO 8601)."),
+    until: DateTime = Query(description="End of the billing period, excluded."),
 ) -> cdr_service.LineUsage:
     line = await line_service.get_line_any(session, line_id)
     visible(principal, line.customer_id, "line_id", f"no line with id {line_id}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from centrex.api.deps import PrincipalDep, SessionDep, SettingsDep, visible
+from centrex.api.fields import NumberText
 from centrex.api.schemas import (
     AllocateIn,
     DestinationIn,
@@ -67,7 +68,9 @@ async def allocate(body: AllocateIn, session: SessionDep) -> PhoneNumber:
 
 
 @router.get("/v1/numbers/{number}", response_model=NumberOut)
-async def get_number(number: str, session: SessionDep, principal: PrincipalDep) -> PhoneNumber:
+async def get_number(
+    number: NumberText, session: SessionDep, principal: PrincipalDep
+) -> PhoneNumber:
     return await _number_of(principal, session, number)
 
 
@@ -79,7 +82,7 @@ async def _number_of(principal: PrincipalDep, session: SessionDep, number: str) 
 
 
 @router.post("/v1/numbers/{number}/release", response_model=NumberOut)
-async def release(number: str, session: SessionDep, settings: SettingsDep) -> PhoneNumber:
+async def release(number: NumberText, session: SessionDep, settings: SettingsDep) -> PhoneNumber:
     found = await number_service.get_number(session, number)
     return await number_service.release(
         session, found, now=number_service.utcnow(), quarantine_s=settings.number_quarantine_s
@@ -88,7 +91,7 @@ async def release(number: str, session: SessionDep, settings: SettingsDep) -> Ph
 
 @router.put("/v1/numbers/{number}/destination", response_model=NumberOut)
 async def set_destination(
-    number: str, body: DestinationIn, session: SessionDep, principal: PrincipalDep
+    number: NumberText, body: DestinationIn, session: SessionDep, principal: PrincipalDep
 ) -> PhoneNumber:
     """Attach an alias number to a line or a ring group; it rings there from the next call."""
     found = await _number_of(principal, session, number)
@@ -99,7 +102,7 @@ async def set_destination(
 
 @router.delete("/v1/numbers/{number}/destination", response_model=NumberOut)
 async def clear_destination(
-    number: str, session: SessionDep, principal: PrincipalDep
+    number: NumberText, session: SessionDep, principal: PrincipalDep
 ) -> PhoneNumber:
     """Detach an alias number: from the next call it answers "not in service"."""
     found = await _number_of(principal, session, number)

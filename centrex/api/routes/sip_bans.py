@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, ConfigDict, IPvAnyAddress
+from pydantic import BaseModel, ConfigDict, IPvAnyAddress, WithJsonSchema
 from sqlalchemy import select
 
 from centrex.api.deps import SessionDep
@@ -15,6 +15,12 @@ from centrex.services import sip_bans as service
 from centrex.services.errors import NotFound
 
 router = APIRouter(prefix="/v1/sip-bans", tags=["sip-bans"])
+
+#: pydantic's own schema says "ipvanyaddress", a format no client knows.
+Address = Annotated[
+    IPvAnyAddress,
+    WithJsonSchema({"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}),
+]
 
 
 class SipBanOut(BaseModel):
@@ -46,7 +52,7 @@ def _row(ban: SipBan) -> dict[str, Any]:
 
 
 @router.delete("/{address}", status_code=status.HTTP_204_NO_CONTENT)
-async def lift_sip_ban(address: IPvAnyAddress, session: SessionDep) -> Response:
+async def lift_sip_ban(address: Address, session: SessionDep) -> Response:
     """Lift the bans in force on ``address``; the guard drops it from the kernel within
     ``CENTREX_SIP_BAN_RECONCILE_S``."""
     if not await service.lift(session, str(address)):
