@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 #: Examples per operation and phase: enough to find what is undocumented, about a minute here.
 MAX_EXAMPLES = int(os.environ.get("CENTREX_SCHEMATHESIS_EXAMPLES", "15"))
-SEED = 13
+SEED = int(os.environ.get("CENTREX_SCHEMATHESIS_SEED", "13"))
 
 
 def schemathesis_bin() -> Path:
