@@ -46,7 +46,11 @@ def unchanged(api: httpx.Client, asterisk: AsteriskSandbox, customer: dict):
         ({"customer_id": "@C", "label": ""}, "label", "string_too_short"),
         ({"customer_id": "@C", "label": 12}, "label", "string_type"),
         ({"customer_id": "@C", "label": "x", "max_calls": 0}, "max_calls", "greater_than_equal"),
-        ({"customer_id": "@C", "label": "x", "max_calls": "two"}, "max_calls", "int_parsing"),
+        ({"customer_id": "@C", "label": "x", "max_calls": "two"}, "max_calls", "int_type"),
+        # JSON's integers only, as the schema says: not text that reads as one, nor a boolean.
+        ({"customer_id": "@C", "label": "x", "max_calls": "2"}, "max_calls", "int_type"),
+        ({"customer_id": "@C", "label": "x", "max_calls": True}, "max_calls", "int_type"),
+        ({"customer_id": "@C", "label": "  "}, "label", "string_too_short"),
         ({"customer_id": "@C", "label": "x", "lable": "y"}, "lable", "extra_forbidden"),
     ],
 )

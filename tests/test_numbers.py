@@ -117,7 +117,8 @@ def test_bad_blocks_name_the_field(api: httpx.Client, body, status, field, words
 
 
 def test_number_lookups(api: httpx.Client):
-    assert api.get("/v1/numbers/garbage").status_code == 400
+    assert api.get("/v1/numbers/garbage").status_code == 422  # not a number's pattern
+    assert api.get("/v1/numbers/0999").status_code == 400  # a number's pattern, not a number
     response = api.get("/v1/numbers/0187654321")
     assert response.status_code == 404 and "not in the inventory" in detail(response)[1]
     response = api.post("/v1/number-tier-rules", json={

@@ -236,6 +236,6 @@ def test_ring_group_members_can_be_reordered_and_leave_when_deleted(api, custome
     assert patched.json()["members"] == [b.line["id"], a.line["id"]]
     assert patched.json()["strategy"] == "ring_all"
     nulled = api.patch(f"/v1/ring-groups/{group['id']}", json={"members": None})
-    assert nulled.status_code == 400 and nulled.json()["detail"][0]["loc"] == ["body", "members"]
+    assert nulled.status_code == 422 and nulled.json()["detail"][0]["loc"] == ["body", "members"]
     assert api.delete(f"/v1/lines/{b.line['id']}").status_code == 204
     assert api.get(f"/v1/ring-groups/{group['id']}").json()["members"] == [a.line["id"]]

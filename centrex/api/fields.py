@@ -35,13 +35,14 @@ def text_cells(info: ValidationInfo) -> bool:
 
 def _json_int(value: Any, info: ValidationInfo) -> Any:
     if isinstance(value, bool) or (isinstance(value, str) and not text_cells(info)):
-        raise ValueError("must be a JSON integer, not text or a boolean")
+        # pydantic's own type for it, as its strict mode would name it
+        raise PydanticCustomError("int_type", "Input should be a JSON integer, not text")
     return value
 
 
 def _json_bool(value: Any, info: ValidationInfo) -> Any:
     if not isinstance(value, bool) and not (isinstance(value, str) and text_cells(info)):
-        raise ValueError("must be true or false")
+        raise PydanticCustomError("bool_type", "Input should be true or false")
     return value
 
 
