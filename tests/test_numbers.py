@@ -98,7 +98,8 @@ def test_released_numbers_rest_in_quarantine(api: httpx.Client, resident, settin
 @pytest.mark.parametrize(
     ("body", "status", "field", "words"),
     [
-        ({"first": "hello", "last": "0142000000"}, 400, "first", "not a phone number"),
+        ({"first": "hello", "last": "0142000000"}, 422, "first", "should match pattern"),
+        ({"first": "0", "last": "0142000000"}, 400, "first", "not a phone number"),
         ({"first": "0612000000", "last": "0612000009"}, 400, "first", "not allocatable"),
         ({"first": "+44 20 7946 0000", "last": "0142000000"}, 400, "first", "not a French"),
         ({"first": "0142000000", "last": "0242000000"}, 400, "last", "same kind and zone"),

@@ -20,6 +20,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import API_TOKEN
 
@@ -122,3 +123,24 @@ def test_schemathesis_finds_nothing_the_document_does_not_say(contract_api, tmp_
     assert result.returncode == 0 and failures_of(output) == 0, (
         f"schemathesis found {failures_of(output)} failures:\n{output[-20000:]}"
     )
+
+
+def test_a_method_the_path_does_not_have_is_405_with_all_its_methods(contract_api):
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    with httpx.Client(base_url=contract_api, headers=headers, timeout=15) as api:
+        options = api.options("/v1/tokens")  # GET and POST are two routes: both listed
+        assert options.status_code == 405, options.text
+        assert options.headers["allow"] == "GET, HEAD, POST"
+        assert isinstance(options.json()["detail"], str)
+        # Not PATCH /v1/lines/{line_id} with line_id "import" (a 422 about a UUID).
+        patched = api.patch("/v1/lines/import", json={})
+        assert (patched.status_code, patched.headers["allow"]) == (405, "POST")
+        anonymous = httpx.delete(f"{contract_api}/v1/tokens")  # the token first, as ever
+        assert anonymous.status_code == 401
+
+
+def test_docs_metrics_and_health_stay_open(contract_api):
+    for path in ("/docs", "/openapi.json", "/metrics", "/health/live"):
+        assert httpx.get(f"{contract_api}{path}", timeout=15).status_code == 200, path
+    document = httpx.get(f"{contract_api}/openapi.json", timeout=15).json()
+    assert "Error" in document["components"]["schemas"]

@@ -83,8 +83,8 @@ CONFLICTS: dict[tuple[str, str], str] = {
     ("POST", "/v1/number-blocks"): "numbers of the range are already in the inventory",
     ("POST", "/v1/numbers/allocate"): "the number asked for is not free, or none is",
     ("POST", "/v1/numbers/{number}/release"): "the number is not assigned",
-    ("PUT", "/v1/numbers/{number}/destination"): "the number is a line's main number, or the "
-    "target is being deleted",
+    ("PUT", "/v1/numbers/{number}/destination"): "the number is not assigned, or is a line's "
+    "main number",
     ("POST", "/v1/destinations"): "the destination is already on the list",
     ("POST", "/v1/destinations/{code}/suspend"): "the destination is already suspended",
     ("POST", "/v1/restrictions/{restriction_id}/lift"): "the restriction is already lifted",
@@ -99,8 +99,11 @@ DEEPER_RULES: dict[tuple[str, str], tuple[frozenset[int], str]] = {
     ("GET", "/v1/lines"): (frozenset({400}), "a cursor this API never issued"),
     ("GET", "/v1/audit"): (
         frozenset({400}), "a cursor this API never issued; until before since"),
-    ("GET", "/v1/cdrs"): (frozenset({400}), "a cursor this API never issued; until before since"),
-    ("GET", "/v1/cdrs.csv"): (frozenset({400}), "until before since"),
+    ("GET", "/v1/cdrs"): (
+        frozenset({400}), "a cursor this API never issued; until before since; number is not a "
+        "telephone number"),
+    ("GET", "/v1/cdrs.csv"): (
+        frozenset({400}), "until before since; number is not a telephone number"),
     ("GET", "/v1/lines/{line_id}/usage"): (frozenset({400}), "until before since"),
     ("POST", "/v1/lines"): (frozenset({422}), "customer_id names no customer"),
     ("PATCH", "/v1/lines/{line_id}"): (
