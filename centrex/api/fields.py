@@ -20,10 +20,15 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, StringConstraints, ValidationInfo
 from pydantic_core import PydanticCustomError
 
+#: Whitespace as stripped (Unicode's White_Space, what pydantic's strip removes), spelt out:
+#: each regular expression engine has its own ``\s`` (Python's, the clients', PostgreSQL's).
+WHITESPACE = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 #: No NUL anywhere.
 NO_NUL = r"^[^\x00]*$"
 #: No NUL, and something other than whitespace (what is left once stripped).
-NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
+NOT_BLANK = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$"
+#: Something, an @, something with a dot: no whitespace, no NUL.
+EMAIL = rf"^[^@\x00{WHITESPACE}]+@[^@\x00{WHITESPACE}]+\.[^@\x00{WHITESPACE}]+$"
 #: A phone number as written: digits, an optional leading +, the usual separators.
 NUMBER_TEXT = r"^\+?[0-9][0-9 .()-]{0,30}$"
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")

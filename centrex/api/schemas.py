@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from centrex.api.fields import NO_NUL, Bool, Int, IntRange, NumberText, Text, omittable
+from centrex.api.fields import EMAIL, NO_NUL, Bool, Int, IntRange, NumberText, Text, omittable
 from centrex.db.models import SyncState
 from centrex.extensions.rules import extension_error
 from centrex.services.policy import DESTINATION_CODE
@@ -52,7 +52,7 @@ class StrictInput(BaseModel):
 
 Email = Annotated[
     str,
-    StringConstraints(max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"),
+    StringConstraints(max_length=254, pattern=EMAIL),
     Field(description="Where the operator's notices go."),
 ]
 
