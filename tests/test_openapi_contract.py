@@ -32,7 +32,7 @@ from centrex.sandbox.processes import API_READY, ServiceProcess
 pytestmark = pytest.mark.integration
 
 #: Examples per operation and phase: enough to find what is undocumented, about a minute here.
-MAX_EXAMPLES = int(os.environ.get("CENTREX_SCHEMATHESIS_EXAMPLES", "15"))
+MAX_EXAMPLES = int(os.environ.get("CENTREX_SCHEMATHESIS_EXAMPLES", "20"))
 SEED = int(os.environ.get("CENTREX_SCHEMATHESIS_SEED", "13"))
 
 
@@ -94,6 +94,9 @@ def run_schemathesis(base_url: str, report_dir: Path) -> subprocess.CompletedPro
     command = [
         str(schemathesis_bin()), "--config-file", str(config), "run", f"{base_url}/openapi.json",
         "--checks", "all",
+        # Not the stateful phase: its link inference feeds a null id of one response (a
+        # token's customer_id) to the next request's path as "None", and reports the 422.
+        "--phases", "examples,coverage,fuzzing",
         "--header", f"Authorization: Bearer {API_TOKEN}",
         "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--workers", "1",
         "--request-timeout", "30", "--no-color",
@@ -102,6 +105,9 @@ def run_schemathesis(base_url: str, report_dir: Path) -> subprocess.CompletedPro
     # fmt: on
     return subprocess.run(
         command,
+        # Its cache of past failures (.schemathesis/) in the run's own directory, never the
+        # repository's: each run starts from nothing.
+        cwd=report_dir,
         capture_output=True,
         text=True,
         timeout=900,
