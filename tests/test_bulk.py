@@ -102,6 +102,21 @@ def test_a_long_import_tells_its_progress(lonely: Lonely):
     assert steps[4]["created"] == 12_000 and len(steps) == 5
 
 
+def test_a_csv_cell_is_text_and_a_number_in_it_is_still_a_number(lonely: Lonely):
+    # POST /v1/lines refuses "3" for max_calls (JSON's integers only); a CSV has only text.
+    api = lonely.client
+    customer = api.post("/v1/customers", json={"name": "Cells"}).json()["id"]
+    response = api.post("/v1/lines/import", content=f"{HEADER}{customer},desk,3,60,\n".encode(),
+                        headers={"Content-Type": "text/csv"})  # fmt: skip
+    assert response.status_code == 201, response.text
+    line = api.get(f"/v1/lines/{response.json()['lines'][0]['id']}").json()
+    assert (line["max_calls"], line["max_call_duration_s"]) == (3, 60)
+    as_json = api.post("/v1/lines/import", json=[{"customer_id": customer, "label": "d",
+                                                  "max_calls": "3"}])  # fmt: skip
+    assert as_json.status_code == 422
+    assert [(e["row"], e["field"]) for e in as_json.json()["errors"]] == [(1, "max_calls")]
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "expected"),
     [
