@@ -74,11 +74,15 @@ def test_allocation_is_uniform(api: httpx.Client, resident):
         assert response.status_code == 201, response.text
         numbers.append(response.json()["national"])
     assert len(set(numbers)) == 300
-    # By hundreds within the block: 10 bins of 30 expected. Chi-square with 9 degrees of
-    # freedom stays under 27.88 with probability 0.999 for a uniform draw (drawing without
-    # replacement only makes it tighter); "lowest free first" would score 700.
-    bins = Counter(int(n[-3]) for n in numbers)
-    chi2 = sum((bins[d] - 30) ** 2 / 30 for d in range(10))
+    # Other tests of the session may have loaded zone-3 numbers too: the draws that fell in this
+    # block are still uniform over it. By hundreds within the block: 10 equal bins. Chi-square
+    # with 9 degrees of freedom stays under 27.88 with probability 0.999 for a uniform draw
+    # (drawing without replacement only makes it tighter); "lowest free first" would score ~700.
+    in_block = [n for n in numbers if n.startswith("0356780")]
+    assert len(in_block) >= 200, f"only {len(in_block)} of 300 from the test's block"
+    expected = len(in_block) / 10
+    bins = Counter(int(n[-3]) for n in in_block)
+    chi2 = sum((bins[d] - expected) ** 2 / expected for d in range(10))
     assert chi2 < 27.88, bins
     assert numbers != sorted(numbers)
 
