@@ -57,6 +57,10 @@ TLS_COPIES = ("cert.pem", "key.pem")
 TLS_SELF_SIGNED = ("self-signed-cert.pem", "self-signed-key.pem")
 
 DEFAULT_TONE_ZONE = "us"
+#: Debian packages the root holds besides ``asterisk``: the default music on hold Asterisk ships
+#: (a held party hears it, docs/transfers.md), as GSM files under /usr/share/asterisk/moh.
+ROOT_EXTRA_PACKAGES = ("asterisk-moh-opsound-gsm",)
+MOH_DIR = "usr/share/asterisk/moh"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SUITE = "sid"
 #: astdb prefix of objects pushed over ARI: family ``<prefix>/<type>``, e.g. ``centrex/endpoint``.
@@ -271,6 +275,7 @@ class AsteriskSandbox:
             return self.host_binary or "asterisk"
         root = self.root
         if self._root_complete():
+            self._ensure_extra_packages()
             return f"chroot {root}"
         root.parent.mkdir(parents=True, exist_ok=True)
         lock_path = root.parent / f".{root.name}.lock"
@@ -278,6 +283,8 @@ class AsteriskSandbox:
             log.info("waiting for the lock %s", lock_path)
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self._root_complete():  # another process finished it while we waited
+                lock.close()
+                self._ensure_extra_packages()
                 return f"chroot {root}"
             if root.exists():
                 raise AsteriskSandboxError(
@@ -294,7 +301,7 @@ class AsteriskSandbox:
                 argv = [
                     "debootstrap",
                     "--variant=minbase",
-                    "--include=asterisk",
+                    "--include=" + ",".join(("asterisk", *ROOT_EXTRA_PACKAGES)),
                     DEBIAN_SUITE,
                     str(tmp),
                     self.mirror,
@@ -312,6 +319,35 @@ class AsteriskSandbox:
                 raise
         log.info("Asterisk root ready at %s", root)
         return f"chroot {root}"
+
+    def _extra_packages_present(self) -> bool:
+        assert self.root is not None
+        moh = self.root / MOH_DIR
+        return moh.is_dir() and any(moh.iterdir())
+
+    def _ensure_extra_packages(self) -> None:
+        """A root built before a package joined ROOT_EXTRA_PACKAGES gets it installed in place
+        (apt inside the chroot), under the same lock as a build: once, by whoever comes first."""
+        assert self.root is not None
+        if self._extra_packages_present():
+            return
+        root = self.root
+        with open(root.parent / f".{root.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self._extra_packages_present():
+                return
+            log.info("installing %s into %s", ", ".join(ROOT_EXTRA_PACKAGES), root)
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            for argv in (
+                ["chroot", str(root), "apt-get", "-o", "Acquire::Check-Valid-Until=false", "update"],
+                ["chroot", str(root), "apt-get", "install", "-y", "--no-install-recommends",
+                 *ROOT_EXTRA_PACKAGES],
+            ):  # fmt: skip
+                proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+                if proc.returncode != 0:
+                    raise AsteriskSandboxError(f"{' '.join(argv)} failed:\n{proc.stderr[-2000:]}")
+            for deb in (root / "var/cache/apt/archives").glob("*.deb"):
+                deb.unlink()
 
     def _prepare_root(self) -> None:
         """Small fixes a bare debootstrap root needs (idempotent)."""
