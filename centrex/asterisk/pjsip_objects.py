@@ -115,10 +115,11 @@ def line_objects(line: LineSpec) -> list[PjsipObject]:
                 # Without these RTP binds to every address and the first call resolves names.
                 "media_address": line.media_address,
                 "bind_rtp_to_media_address": "yes",
-                # A transfer (REFER) would leave a leg the daemon never admitted: not counted
-                # against a line, not cut at the maximum duration, not in the CDRs. Refused
-                # (603 Decline) until transfers are a feature: docs/call-control.md.
-                "allow_transfer": "no",
+                # Transfers (REFER) allowed: a blind transfer's new call comes back to the
+                # daemon through centrex-transfer (TRANSFER_CONTEXT) and is admitted like any
+                # call (docs/transfers.md). Written explicitly, so the reconciler repairs a line
+                # pushed while transfers were refused.
+                "allow_transfer": "yes",
                 # Phones behind NAT (docs/sip-edge.md): answer and call them where their packets
                 # come from, not at the private address they write in Via, Contact and SDP.
                 "force_rport": "yes",

@@ -69,6 +69,7 @@ class CallRef:
     callee_line_id: uuid.UUID | None
     ring_group_id: uuid.UUID | None = None
     direction: str = "on-net"
+    transfer_of: uuid.UUID | None = None  # a transferred call (docs/transfers.md)
 
 
 # The statements of the call path, in plain SQL on asyncpg: each is prepared once per
@@ -76,7 +77,7 @@ class CallRef:
 # compilation and result processing, which were most of the daemon's CPU per call.
 CALL_REF_COLUMNS = (  # in CallRef's field order
     "id, channel_id, max_duration_s, answered_at, deadline_at, caller_line_id, callee_line_id,"
-    " ring_group_id, direction"
+    " ring_group_id, direction, transfer_of"
 )
 # A line's policy level is read from the restrictions in force on it and its customer in the
 # statement that finds the line (migration 0010): never a copy that a new line could miss.
@@ -101,9 +102,10 @@ RECORD_REFUSAL = (
 )
 COUNT_NUMBER = "SELECT centrex_count_number($1, $2, $3, $4, $5)"
 HUNT_NEXT = "SELECT centrex_hunt_next($1, $2)"
+# A transferred call may keep an earlier deadline (docs/transfers.md): the earliest holds.
 MARK_ANSWERED = (
     "UPDATE active_calls SET answered_at = $3::timestamptz,"
-    " deadline_at = $3::timestamptz + make_interval(secs => max_duration_s)"
+    " deadline_at = least(deadline_at, $3::timestamptz + make_interval(secs => max_duration_s))"
     " WHERE node = $1 AND channel_id = $2 AND answered_at IS NULL"
     f" RETURNING {CALL_REF_COLUMNS}"
 )

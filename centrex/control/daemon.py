@@ -40,11 +40,12 @@ from centrex.cdr.journal_path import journal_path
 from centrex.config import Settings
 from centrex.control.call_registry import AdmittedCall, CallRef, CallRegistry
 from centrex.control.cutoff_timer import CutoffTimer
-from centrex.core.call_events import CallAnswered, CallEnded, call_event_of
+from centrex.core.call_events import CallAnswered, CallEnded, CallTransferred, call_event_of
 from centrex.core.cdr import parse_line
 from centrex.core.numbering import DialledKind, classify_dialled
-from centrex.core.routing import endpoint_of_channel
+from centrex.core.routing import Refuse, endpoint_of_channel
 from centrex.db.session import make_engine
+from centrex.features.transfers.service import TRANSFER_ARG, TransferService
 from centrex.metrics import DAEMON_REGISTRY
 from centrex.service_http import health_served
 
@@ -95,6 +96,12 @@ class CallControl:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._deciding: set[str] = set()  # channels whose decision is being taken
         self._ended_during_sweep: set[str] | None = None
+        # --- transfers (docs/transfers.md)
+        self.transfers = TransferService(registry)
+        # A call transferred from a channel that was not its key (the transferee was called):
+        # its Asterisk linked id -> the transferee's channel, now the call's key. CEL's ANSWER
+        # names calls by linked id.
+        self._transferred: dict[str, str] = {}
 
     # --- admission ----------------------------------------------------------------------------
     async def handle_call(self, channel: dict[str, Any]) -> None:
@@ -246,6 +253,69 @@ class CallControl:
             log.info("call %s: gone during the hunt (%s); released", channel_id, exc)
             await self.end_call(channel_id)
 
+    # --- transfers (docs/transfers.md) ----------------------------------------------------------
+    async def handle_transfer(self, channel: dict[str, Any], transferer_channel: str) -> None:
+        """A blind transfer's transferee, back in Stasis: its new call is decided as one the
+        transferer places, replacing the call it was in; refused, the transferee is hung up
+        (Asterisk has already taken it from the transferer: there is no call to go back to)."""
+        channel_id = channel["id"]
+        dialled = channel.get("dialplan", {}).get("exten", "")
+        try:
+            linkedid = await self.ari.get_variable(channel_id, "CHANNEL(linkedid)") or channel_id
+            decision = await self._within_deadline(
+                self.transfers.decide(
+                    channel_id=channel_id, linkedid=linkedid,
+                    transferee=endpoint_of_channel(channel.get("name", "")),
+                    transferer=endpoint_of_channel(transferer_channel), dialled=dialled,
+                    now=now(),
+                )
+            )  # fmt: skip
+        except Exception as exc:
+            log.error("transfer of %s: no decision (%r); hanging it up", channel_id, exc)
+            metrics.CALLS_REFUSED.labels("error").inc()
+            await self._hangup_quietly(channel_id, "congestion")
+            return
+        if isinstance(decision, Refuse):
+            log.info("transfer of %s by %s to %s refused: %s", channel_id,
+                     transferer_channel, dialled, decision.why)  # fmt: skip
+            metrics.CALLS_REFUSED.labels(decision.category).inc()
+            await self._hangup_quietly(channel_id, decision.reason)
+            return
+        call = decision.call
+        async with self._locks[channel_id]:
+            for key in dict.fromkeys((linkedid, channel_id)):
+                if self.calls.pop(key, None) is not None:
+                    metrics.CALLS_IN_PROGRESS.labels("on-net").dec()
+                self.cutoffs.disarm(key)
+            self.calls[channel_id] = CallRef(
+                call.call_id, channel_id, call.limits.max_duration_s, None, decision.deadline_at,
+                None, None, None, call.direction, decision.transfer_of,
+            )  # fmt: skip
+            metrics.CALLS_IN_PROGRESS.labels(call.direction).inc()
+            if linkedid != channel_id:
+                self._transferred[linkedid] = channel_id
+            if decision.deadline_at is not None:
+                self.cutoffs.arm(channel_id, decision.deadline_at)
+        log.info(
+            "transfer of %s by %s to %s admitted, dialling %s (continues call %s)",
+            channel_id, transferer_channel, dialled, call.dial, decision.transfer_of,
+        )  # fmt: skip
+        try:
+            if call.caller_id:
+                await self.ari.set_variable(channel_id, "CALLERID(all)", f"<{call.caller_id}>")
+            await self._dial(channel_id, dialled, call.dial, call)
+        except AsteriskError as exc:
+            log.info("transfer of %s: gone before it could proceed (%s)", channel_id, exc)
+            await self.end_call(channel_id)
+
+    def _handed_over(self, event: CallTransferred) -> None:
+        """The transferer's channel held the call (it had placed it): its hangup, which
+        follows, must not release the call the transferee now carries on. The transfer's
+        decision replaces the row; if it never comes, the sweep releases it (channel gone)."""
+        if event.channel_id in self.calls and event.transferee != event.channel_id:
+            self.calls.pop(event.channel_id)
+            self.cutoffs.disarm(event.channel_id)
+
     async def _hangup_quietly(self, channel_id: str, reason: str) -> None:
         with contextlib.suppress(AsteriskError):
             await self.ari.hangup(channel_id, reason)
@@ -297,6 +367,8 @@ class CallControl:
             if self._ended_during_sweep is not None:
                 self._ended_during_sweep.add(channel_id)
             self.cutoffs.disarm(channel_id)
+            for linkedid in [k for k, v in self._transferred.items() if v == channel_id]:
+                del self._transferred[linkedid]
             cut_by_us = channel_id in self._cut_by_us
             self._cut_by_us.discard(channel_id)
             try:
@@ -322,7 +394,9 @@ class CallControl:
     async def cut(self, channel_id: str) -> None:
         """The deadline has come: hang up, and record why."""
         ref = self.calls.get(channel_id)
-        if ref is None or ref.answered_at is None:
+        # A transferred call keeping its deadline is cut at it even while its target rings:
+        # its answered part runs on (docs/transfers.md).
+        if ref is None or (ref.answered_at is None and ref.transfer_of is None):
             return
         if not await self._still_in_asterisk(channel_id):
             # Ended while nobody was looking: nothing to cut, and no cutoff to record.
@@ -332,6 +406,9 @@ class CallControl:
         await self._hangup_quietly(channel_id, "normal")
         log.warning("call %s: cut at the maximum duration of %ss", channel_id, ref.max_duration_s)
         metrics.CALLS_CUT.labels("daemon").inc()
+        if ref.answered_at is None:  # its kept part's answer is the call it continues
+            assert ref.deadline_at is not None
+            ref = replace(ref, answered_at=ref.deadline_at - timedelta(seconds=ref.max_duration_s))
         try:
             await self.registry.record_cutoff(ref, ended_at=now(), enforced_by="daemon")
         except Exception:  # the cut itself is done; its record is evidence, not control
@@ -374,7 +451,9 @@ class CallControl:
                 if ref.channel_id in ended:  # ended while we took the lock
                     continue
                 self.calls.setdefault(ref.channel_id, ref)
-            if ref.answered_at is None and channel.get("state") == "Up":
+            # A transferred call's channel was answered before the transfer: its answer (of
+            # the target) comes from the journal, not from a stamp of the call it continues.
+            if ref.answered_at is None and ref.transfer_of is None and channel.get("state") == "Up":
                 stamp = await self.ari.get_variable(ref.channel_id, ANSWERED_VAR)
                 at = datetime.fromtimestamp(float(stamp), UTC) if stamp else now()
                 by = None
@@ -422,6 +501,8 @@ class CallControl:
             self._spawn(self._start(event["channel"], event.get("args", [])))
 
     def _start(self, channel: dict[str, Any], args: list[str]) -> Any:
+        if args and args[0] == TRANSFER_ARG:
+            return self.handle_transfer(channel, args[1] if len(args) > 1 else "")
         if args and args[0] == HUNT_ARG:
             return self.handle_hunt_next(channel, args[1] if len(args) > 1 else "")
         return self.handle_call(channel)
@@ -432,6 +513,11 @@ class CallControl:
         except (ValueError, StopIteration):
             log.warning("unreadable CEL line skipped: %r", line[:200])
             return
+        if isinstance(event, CallTransferred):
+            self._handed_over(event)
+            return
+        if isinstance(event, CallAnswered) and event.channel_id in self._transferred:
+            event = replace(event, channel_id=self._transferred[event.channel_id])
         if event is None or event.channel_id not in self.calls:
             return
         if isinstance(event, CallAnswered):

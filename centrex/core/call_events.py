@@ -31,7 +31,15 @@ class CallEnded:
     at: datetime
 
 
-def call_event_of(cel: CelEvent) -> CallAnswered | CallEnded | None:
+@dataclass(frozen=True)
+class CallTransferred:
+    """A blind transfer: ``channel_id`` (the transferer's channel) sent ``transferee`` on."""
+
+    channel_id: str
+    transferee: str
+
+
+def call_event_of(cel: CelEvent) -> CallAnswered | CallEnded | CallTransferred | None:
     """``ANSWER`` of a dialled channel: its call was answered, by that channel's endpoint (the
     caller's own ANSWER follows when it is bridged, and says nothing more). ``HANGUP`` of any
     channel: that channel ended; for a caller's channel, its call did."""
@@ -40,4 +48,6 @@ def call_event_of(cel: CelEvent) -> CallAnswered | CallEnded | None:
         return CallAnswered(cel.linkedid, at, endpoint_of_channel(cel.channel))
     if cel.event == "HANGUP":
         return CallEnded(cel.uniqueid, at)
+    if cel.event == "BLINDTRANSFER":
+        return CallTransferred(cel.uniqueid, str(cel.extra.get("transferee_channel_uniqueid", "")))
     return None

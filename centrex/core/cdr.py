@@ -134,6 +134,11 @@ class EndedCall:
     last_at: float | None = None  # its latest event
     # Its Asterisk stopped before journalling its end: ended at the last thing known.
     end_not_journalled: bool = False
+    # --- transfers (docs/transfers.md): after a blind transfer the call goes on as a part of
+    # its own, a CDR of its own: ``linkedid`` is then "<linked id>/t<n>", its caller the
+    # transferee's channel, its answer the target's.
+    caller_uniqueid: str = ""  # the channel whose hangup ends it ("": the linked id)
+    transfers: int = 0
 
     @property
     def start(self) -> datetime:
@@ -160,6 +165,12 @@ class EndedCall:
         return math.floor(max(0.0, self.ended_at - self.answered_at) + 0.5)
 
 
+def transfer_part_key(linkedid: str, transfers: int) -> str:
+    """The CDR key of the n-th transferred part of a call: the daemon records its decision
+    under the same key (centrex/features/transfers/rules.py, ``segment_key``)."""
+    return f"{linkedid}/t{transfers}"
+
+
 def _dt(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
@@ -177,8 +188,23 @@ class CallAssembler:
         if call is None:
             call = EndedCall(event.linkedid, first_position=position)
             self.open_calls[event.linkedid] = call
-        caller_side = event.uniqueid == event.linkedid
+        caller_side = event.uniqueid == (call.caller_uniqueid or event.linkedid)
         call.last_at = event.at if call.last_at is None else max(call.last_at, event.at)
+        if event.event == "BLINDTRANSFER":
+            # The part before the transfer ends here; the transferee's goes on under a key of
+            # its own, from the call's first position (a restart reads the whole call again).
+            part = EndedCall(
+                transfer_part_key(event.linkedid, call.transfers + 1),
+                channel=str(event.extra.get("transferee_channel_name") or ""),
+                dialled=str(event.extra.get("extension") or ""),
+                started_at=event.at, last_at=event.at, first_position=call.first_position,
+                caller_uniqueid=str(event.extra.get("transferee_channel_uniqueid") or ""),
+                transfers=call.transfers + 1,
+            )  # fmt: skip
+            self.open_calls[event.linkedid] = part
+            if call.ended_at is None:
+                call.ended_at = event.at
+            return call
         if event.event == "CHAN_START" and caller_side:
             call.channel = event.channel
             call.dialled = event.exten
@@ -189,6 +215,8 @@ class CallAssembler:
                 call.answered_at = event.at
             elif not call.answered_by:
                 call.answered_by = event.channel
+                if call.transfers and call.answered_at is None:  # the target took it
+                    call.answered_at = event.at
         elif event.event == "HANGUP" and caller_side:
             call.ended_at = event.at
             cause = str(event.extra.get("hangupcause", ""))
@@ -205,12 +233,12 @@ class CallAssembler:
         """Calls of an Asterisk that has since restarted (every event before its start): their
         LINKEDID_END will never come. Each ends at its last event; none is left open forever,
         holding the checkpoint back."""
-        lost = [
-            c for c in self.open_calls.values()
+        lost_keys = [
+            key for key, c in self.open_calls.items()
             if c.last_at is not None and c.last_at < asterisk_started_at
         ]  # fmt: skip
+        lost = [self.open_calls.pop(key) for key in lost_keys]
         for call in lost:
-            del self.open_calls[call.linkedid]
             if call.ended_at is None:
                 call.ended_at = call.last_at
             call.end_not_journalled = True
@@ -291,6 +319,8 @@ class Attempt:
     ring_group_id: uuid.UUID | None
     max_duration_s: int
     reason: str | None = None
+    transfer_of: uuid.UUID | None = None  # docs/transfers.md
+    paid_by_line_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -305,7 +335,7 @@ CDR_COLUMNS = (
     "id", "node", "linkedid", "call_id", "customer_id", "caller_line_id", "callee_line_id",
     "ring_group_id", "dialled_number", "direction", "caller", "callee", "destination_country",
     "start_at", "answer_at", "end_at", "duration_ms", "billed_s", "disposition", "q850_cause",
-    "sip_code", "destination", "reason",
+    "sip_code", "destination", "reason", "transfer_of", "paid_by_line_id",
 )  # fmt: skip
 
 TRUNK_PREFIX = "trunk-"
@@ -405,4 +435,5 @@ def build_cdr(
         call.cause, sip_code(call), cdr_destination(callee or ""),
         (attempt.reason if attempt else None)
         or (END_NOT_JOURNALLED if call.end_not_journalled else None),
+        attempt.transfer_of if attempt else None, attempt.paid_by_line_id if attempt else None,
     )  # fmt: skip

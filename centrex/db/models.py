@@ -132,6 +132,10 @@ class ActiveCall(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A transferred call: the call it continues, and how many transfers its Asterisk call has
+    # had (docs/transfers.md).
+    transfer_of: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    transfers: Mapped[int] = mapped_column(Integer, server_default="0")
 
     legs: Mapped[list[ActiveCallLeg]] = relationship(
         back_populates="call", cascade="all, delete-orphan", passive_deletes=True
@@ -148,7 +152,8 @@ class ActiveCallLeg(Base):
     )
     line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), primary_key=True, index=True)
     # "caller" | "callee" | "member": a ring group member being rung (released when another
-    # member answers, or when a hunt moves on).
+    # member answers, or when a hunt moves on) | "payer": a line paying for an outside leg of a
+    # transferred call, its phone gone (docs/transfers.md).
     role: Mapped[str] = mapped_column(String(8))
 
     call: Mapped[ActiveCall] = relationship(back_populates="legs")
@@ -318,6 +323,8 @@ class CallAttempt(Base):
     max_duration_s: Mapped[int] = mapped_column(Integer)
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     reason: Mapped[str | None] = mapped_column(Text)  # why it was refused
+    transfer_of: Mapped[uuid.UUID | None] = mapped_column()  # docs/transfers.md
+    paid_by_line_id: Mapped[uuid.UUID | None] = mapped_column()
 
 
 class Cdr(Base):
@@ -362,6 +369,10 @@ class Cdr(Base):
     written_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.clock_timestamp()
     )
+    # A transferred part of a call: the daemon's call id of the part it continues, and the
+    # line billed for its outside leg (docs/transfers.md).
+    transfer_of: Mapped[uuid.UUID | None] = mapped_column()
+    paid_by_line_id: Mapped[uuid.UUID | None] = mapped_column()
 
 
 class CdrCheckpoint(Base):

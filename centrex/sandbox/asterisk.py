@@ -338,8 +338,11 @@ class AsteriskSandbox:
                 return
             log.info("installing %s into %s", ", ".join(ROOT_EXTRA_PACKAGES), root)
             env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            # The root's suite is a dated snapshot whose Release file may have expired since:
+            # its signatures are still checked, only the expiry is not.
             for argv in (
-                ["chroot", str(root), "apt-get", "-o", "Acquire::Check-Valid-Until=false", "update"],
+                ["chroot", str(root), "apt-get", "-o", "Acquire::Check-Valid-Until=false",
+                 "update"],
                 ["chroot", str(root), "apt-get", "install", "-y", "--no-install-recommends",
                  *ROOT_EXTRA_PACKAGES],
             ):  # fmt: skip

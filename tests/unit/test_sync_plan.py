@@ -62,11 +62,12 @@ def test_missing_attribute_is_drift():
     assert not same_fields({"context": "x"}, {})
 
 
-def test_an_endpoint_that_allows_transfers_is_rewritten():
-    """Lines pushed before transfers were refused hold Asterisk's default, allow_transfer=yes."""
+def test_an_endpoint_that_refuses_transfers_is_rewritten():
+    """Lines pushed while transfers were refused (allow_transfer=no) get them back
+    (docs/transfers.md)."""
     objects = line_objects(SPEC)
     actual = {o.key: as_asterisk_spells_it(o) for o in objects}
-    actual[("endpoint", "bob")]["allow_transfer"] = "true"
+    actual[("endpoint", "bob")]["allow_transfer"] = "false"
     assert [o.key for o in plan_sync(objects, actual).put] == [("endpoint", "bob")]
 
 

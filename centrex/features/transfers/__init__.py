@@ -1,0 +1,1 @@
+"""Transfers (SIP REFER) routed back through the control plane: docs/transfers.md."""
