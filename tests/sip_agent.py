@@ -376,6 +376,23 @@ class SipEndpoint:
         )  # fmt: skip
         return wait_bound(run, port)
 
+    def answer_and_transfer(self, port: int, target: str, *, notifies: int = 3,
+                            talk_ms: int = 500, timeout_s: int = 30) -> SippRun:  # fmt: skip
+        """The device answers, talks ``talk_ms``, then blind-transfers the caller to ``target``
+        (REFER), answers the ``notifies`` NOTIFYs Asterisk reports its progress in (sipp
+        scenarios have no loop that reads "until the last one"), then hangs up."""
+        notify = (
+            '  <recv request="NOTIFY"/>\n  <send><![CDATA[\n      SIP/2.0 200 OK\n'
+            "      [last_Via:]\n      [last_From:]\n      [last_To:]\n      [last_Call-ID:]\n"
+            "      [last_CSeq:]\n      Content-Length: 0\n\n    ]]></send>\n"
+        )
+        run = run_sipp(
+            _scenario("uas_answer_transfer.xml.tmpl", target=target, notifies=str(notifies),
+                      notify_blocks=notify * notifies), self.server,
+            local_port=port, timeout_s=timeout_s, extra=["-d", str(talk_ms), "-trace_msg"],
+        )  # fmt: skip
+        return wait_bound(run, port)
+
     def call_refused(self, dialled: str, code: int, **kw: object) -> SippRun:
         return run_sipp(
             _scenario("uac_refused.xml.tmpl", code=str(code)),

@@ -1,20 +1,16 @@
-"""Issue 11: a transfer (SIP REFER) from a line is refused, so no leg escapes the control plane:
-not counted against a line, not cut at the maximum duration, not in the CDRs. Real Asterisk,
-sipp as both devices, PostgreSQL."""
+"""Issue 15: blind transfers (SIP REFER with Refer-To) go back through the control plane: the
+transferee's new call is decided as one the transferer places, counted against the right lines,
+cut at its deadline, in the CDRs part by part with who paid. Real Asterisk, sipp as every
+phone and as the carrier, PostgreSQL. docs/transfers.md."""
 
 from __future__ import annotations
 
-import re
-
 import httpx
 import pytest
-from helpers import ari_object, put_ari_object
-from sip_agent import SipEndpoint, SippRun, free_udp_port
+from helpers import sql
+from sip_agent import SipEndpoint, SippRun, free_udp_port, received
 
 pytestmark = pytest.mark.integration
-
-# What a line's REFER gets: see docs/call-control.md, "Transfers".
-REFUSED = 603
 
 
 @pytest.fixture(scope="module")
@@ -22,96 +18,71 @@ def customer(api: httpx.Client) -> dict:
     return api.post("/v1/customers", json={"name": "transfers"}).json()
 
 
-@pytest.fixture
-def line(api: httpx.Client, customer, settings):
-    def make(**fields: object) -> tuple[dict, SipEndpoint]:
-        body = {"customer_id": customer["id"], "label": "transfer", **fields}
-        created = api.post("/v1/lines", json=body).json()
-        server = f"{settings.asterisk_host}:{settings.sip_port}"
-        return created, SipEndpoint(created["sip_username"], created["sip_password"], server)
-
-    return make
+def calls_of(api: httpx.Client, line: dict) -> list[dict]:
+    return api.get(f"/v1/lines/{line['id']}/calls").json()
 
 
-# A final response to a REFER, in sipp's -trace_msg log: its status line, then its headers.
-REFER_ANSWER = re.compile(r"^SIP/2\.0 ([2-6]\d\d) .*\n(?:.+\n)*?CSeq: *\d+ REFER", re.MULTILINE)
+def counts(api: httpx.Client, *lines: dict) -> list[int]:
+    return [len(calls_of(api, ln)) for ln in lines]
 
 
-def refer_answer(run: SippRun) -> int | None:
-    """The final SIP code this sipp run's REFER got so far; None: not answered yet."""
-    log = "".join(p.read_text(errors="replace") for p in run.workdir.glob("*_messages.log"))
-    found = REFER_ANSWER.search(log)
-    return int(found.group(1)) if found else None
-
-
-def cdrs_once_over(api: httpx.Client, line: dict, count: int, wait_until) -> list[dict]:
-    """The line's CDRs, once it has no call in progress and ``count`` CDRs."""
-
-    def fetch() -> list[dict]:
-        return api.get("/v1/cdrs", params={"line_id": line["id"]}).json()["items"]
-
-    wait_until(lambda: len(fetch()) >= count
-               and not api.get(f"/v1/lines/{line['id']}/calls").json(), 20,
-               f"the line's calls over and {count} CDRs")  # fmt: skip
-    return fetch()
-
-
-def test_a_caller_s_transfer_is_refused_and_the_call_stays_controlled(
-    api, line, control_service, wait_until
-):
-    caller, alice = line(max_calls=1)
-    callee, bob = line()
+def registered_answering(endpoint: SipEndpoint, **kw: object) -> SippRun:
     port = free_udp_port()
-    bob.register(port).expect_success()
-    device = bob.answer(port, ring_ms=100)
-    call = alice.call_and_refer(bob.username, REFUSED, hold_ms=5000)
-    wait_until(lambda: refer_answer(call) is not None, 15, "an answer to the REFER")
-    assert refer_answer(call) == REFUSED, call.output
-    (held,) = api.get(f"/v1/lines/{caller['id']}/calls").json()
-    assert held["answered_at"] is not None and held["peer"]
-    alice.call_refused(bob.username, 486).expect_success()  # still counted: at its limit of 1
+    endpoint.register(port).expect_success()
+    return endpoint.answer(port, **kw)  # type: ignore[arg-type]
+
+
+def registered_transferring(endpoint: SipEndpoint, target: str, talk_ms: int = 500) -> SippRun:
+    port = free_udp_port()
+    endpoint.register(port).expect_success()
+    return endpoint.answer_and_transfer(port, target, talk_ms=talk_ms)
+
+
+def cdrs_of(api: httpx.Client, line: dict) -> list[dict]:
+    return api.get("/v1/cdrs", params={"line_id": line["id"], "limit": 100}).json()["items"]
+
+
+def notify_fragments(run: SippRun) -> list[str]:
+    """The sipfrag status lines of the NOTIFYs the transferer got."""
+    return [
+        body.strip().splitlines()[0]
+        for m in received(run) if m.first_line.startswith("NOTIFY")
+        for body in [m.text.split("\n\n", 1)[1] if "\n\n" in m.text else ""] if body.strip()
+    ]  # fmt: skip
+
+
+def test_a_blind_transfer_on_net_moves_the_call_to_the_target_and_frees_the_transferer(
+    api, make_line, control_service, wait_until, database_url
+):
+    a, alice = make_line("transferee", max_calls=1)
+    b, bob = make_line("transferer", max_calls=1)
+    c, carol = make_line("target", max_calls=1)
+    target = registered_answering(carol, ring_ms=300)
+    transferer = registered_transferring(bob, carol.username)
+    call = alice.call(bob.username, hold_ms=6000)
+    # After the transfer: Alice and Carol hold the call, Bob's place is free again.
+    wait_until(lambda: counts(api, a, b, c) == [1, 0, 1]
+               and calls_of(api, c)[0]["answered_at"] is not None, 20,
+               "the call moved to Carol and answered")  # fmt: skip
+    transferer.expect_success()
+    (moved,) = calls_of(api, a)
+    assert moved["peer"] and calls_of(api, c)[0]["id"] == moved["id"]
+    legs = sql(database_url,
+               "SELECT g.line_id, g.role, c.transfer_of FROM active_call_legs g"
+               " JOIN active_calls c ON c.id = g.call_id WHERE g.call_id = $1", moved["id"])
+    names = {a["id"]: "a", c["id"]: "c"}
+    assert sorted((names[str(r["line_id"])], r["role"]) for r in legs) == [
+        ("a", "caller"), ("c", "callee")], legs
+    assert legs[0]["transfer_of"] is not None
+    # Bob is free: a call to him gets through (his phone is gone: not registered there, 480).
     call.expect_success()
-    device.expect_success()
-    # One CDR for the call the REFER tried to transfer, one for the call refused at the limit.
-    records = cdrs_once_over(api, caller, 2, wait_until)
-    assert sorted(r["disposition"] for r in records) == ["answered", "refused_limit"], records
-    assert all(r["callee_line_id"] == callee["id"] for r in records)
-
-
-def test_a_callee_s_transfer_is_refused_and_the_call_stays_controlled(
-    api, line, control_service, wait_until
-):
-    caller, alice = line()
-    callee, bob = line(max_calls=1)
-    _, carol = line()
-    port = free_udp_port()
-    bob.register(port).expect_success()
-    device = bob.answer_and_refer(port, REFUSED)
-    call = alice.call(bob.username, hold_ms=5000)
-    wait_until(lambda: refer_answer(device) is not None, 15, "an answer to the REFER")
-    assert refer_answer(device) == REFUSED, device.output
-    (held,) = api.get(f"/v1/lines/{callee['id']}/calls").json()
-    assert held["answered_at"] is not None and held["direction"] == "inbound"
-    carol.call_refused(bob.username, 486).expect_success()  # still counted: at its limit of 1
-    call.expect_success()
-    device.expect_success()
-    records = cdrs_once_over(api, callee, 2, wait_until)
-    assert sorted(r["disposition"] for r in records) == ["answered", "refused_limit"], records
-    (answered,) = [r for r in records if r["disposition"] == "answered"]
-    assert answered["caller_line_id"] == caller["id"]
-
-
-def test_a_line_pushed_when_transfers_were_allowed_is_repaired_by_the_reconciler(
-    api, line, control_service, settings, wait_until
-):
-    """Lines provisioned before this rule hold allow_transfer=yes in Asterisk's astdb."""
-    _, alice = line()
-    put_ari_object(settings, "endpoint", alice.username, {"allow_transfer": "yes"})
-    wait_until(lambda: ari_object(settings, "endpoint", alice.username)["allow_transfer"]
-               == "false", 15, "the reconciler to refuse transfers again")  # fmt: skip
-    _, bob = line()
-    port = free_udp_port()
-    bob.register(port).expect_success()
-    device = bob.answer(port, ring_ms=100)
-    alice.call_and_refer(bob.username, REFUSED, hold_ms=200).expect_success()
-    device.expect_success()
+    target.expect_success()
+    wait_until(lambda: counts(api, a, b, c) == [0, 0, 0], 10, "every line free")
+    wait_until(lambda: len(cdrs_of(api, a)) >= 2, 20, "two CDR parts")
+    first, second = sorted(cdrs_of(api, a), key=lambda r: r["start_at"])
+    assert (first["callee_line_id"], first["disposition"]) == (b["id"], "answered"), first
+    assert (second["caller_line_id"], second["callee_line_id"]) == (a["id"], c["id"]), second
+    assert second["disposition"] == "answered" and second["transfer_of"] == first["call_id"]
+    assert second["linkedid"] == f"{first['linkedid']}/t1"
+    assert second["paid_by_line_id"] is None  # on-net: nobody pays
+    print(notify_fragments(transferer))

@@ -390,6 +390,12 @@ class CdrOut(BaseModel):
     q850_cause: int | None
     sip_code: int
     reason: str | None = Field(description="Why the daemon refused it, if it did.")
+    transfer_of: uuid.UUID | None = Field(
+        None, description="A transferred part of a call: the call_id of the part it continues."
+    )
+    paid_by_line_id: uuid.UUID | None = Field(
+        None, description="The line billed for its outside leg (a transfer's), if not its caller."
+    )
 
 
 class CdrPage(BaseModel):

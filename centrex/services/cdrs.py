@@ -23,13 +23,14 @@ CSV_COLUMNS = (
     "callee", "dialled_number", "destination_country", "destination", "disposition", "reason",
     "q850_cause", "sip_code",
     "customer_id", "caller_line_id", "callee_line_id", "ring_group_id", "node", "linkedid",
+    "transfer_of", "paid_by_line_id",
 )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class CdrFilter:
     customer_id: uuid.UUID | None = None
-    line_id: uuid.UUID | None = None  # placed or received by this line
+    line_id: uuid.UUID | None = None  # placed, received or paid for by this line
     number: str | None = None  # as caller or callee, E.164
     direction: str | None = None
     disposition: str | None = None
@@ -44,7 +45,11 @@ class CdrFilter:
             clauses.append(Cdr.customer_id == self.customer_id)
         if self.line_id:
             clauses.append(
-                or_(Cdr.caller_line_id == self.line_id, Cdr.callee_line_id == self.line_id)
+                or_(
+                    Cdr.caller_line_id == self.line_id,
+                    Cdr.callee_line_id == self.line_id,
+                    Cdr.paid_by_line_id == self.line_id,  # a transferred call's outside leg
+                )
             )
         if self.number:
             e164 = e164_of(self.number)
@@ -146,7 +151,9 @@ async def line_usage(
                 func.count().filter(Cdr.answer_at.is_not(None)),
                 func.coalesce(func.sum(Cdr.billed_s), 0),
                 func.count(Cdr.callee.distinct()),
-            ).where(Cdr.caller_line_id == line_id, period)
+                # Placed by the line that pays it: a transferred call's outside leg is the
+                # transferer's (docs/transfers.md), whoever its caller.
+            ).where(func.coalesce(Cdr.paid_by_line_id, Cdr.caller_line_id) == line_id, period)
         )
     ).one()
     received = await session.scalar(
