@@ -8,14 +8,29 @@ from __future__ import annotations
 import httpx
 import pytest
 from helpers import sql
-from sip_agent import SipEndpoint, SippRun, free_udp_port, received
+from sip_agent import SipEndpoint, SippRun, _scenario, free_udp_port, received, run_sipp
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def customer(api: httpx.Client) -> dict:
-    return api.post("/v1/customers", json={"name": "transfers"}).json()
+    """A customer whose lines can have numbers (to call out with)."""
+    block = {"first": "0236000000", "last": "0236000099"}
+    assert api.post("/v1/number-blocks", json=block).status_code == 201
+    created = api.post("/v1/customers", json={"name": "transfers", "residence_country": "FR"})
+    response = api.patch(f"/v1/customers/{created.json()['id']}",
+                         json={"documents_verified": True})  # fmt: skip
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def give_number(api: httpx.Client, customer: dict, line: dict) -> str:
+    number = api.post("/v1/numbers/allocate",
+                      json={"customer_id": customer["id"], "kind": "geographic", "zone": "2"})
+    response = api.patch(f"/v1/lines/{line['id']}", json={"main_number": number.json()["national"]})
+    assert response.status_code == 200, response.text
+    return response.json()["main_number"]
 
 
 def calls_of(api: httpx.Client, line: dict) -> list[dict]:
@@ -32,10 +47,10 @@ def registered_answering(endpoint: SipEndpoint, **kw: object) -> SippRun:
     return endpoint.answer(port, **kw)  # type: ignore[arg-type]
 
 
-def registered_transferring(endpoint: SipEndpoint, target: str, talk_ms: int = 500) -> SippRun:
+def registered_transferring(endpoint: SipEndpoint, target: str, notifies: int = 3) -> SippRun:
     port = free_udp_port()
     endpoint.register(port).expect_success()
-    return endpoint.answer_and_transfer(port, target, talk_ms=talk_ms)
+    return endpoint.answer_and_transfer(port, target, notifies=notifies)
 
 
 def cdrs_of(api: httpx.Client, line: dict) -> list[dict]:
@@ -85,4 +100,98 @@ def test_a_blind_transfer_on_net_moves_the_call_to_the_target_and_frees_the_tran
     assert second["disposition"] == "answered" and second["transfer_of"] == first["call_id"]
     assert second["linkedid"] == f"{first['linkedid']}/t1"
     assert second["paid_by_line_id"] is None  # on-net: nobody pays
-    print(notify_fragments(transferer))
+    assert notify_fragments(transferer) == [
+        "SIP/2.0 100 Trying", "SIP/2.0 180 Ringing", "SIP/2.0 200 OK"]
+
+
+def test_a_caller_s_transfer_moves_the_callee_and_the_cutoff_still_cuts_at_the_first_deadline(
+    api, make_line, control_service, wait_until, database_url
+):
+    """Alice calls Bob and sends him to Carol: Bob and Carol hold the call, Alice is free. On-net,
+    nobody pays: the call keeps the deadline of Alice's call (6 s from its answer) and the
+    daemon cuts it there, both remaining phones getting a BYE."""
+    a, alice = make_line("transferer", max_calls=1, max_call_duration_s=6)
+    b, bob = make_line("transferee", max_calls=1)
+    c, carol = make_line("target", max_calls=1)
+    transferee = registered_answering(bob, ring_ms=100)
+    target = registered_answering(carol, ring_ms=300)
+    call = alice.call_and_transfer(bob.username, carol.username, talk_ms=500)
+    wait_until(lambda: counts(api, a, b, c) == [0, 1, 1]
+               and calls_of(api, c)[0]["answered_at"] is not None, 20,
+               "the call moved to Bob and Carol, answered")  # fmt: skip
+    call.expect_success()
+    (moved,) = calls_of(api, b)
+    # Cut by the daemon at the deadline of the call it continues, both phones hung up.
+    transferee.expect_success()
+    target.expect_success()
+    wait_until(lambda: counts(api, a, b, c) == [0, 0, 0], 10, "every line free")
+    (cut,) = sql(database_url, "SELECT * FROM call_cutoffs WHERE call_id = $1", moved["id"])
+    assert cut["enforced_by"] == "daemon" and cut["callee_line_id"] is not None
+    # It was cut 6 s after the first answer (Alice's call), not 6 s after Carol's.
+    assert moved["deadline_at"] is not None
+    wait_until(lambda: len(cdrs_of(api, b)) >= 2, 20, "two CDR parts")
+    first_part, second_part = sorted(cdrs_of(api, b), key=lambda r: r["start_at"])
+    assert (first_part["caller_line_id"], first_part["callee_line_id"]) == (a["id"], b["id"])
+    assert (second_part["caller_line_id"], second_part["callee_line_id"]) == (b["id"], c["id"])
+    assert second_part["transfer_of"] == first_part["call_id"]
+    assert second_part["disposition"] == "cut", second_part
+
+
+def test_a_transfer_outside_is_an_outbound_call_paid_by_the_transferer(
+    api, customer, make_line, carrier, control_service, wait_until
+):
+    """Bob sends Alice to an outside number: the carrier gets Bob's number as caller ID, Bob
+    keeps a place for the outbound leg he pays (his phone gone), and its CDR part says so."""
+    api.post("/v1/destinations", json={"code": "44"})
+    a, alice = make_line("transferee", max_calls=1)
+    b, bob = make_line("transferer", max_calls=1)
+    number = give_number(api, customer, b)
+    network = carrier.answer()
+    transferer = registered_transferring(bob, "+442079460123")
+    call = alice.call(bob.username, hold_ms=5000)
+    wait_until(lambda: transferer.process.poll() is not None and counts(api, a, b) == [1, 1],
+               20, "Bob's phone gone, the outbound leg counted on Bob")  # fmt: skip
+    transferer.expect_success()
+    (paid,) = calls_of(api, b)
+    assert paid["id"] == calls_of(api, a)[0]["id"]
+    # Bob pays a call in progress: at his limit of 1, a call to him is refused.
+    _, dave = make_line("other")
+    dave.call_refused(bob.username, 486).expect_success()
+    call.expect_success()
+    network.expect_success()
+    (invite,) = [m for m in received(network) if m.first_line.startswith("INVITE")]
+    assert f"<sip:{number}@" in invite.text.split("From:", 1)[1].splitlines()[0], invite.text
+    wait_until(lambda: counts(api, a, b) == [0, 0], 10, "every line free")
+    wait_until(lambda: len(cdrs_of(api, a)) >= 2, 20, "two CDR parts")
+    part = max(cdrs_of(api, a), key=lambda r: r["start_at"])
+    assert (part["direction"], part["paid_by_line_id"], part["callee"]) == (
+        "outbound", b["id"], "+442079460123"), part
+    assert part["disposition"] == "answered" and part["transfer_of"] is not None
+    # Billing: the outbound part is Bob's placed call, not Alice's.
+    assert part in cdrs_of(api, b)
+
+
+def test_a_transfer_to_a_forbidden_destination_is_refused_and_leaves_nothing_counted(
+    api, customer, make_line, carrier, control_service, wait_until
+):
+    """Bob sends Alice to a destination not on the operator's list: refused as Bob's own call
+    would be. Asterisk has already taken Alice from Bob (a blind transfer is executed before
+    anyone is asked), so Alice's call ends; nothing stays counted; the CDR part says why."""
+    api.delete("/v1/destinations/49")
+    a, alice = make_line("transferee", max_calls=1)
+    b, bob = make_line("transferer", max_calls=1)
+    give_number(api, customer, b)
+    transferer = registered_transferring(bob, "+4930123456", notifies=2)
+    call = run_sipp(
+        _scenario("uac_call_until_cut.xml"), alice.server, service=bob.username,
+        user=alice.username, password=alice.password, keys={"caller": alice.username},
+    )  # fmt: skip
+    call.expect_success()  # Alice got a BYE
+    transferer.expect_success()
+    assert notify_fragments(transferer)[-1].startswith("SIP/2.0 ")
+    assert notify_fragments(transferer)[-1] != "SIP/2.0 200 OK"
+    wait_until(lambda: counts(api, a, b) == [0, 0], 10, "every line free")
+    wait_until(lambda: len(cdrs_of(api, a)) >= 2, 20, "two CDR parts")
+    part = max(cdrs_of(api, a), key=lambda r: r["start_at"])
+    assert part["disposition"] == "refused_policy", part
+    assert "not on the operator's list" in part["reason"]

@@ -386,7 +386,7 @@ class CdrShipper:
                     """
                     SELECT channel_id, call_id, outcome, direction, caller, callee,
                            caller_line_id, callee_line_id, ring_group_id, max_duration_s,
-                           reason, transfer_of, paid_by_line_id
+                           reason, transfer_of, paid_by_line_id, deadline_at
                     FROM call_attempts WHERE node = $1 AND channel_id = ANY($2::text[])
                     """,
                     self.node,

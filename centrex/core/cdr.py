@@ -286,15 +286,20 @@ def sip_code(call: EndedCall) -> int:
 
 
 def disposition(
-    call: EndedCall, *, outcome: str | None, max_duration_s: int | None
+    call: EndedCall, *, outcome: str | None, max_duration_s: int | None,
+    deadline_at: datetime | None = None,
 ) -> str:  # fmt: skip
     """How the attempt ended. ``outcome`` is what the daemon recorded when it decided
-    ("admitted", "refused_limit", "refused_policy"; None if it never saw the call)."""
+    ("admitted", "refused_limit", "refused_policy"; None if it never saw the call).
+    ``deadline_at``: the deadline a transferred call kept from the call it continues."""
     if outcome in (Disposition.refused_limit, Disposition.refused_policy):
         return outcome
     if call.answered_at is not None:
-        held = (call.ended_at or call.answered_at) - call.answered_at
+        ended = call.ended_at or call.answered_at
+        held = ended - call.answered_at
         if max_duration_s is not None and held >= max_duration_s - CUT_TOLERANCE_S:
+            return Disposition.cut
+        if deadline_at is not None and ended >= deadline_at.timestamp() - CUT_TOLERANCE_S:
             return Disposition.cut
         return Disposition.answered
     code = sip_code(call)
@@ -321,6 +326,7 @@ class Attempt:
     reason: str | None = None
     transfer_of: uuid.UUID | None = None  # docs/transfers.md
     paid_by_line_id: uuid.UUID | None = None
+    deadline_at: datetime | None = None  # kept by a transferred call
 
 
 @dataclass(frozen=True)
@@ -431,7 +437,10 @@ def build_cdr(
         _as_sent(caller or ""), _as_sent(callee or ""), destination_country(callee or ""),
         call.start, call.answer, call.end,
         round(call.duration_s * 1000), call.billed_s,
-        disposition(call, outcome=attempt.outcome if attempt else None, max_duration_s=max_s),
+        disposition(
+            call, outcome=attempt.outcome if attempt else None, max_duration_s=max_s,
+            deadline_at=attempt.deadline_at if attempt else None,
+        ),
         call.cause, sip_code(call), cdr_destination(callee or ""),
         (attempt.reason if attempt else None)
         or (END_NOT_JOURNALLED if call.end_not_journalled else None),

@@ -325,6 +325,8 @@ class CallAttempt(Base):
     reason: Mapped[str | None] = mapped_column(Text)  # why it was refused
     transfer_of: Mapped[uuid.UUID | None] = mapped_column()  # docs/transfers.md
     paid_by_line_id: Mapped[uuid.UUID | None] = mapped_column()
+    # The deadline a transferred call keeps from the call it continues (docs/transfers.md).
+    deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Cdr(Base):

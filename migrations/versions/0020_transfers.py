@@ -9,7 +9,8 @@ Create Date: 2026-12-03
 - ``active_call_legs.role`` may be ``payer``: a line paying for an outside leg of the call,
   counted against its limit though its phone has left (docs/transfers.md).
 - ``call_attempts`` and ``cdrs``: ``transfer_of`` (the daemon's call id of the call it
-  continues) and ``paid_by_line_id`` (the line billed for its outside leg).
+  continues) and ``paid_by_line_id`` (the line billed for its outside leg); ``call_attempts``
+  also the deadline a transferred call keeps, so its CDR says "cut" when it was cut there.
 - ``centrex_transfer_call``: the transfer's admission, one statement like ``centrex_admit_call``:
   locks the lines, counts the target's calls without the call being transferred, and if there is
   room replaces that call by the transferred one; its decision goes to ``call_attempts`` either
@@ -84,12 +85,12 @@ BEGIN
     END IF;
     INSERT INTO call_attempts (node, channel_id, call_id, outcome, direction, caller, callee,
                                caller_line_id, callee_line_id, ring_group_id, max_duration_s,
-                               decided_at, reason, transfer_of, paid_by_line_id)
+                               decided_at, reason, transfer_of, paid_by_line_id, deadline_at)
     VALUES (p_node, p_attempt_key, p_call_id,
             CASE WHEN room THEN 'admitted' ELSE 'refused_limit' END, p_direction, p_caller,
             p_callee, p_caller_line, p_callee_line, NULL, p_max_duration_s, p_started_at,
             CASE WHEN room THEN NULL ELSE 'transfer target at its limit' END,
-            p_old_call, p_paid_by)
+            p_old_call, p_paid_by, p_deadline_at)
     ON CONFLICT (node, channel_id) DO NOTHING;
     RETURN jsonb_build_object('admitted', room, 'gone', false, 'count', n);
 END;
@@ -111,12 +112,16 @@ def upgrade() -> None:
     for table in ("call_attempts", "cdrs"):
         op.add_column(table, sa.Column("transfer_of", sa.Uuid(), nullable=True))
         op.add_column(table, sa.Column("paid_by_line_id", sa.Uuid(), nullable=True))
+    op.add_column(
+        "call_attempts", sa.Column("deadline_at", sa.DateTime(timezone=True), nullable=True)
+    )
     op.execute(TRANSFER)
 
 
 def downgrade() -> None:
     op.execute(f"DROP FUNCTION centrex_transfer_call({SIGNATURE})")
     op.execute("DELETE FROM active_call_legs WHERE role = 'payer'")
+    op.drop_column("call_attempts", "deadline_at")
     for table in ("cdrs", "call_attempts"):
         op.drop_column(table, "paid_by_line_id")
         op.drop_column(table, "transfer_of")
