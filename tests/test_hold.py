@@ -27,13 +27,11 @@ def test_the_held_party_hears_music_from_asterisk_and_the_call_still_counts(
     port, bob_media = free_udp_port(), free_udp_port()
     bob.register(port).expect_success()
     with UdpCounter("127.0.0.1", bob_media) as to_bob:
-        device = wait_bound(
-            run_sipp(
-                _scenario("uas_answer.xml"), bob.server, local_port=port, media_port=bob_media,
-                extra=["-d", "100"],
-            ),  # fmt: skip
-            port,
-        )
+        answering = run_sipp(
+            _scenario("uas_answer.xml"), bob.server, local_port=port, media_port=bob_media,
+            extra=["-d", "100"],
+        )  # fmt: skip
+        device = wait_bound(answering, port)
         # Neither phone sends audio: whatever reaches Bob's media socket is Asterisk's own.
         call = run_sipp(
             _scenario("uac_call_hold.xml"), alice.server, service=bob.username,
