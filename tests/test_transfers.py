@@ -26,8 +26,10 @@ def customer(api: httpx.Client) -> dict:
 
 
 def give_number(api: httpx.Client, customer: dict, line: dict) -> str:
-    number = api.post("/v1/numbers/allocate",
-                      json={"customer_id": customer["id"], "kind": "geographic", "zone": "2"})
+    number = api.post(
+        "/v1/numbers/allocate",
+        json={"customer_id": customer["id"], "kind": "geographic", "zone": "2"},
+    )
     response = api.patch(f"/v1/lines/{line['id']}", json={"main_number": number.json()["national"]})
     assert response.status_code == 200, response.text
     return response.json()["main_number"]
@@ -82,12 +84,17 @@ def test_a_blind_transfer_on_net_moves_the_call_to_the_target_and_frees_the_tran
     transferer.expect_success()
     (moved,) = calls_of(api, a)
     assert moved["peer"] and calls_of(api, c)[0]["id"] == moved["id"]
-    legs = sql(database_url,
-               "SELECT g.line_id, g.role, c.transfer_of FROM active_call_legs g"
-               " JOIN active_calls c ON c.id = g.call_id WHERE g.call_id = $1", moved["id"])
+    legs = sql(
+        database_url,
+        "SELECT g.line_id, g.role, c.transfer_of FROM active_call_legs g"
+        " JOIN active_calls c ON c.id = g.call_id WHERE g.call_id = $1",
+        moved["id"],
+    )
     names = {a["id"]: "a", c["id"]: "c"}
     assert sorted((names[str(r["line_id"])], r["role"]) for r in legs) == [
-        ("a", "caller"), ("c", "callee")], legs
+        ("a", "caller"),
+        ("c", "callee"),
+    ], legs
     assert legs[0]["transfer_of"] is not None
     # Bob is free: a call to him gets through (his phone is gone: not registered there, 480).
     call.expect_success()
@@ -101,7 +108,10 @@ def test_a_blind_transfer_on_net_moves_the_call_to_the_target_and_frees_the_tran
     assert second["linkedid"] == f"{first['linkedid']}/t1"
     assert second["paid_by_line_id"] is None  # on-net: nobody pays
     assert notify_fragments(transferer) == [
-        "SIP/2.0 100 Trying", "SIP/2.0 180 Ringing", "SIP/2.0 200 OK"]
+        "SIP/2.0 100 Trying",
+        "SIP/2.0 180 Ringing",
+        "SIP/2.0 200 OK",
+    ]
 
 
 def test_a_caller_s_transfer_moves_the_callee_and_the_cutoff_still_cuts_at_the_first_deadline(
@@ -165,7 +175,10 @@ def test_a_transfer_outside_is_an_outbound_call_paid_by_the_transferer(
     wait_until(lambda: len(cdrs_of(api, a)) >= 2, 20, "two CDR parts")
     part = max(cdrs_of(api, a), key=lambda r: r["start_at"])
     assert (part["direction"], part["paid_by_line_id"], part["callee"]) == (
-        "outbound", b["id"], "+442079460123"), part
+        "outbound",
+        b["id"],
+        "+442079460123",
+    ), part
     assert part["disposition"] == "answered" and part["transfer_of"] is not None
     # Billing: the outbound part is Bob's placed call, not Alice's.
     assert part in cdrs_of(api, b)

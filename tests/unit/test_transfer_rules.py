@@ -126,7 +126,10 @@ def test_a_blind_transfer_splits_the_cdr_into_parts_the_daemon_names_alike():
     ]
     first, second = feed_all(CallAssembler(), enumerate(lines))
     assert (first.linkedid, first.answered_by, first.answered_at, first.ended_at) == (
-        "n.1", "PJSIP/b-2", 101, 105
+        "n.1",
+        "PJSIP/b-2",
+        101,
+        105,
     )
     assert second.linkedid == segment_key("n.1", 1) == "n.1/t1"
     assert (second.channel, second.dialled, second.started_at) == ("PJSIP/a-1", "c", 105)
