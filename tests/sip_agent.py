@@ -268,16 +268,31 @@ def call_many(
     return batch.outcomes(timeout=60 + hold_ms / 1000)
 
 
-def _transfer_scenario(name: str, target: str, notifies: int) -> Path:
+_OK = (
+    "  <send><![CDATA[\n      SIP/2.0 200 OK\n      [last_Via:]\n      [last_From:]\n"
+    "      [last_To:]\n      [last_Call-ID:]\n      [last_CSeq:]\n      Content-Length: 0\n\n"
+    "    ]]></send>\n"
+)
+_LEAVES = (  # the answering phone's own BYE (From and To are the dialog's, swapped)
+    '  <send retrans="500"><![CDATA[\n      BYE [next_url] SIP/2.0\n'
+    "      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+    "      From: [$us]\n      To: [$peer]\n      [last_Call-ID:]\n      CSeq: 2 BYE\n"
+    "      Max-Forwards: 70\n      Content-Length: 0\n\n    ]]></send>\n"
+    '  <recv response="200"/>\n'
+)
+
+
+def _transfer_scenario(name: str, refer_to: str, notifies: int, *, hung_up: bool = False) -> Path:
     """A transferring phone's scenario: it answers ``notifies`` NOTIFYs (100 Trying, 180
     Ringing, the last one), written out one by one: sipp has no loop that stops at "the last
-    one" (a NOTIFY arriving during a loop's jump is taken as unexpected)."""
-    notify = (
-        '  <recv request="NOTIFY"/>\n  <send><![CDATA[\n      SIP/2.0 200 OK\n'
-        "      [last_Via:]\n      [last_From:]\n      [last_To:]\n      [last_Call-ID:]\n"
-        "      [last_CSeq:]\n      Content-Length: 0\n\n    ]]></send>\n"
-    )
-    return _scenario(name, target=target, notifies=str(notifies), notify_blocks=notify * notifies)
+    one" (a NOTIFY arriving during a loop's jump is taken as unexpected). Then it leaves the
+    call, or (``hung_up``) Asterisk hangs it up."""
+    notify = '  <recv request="NOTIFY"/>\n' + _OK
+    ending = '  <recv request="BYE"/>\n' + _OK if hung_up else _LEAVES
+    return _scenario(
+        name, refer_to=refer_to, notifies=str(notifies), notify_blocks=notify * notifies,
+        ending=ending,
+    )  # fmt: skip
 
 
 @dataclass
@@ -388,13 +403,18 @@ class SipEndpoint:
         )  # fmt: skip
         return wait_bound(run, port)
 
+    def uri(self, user: str, headers: str = "") -> str:
+        return f"sip:{user}@{self.server}{headers}"
+
     def answer_and_transfer(self, port: int, target: str, *, notifies: int = 3,
-                            talk_ms: int = 500, timeout_s: int = 30) -> SippRun:  # fmt: skip
+                            hung_up: bool = False, headers: str = "", talk_ms: int = 500,
+                            timeout_s: int = 30) -> SippRun:  # fmt: skip
         """The device answers, talks ``talk_ms``, then blind-transfers the caller to ``target``
         (REFER), answers the ``notifies`` NOTIFYs Asterisk reports its progress in, then hangs
         up (docs/transfers.md)."""
         run = run_sipp(
-            _transfer_scenario("uas_answer_transfer.xml.tmpl", target, notifies), self.server,
+            _transfer_scenario("uas_answer_transfer.xml.tmpl", self.uri(target, headers), notifies,
+                               hung_up=hung_up), self.server,
             local_port=port, timeout_s=timeout_s, extra=["-d", str(talk_ms), "-trace_msg"],
         )  # fmt: skip
         return wait_bound(run, port)
@@ -404,7 +424,8 @@ class SipEndpoint:
         """A call that, once answered and ``talk_ms`` later, blind-transfers the callee to
         ``target``, answers the ``notifies`` NOTIFYs, then hangs up."""
         return run_sipp(
-            _transfer_scenario("uac_call_transfer.xml.tmpl", target, notifies), self.server,
+            _transfer_scenario("uac_call_transfer.xml.tmpl", self.uri(target), notifies),
+            self.server,
             service=dialled, user=self.username, password=self.password,
             keys={"caller": self.username}, extra=["-d", str(talk_ms), "-trace_msg"],
         )  # fmt: skip

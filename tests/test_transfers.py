@@ -5,6 +5,8 @@ phone and as the carrier, PostgreSQL. docs/transfers.md."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 import pytest
 from helpers import sql
@@ -208,3 +210,56 @@ def test_a_transfer_to_a_forbidden_destination_is_refused_and_leaves_nothing_cou
     part = max(cdrs_of(api, a), key=lambda r: r["start_at"])
     assert part["disposition"] == "refused_policy", part
     assert "not on the operator's list" in part["reason"]
+
+
+def dialog_of(run: SippRun) -> tuple[str, str, str]:
+    """Call-ID, our tag, the other end's tag, from the 200 OK a sipp UAC got."""
+    (ok,) = [m.text for m in received(run) if m.first_line.startswith("SIP/2.0 200")
+             and "INVITE" in m.text.split("CSeq:", 1)[1].splitlines()[0]][:1]  # fmt: skip
+    headers = {ln.split(":", 1)[0].strip().lower(): ln.split(":", 1)[1].strip()
+               for ln in ok.splitlines()[1:] if ":" in ln}  # fmt: skip
+
+    def tag(value: str) -> str:
+        return value.split("tag=", 1)[1].split(";", 1)[0].strip()
+
+    return headers["call-id"], tag(headers["from"]), tag(headers["to"])
+
+
+def test_an_attended_transfer_joins_the_two_calls_counted_once_and_cut_at_the_first_deadline(
+    api, make_line, control_service, wait_until, database_url
+):
+    """Bob calls Carol (the consultation), Alice calls Bob, Bob joins Alice and Carol (REFER
+    with Replaces naming the consultation): Asterisk joins them in its bridges; the daemon makes
+    the two calls one, counted on Alice and Carol, Bob free, cut at the earlier deadline (Alice's
+    6 s). sipp plays Bob's phone as two processes, one per dialog: sipp runs one dialog per
+    call, so the REFER's Replaces is filled from the consultation's dialog once it is up."""
+    a, alice = make_line("transferee", max_calls=1, max_call_duration_s=6)
+    b, bob = make_line("transferer")
+    c, carol = make_line("target", max_calls=1)
+    target = registered_answering(carol, ring_ms=100)
+    port = free_udp_port()
+    bob.register(port).expect_success()
+    consult = run_sipp(
+        _scenario("uac_call_until_cut.xml"), bob.server, service=carol.username,
+        user=bob.username, password=bob.password, keys={"caller": bob.username},
+        extra=["-trace_msg"],
+    )  # fmt: skip
+    wait_until(lambda: counts(api, b, c) == [1, 1] and calls_of(api, c)[0]["answered_at"],
+               15, "the consultation answered")  # fmt: skip
+    call_id, ours, theirs = dialog_of(consult)
+    replaces = "?Replaces=" + quote(f"{call_id};to-tag={theirs};from-tag={ours}", safe="")
+    transferer = bob.answer_and_transfer(port, carol.username, headers=replaces, notifies=2)
+    call = run_sipp(
+        _scenario("uac_call_until_cut.xml"), alice.server, service=bob.username,
+        user=alice.username, password=alice.password, keys={"caller": alice.username},
+    )  # fmt: skip
+    wait_until(lambda: counts(api, a, b, c) == [1, 0, 1], 20, "Alice and Carol joined, Bob free")
+    (joined,) = calls_of(api, a)
+    assert calls_of(api, c)[0]["id"] == joined["id"]
+    transferer.expect_success()
+    consult.expect_success()  # Asterisk hung Bob's consultation leg up
+    call.expect_success()  # cut
+    target.expect_success()
+    wait_until(lambda: counts(api, a, b, c) == [0, 0, 0], 10, "every line free")
+    (cut,) = sql(database_url, "SELECT * FROM call_cutoffs WHERE call_id = $1", joined["id"])
+    assert cut["enforced_by"] == "daemon"

@@ -40,7 +40,13 @@ from centrex.cdr.journal_path import journal_path
 from centrex.config import Settings
 from centrex.control.call_registry import AdmittedCall, CallRef, CallRegistry
 from centrex.control.cutoff_timer import CutoffTimer
-from centrex.core.call_events import CallAnswered, CallEnded, CallTransferred, call_event_of
+from centrex.core.call_events import (
+    CallAnswered,
+    CallEnded,
+    CallsJoined,
+    CallTransferred,
+    call_event_of,
+)
 from centrex.core.cdr import parse_line
 from centrex.core.numbering import DialledKind, classify_dialled
 from centrex.core.routing import Refuse, endpoint_of_channel
@@ -316,6 +322,53 @@ class CallControl:
             self.calls.pop(event.channel_id)
             self.cutoffs.disarm(event.channel_id)
 
+    def _joined(self, event: CallsJoined) -> None:
+        """An attended transfer, done by Asterisk inside its bridges: the transferer's channels'
+        hangups, which follow in the journal, must not release the calls; their rows become
+        one call, keyed by the transferee's channel."""
+        keys = [
+            k for k in dict.fromkeys((event.linkedid, event.channel_id, event.transferee,
+                                      event.channel2, event.target))
+            if k in self.calls
+        ]  # fmt: skip
+        if not keys:
+            return  # not calls of this node
+        for key in keys:
+            known = self.calls.pop(key)
+            metrics.CALLS_IN_PROGRESS.labels(known.direction).dec()
+            self.cutoffs.disarm(key)
+        self._spawn(self._join(event))
+
+    async def _join(self, event: CallsJoined) -> None:
+        try:
+            joined = await self._within_deadline(
+                self.transfers.join(
+                    transferer=(event.channel_id, event.linkedid), transferer2=event.channel2,
+                    transferee=event.transferee, target=event.target,
+                )
+            )  # fmt: skip
+        except Exception as exc:
+            log.error("attended transfer by %s: not recorded (%r)", event.channel_id, exc)
+            joined = None
+        if joined is None:
+            # Joined calls nobody counts must not go on: fail closed.
+            log.error("attended transfer by %s: calls not found; hanging the result up",
+                      event.channel_id)  # fmt: skip
+            metrics.CALLS_REFUSED.labels("error").inc()
+            await self._hangup_quietly(event.transferee, "congestion")
+            return
+        key = joined.channel_id
+        async with self._locks[key]:
+            self.calls[key] = CallRef(
+                joined.call_id, key, joined.max_duration_s, joined.answered_at,
+                joined.deadline_at, None, None, None, joined.direction, joined.transfer_of,
+            )  # fmt: skip
+            metrics.CALLS_IN_PROGRESS.labels(joined.direction).inc()
+            if joined.deadline_at is not None:
+                self.cutoffs.arm(key, joined.deadline_at)
+        log.info("attended transfer by %s: calls joined as %s, cut at %s", event.channel_id,
+                 joined.call_id, joined.deadline_at)  # fmt: skip
+
     async def _hangup_quietly(self, channel_id: str, reason: str) -> None:
         with contextlib.suppress(AsteriskError):
             await self.ari.hangup(channel_id, reason)
@@ -515,6 +568,9 @@ class CallControl:
             return
         if isinstance(event, CallTransferred):
             self._handed_over(event)
+            return
+        if isinstance(event, CallsJoined):
+            self._joined(event)
             return
         if isinstance(event, CallAnswered) and event.channel_id in self._transferred:
             event = replace(event, channel_id=self._transferred[event.channel_id])

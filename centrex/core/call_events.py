@@ -39,7 +39,21 @@ class CallTransferred:
     transferee: str
 
 
-def call_event_of(cel: CelEvent) -> CallAnswered | CallEnded | CallTransferred | None:
+@dataclass(frozen=True)
+class CallsJoined:
+    """An attended transfer: the transferer's two channels (``channel_id``, ``channel2``) leave,
+    ``transferee`` and ``target`` (channel uniqueids) are joined."""
+
+    channel_id: str
+    linkedid: str  # of ``channel_id``
+    channel2: str
+    transferee: str
+    target: str
+
+
+def call_event_of(
+    cel: CelEvent,
+) -> CallAnswered | CallEnded | CallTransferred | CallsJoined | None:
     """``ANSWER`` of a dialled channel: its call was answered, by that channel's endpoint (the
     caller's own ANSWER follows when it is bridged, and says nothing more). ``HANGUP`` of any
     channel: that channel ended; for a caller's channel, its call did."""
@@ -48,6 +62,13 @@ def call_event_of(cel: CelEvent) -> CallAnswered | CallEnded | CallTransferred |
         return CallAnswered(cel.linkedid, at, endpoint_of_channel(cel.channel))
     if cel.event == "HANGUP":
         return CallEnded(cel.uniqueid, at)
+    if cel.event == "ATTENDEDTRANSFER":
+        extra = {k: str(v) for k, v in cel.extra.items()}
+        return CallsJoined(
+            cel.uniqueid, cel.linkedid, extra.get("channel2_uniqueid", ""),
+            extra.get("transferee_channel_uniqueid", ""),
+            extra.get("transfer_target_channel_uniqueid", ""),
+        )  # fmt: skip
     if cel.event == "BLINDTRANSFER":
         return CallTransferred(cel.uniqueid, str(cel.extra.get("transferee_channel_uniqueid", "")))
     return None

@@ -11,6 +11,7 @@ Create Date: 2026-12-03
 - ``call_attempts`` and ``cdrs``: ``transfer_of`` (the daemon's call id of the call it
   continues) and ``paid_by_line_id`` (the line billed for its outside leg); ``call_attempts``
   also the deadline a transferred call keeps, so its CDR says "cut" when it was cut there.
+- ``centrex_merge_transfer``: an attended transfer's two calls become one.
 - ``centrex_transfer_call``: the transfer's admission, one statement like ``centrex_admit_call``:
   locks the lines, counts the target's calls without the call being transferred, and if there is
   room replaces that call by the transferred one; its decision goes to ``call_attempts`` either
@@ -97,6 +98,56 @@ END;
 $$;
 """
 
+MERGE = """
+CREATE FUNCTION centrex_merge_transfer(
+    p_first uuid,
+    p_second uuid,
+    p_call_id uuid,
+    p_node text,
+    p_channel_id text,
+    p_direction text,
+    p_caller text,
+    p_callee text,
+    p_caller_line uuid,
+    p_callee_line uuid,
+    p_payers uuid[],
+    p_max_duration_s integer,
+    p_started_at timestamptz,
+    p_answered_at timestamptz,
+    p_deadline_at timestamptz,
+    p_transfers integer
+) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- An attended transfer: Asterisk has joined the two calls' other parties already. Nobody
+    -- new is counted, so no room is checked: both calls' rows give way to one.
+    PERFORM 1 FROM active_calls WHERE id = ANY(ARRAY[p_first, p_second]) ORDER BY id FOR UPDATE;
+    IF (SELECT count(*) FROM active_calls WHERE id = ANY(ARRAY[p_first, p_second])) < 2 THEN
+        RETURN false;
+    END IF;
+    DELETE FROM active_calls WHERE id = ANY(ARRAY[p_first, p_second]);
+    INSERT INTO active_calls (id, node, channel_id, direction, caller, callee, caller_line_id,
+                              callee_line_id, max_duration_s, started_at, answered_at,
+                              deadline_at, transfer_of, transfers)
+    VALUES (p_call_id, p_node, p_channel_id, p_direction, p_caller, p_callee, p_caller_line,
+            p_callee_line, p_max_duration_s, p_started_at, p_answered_at, p_deadline_at,
+            p_first, p_transfers);
+    INSERT INTO active_call_legs (call_id, line_id, role)
+    SELECT p_call_id, leg.line_id, leg.role
+    FROM (VALUES (p_caller_line, 'caller'), (p_callee_line, 'callee')) AS leg(line_id, role)
+    WHERE leg.line_id IS NOT NULL
+    UNION ALL
+    SELECT p_call_id, pay, 'payer' FROM unnest(coalesce(p_payers, ARRAY[]::uuid[])) AS pay
+    ON CONFLICT DO NOTHING;
+    RETURN true;
+END;
+$$;
+"""
+MERGE_SIGNATURE = (
+    "uuid, uuid, uuid, text, text, text, text, text, uuid, uuid, uuid[], integer, timestamptz,"
+    " timestamptz, timestamptz, integer"
+)
+
 SIGNATURE = (
     "uuid, uuid, text, text, text, text, text, text, uuid, uuid, uuid[], uuid, integer,"
     " timestamptz, timestamptz, integer, boolean"
@@ -116,9 +167,11 @@ def upgrade() -> None:
         "call_attempts", sa.Column("deadline_at", sa.DateTime(timezone=True), nullable=True)
     )
     op.execute(TRANSFER)
+    op.execute(MERGE)
 
 
 def downgrade() -> None:
+    op.execute(f"DROP FUNCTION centrex_merge_transfer({MERGE_SIGNATURE})")
     op.execute(f"DROP FUNCTION centrex_transfer_call({SIGNATURE})")
     op.execute("DELETE FROM active_call_legs WHERE role = 'payer'")
     op.drop_column("call_attempts", "deadline_at")

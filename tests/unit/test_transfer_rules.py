@@ -15,6 +15,7 @@ from centrex.features.transfers.rules import (
     CallFacts,
     TransferPlan,
     asterisk_limit_ms,
+    plan_merge,
     plan_transfer,
     segment_key,
 )
@@ -135,3 +136,26 @@ def test_a_blind_transfer_splits_the_cdr_into_parts_the_daemon_names_alike():
     assert (second.channel, second.dialled, second.started_at) == ("PJSIP/a-1", "c", 105)
     assert (second.answered_by, second.answered_at, second.ended_at) == ("PJSIP/c-3", 107, 110.1)
     assert second.billed_s == 3
+
+
+def test_an_attended_transfer_on_net_keeps_the_earlier_deadline_and_frees_the_transferer():
+    """A calls B; B calls C; B joins A and C: A and C count it, nobody pays, and the call
+    keeps the earlier of the two deadlines."""
+    first = facts("on-net", A, B)
+    second = CallFacts(uuid.uuid4(), "on-net", B.id, C.id, DEADLINE + timedelta(minutes=5))
+    p = plan_merge(first, transferee_was_caller=True, second=second, target_was_caller=False)
+    assert (p.caller_line_id, p.callee_line_id, p.payers, p.direction) == (
+        A.id, C.id, (), "on-net")  # fmt: skip
+    assert (p.deadline_at, p.transfers) == (DEADLINE, 1)
+
+
+def test_an_attended_transfer_to_an_outside_party_b_called_keeps_b_paying_that_leg():
+    """A calls B; B calls outside X (B pays); B joins A and X: B keeps paying X's leg, whose
+    120 minutes run from X's first answer, though the first call's deadline is earlier."""
+    first = facts("on-net", A, B)
+    later = DEADLINE + timedelta(minutes=30)
+    second = CallFacts(uuid.uuid4(), "outbound", B.id, None, later)
+    p = plan_merge(first, transferee_was_caller=True, second=second, target_was_caller=False)
+    assert (p.callee_line_id, p.payers, p.paid_by, p.direction) == (None, (B.id,), B.id,
+                                                                     "outbound")  # fmt: skip
+    assert p.deadline_at == later

@@ -123,3 +123,61 @@ def asterisk_limit_ms(max_duration_s: int, deadline_at: datetime | None, now: da
         return int((max_duration_s + backstop_s) * 1000)
     left = max(1.0, (deadline_at - now).total_seconds())
     return int((min(left, max_duration_s) + backstop_s) * 1000)
+
+
+# --- attended transfer (REFER with Replaces) --------------------------------------------------
+@dataclass(frozen=True)
+class MergePlan:
+    """The call that replaces both calls of an attended transfer: the transferer R was in
+    ``first`` with the transferee and in ``second`` with the target; Asterisk joined those two
+    and hung R's channels up."""
+
+    caller_line_id: uuid.UUID | None  # the transferee's line
+    callee_line_id: uuid.UUID | None  # the target's line
+    payers: tuple[uuid.UUID, ...]
+    direction: str
+    deadline_at: datetime | None
+    paid_by: uuid.UUID | None
+    transfers: int
+
+
+def _leg(call: CallFacts, was_caller: bool) -> tuple[uuid.UUID | None, tuple[uuid.UUID, ...]]:
+    """A party's line in ``call`` (None: outside) and who pays for its leg, as the call had it:
+    an outside party called out by a line is that line's paid leg."""
+    line_id = call.caller_line_id if was_caller else call.callee_line_id
+    if line_id is not None:
+        return line_id, ()
+    if call.payers:
+        return None, call.payers
+    if call.direction == "outbound" and not was_caller and call.caller_line_id:
+        return None, (call.caller_line_id,)
+    return None, ()
+
+
+def plan_merge(
+    first: CallFacts, *, transferee_was_caller: bool, second: CallFacts, target_was_caller: bool
+) -> MergePlan:
+    """Both parties keep their legs as they were, with their payers (the transferer keeps
+    paying an outside leg it placed, and keeps its place for it); nobody new is counted. The
+    deadline: the earliest of the paid legs' (each from the first answer of its call); with no
+    paid leg, the earliest of the two calls' (a transfer never lengthens an unpaid call)."""
+    transferee, kept_first = _leg(first, transferee_was_caller)
+    target, kept_second = _leg(second, target_was_caller)
+    paid = [c.deadline_at for c, kept in ((first, kept_first), (second, kept_second)) if kept]
+    candidates = [d for d in (paid or [first.deadline_at, second.deadline_at]) if d is not None]
+    payers = tuple(dict.fromkeys((*kept_first, *kept_second)))
+    if target is None:
+        direction = "outbound"
+    elif transferee is None:
+        direction = "inbound"
+    else:
+        direction = "on-net"
+    return MergePlan(
+        caller_line_id=transferee,
+        callee_line_id=target,
+        payers=payers,
+        direction=direction,
+        deadline_at=min(candidates) if candidates else None,
+        paid_by=payers[0] if payers else None,
+        transfers=max(first.transfers, second.transfers) + 1,
+    )

@@ -13,6 +13,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from centrex.asterisk.pjsip_objects import TRUNK_PREFIX
 from centrex.control.call_registry import TRUNK_AND_DESTINATION, AdmittedCall, CallRegistry
@@ -23,6 +24,7 @@ from centrex.core.routing import LineInfo, Refuse, route_call
 from centrex.features.transfers.rules import (
     CallFacts,
     asterisk_limit_ms,
+    plan_merge,
     plan_transfer,
     segment_key,
 )
@@ -39,6 +41,19 @@ OLD_CALL = """
     WHERE c.node = $1 AND c.channel_id = $2
     GROUP BY c.id
 """
+CALLS_BY_KEY = """
+    SELECT c.id, c.direction, c.caller_line_id, c.callee_line_id, c.deadline_at,
+           coalesce(array_agg(g.line_id) FILTER (WHERE g.role = 'payer'), ARRAY[]::uuid[]),
+           c.transfers, c.caller, c.callee, c.max_duration_s, c.channel_id, c.answered_at,
+           c.started_at
+    FROM active_calls c LEFT JOIN active_call_legs g ON g.call_id = c.id
+    WHERE c.node = $1 AND c.channel_id = ANY($2::text[])
+    GROUP BY c.id
+"""
+MERGE = (
+    "SELECT centrex_merge_transfer($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
+    " $15, $16)"
+)
 TRANSFER = (
     "SELECT centrex_transfer_call($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
     " $15, $16, $17)"
@@ -59,6 +74,19 @@ class TransferredCall:
 
     call: AdmittedCall
     deadline_at: datetime | None  # kept from the call it continues; None: from the answer
+    transfer_of: uuid.UUID
+
+
+@dataclass(frozen=True)
+class JoinedCall:
+    """An attended transfer's two calls, now one, keyed by the transferee's channel."""
+
+    call_id: uuid.UUID
+    channel_id: str
+    max_duration_s: int
+    answered_at: datetime | None
+    deadline_at: datetime | None
+    direction: str
     transfer_of: uuid.UUID
 
 
@@ -173,3 +201,44 @@ class TransferService:
             old.call_id, None,
         )  # fmt: skip
         return refusal
+
+    async def join(
+        self, *, transferer: tuple[str, str], transferer2: str, transferee: str, target: str,
+    ) -> JoinedCall | None:  # fmt: skip
+        """An attended transfer Asterisk has done: the call the transferer was in with the
+        transferee (keyed by one of ``transferer``: its channel and linked id, or by the
+        transferee's channel) and the one with the target (keyed by ``transferer2`` or the
+        target's channel) become one call. None: they are not both recorded here."""
+        r = self.registry
+        keys = [*transferer, transferee, transferer2, target]
+        rows = await r._fetch(CALLS_BY_KEY, r.node, keys)
+        firsts = [row for row in rows if row[10] in (*transferer, transferee)]
+        seconds = [row for row in rows if row[10] in (transferer2, target)]
+        if len(firsts) != 1 or len(seconds) != 1:
+            return None
+        first, second = firsts[0], seconds[0]
+
+        def facts(row: Any) -> CallFacts:
+            return CallFacts(row[0], row[1], row[2], row[3], row[4], tuple(row[5]), row[6])
+
+        transferee_was_caller = first[10] == transferee
+        target_was_caller = second[10] == target
+        plan = plan_merge(
+            facts(first), transferee_was_caller=transferee_was_caller, second=facts(second),
+            target_was_caller=target_was_caller,
+        )  # fmt: skip
+        max_s = min(first[9], second[9])
+        answers = [a for a in (first[11], second[11]) if a is not None]
+        answered_at = min(answers) if answers else None
+        call_id = uuid.uuid4()
+        rows = await r._fetch(
+            MERGE, first[0], second[0], call_id, r.node, transferee, plan.direction,
+            first[7] if transferee_was_caller else first[8],
+            second[7] if target_was_caller else second[8],
+            plan.caller_line_id, plan.callee_line_id, list(plan.payers), max_s, first[12],
+            answered_at, plan.deadline_at, plan.transfers,
+        )  # fmt: skip
+        if not rows[0][0]:
+            return None
+        return JoinedCall(call_id, transferee, max_s, answered_at, plan.deadline_at,
+                          plan.direction, first[0])  # fmt: skip
