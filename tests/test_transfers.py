@@ -263,3 +263,14 @@ def test_an_attended_transfer_joins_the_two_calls_counted_once_and_cut_at_the_fi
     wait_until(lambda: counts(api, a, b, c) == [0, 0, 0], 10, "every line free")
     (cut,) = sql(database_url, "SELECT * FROM call_cutoffs WHERE call_id = $1", joined["id"])
     assert cut["enforced_by"] == "daemon"
+    # CDRs: Alice's call to Bob and Bob's consultation end at the transfer; the joined part
+    # (Alice and Carol) is a CDR of its own, from the transfer to the cut.
+    wait_until(lambda: len(cdrs_of(api, c)) >= 2, 20, "Carol's two CDRs")
+    by_caller = {r["caller_line_id"]: r for r in cdrs_of(api, b)}
+    first, consultation = by_caller[a["id"]], by_caller[b["id"]]
+    assert (first["callee_line_id"], consultation["callee_line_id"]) == (b["id"], c["id"])
+    assert first["end_at"] == consultation["end_at"], (first, consultation)  # the transfer
+    (part,) = [r for r in cdrs_of(api, c) if r["transfer_of"]]
+    assert (part["caller_line_id"], part["callee_line_id"]) == (a["id"], c["id"]), part
+    assert part["transfer_of"] == first["call_id"] and part["linkedid"].endswith("/t1")
+    assert part["disposition"] == "cut" and part["start_at"] >= first["end_at"], part

@@ -344,7 +344,7 @@ class CallControl:
             joined = await self._within_deadline(
                 self.transfers.join(
                     transferer=(event.channel_id, event.linkedid), transferer2=event.channel2,
-                    transferee=event.transferee, target=event.target,
+                    transferee=event.transferee, target=event.target, now=now(),
                 )
             )  # fmt: skip
         except Exception as exc:

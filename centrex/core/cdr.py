@@ -139,6 +139,7 @@ class EndedCall:
     # transferee's channel, its answer the target's.
     caller_uniqueid: str = ""  # the channel whose hangup ends it ("": the linked id)
     transfers: int = 0
+    shipped: bool = False  # ended by an attended transfer: its later events are not its own
 
     @property
     def start(self) -> datetime:
@@ -181,13 +182,62 @@ class CallAssembler:
 
     open_calls: dict[str, EndedCall] = field(default_factory=dict)
     skipped: int = 0  # journal lines that were not a record (see feed_all)
+    # --- attended transfers (docs/transfers.md): the linked id of every channel seen in an
+    # open call, and the joined parts by their two channels' uniqueids.
+    linked_of: dict[str, str] = field(default_factory=dict)
+    uniqueids_of: dict[str, set[str]] = field(default_factory=dict)  # the reverse
+    joined: dict[str, EndedCall] = field(default_factory=dict)
 
-    def feed(self, event: CelEvent, position: Any) -> EndedCall | None:
-        """One event at journal ``position``; returns the call it ended, if it ended one."""
+    def feed(self, event: CelEvent, position: Any) -> list[EndedCall]:
+        """One event at journal ``position``; returns the calls it ended."""
+        part = self.joined.get(event.uniqueid)
+        if part is not None and event.event == "HANGUP":
+            # A joined part ends with the first of its two channels (the bridge ends the other).
+            for uid in [u for u, p in self.joined.items() if p is part]:
+                del self.joined[uid]
+            part.ended_at = event.at
+            cause = str(event.extra.get("hangupcause", ""))
+            part.cause = int(cause) if cause.isdigit() else None
+            return [part, *self._feed(event, position)]
+        if event.event == "ATTENDEDTRANSFER":
+            return self._join(event, position)
+        return self._feed(event, position)
+
+    def _join(self, event: CelEvent, position: Any) -> list[EndedCall]:
+        """Asterisk joined the transferer's two calls' other parties: both calls end here; the
+        joined part, answered as it starts, ends with the first of its channels' hangups."""
+        first = self.open_calls.get(event.linkedid)
+        second = self.open_calls.get(self.linked_of.get(str(event.extra.get("channel2_uniqueid"))))
+        if first is None or second is None or first is second:
+            return []
+        transferee = str(event.extra.get("transferee_channel_uniqueid") or "")
+        target = str(event.extra.get("transfer_target_channel_uniqueid") or "")
+        part = EndedCall(
+            transfer_part_key(event.linkedid, first.transfers + 1),
+            channel=str(event.extra.get("transferee_channel_name") or ""),
+            answered_by=str(event.extra.get("transfer_target_channel_name") or ""),
+            started_at=event.at, answered_at=event.at, last_at=event.at,
+            first_position=min(first.first_position, second.first_position),
+            caller_uniqueid=transferee, transfers=first.transfers + 1,
+        )  # fmt: skip
+        self.joined[transferee] = self.joined[target] = part
+        ended = []
+        for call in (first, second):
+            if call.ended_at is None:
+                call.ended_at = event.at
+            if not call.shipped:
+                call.shipped = True
+                ended.append(call)
+        return ended
+
+    def _feed(self, event: CelEvent, position: Any) -> list[EndedCall]:
         call = self.open_calls.get(event.linkedid)
         if call is None:
             call = EndedCall(event.linkedid, first_position=position)
             self.open_calls[event.linkedid] = call
+        if self.linked_of.get(event.uniqueid) != event.linkedid:
+            self.linked_of[event.uniqueid] = event.linkedid
+            self.uniqueids_of.setdefault(event.linkedid, set()).add(event.uniqueid)
         caller_side = event.uniqueid == (call.caller_uniqueid or event.linkedid)
         call.last_at = event.at if call.last_at is None else max(call.last_at, event.at)
         if event.event == "BLINDTRANSFER":
@@ -204,8 +254,10 @@ class CallAssembler:
             self.open_calls[event.linkedid] = part
             if call.ended_at is None:
                 call.ended_at = event.at
-            return call
-        if event.event == "CHAN_START" and caller_side:
+            return [call]
+        if call.shipped:  # ended by an attended transfer; LINKEDID_END below forgets it
+            pass
+        elif event.event == "CHAN_START" and caller_side:
             call.channel = event.channel
             call.dialled = event.exten
             call.caller_number = event.caller
@@ -223,11 +275,15 @@ class CallAssembler:
             call.cause = int(cause) if cause.isdigit() else None
             call.dial_status = str(event.extra.get("dialstatus") or "")
             call.userfield = event.userfield
-        elif event.event == "LINKEDID_END":
+        if event.event == "LINKEDID_END":
             if call.ended_at is None:
                 call.ended_at = event.at
-            return self.open_calls.pop(event.linkedid)
-        return None
+            ended = self.open_calls.pop(event.linkedid)
+            for uid in self.uniqueids_of.pop(event.linkedid, ()):
+                if self.linked_of.get(uid) == event.linkedid:
+                    del self.linked_of[uid]
+            return [] if ended.shipped else [ended]
+        return []
 
     def close_lost(self, asterisk_started_at: float) -> list[EndedCall]:
         """Calls of an Asterisk that has since restarted (every event before its start): their
@@ -237,7 +293,7 @@ class CallAssembler:
             key for key, c in self.open_calls.items()
             if c.last_at is not None and c.last_at < asterisk_started_at
         ]  # fmt: skip
-        lost = [self.open_calls.pop(key) for key in lost_keys]
+        lost = [c for c in (self.open_calls.pop(key) for key in lost_keys) if not c.shipped]
         for call in lost:
             if call.ended_at is None:
                 call.ended_at = call.last_at
@@ -259,9 +315,7 @@ def feed_all(assembler: CallAssembler, lines: Iterable[tuple[Any, str]]) -> list
         except (ValueError, StopIteration):
             assembler.skipped += 1
             continue
-        call = assembler.feed(event, position)
-        if call is not None:
-            ended.append(call)
+        ended += assembler.feed(event, position)
     return ended
 
 

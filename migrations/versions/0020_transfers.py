@@ -115,7 +115,9 @@ CREATE FUNCTION centrex_merge_transfer(
     p_started_at timestamptz,
     p_answered_at timestamptz,
     p_deadline_at timestamptz,
-    p_transfers integer
+    p_transfers integer,
+    p_attempt_key text,
+    p_paid_by uuid
 ) RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -139,13 +141,21 @@ BEGIN
     UNION ALL
     SELECT p_call_id, pay, 'payer' FROM unnest(coalesce(p_payers, ARRAY[]::uuid[])) AS pay
     ON CONFLICT DO NOTHING;
+    -- The joined part's CDR (keyed as the CDR shipper keys it, docs/transfers.md).
+    INSERT INTO call_attempts (node, channel_id, call_id, outcome, direction, caller, callee,
+                               caller_line_id, callee_line_id, ring_group_id, max_duration_s,
+                               decided_at, reason, transfer_of, paid_by_line_id, deadline_at)
+    VALUES (p_node, p_attempt_key, p_call_id, 'admitted', p_direction, p_caller, p_callee,
+            p_caller_line, p_callee_line, NULL, p_max_duration_s, p_started_at, NULL, p_first,
+            p_paid_by, p_deadline_at)
+    ON CONFLICT (node, channel_id) DO NOTHING;
     RETURN true;
 END;
 $$;
 """
 MERGE_SIGNATURE = (
     "uuid, uuid, uuid, text, text, text, text, text, uuid, uuid, uuid[], integer, timestamptz,"
-    " timestamptz, timestamptz, integer"
+    " timestamptz, timestamptz, integer, text, uuid"
 )
 
 SIGNATURE = (

@@ -159,3 +159,36 @@ def test_an_attended_transfer_to_an_outside_party_b_called_keeps_b_paying_that_l
     assert (p.callee_line_id, p.payers, p.paid_by, p.direction) == (None, (B.id,), B.id,
                                                                      "outbound")  # fmt: skip
     assert p.deadline_at == later
+
+
+def test_an_attended_transfer_ends_both_calls_and_opens_the_joined_part():
+    """A (a.1) calls B (a.2); B (b.1) calls C (b.2); B joins A and C: both calls end at the
+    transfer, once each; the joined part runs from it to the first hangup of A or C."""
+    joined = {"channel2_uniqueid": "b.1", "transferee_channel_uniqueid": "a.1",
+              "transferee_channel_name": "PJSIP/a-1", "transfer_target_channel_uniqueid": "b.2",
+              "transfer_target_channel_name": "PJSIP/c-4"}  # fmt: skip
+    lines = [
+        cel("CHAN_START", 100, "b.1", "b.1", "PJSIP/b-3"),
+        cel("CHAN_START", 100.1, "b.2", "b.1", "PJSIP/c-4"),
+        cel("ANSWER", 101, "b.2", "b.1", "PJSIP/c-4"),
+        cel("CHAN_START", 102, "a.1", "a.1", "PJSIP/a-1"),
+        cel("CHAN_START", 102.1, "a.2", "a.1", "PJSIP/b-2"),
+        cel("ANSWER", 103, "a.2", "a.1", "PJSIP/b-2"),
+        cel("ATTENDEDTRANSFER", 105, "a.2", "a.1", "PJSIP/b-2", joined),
+        cel("HANGUP", 105.1, "a.2", "a.1", "PJSIP/b-2"),
+        cel("HANGUP", 105.1, "b.1", "b.1", "PJSIP/b-3"),
+        cel("HANGUP", 109, "b.2", "b.1", "PJSIP/c-4"),
+        cel("HANGUP", 109.1, "a.1", "b.1", "PJSIP/a-1"),  # its linked id taken from the older
+        cel("LINKEDID_END", 109.2, "a.1", "a.1", "PJSIP/a-1"),
+        cel("LINKEDID_END", 109.2, "b.1", "b.1", "PJSIP/b-3"),
+    ]
+    ended = feed_all(CallAssembler(), enumerate(lines))
+    assert [(c.linkedid, c.ended_at) for c in ended] == [("a.1", 105), ("b.1", 105),
+                                                        ("a.1/t1", 109)]  # fmt: skip
+    part = ended[2]
+    assert (part.channel, part.answered_by, part.answered_at, part.billed_s) == (
+        "PJSIP/a-1",
+        "PJSIP/c-4",
+        105,
+        4,
+    )

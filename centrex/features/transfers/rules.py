@@ -179,5 +179,5 @@ def plan_merge(
         direction=direction,
         deadline_at=min(candidates) if candidates else None,
         paid_by=payers[0] if payers else None,
-        transfers=max(first.transfers, second.transfers) + 1,
+        transfers=first.transfers + 1,  # the CDR part continues the first call (cdr.py)
     )

@@ -52,7 +52,7 @@ CALLS_BY_KEY = """
 """
 MERGE = (
     "SELECT centrex_merge_transfer($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-    " $15, $16)"
+    " $15, $16, $17, $18)"
 )
 TRANSFER = (
     "SELECT centrex_transfer_call($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
@@ -204,6 +204,7 @@ class TransferService:
 
     async def join(
         self, *, transferer: tuple[str, str], transferer2: str, transferee: str, target: str,
+        now: datetime,
     ) -> JoinedCall | None:  # fmt: skip
         """An attended transfer Asterisk has done: the call the transferer was in with the
         transferee (keyed by one of ``transferer``: its channel and linked id, or by the
@@ -235,8 +236,10 @@ class TransferService:
             MERGE, first[0], second[0], call_id, r.node, transferee, plan.direction,
             first[7] if transferee_was_caller else first[8],
             second[7] if target_was_caller else second[8],
-            plan.caller_line_id, plan.callee_line_id, list(plan.payers), max_s, first[12],
+            plan.caller_line_id, plan.callee_line_id, list(plan.payers), max_s, now,
             answered_at, plan.deadline_at, plan.transfers,
+            # The CDR part's key: the transferer's first channel's linked id is its call's.
+            segment_key(transferer[1], plan.transfers), plan.paid_by,
         )  # fmt: skip
         if not rows[0][0]:
             return None
