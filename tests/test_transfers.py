@@ -10,7 +10,15 @@ from urllib.parse import quote
 import httpx
 import pytest
 from helpers import sql
-from sip_agent import SipEndpoint, SippRun, _scenario, free_udp_port, received, run_sipp
+from sip_agent import (
+    SipEndpoint,
+    SippRun,
+    _scenario,
+    free_udp_port,
+    received,
+    run_sipp,
+    wait_bound,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -263,6 +271,7 @@ def test_an_attended_transfer_joins_the_two_calls_counted_once_and_cut_at_the_fi
     wait_until(lambda: counts(api, a, b, c) == [0, 0, 0], 10, "every line free")
     (cut,) = sql(database_url, "SELECT * FROM call_cutoffs WHERE call_id = $1", joined["id"])
     assert cut["enforced_by"] == "daemon"
+    assert (str(cut["caller_line_id"]), str(cut["callee_line_id"])) == (a["id"], c["id"])
     # CDRs: Alice's call to Bob and Bob's consultation end at the transfer; the joined part
     # (Alice and Carol) is a CDR of its own, from the transfer to the cut.
     wait_until(lambda: len(cdrs_of(api, c)) >= 2, 20, "Carol's two CDRs")
@@ -274,3 +283,25 @@ def test_an_attended_transfer_joins_the_two_calls_counted_once_and_cut_at_the_fi
     assert (part["caller_line_id"], part["callee_line_id"]) == (a["id"], c["id"]), part
     assert part["transfer_of"] == first["call_id"] and part["linkedid"].endswith("/t1")
     assert part["disposition"] == "cut" and part["start_at"] >= first["end_at"], part
+
+
+def test_a_carrier_s_refer_is_declined_and_the_call_goes_on_counted(
+    api, customer, make_line, carrier, control_service, wait_until
+):
+    """The carrier does not transfer our customers' calls: its REFER gets 603 (trunks keep
+    allow_transfer=no) and the outbound call goes on, counted on the line."""
+    api.post("/v1/destinations", json={"code": "44"})
+    a, alice = make_line("caller", max_calls=1)
+    give_number(api, customer, a)
+    network = run_sipp(
+        _scenario("uas_answer_refer.xml.tmpl", code="603"), carrier.server,
+        local_port=carrier.port, local_ip=carrier.ip, extra=["-d", "100", "-trace_msg"],
+    )  # fmt: skip
+    wait_bound(network, carrier.port, carrier.ip)
+    call = alice.call("+442079460124", hold_ms=3000)
+    wait_until(lambda: any(m.first_line.startswith("SIP/2.0 603") for m in received(network)),
+               15, "the carrier's REFER declined")  # fmt: skip
+    (held,) = calls_of(api, a)
+    assert held["answered_at"] is not None and held["direction"] == "outbound"
+    call.expect_success()
+    network.expect_success()

@@ -163,6 +163,9 @@ def trunk_objects(trunk: TrunkSpec) -> list[PjsipObject]:
         "trust_id_inbound": "yes",
         "media_address": trunk.media_address,
         "bind_rtp_to_media_address": "yes",
+        # A carrier does not transfer our customers' calls: its REFER gets 603 (the call goes
+        # on) rather than reaching centrex-transfer, refused there (docs/transfers.md).
+        "allow_transfer": "no",
     }
     objects = [
         PjsipObject("aor", ident, {"contact": f"sip:{trunk.host}:{trunk.port}"}),

@@ -290,8 +290,9 @@ class CallControl:
         call = decision.call
         async with self._locks[channel_id]:
             for key in dict.fromkeys((linkedid, channel_id)):
-                if self.calls.pop(key, None) is not None:
-                    metrics.CALLS_IN_PROGRESS.labels("on-net").dec()
+                known = self.calls.pop(key, None)
+                if known is not None:
+                    metrics.CALLS_IN_PROGRESS.labels(known.direction).dec()
                 self.cutoffs.disarm(key)
             self.calls[channel_id] = CallRef(
                 call.call_id, channel_id, call.limits.max_duration_s, None, decision.deadline_at,
@@ -319,7 +320,8 @@ class CallControl:
         follows, must not release the call the transferee now carries on. The transfer's
         decision replaces the row; if it never comes, the sweep releases it (channel gone)."""
         if event.channel_id in self.calls and event.transferee != event.channel_id:
-            self.calls.pop(event.channel_id)
+            known = self.calls.pop(event.channel_id)
+            metrics.CALLS_IN_PROGRESS.labels(known.direction).dec()
             self.cutoffs.disarm(event.channel_id)
 
     def _joined(self, event: CallsJoined) -> None:
@@ -361,7 +363,8 @@ class CallControl:
         async with self._locks[key]:
             self.calls[key] = CallRef(
                 joined.call_id, key, joined.max_duration_s, joined.answered_at,
-                joined.deadline_at, None, None, None, joined.direction, joined.transfer_of,
+                joined.deadline_at, joined.caller_line_id, joined.callee_line_id, None,
+                joined.direction, joined.transfer_of,
             )  # fmt: skip
             metrics.CALLS_IN_PROGRESS.labels(joined.direction).inc()
             if joined.deadline_at is not None:

@@ -88,6 +88,8 @@ class JoinedCall:
     deadline_at: datetime | None
     direction: str
     transfer_of: uuid.UUID
+    caller_line_id: uuid.UUID | None = None  # the transferee's line
+    callee_line_id: uuid.UUID | None = None  # the target's line
 
 
 class TransferService:
@@ -244,4 +246,5 @@ class TransferService:
         if not rows[0][0]:
             return None
         return JoinedCall(call_id, transferee, max_s, answered_at, plan.deadline_at,
-                          plan.direction, first[0])  # fmt: skip
+                          plan.direction, first[0], plan.caller_line_id,
+                          plan.callee_line_id)  # fmt: skip
