@@ -59,10 +59,12 @@ def registered_answering(endpoint: SipEndpoint, **kw: object) -> SippRun:
     return endpoint.answer(port, **kw)  # type: ignore[arg-type]
 
 
-def registered_transferring(endpoint: SipEndpoint, target: str, notifies: int = 3) -> SippRun:
+def registered_transferring(
+    endpoint: SipEndpoint, target: str, notifies: int = 3, talk_ms: int = 500
+) -> SippRun:
     port = free_udp_port()
     endpoint.register(port).expect_success()
-    return endpoint.answer_and_transfer(port, target, notifies=notifies)
+    return endpoint.answer_and_transfer(port, target, notifies=notifies, talk_ms=talk_ms)
 
 
 def cdrs_of(api: httpx.Client, line: dict) -> list[dict]:
@@ -85,8 +87,12 @@ def test_a_blind_transfer_on_net_moves_the_call_to_the_target_and_frees_the_tran
     b, bob = make_line("transferer", max_calls=1)
     c, carol = make_line("target", max_calls=1)
     target = registered_answering(carol, ring_ms=300)
-    transferer = registered_transferring(bob, carol.username)
-    call = alice.call(bob.username, hold_ms=6000)
+    transferer = registered_transferring(bob, carol.username, talk_ms=3000)
+    call = alice.call(bob.username, hold_ms=8000)
+    # Before the transfer (Bob talks 3 s): Alice and Bob hold the call.
+    wait_until(lambda: counts(api, a, b, c) == [1, 1, 0]
+               and calls_of(api, b)[0]["answered_at"] is not None, 10,
+               "Alice's call to Bob answered")  # fmt: skip
     # After the transfer: Alice and Carol hold the call, Bob's place is free again.
     wait_until(lambda: counts(api, a, b, c) == [1, 0, 1]
                and calls_of(api, c)[0]["answered_at"] is not None, 20,

@@ -294,6 +294,10 @@ class CallAssembler:
             if c.last_at is not None and c.last_at < asterisk_started_at
         ]  # fmt: skip
         lost = [c for c in (self.open_calls.pop(key) for key in lost_keys) if not c.shipped]
+        for key in lost_keys:
+            for uid in self.uniqueids_of.pop(key, ()):
+                if self.linked_of.get(uid) == key:
+                    del self.linked_of[uid]
         for call in lost:
             if call.ended_at is None:
                 call.ended_at = call.last_at
