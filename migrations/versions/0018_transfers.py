@@ -1,6 +1,6 @@
 """transfers: a transferred call continues the call it came from, with its payers (issue 15)
 
-Revision ID: 0020_transfers
+Revision ID: 0018_transfers
 Revises: 0017_extensions
 Create Date: 2026-12-03
 
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0020_transfers"
+revision: str = "0018_transfers"
 down_revision: str | Sequence[str] | None = "0017_extensions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
