@@ -290,6 +290,26 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
 
+    # --- number portability (issue 16, docs/portability.md) -----------------------------------
+    rio_operator_code: str = Field(
+        "CX",
+        pattern=r"^[0-9A-Z]{2}$",
+        description="This operator's 2-character code, the first field of its numbers' RIOs.",
+    )
+    rio_line_type: str = Field(
+        "F",
+        pattern=r"^[F-Z]$",
+        description="The RIO line-type letter of this fixed service (E and P are mobile).",
+    )
+    donor_url: str | None = Field(
+        None,
+        description="The donor operators' portability interface (HTTP+JSON, "
+        "centrex/portability/donor_http.py); unset: port-in requests wait unanswered.",
+    )
+    portability_interval_s: float = Field(
+        1.0, gt=0, description="How often donor answers and due porting slots are looked at."
+    )
+
     # --- brute-force and scanner protection (`centrex guard`, docs/sip-bans.md) ---------------
     security_log: Path | None = Field(
         None,

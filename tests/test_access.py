@@ -30,6 +30,7 @@ CUSTOMER_MAY = {
     ("GET", "/v1/numbers/{number}"),
     ("PUT", "/v1/numbers/{number}/destination"),
     ("DELETE", "/v1/numbers/{number}/destination"),
+    ("GET", "/v1/numbers/{number}/rio"),
     ("GET", "/v1/ring-groups"),
     ("GET", "/v1/ring-groups/{ring_group_id}"),
     ("PATCH", "/v1/ring-groups/{ring_group_id}"),

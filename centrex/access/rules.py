@@ -34,6 +34,8 @@ CUSTOMER_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/v1/numbers/{number}"),
         ("PUT", "/v1/numbers/{number}/destination"),
         ("DELETE", "/v1/numbers/{number}/destination"),
+        # Its numbers' RIOs (issue 16: what it gives a new operator to port one out).
+        ("GET", "/v1/numbers/{number}/rio"),
         # Its ring groups: read, and their members among its own lines.
         ("GET", "/v1/ring-groups"),
         ("GET", "/v1/ring-groups/{ring_group_id}"),

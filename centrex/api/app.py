@@ -44,6 +44,9 @@ from centrex.audit.recorder import AuditedSession
 from centrex.config import Settings
 from centrex.db.session import SessionMaker, make_engine, make_sessionmaker
 from centrex.metrics import API_REGISTRY
+from centrex.portability import routes as portability
+from centrex.portability.donor_http import HttpDonor
+from centrex.portability.scheduler import PortingLoop
 from centrex.services.cdrs import purge_expired
 from centrex.services.errors import ServiceError
 from centrex.services.provisioning import AsteriskProjector
@@ -107,9 +110,13 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
             settings, app.state.sessionmaker, app.state.projector, ari
         )
         tasks = []
+        # Portability (issue 16): donor answers and activation at the porting slot.
+        donor = HttpDonor(settings.donor_url) if settings.donor_url else None
+        app.state.porting_loop = PortingLoop(settings, app.state.sessionmaker, donor)
         if run_reconciler:
             tasks.append(asyncio.create_task(app.state.reconciler.run_forever()))
             tasks.append(asyncio.create_task(purge_expired_cdrs_forever(app.state.sessionmaker)))
+            tasks.append(asyncio.create_task(app.state.porting_loop.run_forever()))
         try:
             yield
         finally:
@@ -117,6 +124,8 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await app.state.reconciler.aclose()
+            if donor is not None:
+                await donor.aclose()
             await ari.aclose()
             await engine.dispose()
 
@@ -207,5 +216,6 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(policy.router, dependencies=secured)
     app.include_router(sip_bans.router, dependencies=secured)
     app.include_router(audit.router, dependencies=secured)
+    app.include_router(portability.router, dependencies=secured)
     document_errors(app)
     return app

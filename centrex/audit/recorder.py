@@ -42,6 +42,7 @@ from centrex.access.principal import Principal
 from centrex.audit.models import AuditEntry
 from centrex.db import models as m
 from centrex.extensions.models import Extension
+from centrex.portability.models import PortIn
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ AUDITED: dict[type, Audited] = {
     m.SipBan: _audited("sip_ban"),
     ApiToken: _audited("token", secret=("secret_sha256",)),
     Extension: _audited("extension"),
+    PortIn: _audited("port_in"),
     # Written by the daemon, the CDR shipper or fraud control, not by the API; declared so that
     # an API change to them one day is recorded like any other.
     m.ActiveCall: _audited("call"),

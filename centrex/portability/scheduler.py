@@ -1,0 +1,170 @@
+"""The portability loop, inside the API process: sends new requests to the donor, applies its
+answers (emailing the customer the date and slot at once), and activates each number when its
+slot comes, with no one awake. Every step locks its row (SKIP LOCKED), so several API processes
+share the work without doing anything twice. The clock is injected (tests, replays).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from centrex.config import Settings
+from centrex.db.models import Customer
+from centrex.db.session import SessionMaker
+from centrex.portability import mailer
+from centrex.portability import service as port_service
+from centrex.portability.donor import Donor, DonorRequest, DonorUnavailable
+from centrex.portability.models import PortIn
+from centrex.portability.rules import PortStatus
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class PortingLoop:
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: SessionMaker,
+        donor: Donor | None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.donor = donor
+        self.clock = clock
+        self.wake = asyncio.Event()  # set by the API when a request arrives: no wait for it
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("portability pass failed; next one shortly")
+            delay = self.settings.portability_interval_s
+            next_slot = await self._next_slot_in()
+            if next_slot is not None:
+                delay = max(0.0, min(delay, next_slot))  # wake at the slot, not up to 1 s late
+            try:
+                await asyncio.wait_for(self.wake.wait(), delay)
+            except TimeoutError:
+                pass
+            self.wake.clear()
+
+    async def _next_slot_in(self) -> float | None:
+        async with self.sessionmaker() as session:
+            start = await session.scalar(
+                select(PortIn.slot_start)
+                .where(PortIn.status == PortStatus.accepted)
+                .order_by(PortIn.slot_start)
+                .limit(1)
+            )
+        return None if start is None else (start - self.clock()).total_seconds()
+
+    async def tick(self) -> None:
+        await self.activate_due()
+        if self.donor is not None:
+            await self.submit_new()
+            await self.poll_answers()
+        await self.activate_due()
+
+    async def submit_new(self) -> None:
+        async with self.sessionmaker() as session:
+            for port in await port_service.port_ins_due(session, PortStatus.requested):
+                if port.donor_reference is not None:
+                    continue
+                request = DonorRequest(port.national, port.rio or "", port.holder_name,
+                                       port.porting_date)  # fmt: skip
+                try:
+                    port.donor_reference = await self.donor.submit(request)
+                except DonorUnavailable as exc:
+                    log.warning("port-in %s not sent to the donor yet: %s", port.id, exc)
+                    break
+            await session.commit()
+
+    async def poll_answers(self) -> None:
+        async with self.sessionmaker() as session:
+            ids = list(
+                await session.scalars(
+                    select(PortIn.id).where(
+                        PortIn.status == PortStatus.requested, PortIn.donor_reference.is_not(None)
+                    )
+                )
+            )
+        for port_id in ids:  # one transaction each: a row is locked only while it is handled
+            async with self.sessionmaker() as session:
+                port = await session.scalar(
+                    select(PortIn)
+                    .where(PortIn.id == port_id, PortIn.status == PortStatus.requested)
+                    .with_for_update(skip_locked=True)
+                )
+                if port is None:
+                    continue
+                try:
+                    answer = await self.donor.status(port.donor_reference)
+                except DonorUnavailable as exc:
+                    log.warning("port-in %s: no donor answer yet: %s", port.id, exc)
+                    return
+                if not await port_service.apply_donor_answer(session, port, answer, self.clock()):
+                    continue
+                log.info("port-in %s (%s): %s", port.id, port.national, port.status)
+                accepted = port.status == PortStatus.accepted
+            if accepted:
+                await self._email_slot(port_id)
+
+    async def withdraw(self, reference: str) -> None:
+        """Tell the donor a request was cancelled; it learns it at the latest from the slot
+        never being used, so a donor that does not answer now is only logged."""
+        try:
+            await self.donor.cancel(reference)
+        except DonorUnavailable as exc:
+            log.warning("cancellation not passed to the donor: %s", exc)
+
+    async def _email_slot(self, port_id) -> None:
+        """The customer is told the porting date and slot as soon as they are known."""
+        async with self.sessionmaker() as session:
+            port = await session.get(PortIn, port_id)
+            customer = await session.get(Customer, port.customer_id)
+            if customer is None or not customer.email:
+                return
+            body = (
+                f"The number {port.national} will be ported to us on {port.porting_date}, "
+                f"between {port.slot_start.isoformat()} and {port.slot_end.isoformat()}.\n"
+                f"Your contract with your previous operator for this number ends that day.\n"
+                f"Port-in request: {port.id}\n"
+            )
+            try:
+                await mailer.send(self.settings, customer.email,
+                                  f"Porting of {port.national}: date and slot", body)  # fmt: skip
+            except OSError as exc:
+                log.warning("port-in %s: slot email not sent: %s", port.id, exc)
+                return
+            port.notified_at = self.clock()
+            await session.commit()
+
+    async def activate_due(self) -> None:
+        while True:
+            async with self.sessionmaker() as session:
+                now = self.clock()
+                due = await session.scalar(
+                    select(PortIn)
+                    .where(PortIn.status == PortStatus.accepted, PortIn.slot_start <= now)
+                    .order_by(PortIn.slot_start)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+                if due is None:
+                    return
+                await port_service.activate(session, due, now)
+                late = (now - due.slot_start).total_seconds()
+                log.info("port-in %s: %s active, %.3f s after its slot began", due.id,
+                         due.national, late)  # fmt: skip

@@ -1,0 +1,63 @@
+"""The portability API's boundary."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from centrex.api.schemas import StrictInput
+
+
+class PortInIn(StrictInput):
+    customer_id: uuid.UUID
+    number: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+    rio: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)] | None = Field(
+        None, description="The number's RIO (12 characters); without one the request is ineligible."
+    )
+    holder_name: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+    ] = Field(description="The holder's name as on the donor contract.")
+    requested_date: date | None = None
+    line_id: uuid.UUID | None = None
+    ring_group_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def exactly_one(self) -> PortInIn:
+        if (self.line_id is None) == (self.ring_group_id is None):
+            raise ValueError("give exactly one of line_id and ring_group_id")
+        return self
+
+
+class PortInOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    e164: str
+    national: str
+    holder_name: str
+    requested_date: date | None
+    line_id: uuid.UUID | None
+    ring_group_id: uuid.UUID | None
+    status: str
+    reason: str | None = Field(description="Why ineligible or refused (contract art. 9.2).")
+    detail: str | None
+    replacement_e164: str | None = Field(description="The number assigned instead, if any.")
+    porting_date: date | None
+    slot_start: datetime | None
+    slot_end: datetime | None
+    donor_contract_ends_on: date | None
+    notified_at: datetime | None
+    ported_at: datetime | None
+    activated_at: datetime | None
+    created_at: datetime
+
+
+class RioOut(BaseModel):
+    e164: str
+    national: str
+    rio: str
+    valid_until: datetime | None = Field(description="None while the number is assigned.")
