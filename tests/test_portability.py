@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers import sql
+from rtp_capture import UdpCounter
 from sip_agent import free_udp_port
 
 from centrex.portability.rules import RIO_ALPHABET, make_rio, rio_error
@@ -333,3 +334,29 @@ def test_a_port_can_be_cancelled_before_its_slot(port_api, customer, line):
     assert again.status_code == 409
     # Cancelled, the number is free for a new request.
     assert request(port_api, customer, line, "0412000055")["status"] == "requested"
+
+
+# --- 3179 ------------------------------------------------------------------------------------
+def test_3179_says_the_line_s_rio_and_emails_it(
+    port_api, customer, make_line, smtp_inbox, control_service
+):
+    line, phone = make_line(label="asks its RIO")
+    body = {"customer_id": customer["id"], "kind": "geographic", "zone": "4"}
+    number = port_api.post("/v1/numbers/allocate", json=body).json()
+    response = port_api.patch(f"/v1/lines/{line['id']}", json={"main_number": number["national"]})
+    assert response.status_code == 200, response.text
+    rio = port_api.get(f"/v1/numbers/{number['national']}/rio").json()["rio"]
+    media = free_udp_port()
+    with UdpCounter("127.0.0.1", media) as heard:
+        phone.call("3179", hold_ms=3000, media_port=media).expect_success()
+    assert heard.count > 50, f"{heard.count} RTP packets reached the caller"  # 3 s = 150
+
+    def mail():
+        return [m for m in smtp_inbox if m["Subject"] == f"RIO of {number['national']}"]
+
+    (sent,) = _wait(mail, 20, "the RIO email")
+    assert sent["To"] == customer["email"]
+    assert rio in sent.get_payload() and rio_error(rio, number["national"]) is None
+    # A line without a number has no RIO to say.
+    _, bare = make_line(label="no number")
+    bare.call_refused("3179", 404).expect_success()

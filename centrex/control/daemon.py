@@ -53,6 +53,7 @@ from centrex.core.routing import Refuse, endpoint_of_channel
 from centrex.db.session import make_engine
 from centrex.features.transfers.service import TRANSFER_ARG, TransferService
 from centrex.metrics import DAEMON_REGISTRY
+from centrex.portability.phone import RIO_SERVICE, serve_rio
 from centrex.service_http import health_served
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,10 @@ class CallControl:
         channel_id = channel["id"]
         caller = endpoint_of_channel(channel.get("name", ""))
         dialled = channel.get("dialplan", {}).get("exten", "")
+        # 3179 (issue 16): the platform says the line's RIO itself; nothing to route or count.
+        if dialled == RIO_SERVICE and caller and not caller.startswith(TRUNK_PREFIX):
+            await serve_rio(self.ari, self.registry.sessionmaker, self.settings, channel_id, caller)
+            return
         started = time.perf_counter()
         try:
             # Fail closed, fast: a database that hangs (no RST) must not leave calls ringing
