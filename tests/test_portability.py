@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -20,7 +20,9 @@ from helpers import sql
 from rtp_capture import UdpCounter
 from sip_agent import free_udp_port
 
+from centrex.db.session import make_engine, make_sessionmaker
 from centrex.portability.rules import RIO_ALPHABET, make_rio, rio_error
+from centrex.portability.scheduler import PortingLoop
 from centrex.sandbox.donor_simulator import READY as DONOR_READY
 from centrex.sandbox.postgres import free_port
 from centrex.sandbox.processes import API_READY, ServiceProcess
@@ -360,3 +362,25 @@ def test_3179_says_the_line_s_rio_and_emails_it(
     # A line without a number has no RIO to say.
     _, bare = make_line(label="no number")
     bare.call_refused("3179", 404).expect_success()
+
+
+# --- the loop's clock ------------------------------------------------------------------------
+async def test_the_loop_activates_by_its_own_clock(port_api, customer, line, settings):
+    """The portability loop, in this process, on an injected clock: the slot has not come one
+    microsecond before its start, and has at its start (the API's own loop, on the real clock,
+    would only get there SLOT_IN_S later)."""
+    port = settled(port_api, request(port_api, customer, line, "0412000066"), "accepted")
+    slot = datetime.fromisoformat(port["slot_start"])
+    engine = make_engine(settings.database_url)
+    now = [slot - timedelta(microseconds=1)]
+    loop = PortingLoop(settings, make_sessionmaker(engine), None, clock=lambda: now[0])
+    try:
+        await loop.activate_due()
+        assert port_api.get(f"/v1/port-ins/{port['id']}").json()["status"] == "accepted"
+        now[0] = slot
+        await loop.activate_due()
+        found = port_api.get(f"/v1/port-ins/{port['id']}").json()
+        assert found["status"] == "active"
+        assert datetime.fromisoformat(found["activated_at"]) == slot
+    finally:
+        await engine.dispose()
