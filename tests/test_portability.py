@@ -111,9 +111,11 @@ def customer(port_api: httpx.Client) -> dict:
     created = port_api.post("/v1/customers", json=body).json()
     response = port_api.patch(f"/v1/customers/{created['id']}", json={"documents_verified": True})
     assert response.status_code == 200, response.text
-    # Where replacement numbers come from (zone 4, the ported numbers' zone, and 09).
-    for first, last in (("0411000000", "0411000099"), ("0911000000", "0911000099")):
-        assert port_api.post("/v1/number-blocks", json={"first": first, "last": last}).is_success
+    # Where replacement numbers come from: no free zone-4 number (the ported numbers' zone),
+    # so 09 numbers; geographic blocks are left to the other modules (test_numbers.py counts
+    # the free numbers of a zone).
+    block = {"first": "0911000000", "last": "0911000199"}
+    assert port_api.post("/v1/number-blocks", json=block).is_success
     return response.json()
 
 
@@ -171,7 +173,9 @@ def test_our_numbers_have_a_rio_that_validates(port_api, customer, settings, as_
     assert port_api.post(f"/v1/numbers/{number['national']}/release").status_code == 200
     after = port_api.get(f"/v1/numbers/{number['national']}/rio").json()
     assert after["rio"] == rio and after["valid_until"] is not None
-    never = port_api.get("/v1/numbers/0911000099/rio")  # in the inventory, never assigned
+    # In the inventory, never assigned (a toll-free block of one nobody here allocates from).
+    assert port_api.post("/v1/number-blocks", json={"first": "0805990016", "last": "0805990016"})
+    never = port_api.get("/v1/numbers/0805990016/rio")
     assert never.status_code == 404 and never.json()["detail"][0]["loc"] == ["path", "number"]
 
 
@@ -343,7 +347,7 @@ def test_3179_says_the_line_s_rio_and_emails_it(
     port_api, customer, make_line, smtp_inbox, control_service
 ):
     line, phone = make_line(label="asks its RIO")
-    body = {"customer_id": customer["id"], "kind": "geographic", "zone": "4"}
+    body = {"customer_id": customer["id"], "kind": "non_geographic"}
     number = port_api.post("/v1/numbers/allocate", json=body).json()
     response = port_api.patch(f"/v1/lines/{line['id']}", json={"main_number": number["national"]})
     assert response.status_code == 200, response.text
@@ -384,3 +388,54 @@ async def test_the_loop_activates_by_its_own_clock(port_api, customer, line, set
         assert datetime.fromisoformat(found["activated_at"]) == slot
     finally:
         await engine.dispose()
+
+
+# --- port-out --------------------------------------------------------------------------------
+def port_out_request(api: httpx.Client, national: str, rio: str | None, **more) -> dict:
+    body = {"number": national, "rio": rio, "recipient_operator": "02", **more}
+    response = api.post("/v1/port-outs", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_a_port_out_takes_the_number_at_its_slot_and_the_line_keeps_working(
+    port_api, customer, make_line, carrier, control_service
+):
+    line, phone = make_line(label="ports out")
+    _, colleague = make_line(label="colleague")
+    body = {"customer_id": customer["id"], "kind": "non_geographic"}
+    number = port_api.post("/v1/numbers/allocate", json=body).json()
+    national, e164 = number["national"], number["e164"]
+    assert port_api.patch(f"/v1/lines/{line['id']}", json={"main_number": national}).is_success
+    rio = port_api.get(f"/v1/numbers/{national}/rio").json()["rio"]
+    # Checked the same way as a port-in: the RIO, and the number must be ours.
+    wrong = rio[:11] + RIO_ALPHABET[(RIO_ALPHABET.index(rio[11]) + 1) % 37]
+    assert port_out_request(port_api, national, wrong)["reason"] == "wrong_rio"
+    assert port_out_request(port_api, national, None)["reason"] == "no_rio"
+    elsewhere = port_out_request(port_api, "0412999999", donor_rio("0412999999"))
+    assert (elsewhere["status"], elsewhere["reason"]) == ("ineligible", "inactive")
+    slot = datetime.now(UTC) + timedelta(seconds=12)
+    port = port_out_request(port_api, national, rio, slot_start=slot.isoformat())
+    assert port["status"] == "accepted" and port["customer_id"] == customer["id"]
+    twice = port_out_request(port_api, national, rio, slot_start=slot.isoformat())
+    assert (twice["status"], twice["reason"]) == ("ineligible", "in_progress")
+    # Before the slot the number still rings the line.
+    device_port = free_udp_port()
+    phone.register(device_port).expect_success()
+    device = phone.answer(device_port)
+    carrier.call(e164).expect_success()
+    device.expect_success()
+    assert datetime.now(UTC) < slot, "the slot came before the check: move it further"
+    # At the slot it leaves: 404 from the carrier, no longer the line's caller ID.
+    _wait(
+        lambda: port_api.get(f"/v1/port-outs/{port['id']}").json()["status"] == "ported",
+        40,
+        "the port-out",
+    )
+    carrier.call_refused(e164, 404).expect_success()
+    assert port_api.get(f"/v1/lines/{line['id']}").json()["main_number"] is None
+    assert port_api.get(f"/v1/numbers/{national}").status_code == 404
+    # The line keeps working without it: a colleague reaches it by its extension.
+    device = phone.answer(device_port)
+    colleague.call(line["extension"]).expect_success()
+    device.expect_success()

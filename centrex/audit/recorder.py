@@ -42,7 +42,7 @@ from centrex.access.principal import Principal
 from centrex.audit.models import AuditEntry
 from centrex.db import models as m
 from centrex.extensions.models import Extension
-from centrex.portability.models import PortIn
+from centrex.portability.models import PortIn, PortOut
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ AUDITED: dict[type, Audited] = {
     ApiToken: _audited("token", secret=("secret_sha256",)),
     Extension: _audited("extension"),
     PortIn: _audited("port_in"),
+    PortOut: _audited("port_out"),
     # Written by the daemon, the CDR shipper or fraud control, not by the API; declared so that
     # an API change to them one day is recorded like any other.
     m.ActiveCall: _audited("call"),

@@ -54,3 +54,32 @@ class PortIn(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class PortOut(Base):
+    """Another operator's request for one of our numbers: checked like a port-in (the RIO is
+    ours), and at the slot the number leaves the customer and the inventory."""
+
+    __tablename__ = "port_outs"
+    __table_args__ = (
+        Index(
+            "ux_port_outs_in_progress",
+            "e164",
+            unique=True,
+            postgresql_where=text("status = 'accepted'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    e164: Mapped[str] = mapped_column(String(16))
+    national: Mapped[str] = mapped_column(String(10))
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("customers.id"))
+    rio: Mapped[str | None] = mapped_column(String(12))
+    recipient_operator: Mapped[str] = mapped_column(String(2))
+    status: Mapped[str] = mapped_column(String(12))  # accepted, ported, ineligible, cancelled
+    reason: Mapped[str | None] = mapped_column(String(24))
+    detail: Mapped[str | None] = mapped_column(Text)
+    porting_date: Mapped[date | None] = mapped_column(Date)
+    slot_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import select
 
 from centrex.api.deps import PrincipalDep, SessionDep, SettingsDep, visible
-from centrex.portability import service
-from centrex.portability.models import PortIn
+from centrex.portability import port_out, service
+from centrex.portability.models import PortIn, PortOut
 from centrex.portability.scheduler import utcnow
-from centrex.portability.schemas import PortInIn, PortInOut, RioOut
+from centrex.portability.schemas import PortInIn, PortInOut, PortOutIn, PortOutOut, RioOut
 from centrex.services import numbers as number_service
 
 router = APIRouter(tags=["portability"])
@@ -64,3 +64,21 @@ async def number_rio(
     return RioOut(
         e164=found.e164, national=found.national, rio=own.rio, valid_until=own.valid_until
     )
+
+
+@router.post("/v1/port-outs", status_code=status.HTTP_201_CREATED, response_model=PortOutOut)
+async def request_port_out(
+    body: PortOutIn, session: SessionDep, settings: SettingsDep, request: Request
+) -> PortOut:
+    port = await port_out.request_port_out(
+        session, port_out.PortOutRequest(**body.model_dump()), settings, utcnow()
+    )
+    loop = getattr(request.app.state, "porting_loop", None)
+    if loop is not None:
+        loop.wake.set()  # its slot may be the next one
+    return port
+
+
+@router.get("/v1/port-outs/{port_out_id}", response_model=PortOutOut)
+async def get_port_out(port_out_id: uuid.UUID, session: SessionDep) -> PortOut:
+    return await port_out.get(session, port_out_id)

@@ -16,10 +16,10 @@ from sqlalchemy import select
 from centrex.config import Settings
 from centrex.db.models import Customer
 from centrex.db.session import SessionMaker
-from centrex.portability import mailer
+from centrex.portability import mailer, port_out
 from centrex.portability import service as port_service
 from centrex.portability.donor import Donor, DonorRequest, DonorUnavailable
-from centrex.portability.models import PortIn
+from centrex.portability.models import PortIn, PortOut
 from centrex.portability.rules import PortStatus
 
 log = logging.getLogger(__name__)
@@ -62,13 +62,19 @@ class PortingLoop:
 
     async def _next_slot_in(self) -> float | None:
         async with self.sessionmaker() as session:
-            start = await session.scalar(
-                select(PortIn.slot_start)
-                .where(PortIn.status == PortStatus.accepted)
-                .order_by(PortIn.slot_start)
-                .limit(1)
-            )
-        return None if start is None else (start - self.clock()).total_seconds()
+            starts = [
+                await session.scalar(
+                    select(model.slot_start)
+                    .where(model.status == PortStatus.accepted)
+                    .order_by(model.slot_start)
+                    .limit(1)
+                )
+                for model in (PortIn, PortOut)
+            ]
+        starts = [s for s in starts if s is not None]
+        if not starts:
+            return None
+        return (min(starts) - self.clock()).total_seconds()
 
     async def tick(self) -> None:
         await self.activate_due()
@@ -152,6 +158,27 @@ class PortingLoop:
             await session.commit()
 
     async def activate_due(self) -> None:
+        await self.port_in_due()
+        await self.port_out_due()
+
+    async def port_out_due(self) -> None:
+        while True:
+            async with self.sessionmaker() as session:
+                now = self.clock()
+                due = await session.scalar(
+                    select(PortOut)
+                    .where(PortOut.status == "accepted", PortOut.slot_start <= now)
+                    .order_by(PortOut.slot_start)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+                if due is None:
+                    return
+                await port_out.execute(session, due, now)
+                log.info("port-out %s: %s left for operator %s", due.id, due.national,
+                         due.recipient_operator)  # fmt: skip
+
+    async def port_in_due(self) -> None:
         while True:
             async with self.sessionmaker() as session:
                 now = self.clock()

@@ -61,3 +61,41 @@ class RioOut(BaseModel):
     national: str
     rio: str
     valid_until: datetime | None = Field(description="None while the number is assigned.")
+
+
+class PortOutIn(StrictInput):
+    """Another operator's request for one of our numbers (entered by the operator, or by the
+    inter-operator gateway with an operator token)."""
+
+    number: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+    rio: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)] | None = None
+    recipient_operator: Annotated[str, StringConstraints(pattern=r"^[0-9A-Z]{2}$")] = Field(
+        description="The gaining operator's code."
+    )
+    requested_date: date | None = None
+    slot_start: datetime | None = Field(
+        None, description="The slot agreed between operators; else 09:00 Paris on the date."
+    )
+
+    @model_validator(mode="after")
+    def aware(self) -> PortOutIn:
+        if self.slot_start is not None and self.slot_start.tzinfo is None:
+            raise ValueError("slot_start needs a time zone")
+        return self
+
+
+class PortOutOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    e164: str
+    national: str
+    customer_id: uuid.UUID | None
+    recipient_operator: str
+    status: str
+    reason: str | None
+    detail: str | None
+    porting_date: date | None
+    slot_start: datetime | None
+    ported_at: datetime | None
+    created_at: datetime

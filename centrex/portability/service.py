@@ -109,38 +109,39 @@ async def request_port_in(session: AsyncSession, request: PortInRequest, now: da
         else:
             await session.commit()
             return port
-    port = PortIn(**fields, status=PortStatus.ineligible, reason=reason, detail=detail)
+    replacement, missing = await _replacement(session, request.customer_id, parsed.national, now)
+    detail = f"{detail}; {missing}" if missing else detail
+    port = PortIn(**fields, status=PortStatus.ineligible, reason=reason, detail=detail,
+                  replacement_e164=replacement)  # fmt: skip
     session.add(port)
-    await session.flush()
-    await _replace(session, port, now)
+    await session.commit()
     return port
 
 
-async def _replace(session: AsyncSession, port: PortIn, now: datetime) -> None:
-    """Art. 9.2: an ineligible request gets a new number by the usual random allocation (same
-    kind and zone where there is one; residency rules apply). Commits."""
-    try:
-        parsed = parse_french_number(port.national)
-        kind = NumberKind.geographic if parsed.kind is NumberKind.mobile else parsed.kind
-        zone = parsed.zone
-    except NumberError:
-        kind, zone = NumberKind.geographic, None
-    attempts = [(kind, zone)] + ([(kind, None)] if zone else [])
+async def _replacement(
+    session: AsyncSession, customer_id: uuid.UUID, national: str, now: datetime
+) -> tuple[str | None, str | None]:
+    """Art. 9.2: the number an ineligible request gets instead, by the usual random allocation
+    (residency rules apply), and why there is none if there is none. Commits the allocation
+    (numbers.allocate does): call it with nothing else pending, and record the request after,
+    so nobody ever reads an ineligible request whose replacement is still to come."""
+    # The same kind and zone; a mobile number (not ours to give) or a geographic zone with none
+    # free gets a 09 number, which is not tied to a place (another zone's would be a stranger's).
+    parsed = parse_french_number(national)
+    attempts = [] if parsed.kind is NumberKind.mobile else [(parsed.kind, parsed.zone)]
+    if parsed.kind is not NumberKind.non_geographic:
+        attempts.append((NumberKind.non_geographic, None))
     for kind, zone in attempts:
         try:
             number = await number_service.allocate(
-                session, customer_id=port.customer_id, kind=kind, zone=zone, number=None, now=now
+                session, customer_id=customer_id, kind=kind, zone=zone, number=None, now=now
             )
         except Conflict:
-            continue  # none free in that zone: anywhere
+            continue
         except ServiceError as exc:
-            port.detail = f"{port.detail}; no replacement number: {exc.message}"
-            break
-        port.replacement_e164 = number.e164
-        break
-    else:
-        port.detail = f"{port.detail}; no replacement number: none free"
-    await session.commit()
+            return None, f"no replacement number: {exc.message}"
+        return number.e164, None
+    return None, "no replacement number: none free"
 
 
 async def get(session: AsyncSession, port_id: uuid.UUID) -> PortIn:
@@ -177,15 +178,17 @@ async def apply_donor_answer(
         port.detail = answer.detail or "refused by the donor"
         await session.commit()
         return True
-    port.status = PortStatus.ineligible
-    port.reason = Ineligible(answer.answer.value)
-    port.detail = {
+    detail = {
         DonorAnswer.inactive: "the number is inactive at the donor",
         DonorAnswer.not_holder: "the requester is not the line's holder at the donor",
         DonorAnswer.in_progress: "a port request is already in progress at the donor",
     }[answer.answer]
-    await session.flush()
-    await _replace(session, port, now)
+    replacement, missing = await _replacement(session, port.customer_id, port.national, now)
+    port.status = PortStatus.ineligible
+    port.reason = Ineligible(answer.answer.value)
+    port.detail = f"{detail}; {missing}" if missing else detail
+    port.replacement_e164 = replacement
+    await session.commit()
     return True
 
 

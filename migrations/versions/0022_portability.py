@@ -1,4 +1,4 @@
-"""portability: port-in requests, one in progress per number (issue 16)
+"""portability: port-in and port-out requests, one in progress per number (issue 16)
 
 Revision ID: 0022_portability
 Revises: 0017_extensions
@@ -57,6 +57,30 @@ def upgrade() -> None:
         postgresql_where=sa.text("status IN ('requested', 'accepted', 'ported')"),
     )  # fmt: skip
 
+    op.create_table(
+        "port_outs",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("e164", sa.String(16), nullable=False),
+        sa.Column("national", sa.String(10), nullable=False),
+        sa.Column("customer_id", sa.Uuid(), sa.ForeignKey("customers.id")),
+        sa.Column("rio", sa.String(12)),
+        sa.Column("recipient_operator", sa.String(2), nullable=False),
+        sa.Column("status", sa.String(12), nullable=False),
+        sa.Column("reason", sa.String(24)),
+        sa.Column("detail", sa.Text()),
+        sa.Column("porting_date", sa.Date()),
+        sa.Column("slot_start", sa.DateTime(timezone=True)),
+        sa.Column("ported_at", sa.DateTime(timezone=True)),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),  # fmt: skip
+    )
+    op.create_index(
+        "ux_port_outs_in_progress", "port_outs", ["e164"], unique=True,
+        postgresql_where=sa.text("status = 'accepted'"),
+    )  # fmt: skip
+
 
 def downgrade() -> None:
+    op.drop_table("port_outs")
     op.drop_table("port_ins")
