@@ -439,3 +439,24 @@ def test_a_port_out_takes_the_number_at_its_slot_and_the_line_keeps_working(
     device = phone.answer(device_port)
     colleague.call(line["extension"]).expect_success()
     device.expect_success()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"slot_start": "2026-01-01T09:00:00"}, "slot_start"),  # no time zone
+        ({"slot_start": "2000-01-01T09:00:00+00:00"}, "slot_start"),  # past
+        ({"slot_start": "2999-01-01T09:00:00+00:00"}, "slot_start"),  # too far
+        ({"recipient_operator": "x1"}, "recipient_operator"),
+        ({"number": "+1 202 555 0100"}, "number"),
+        ({"rio": "R" * 40}, "rio"),
+    ],
+)
+def test_hostile_port_outs_are_refused_and_change_nothing(port_api, database_url, body, field):
+    before = sql(database_url, "SELECT count(*) FROM port_outs")[0][0]
+    full = {"number": "0412999998", "rio": donor_rio("0412999998"), "recipient_operator": "02",
+            **body}  # fmt: skip
+    response = port_api.post("/v1/port-outs", json=full)
+    assert 400 <= response.status_code < 500, response.text
+    assert field in [e["loc"][-1] for e in response.json()["detail"]], response.text
+    assert sql(database_url, "SELECT count(*) FROM port_outs")[0][0] == before

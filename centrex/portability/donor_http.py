@@ -9,6 +9,7 @@ real inter-operator gateway would be wrapped into.
 from __future__ import annotations
 
 from datetime import date, datetime
+from urllib.parse import quote
 
 import httpx
 
@@ -42,7 +43,7 @@ class HttpDonor:
         return reference
 
     async def status(self, reference: str) -> DonorStatus:
-        data = (await self._call("GET", f"/port-requests/{reference}")).json()
+        data = (await self._call("GET", f"/port-requests/{quote(reference, safe='')}")).json()
         try:
             answer = DonorAnswer(data["answer"])
             day = data.get("porting_date")
@@ -65,7 +66,7 @@ class HttpDonor:
         return status
 
     async def cancel(self, reference: str) -> None:
-        await self._call("DELETE", f"/port-requests/{reference}")
+        await self._call("DELETE", f"/port-requests/{quote(reference, safe='')}")
 
     async def aclose(self) -> None:
         await self._client.aclose()

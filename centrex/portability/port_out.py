@@ -53,6 +53,10 @@ async def request_port_out(
         raise ServiceError("requested_date", why)
     if request.slot_start is not None and request.slot_start <= now:
         raise ServiceError("slot_start", "the slot must be in the future")
+    if request.slot_start is not None and (
+        why := requested_date_error(request.slot_start.date(), now.date())
+    ):
+        raise ServiceError("slot_start", why)
     rio = normalise_rio(request.rio) if request.rio else None
     number = await session.get(PhoneNumber, parsed.e164)
     assigned = number is not None and number.status == NumberStatus.assigned

@@ -6,7 +6,14 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from centrex.api.schemas import StrictInput
 
@@ -77,11 +84,12 @@ class PortOutIn(StrictInput):
         None, description="The slot agreed between operators; else 09:00 Paris on the date."
     )
 
-    @model_validator(mode="after")
-    def aware(self) -> PortOutIn:
-        if self.slot_start is not None and self.slot_start.tzinfo is None:
-            raise ValueError("slot_start needs a time zone")
-        return self
+    @field_validator("slot_start")
+    @classmethod
+    def aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("a slot needs a time zone")
+        return value
 
 
 class PortOutOut(BaseModel):
