@@ -120,7 +120,11 @@ class PortingLoop:
                 except DonorUnavailable as exc:
                     log.warning("port-in %s: no donor answer yet: %s", port.id, exc)
                     return
-                if not await port_service.apply_donor_answer(session, port, answer, self.clock()):
+                async with self.sessionmaker() as allocation_session:
+                    changed = await port_service.apply_donor_answer(
+                        session, port, answer, self.clock(), allocation_session=allocation_session
+                    )
+                if not changed:
                     continue
                 log.info("port-in %s (%s): %s", port.id, port.national, port.status)
                 accepted = port.status == PortStatus.accepted

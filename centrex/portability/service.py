@@ -123,8 +123,8 @@ async def _replacement(
 ) -> tuple[str | None, str | None]:
     """Art. 9.2: the number an ineligible request gets instead, by the usual random allocation
     (residency rules apply), and why there is none if there is none. Commits the allocation
-    (numbers.allocate does): call it with nothing else pending, and record the request after,
-    so nobody ever reads an ineligible request whose replacement is still to come."""
+    (numbers.allocate does): call it with nothing else pending in ``session``, and record the
+    request after, so nobody ever reads an ineligible request whose replacement is to come."""
     # The same kind and zone; a mobile number (not ours to give) or a geographic zone with none
     # free gets a 09 number, which is not tied to a place (another zone's would be a stranger's).
     parsed = parse_french_number(national)
@@ -161,9 +161,17 @@ async def cancel(session: AsyncSession, port: PortIn, now: datetime) -> PortIn:
 
 # --- the loop's steps -------------------------------------------------------------------------
 async def apply_donor_answer(
-    session: AsyncSession, port: PortIn, answer: DonorStatus, now: datetime
+    session: AsyncSession,
+    port: PortIn,
+    answer: DonorStatus,
+    now: datetime,
+    *,
+    allocation_session: AsyncSession,
 ) -> bool:
-    """Apply the donor's answer to a ``requested`` port; True when it changed it. Commits."""
+    """Apply the donor's answer to a ``requested`` port, locked in ``session``; True when it
+    changed it. Commits. A replacement number is allocated in ``allocation_session`` (which
+    commits it), so the port's row stays locked until the request records it: another process
+    can neither handle the same answer nor read the request without its replacement."""
     if answer.answer is DonorAnswer.pending:
         return False
     if answer.answer is DonorAnswer.accepted:
@@ -183,7 +191,9 @@ async def apply_donor_answer(
         DonorAnswer.not_holder: "the requester is not the line's holder at the donor",
         DonorAnswer.in_progress: "a port request is already in progress at the donor",
     }[answer.answer]
-    replacement, missing = await _replacement(session, port.customer_id, port.national, now)
+    replacement, missing = await _replacement(
+        allocation_session, port.customer_id, port.national, now
+    )
     port.status = PortStatus.ineligible
     port.reason = Ineligible(answer.answer.value)
     port.detail = f"{detail}; {missing}" if missing else detail
