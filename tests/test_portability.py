@@ -344,7 +344,7 @@ def test_a_port_can_be_cancelled_before_its_slot(port_api, customer, line):
 
 # --- 3179 ------------------------------------------------------------------------------------
 def test_3179_says_the_line_s_rio_and_emails_it(
-    port_api, customer, make_line, smtp_inbox, control_service
+    port_api, customer, make_line, smtp_inbox, carrier, control_service
 ):
     line, phone = make_line(label="asks its RIO")
     body = {"customer_id": customer["id"], "kind": "non_geographic"}
@@ -363,9 +363,11 @@ def test_3179_says_the_line_s_rio_and_emails_it(
     (sent,) = _wait(mail, 20, "the RIO email")
     assert sent["To"] == customer["email"]
     assert rio in sent.get_payload() and rio_error(rio, number["national"]) is None
-    # A line without a number has no RIO to say.
+    # A line without a number has no RIO to say; the public network has none to ask for.
     _, bare = make_line(label="no number")
     bare.call_refused("3179", 404).expect_success()
+    carrier.call_refused("3179", 404).expect_success()
+    assert len(mail()) == 1
 
 
 # --- the loop's clock ------------------------------------------------------------------------
