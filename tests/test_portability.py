@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -21,6 +21,8 @@ from rtp_capture import UdpCounter
 from sip_agent import free_udp_port
 
 from centrex.db.session import make_engine, make_sessionmaker
+from centrex.portability.donor import DonorAnswer, DonorRequest, DonorUnavailable
+from centrex.portability.donor_http import HttpDonor
 from centrex.portability.rules import RIO_ALPHABET, make_rio, rio_error
 from centrex.portability.scheduler import PortingLoop
 from centrex.sandbox.donor_simulator import READY as DONOR_READY
@@ -462,3 +464,25 @@ def test_hostile_port_outs_are_refused_and_change_nothing(port_api, database_url
     assert 400 <= response.status_code < 500, response.text
     assert field in [e["loc"][-1] for e in response.json()["detail"]], response.text
     assert sql(database_url, "SELECT count(*) FROM port_outs")[0][0] == before
+
+
+# --- the donor adapter -----------------------------------------------------------------------
+async def test_the_donor_adapter_speaks_to_the_simulator_and_names_an_absent_donor(donor):
+    request = DonorRequest("0412000088", donor_rio("0412000088"), "Porting SARL", date(2027, 1, 5))
+    adapter = HttpDonor(donor)
+    try:
+        reference = await adapter.submit(request)
+        answer = await adapter.status(reference)
+        assert answer.answer in (DonorAnswer.pending, DonorAnswer.accepted)
+        await adapter.cancel(reference)
+        assert (await adapter.status(reference)).answer is DonorAnswer.refused
+        with pytest.raises(DonorUnavailable):
+            await adapter.status("no-such-reference")
+    finally:
+        await adapter.aclose()
+    absent = HttpDonor(f"http://127.0.0.1:{free_port()}")
+    try:
+        with pytest.raises(DonorUnavailable):
+            await absent.submit(request)
+    finally:
+        await absent.aclose()
