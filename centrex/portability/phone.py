@@ -7,6 +7,7 @@ nothing is dialled, so it is not routed nor counted against the line's calls.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
@@ -57,7 +58,16 @@ async def serve_rio(
     channel_id: str,
     sip_username: str,
 ) -> None:
-    found = await line_rio(sessionmaker, settings, sip_username, datetime.now(UTC))
+    """Say the RIO, or hang up: 404 for a line without a number, 503 when the database does
+    not answer in time (the caller may retry; nothing is left ringing)."""
+    try:
+        async with asyncio.timeout(settings.call_path_db_timeout_s):
+            found = await line_rio(sessionmaker, settings, sip_username, datetime.now(UTC))
+    except Exception:
+        log.exception("call %s: 3179 from %s not served; refused", channel_id, sip_username)
+        with contextlib.suppress(AsteriskError):
+            await ari.hangup(channel_id, "congestion")
+        return
     if found is None:
         log.info("call %s: 3179 from %s, a line without a number: 404", channel_id, sip_username)
         with contextlib.suppress(AsteriskError):
@@ -72,8 +82,18 @@ async def serve_rio(
         return
     log.info("call %s: 3179 from %s: RIO of %s said", channel_id, sip_username, national)
     if email:
-        body = f"The RIO of your number {national} is {rio}.\n"
-        try:
-            await mailer.send(settings, email, f"RIO of {national}", body)
-        except OSError as exc:
-            log.warning("call %s: RIO email not sent: %s", channel_id, exc)
+        # In the background: the mail server's pace is not the call's.
+        task = asyncio.create_task(_email(settings, channel_id, email, national, rio))
+        _emails.add(task)
+        task.add_done_callback(_emails.discard)
+
+
+_emails: set[asyncio.Task[None]] = set()  # kept referenced until sent
+
+
+async def _email(settings: Settings, channel_id: str, to: str, national: str, rio: str) -> None:
+    try:
+        await mailer.send(settings, to, f"RIO of {national}", f"The RIO of your number "
+                          f"{national} is {rio}.\n")  # fmt: skip
+    except OSError as exc:
+        log.warning("call %s: RIO email not sent: %s", channel_id, exc)
