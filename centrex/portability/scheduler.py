@@ -82,6 +82,7 @@ class PortingLoop:
             await self.submit_new()
             await self.poll_answers()
         await self.activate_due()
+        await self.notify_slots()
 
     async def submit_new(self) -> None:
         async with self.sessionmaker() as session:
@@ -127,9 +128,7 @@ class PortingLoop:
                 if not changed:
                     continue
                 log.info("port-in %s (%s): %s", port.id, port.national, port.status)
-                accepted = port.status == PortStatus.accepted
-            if accepted:
-                await self._email_slot(port_id)
+            await self.notify_slots()  # at once, not at the next pass
 
     async def withdraw(self, reference: str) -> None:
         """Tell the donor a request was cancelled; it learns it at the latest from the slot
@@ -139,27 +138,41 @@ class PortingLoop:
         except DonorUnavailable as exc:
             log.warning("cancellation not passed to the donor: %s", exc)
 
-    async def _email_slot(self, port_id) -> None:
-        """The customer is told the porting date and slot as soon as they are known."""
-        async with self.sessionmaker() as session:
-            port = await session.get(PortIn, port_id)
-            customer = await session.get(Customer, port.customer_id)
-            if customer is None or not customer.email:
-                return
-            body = (
-                f"The number {port.national} will be ported to us on {port.porting_date}, "
-                f"between {port.slot_start.isoformat()} and {port.slot_end.isoformat()}.\n"
-                f"Your contract with your previous operator for this number ends that day.\n"
-                f"Port-in request: {port.id}\n"
-            )
-            try:
-                await mailer.send(self.settings, customer.email,
-                                  f"Porting of {port.national}: date and slot", body)  # fmt: skip
-            except OSError as exc:
-                log.warning("port-in %s: slot email not sent: %s", port.id, exc)
-                return
-            port.notified_at = self.clock()
-            await session.commit()
+    async def notify_slots(self) -> None:
+        """The customer is told the porting date and slot as soon as they are known; a mail
+        server that refuses is tried again at the next pass (the row stays locked while its
+        message is sent, so no other process sends it twice)."""
+        while True:
+            async with self.sessionmaker() as session:
+                port = await session.scalar(
+                    select(PortIn)
+                    .join(Customer, Customer.id == PortIn.customer_id)
+                    .where(
+                        PortIn.status == PortStatus.accepted,  # a slot gone by is news no more
+                        PortIn.notified_at.is_(None),
+                        Customer.email.is_not(None),
+                    )
+                    .order_by(PortIn.created_at)
+                    .limit(1)
+                    .with_for_update(of=PortIn, skip_locked=True)
+                )
+                if port is None:
+                    return
+                customer = await session.get(Customer, port.customer_id)
+                body = (
+                    f"The number {port.national} will be ported to us on {port.porting_date}, "
+                    f"between {port.slot_start.isoformat()} and {port.slot_end.isoformat()}.\n"
+                    f"Your contract with your previous operator for this number ends that day.\n"
+                    f"Port-in request: {port.id}\n"
+                )
+                subject = f"Porting of {port.national}: date and slot"
+                try:
+                    await mailer.send(self.settings, customer.email, subject, body)
+                except OSError as exc:
+                    log.warning("port-in %s: slot email not sent yet: %s", port.id, exc)
+                    return
+                port.notified_at = self.clock()
+                await session.commit()
 
     async def activate_due(self) -> None:
         await self.port_in_due()
