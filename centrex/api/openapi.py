@@ -138,6 +138,15 @@ DEEPER_RULES: dict[tuple[str, str], tuple[frozenset[int], str]] = {
     ("POST", "/v1/customers/import"): (
         frozenset({422}), "the file cannot be read (CSV or a JSON array), or a row breaks the "
         "rules of POST /v1/customers: every bad row is named in `errors`"),
+    # Portability (issue 16, docs/portability.md).
+    ("GET", "/v1/numbers/{number}/rio"): (frozenset({400}), "number is not a French number"),
+    ("POST", "/v1/port-ins"): (
+        frozenset({400, 422}), "number is not a French number; requested_date is more than 60 "
+        "days ahead; not exactly one of line_id and ring_group_id; customer_id, line_id or "
+        "ring_group_id names nothing in that customer"),
+    ("POST", "/v1/port-outs"): (
+        frozenset({400}), "number is not a French number; requested_date or slot_start is past "
+        "or more than 60 days ahead"),
 }  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import select
 
 from centrex.api.deps import PrincipalDep, SessionDep, SettingsDep, visible
+from centrex.api.fields import NumberText
 from centrex.portability import port_out, service
 from centrex.portability.models import PortIn, PortOut
 from centrex.portability.scheduler import utcnow
@@ -56,7 +57,7 @@ async def cancel_port_in(port_in_id: uuid.UUID, session: SessionDep, request: Re
 
 @router.get("/v1/numbers/{number}/rio", response_model=RioOut)
 async def number_rio(
-    number: str, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
+    number: NumberText, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
 ) -> RioOut:
     found = await number_service.get_number(session, number)
     visible(principal, found.customer_id, "number", f"{found.national} is not in the inventory")

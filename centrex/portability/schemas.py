@@ -15,18 +15,17 @@ from pydantic import (
     model_validator,
 )
 
+from centrex.api.fields import DateTime, NumberText, Text
 from centrex.api.schemas import StrictInput
 
 
 class PortInIn(StrictInput):
     customer_id: uuid.UUID
-    number: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
-    rio: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)] | None = Field(
+    number: NumberText
+    rio: Text(32) | None = Field(
         None, description="The number's RIO (12 characters); without one the request is ineligible."
     )
-    holder_name: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
-    ] = Field(description="The holder's name as on the donor contract.")
+    holder_name: Text(200) = Field(description="The holder's name as on the donor contract.")
     requested_date: date | None = None
     line_id: uuid.UUID | None = None
     ring_group_id: uuid.UUID | None = None
@@ -74,13 +73,13 @@ class PortOutIn(StrictInput):
     """Another operator's request for one of our numbers (entered by the operator, or by the
     inter-operator gateway with an operator token)."""
 
-    number: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
-    rio: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)] | None = None
+    number: NumberText
+    rio: Text(32) | None = None
     recipient_operator: Annotated[str, StringConstraints(pattern=r"^[0-9A-Z]{2}$")] = Field(
         description="The gaining operator's code."
     )
     requested_date: date | None = None
-    slot_start: datetime | None = Field(
+    slot_start: DateTime | None = Field(
         None, description="The slot agreed between operators; else 09:00 Paris on the date."
     )
 
