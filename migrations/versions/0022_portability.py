@@ -1,7 +1,7 @@
 """portability: port-in and port-out requests, one in progress per number (issue 16)
 
 Revision ID: 0022_portability
-Revises: 0017_extensions
+Revises: 0018_transfers
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0022_portability"
-down_revision: str | Sequence[str] | None = "0017_extensions"
+down_revision: str | Sequence[str] | None = "0018_transfers"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
