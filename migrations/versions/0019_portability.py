@@ -1,6 +1,6 @@
 """portability: port-in and port-out requests, one in progress per number (issue 16)
 
-Revision ID: 0022_portability
+Revision ID: 0019_portability
 Revises: 0018_transfers
 Create Date: 2026-12-03
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0022_portability"
+revision: str = "0019_portability"
 down_revision: str | Sequence[str] | None = "0018_transfers"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
