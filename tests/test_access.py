@@ -40,6 +40,8 @@ CUSTOMER_MAY = {
     ("GET", "/v1/lines/{target_id}/restrictions"),
     ("GET", "/v1/customers/{target_id}/restrictions"),
     ("GET", "/v1/fraud-suspicions"),
+    ("GET", "/v1/customers/{customer_id}/usage"),
+    ("GET", "/v1/customers/{customer_id}/rated-calls.csv"),
 }
 # Lists a customer token sees filtered to its own customer: another's id is a 404.
 FILTERED_LISTS = {"/v1/lines", "/v1/ring-groups", "/v1/cdrs", "/v1/cdrs.csv",

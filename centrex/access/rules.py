@@ -48,6 +48,9 @@ CUSTOMER_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/v1/lines/{target_id}/restrictions"),
         ("GET", "/v1/customers/{target_id}/restrictions"),
         ("GET", "/v1/fraud-suspicions"),
+        # Its rated usage (billing, issue 17): read.
+        ("GET", "/v1/customers/{customer_id}/usage"),
+        ("GET", "/v1/customers/{customer_id}/rated-calls.csv"),
     }
 )
 

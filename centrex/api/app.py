@@ -41,6 +41,7 @@ from centrex.asterisk.ari import AriClient
 from centrex.asterisk.errors import AsteriskUnavailable
 from centrex.audit import routes as audit
 from centrex.audit.recorder import AuditedSession
+from centrex.billing import routes as billing
 from centrex.config import Settings
 from centrex.db.session import SessionMaker, make_engine, make_sessionmaker
 from centrex.metrics import API_REGISTRY
@@ -217,5 +218,6 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(sip_bans.router, dependencies=secured)
     app.include_router(audit.router, dependencies=secured)
     app.include_router(portability.router, dependencies=secured)
+    app.include_router(billing.router, dependencies=secured)
     document_errors(app)
     return app

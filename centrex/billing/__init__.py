@@ -1,0 +1,1 @@
+"""Billing from the CDRs (issue 17): catalogue, rating, and the money rules of art. 8 and 11."""

@@ -1,0 +1,133 @@
+"""Billing's tables. Plans and their tariff lines are versions: never edited in place (a
+trigger refuses UPDATE and DELETE, migration 0023); a correction is a new version from a date.
+Rated calls are written once per CDR (unique ``cdr_id``) and never changed either."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from centrex.audit.recorder import AUDITED, Audited
+from centrex.db.models import Base
+
+VAT = Numeric(5, 2)  # percent: 20.00
+RATE = Numeric(14, 6)  # euros HT, finer than the cent (a price per minute)
+
+
+class Plan(Base):
+    """One version of a plan, in force from ``effective_from`` (a Paris calendar day) until the
+    next version of the same code. Amounts HT in cents; ``entered_ttc`` says the operator typed
+    them TTC, as the contract states them (the HT was derived, docs/billing.md)."""
+
+    __tablename__ = "billing_plans"
+    __table_args__ = (
+        UniqueConstraint("code", "version", name="uq_billing_plans_code_version"),
+        UniqueConstraint("code", "effective_from", name="uq_billing_plans_code_effective"),
+        CheckConstraint("bundle_s >= 0", name="ck_billing_plans_bundle"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    code: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    effective_from: Mapped[date] = mapped_column(Date)
+    entered_ttc: Mapped[bool] = mapped_column(Boolean)
+    line_fee_cents: Mapped[int] = mapped_column(Integer)  # monthly, per line, HT
+    line_fee_vat: Mapped[Decimal] = mapped_column(VAT)
+    access_fee_cents: Mapped[int] = mapped_column(Integer)  # FAS, one-off, HT
+    access_fee_vat: Mapped[Decimal] = mapped_column(VAT)
+    bundle_s: Mapped[int] = mapped_column(Integer)  # per line and month
+    bundle_pooled: Mapped[bool] = mapped_column(Boolean)  # shared by the customer's lines
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    tariff_lines: Mapped[list[TariffLineRow]] = relationship(
+        order_by="TariffLineRow.prefix", lazy="selectin"
+    )
+
+
+class TariffLineRow(Base):
+    __tablename__ = "billing_tariff_lines"
+    __table_args__ = (UniqueConstraint("plan_id", "prefix", name="uq_billing_tariff_prefix"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    plan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_plans.id"), index=True)
+    prefix: Mapped[str] = mapped_column(String(15))
+    per_minute: Mapped[Decimal] = mapped_column(RATE)  # HT
+    connection_fee: Mapped[Decimal] = mapped_column(RATE)  # HT
+    min_s: Mapped[int] = mapped_column(Integer)
+    first_increment_s: Mapped[int] = mapped_column(Integer)
+    increment_s: Mapped[int] = mapped_column(Integer)
+    in_bundle: Mapped[bool] = mapped_column(Boolean)
+    vat_rate: Mapped[Decimal] = mapped_column(VAT)
+
+
+class Subscription(Base):
+    """A customer on a plan (by code: the version in force on each day applies) from a day,
+    until a day if it ended."""
+
+    __tablename__ = "billing_subscriptions"
+    __table_args__ = (
+        CheckConstraint("ends_on IS NULL OR ends_on >= starts_on", name="ck_billing_subs_dates"),
+        CheckConstraint(
+            "payment_method IN ('sepa', 'transfer', 'cheque')", name="ck_billing_subs_payment"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), index=True)
+    plan_code: Mapped[str] = mapped_column(String(32))
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date | None] = mapped_column(Date)
+    payment_method: Mapped[str] = mapped_column(String(16), default="sepa")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RatedCall(Base):
+    """One CDR, rated: against which plan version and tariff line, what the bundle covered,
+    what is charged. No foreign key to the CDR: the rating is kept as long as the invoice."""
+
+    __tablename__ = "billing_rated_calls"
+    __table_args__ = (Index("ix_billing_rated_customer_period", "customer_id", "period"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    cdr_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column()
+    line_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    period: Mapped[date] = mapped_column(Date)  # first day of the billing month
+    start_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    callee: Mapped[str] = mapped_column(String(64))
+    plan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_plans.id"))
+    prefix: Mapped[str] = mapped_column(String(15))
+    billed_s: Mapped[int] = mapped_column(Integer)
+    bundle_s: Mapped[int] = mapped_column(Integer)
+    out_s: Mapped[int] = mapped_column(Integer)
+    charged_s: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Integer)  # HT
+    vat_rate: Mapped[Decimal] = mapped_column(VAT)
+    fraud: Mapped[str | None] = mapped_column(String(20))
+    rated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
+
+
+# The audit trail's declaration of each model (centrex/audit/recorder.py): none holds a secret.
+AUDITED[Plan] = Audited("billing_plan")
+AUDITED[TariffLineRow] = Audited("billing_tariff_line")
+AUDITED[Subscription] = Audited("billing_subscription")
+AUDITED[RatedCall] = Audited("billing_rated_call")

@@ -1,0 +1,185 @@
+"""Rating the CDRs: each answered outbound call, once, against the tariff in force when it
+started. One customer at a time, under a transaction-scoped advisory lock on that customer, so
+two rating passes never share a bundle; the unique ``cdr_id`` is the last guard."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import and_, func, insert, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from centrex.audit.recorder import record
+from centrex.billing.models import Plan, RatedCall, Subscription
+from centrex.billing.rules.rating import (
+    BILLING_ZONE,
+    CallToRate,
+    PeriodState,
+    billing_day,
+    billing_month,
+    is_emergency,
+    rate_call,
+)
+from centrex.billing.rules.tariff import PrefixIndex, TariffLine, in_force
+from centrex.db.models import Cdr, Line
+
+log = logging.getLogger(__name__)
+
+RATED_DISPOSITIONS = ("answered", "cut")
+
+
+@dataclass
+class RatingResult:
+    rated: int = 0
+    unpriced: list[uuid.UUID] = field(default_factory=list)
+
+
+def _pending(customer_id: uuid.UUID | None = None):
+    """Answered calls to the public network, not emergency, not rated yet."""
+    query = select(Cdr).where(
+        Cdr.direction == "outbound",
+        Cdr.disposition.in_(RATED_DISPOSITIONS),
+        Cdr.customer_id.is_not(None),
+        Cdr.caller_line_id.is_not(None),
+        or_(Cdr.destination.is_(None), Cdr.destination != "emergency"),
+        ~select(RatedCall.id).where(RatedCall.cdr_id == Cdr.id).exists(),
+    )
+    if customer_id is not None:
+        query = query.where(Cdr.customer_id == customer_id)
+    return query
+
+
+def _tariff(plan: Plan) -> PrefixIndex:
+    return PrefixIndex(
+        TariffLine(
+            prefix=r.prefix, per_minute=r.per_minute, connection_fee=r.connection_fee,
+            min_s=r.min_s, first_increment_s=r.first_increment_s, increment_s=r.increment_s,
+            in_bundle=r.in_bundle, vat_rate=r.vat_rate,
+        )
+        for r in plan.tariff_lines
+    )  # fmt: skip
+
+
+def _month_bounds(period: date) -> tuple[datetime, datetime]:
+    nxt = (period.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return (datetime.combine(period, time(), BILLING_ZONE),
+            datetime.combine(nxt, time(), BILLING_ZONE))  # fmt: skip
+
+
+async def _period_state(
+    session: AsyncSession, customer_id: uuid.UUID, period: date, scope: uuid.UUID | None
+) -> PeriodState:
+    """What the period used before this pass: bundle seconds of the scope (a line, or None for
+    the customer's pool), and the numbers each line called, in the order they were rated."""
+    where = [RatedCall.customer_id == customer_id, RatedCall.period == period]
+    used_where = where + ([RatedCall.line_id == scope] if scope else [])
+    used = await session.scalar(select(func.coalesce(func.sum(RatedCall.bundle_s), 0))
+                                .where(*used_where))  # fmt: skip
+    state = PeriodState(bundle_total_s=0, bundle_used_s=int(used or 0))
+    rows = await session.execute(
+        select(RatedCall.line_id, RatedCall.callee)
+        .where(*used_where)
+        .group_by(RatedCall.line_id, RatedCall.callee)
+        .order_by(func.min(RatedCall.rated_at), func.min(RatedCall.start_at))
+    )
+    for line_id, callee in rows:
+        state.number_rank(line_id, callee)
+    return state
+
+
+async def _lines_in_period(session: AsyncSession, customer_id: uuid.UUID, period: date) -> int:
+    start, end = _month_bounds(period)
+    count = await session.scalar(
+        select(func.count(Line.id)).where(
+            Line.customer_id == customer_id,
+            Line.created_at < end,
+            or_(Line.deleted_at.is_(None), Line.deleted_at >= start),
+        )
+    )
+    return max(1, int(count or 0))
+
+
+async def rate_customer(session: AsyncSession, customer_id: uuid.UUID) -> RatingResult:
+    """Rate the customer's pending calls, oldest first, in the caller's transaction."""
+    # Serialises raters of this customer until commit: the bundle is read then consumed.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+        {"k": f"billing-rating:{customer_id}"},
+    )
+    calls = list(await session.scalars(_pending(customer_id).order_by(Cdr.start_at, Cdr.id)))
+    result = RatingResult()
+    if not calls:
+        return result
+    subscriptions = list(
+        await session.scalars(select(Subscription).where(Subscription.customer_id == customer_id))
+    )
+    codes = {s.plan_code for s in subscriptions}
+    plans = list(await session.scalars(select(Plan).where(Plan.code.in_(codes))))
+    versions: dict[str, list[tuple[date, Plan]]] = defaultdict(list)
+    for plan in plans:
+        versions[plan.code].append((plan.effective_from, plan))
+    indexes = {plan.id: _tariff(plan) for plan in plans}
+    states: dict[tuple[date, uuid.UUID | None], PeriodState] = {}
+    rows = []
+    for cdr in calls:
+        if is_emergency(cdr.callee, cdr.destination):
+            continue  # free, never rated (a record without the emergency mark)
+        day = billing_day(cdr.start_at)
+        sub = next((s for s in subscriptions if s.starts_on <= day
+                    and (s.ends_on is None or day <= s.ends_on)), None)  # fmt: skip
+        plan = in_force(versions.get(sub.plan_code, []), day) if sub else None
+        line = indexes[plan.id].find(cdr.callee) if plan else None
+        if plan is None or line is None:
+            result.unpriced.append(cdr.id)
+            continue
+        period = billing_month(cdr.start_at)
+        scope = None if plan.bundle_pooled else cdr.caller_line_id
+        key = (period, scope)
+        if key not in states:
+            states[key] = await _period_state(session, customer_id, period, scope)
+        state = states[key]
+        lines = await _lines_in_period(session, customer_id, period) if scope is None else 1
+        state.bundle_total_s = plan.bundle_s * lines
+        call = CallToRate(cdr.id, cdr.caller_line_id, cdr.start_at, cdr.callee, cdr.billed_s)
+        rated = rate_call(call, line, state)
+        rows.append({
+            "id": uuid.uuid4(), "cdr_id": cdr.id, "customer_id": customer_id,
+            "line_id": cdr.caller_line_id, "period": period, "start_at": cdr.start_at,
+            "callee": cdr.callee, "plan_id": plan.id, "prefix": rated.prefix,
+            "billed_s": cdr.billed_s, "bundle_s": rated.bundle_s, "out_s": rated.out_s,
+            "charged_s": rated.charged_s, "amount_cents": rated.amount_cents,
+            "vat_rate": rated.vat_rate, "fraud": rated.fraud,
+        })  # fmt: skip
+    if rows:
+        await session.execute(
+            insert(RatedCall).execution_options(audited="one record per customer, below"), rows
+        )
+        cdr_ids = [str(r["cdr_id"]) for r in rows]
+        await record(session, RatedCall, customer_id, "rated",
+                     after={"calls": len(rows), "cdr_ids": cdr_ids})  # fmt: skip
+    result.rated = len(rows)
+    if result.unpriced:
+        log.warning("billing: %d calls of customer %s have no tariff (no subscription, plan or "
+                    "prefix); left unrated", len(result.unpriced), customer_id)  # fmt: skip
+    return result
+
+
+async def rate_pending(session: AsyncSession) -> RatingResult:
+    """Rate every customer's pending calls, one transaction per customer (committed here)."""
+    customers = list(await session.scalars(_pending().with_only_columns(Cdr.customer_id)
+                                           .distinct()))  # fmt: skip
+    total = RatingResult()
+    for customer_id in customers:
+        part = await rate_customer(session, customer_id)
+        await session.commit()
+        total.rated += part.rated
+        total.unpriced += part.unpriced
+    return total
+
+
+def period_filter(customer_id: uuid.UUID, period: date):
+    return and_(RatedCall.customer_id == customer_id, RatedCall.period == period)

@@ -1,0 +1,120 @@
+"""API bodies of billing. Amounts are decimal euros as the operator types them (strings or
+numbers, never kept as floats), at most 6 decimals."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from centrex.api.schemas import StrictInput
+
+Euros = Annotated[Decimal, Field(ge=0, le=Decimal(1_000_000), max_digits=13, decimal_places=6)]
+Vat = Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)]
+Code = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+Seconds = Annotated[int, Field(ge=0, le=3600)]
+Increment = Annotated[int, Field(ge=1, le=3600)]
+
+
+class TariffLineIn(StrictInput):
+    prefix: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,14}$", description="E.164 digits, no +")]
+    per_minute: Euros
+    connection_fee: Euros = Decimal(0)
+    min_s: Seconds = 0
+    first_increment_s: Increment = 60
+    increment_s: Increment = 60
+    in_bundle: bool = False
+    vat_rate: Vat = Decimal(20)
+
+
+class PlanIn(StrictInput):
+    code: Code
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+    effective_from: date
+    prices_include_vat: bool = Field(
+        description="True: the amounts are TTC, as the contract states them; HT is derived."
+    )
+    line_fee: Euros
+    line_fee_vat: Vat = Decimal(20)
+    access_fee: Euros = Decimal(0)
+    access_fee_vat: Vat = Decimal(20)
+    bundle_minutes: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    bundle_pooled: bool = False
+    tariff: Annotated[list[TariffLineIn], Field(min_length=1, max_length=5000)]
+
+
+class TariffLineOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    prefix: str
+    per_minute: Decimal
+    connection_fee: Decimal
+    min_s: int
+    first_increment_s: int
+    increment_s: int
+    in_bundle: bool
+    vat_rate: Decimal
+
+
+class PlanOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    code: str
+    version: int
+    name: str
+    effective_from: date
+    entered_ttc: bool
+    line_fee_cents: int
+    line_fee_vat: Decimal
+    access_fee_cents: int
+    access_fee_vat: Decimal
+    bundle_s: int
+    bundle_pooled: bool
+    created_at: datetime
+    tariff_lines: list[TariffLineOut]
+
+
+class SubscriptionIn(StrictInput):
+    customer_id: uuid.UUID
+    plan_code: Code
+    starts_on: date
+    ends_on: date | None = None
+    payment_method: Literal["sepa", "transfer", "cheque"] = "sepa"
+
+
+class SubscriptionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    plan_code: str
+    starts_on: date
+    ends_on: date | None
+    payment_method: str
+
+
+class RatingRunOut(BaseModel):
+    rated: int
+    unpriced: int = Field(description="Answered calls no tariff prices (no plan, no prefix).")
+    unpriced_cdr_ids: list[uuid.UUID] = Field(description="The first 100 of them.")
+
+
+class UsageTotals(BaseModel):
+    calls: int
+    billed_s: int
+    bundle_s: int
+    out_s: int
+    charged_s: int
+    amount_cents: int  # HT
+
+
+class LineUsage(UsageTotals):
+    line_id: uuid.UUID
+
+
+class UsageOut(BaseModel):
+    customer_id: uuid.UUID
+    period: date
+    lines: list[LineUsage]
+    total: UsageTotals

@@ -1,0 +1,121 @@
+"""billing: versioned plans and tariff lines, subscriptions, rated calls (issue 17)
+
+Revision ID: 0023_billing
+Revises: 0017_extensions
+Create Date: 2026-12-03
+
+Plans, tariff lines and rated calls are append-only: ``centrex_append_only()`` (0012) refuses
+UPDATE and DELETE, so a price is never edited in place and a call is rated once.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0023_billing"
+down_revision: str | Sequence[str] | None = "0017_extensions"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+APPEND_ONLY = ("billing_plans", "billing_tariff_lines", "billing_rated_calls")
+VAT = sa.Numeric(5, 2)
+RATE = sa.Numeric(14, 6)
+
+
+def _at(name: str, default: str = "now()") -> sa.Column:
+    return sa.Column(name, sa.DateTime(timezone=True), server_default=sa.text(default),
+                     nullable=False)  # fmt: skip
+
+
+def upgrade() -> None:
+    op.create_table(
+        "billing_plans",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("code", sa.String(32), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("effective_from", sa.Date(), nullable=False),
+        sa.Column("entered_ttc", sa.Boolean(), nullable=False),
+        sa.Column("line_fee_cents", sa.Integer(), nullable=False),
+        sa.Column("line_fee_vat", VAT, nullable=False),
+        sa.Column("access_fee_cents", sa.Integer(), nullable=False),
+        sa.Column("access_fee_vat", VAT, nullable=False),
+        sa.Column("bundle_s", sa.Integer(), nullable=False),
+        sa.Column("bundle_pooled", sa.Boolean(), nullable=False),
+        _at("created_at"),
+        sa.UniqueConstraint("code", "version", name="uq_billing_plans_code_version"),
+        sa.UniqueConstraint("code", "effective_from", name="uq_billing_plans_code_effective"),
+        sa.CheckConstraint("bundle_s >= 0", name="ck_billing_plans_bundle"),
+    )
+    op.create_table(
+        "billing_tariff_lines",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("plan_id", sa.Uuid(), sa.ForeignKey("billing_plans.id"), nullable=False),
+        sa.Column("prefix", sa.String(15), nullable=False),
+        sa.Column("per_minute", RATE, nullable=False),
+        sa.Column("connection_fee", RATE, nullable=False),
+        sa.Column("min_s", sa.Integer(), nullable=False),
+        sa.Column("first_increment_s", sa.Integer(), nullable=False),
+        sa.Column("increment_s", sa.Integer(), nullable=False),
+        sa.Column("in_bundle", sa.Boolean(), nullable=False),
+        sa.Column("vat_rate", VAT, nullable=False),
+        sa.UniqueConstraint("plan_id", "prefix", name="uq_billing_tariff_prefix"),
+    )
+    op.create_index("ix_billing_tariff_lines_plan_id", "billing_tariff_lines", ["plan_id"])
+    op.create_table(
+        "billing_subscriptions",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("customer_id", sa.Uuid(), sa.ForeignKey("customers.id"), nullable=False),
+        sa.Column("plan_code", sa.String(32), nullable=False),
+        sa.Column("starts_on", sa.Date(), nullable=False),
+        sa.Column("ends_on", sa.Date()),
+        sa.Column("payment_method", sa.String(16), nullable=False),
+        _at("created_at"),
+        sa.CheckConstraint("ends_on IS NULL OR ends_on >= starts_on", name="ck_billing_subs_dates"),
+        sa.CheckConstraint(
+            "payment_method IN ('sepa', 'transfer', 'cheque')", name="ck_billing_subs_payment"
+        ),
+    )
+    op.create_index(
+        "ix_billing_subscriptions_customer_id", "billing_subscriptions", ["customer_id"]
+    )
+    op.create_table(
+        "billing_rated_calls",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("cdr_id", sa.Uuid(), nullable=False, unique=True),
+        sa.Column("customer_id", sa.Uuid(), nullable=False),
+        sa.Column("line_id", sa.Uuid(), nullable=False),
+        sa.Column("period", sa.Date(), nullable=False),
+        sa.Column("start_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("callee", sa.String(64), nullable=False),
+        sa.Column("plan_id", sa.Uuid(), sa.ForeignKey("billing_plans.id"), nullable=False),
+        sa.Column("prefix", sa.String(15), nullable=False),
+        sa.Column("billed_s", sa.Integer(), nullable=False),
+        sa.Column("bundle_s", sa.Integer(), nullable=False),
+        sa.Column("out_s", sa.Integer(), nullable=False),
+        sa.Column("charged_s", sa.Integer(), nullable=False),
+        sa.Column("amount_cents", sa.Integer(), nullable=False),
+        sa.Column("vat_rate", VAT, nullable=False),
+        sa.Column("fraud", sa.String(20)),
+        _at("rated_at", "clock_timestamp()"),
+    )
+    op.create_index(
+        "ix_billing_rated_customer_period", "billing_rated_calls", ["customer_id", "period"]
+    )
+    op.create_index("ix_billing_rated_calls_line_id", "billing_rated_calls", ["line_id"])
+    for table in APPEND_ONLY:
+        op.execute(
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION centrex_append_only()"
+        )
+        op.execute(
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION centrex_append_only()"
+        )
+
+
+def downgrade() -> None:
+    for table in ("billing_rated_calls", "billing_subscriptions", "billing_tariff_lines",
+                  "billing_plans"):  # fmt: skip
+        op.drop_table(table)
