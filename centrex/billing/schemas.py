@@ -41,7 +41,7 @@ class PlanIn(StrictInput):
     line_fee_vat: Vat = Decimal(20)
     access_fee: Euros = Decimal(0)
     access_fee_vat: Vat = Decimal(20)
-    bundle_minutes: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    bundle_s: Annotated[int, Field(ge=0, le=100_000_000, description="Seconds a line, a month")] = 0
     bundle_pooled: bool = False
     tariff: Annotated[list[TariffLineIn], Field(min_length=1, max_length=5000)]
 

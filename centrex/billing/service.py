@@ -56,7 +56,7 @@ async def create_plan_version(session: AsyncSession, body: PlanIn, *, today: dat
         line_fee_vat=body.line_fee_vat,
         access_fee_cents=cents_half_up(_ht(body.access_fee, body.access_fee_vat, ttc)),
         access_fee_vat=body.access_fee_vat,
-        bundle_s=body.bundle_minutes * 60,
+        bundle_s=body.bundle_s,
         bundle_pooled=body.bundle_pooled,
     )
     plan.tariff_lines = [
