@@ -310,6 +310,17 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often donor answers and due porting slots are looked at."
     )
 
+    # --- billing (issue 17, docs/billing.md): the seller on every invoice --------------------
+    billing_seller_name: str = Field("Centrex operator", description="Legal name on invoices.")
+    billing_seller_address: str = "1 rue de l'Exemple"
+    billing_seller_postcode: str = "75001"
+    billing_seller_city: str = "Paris"
+    billing_seller_country: str = Field("FR", pattern=r"^[A-Z]{2}$")
+    billing_seller_vat_id: str | None = Field(None, description="Intra-EU VAT number.")
+    billing_invoice_prefix: str = Field(
+        "FA", pattern=r"^[A-Z0-9-]{0,8}$", description="Before the invoice number: FA000042."
+    )
+
     # --- brute-force and scanner protection (`centrex guard`, docs/sip-bans.md) ---------------
     security_log: Path | None = Field(
         None,

@@ -3,7 +3,7 @@
 # Needs root on a fresh host (packages, the Asterisk chroot). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CENTREX_EXTRAS=dev deploy/bootstrap.sh sip-tester prometheus nftables
+CENTREX_EXTRAS=dev deploy/bootstrap.sh sip-tester prometheus nftables poppler-utils
 
 echo "== ruff"
 .venv/bin/ruff check .

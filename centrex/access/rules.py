@@ -51,6 +51,10 @@ CUSTOMER_ROUTES: frozenset[tuple[str, str]] = frozenset(
         # Its rated usage (billing, issue 17): read.
         ("GET", "/v1/customers/{customer_id}/usage"),
         ("GET", "/v1/customers/{customer_id}/rated-calls.csv"),
+        # Its invoices, and their archived PDF (art. 11.2: in the customer area for 5 years).
+        ("GET", "/v1/invoices"),
+        ("GET", "/v1/invoices/{invoice_id}"),
+        ("GET", "/v1/invoices/{invoice_id}.pdf"),
     }
 )
 

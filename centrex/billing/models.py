@@ -16,11 +16,14 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
+    Text,
     UniqueConstraint,
     func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from centrex.audit.recorder import AUDITED, Audited
@@ -131,3 +134,83 @@ AUDITED[Plan] = Audited("billing_plan")
 AUDITED[TariffLineRow] = Audited("billing_tariff_line")
 AUDITED[Subscription] = Audited("billing_subscription")
 AUDITED[RatedCall] = Audited("billing_rated_call")
+
+
+class InvoiceCounter(Base):
+    """The one numbering sequence of invoices (French law: continuous, chronological, no gap).
+    Locked FOR UPDATE by the transaction that issues a number, so a number is taken only by an
+    invoice that commits with it."""
+
+    __tablename__ = "billing_invoice_counters"
+
+    series: Mapped[str] = mapped_column(String(16), primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer)
+    last_issued_on: Mapped[date | None] = mapped_column(Date)
+
+
+class Invoice(Base):
+    """An issued invoice: never changed (a trigger refuses it, migration 0023); a correction is
+    a credit note. Amounts HT/VAT/TTC in cents; ``vat`` holds each rate's base and VAT."""
+
+    __tablename__ = "billing_invoices"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "period", "kind", name="uq_billing_invoice_period"),
+        Index("ix_billing_invoices_customer", "customer_id", "issued_on"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    number: Mapped[int] = mapped_column(Integer, unique=True)
+    reference: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # invoice
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"))
+    buyer_name: Mapped[str] = mapped_column(String(200))
+    period: Mapped[date] = mapped_column(Date)  # the usage month (fees: the month after)
+    issued_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date] = mapped_column(Date)
+    payment_method: Mapped[str] = mapped_column(String(16))
+    ht_cents: Mapped[int] = mapped_column(Integer)
+    vat_cents: Mapped[int] = mapped_column(Integer)
+    ttc_cents: Mapped[int] = mapped_column(Integer)
+    vat: Mapped[list] = mapped_column(JSONB)  # [{"rate": "20.00", "base": c, "vat": c}]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    lines: Mapped[list[InvoiceLineRow]] = relationship(
+        order_by="InvoiceLineRow.position", lazy="selectin"
+    )
+
+
+class InvoiceLineRow(Base):
+    __tablename__ = "billing_invoice_lines"
+    __table_args__ = (UniqueConstraint("invoice_id", "position", name="uq_billing_invoice_line"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    invoice_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_invoices.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(300))
+    quantity: Mapped[Decimal] = mapped_column(Numeric(14, 4))
+    unit_cents: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    vat_rate: Mapped[Decimal] = mapped_column(VAT)
+    service_month: Mapped[date | None] = mapped_column(Date)
+
+
+class InvoiceDocument(Base):
+    """The invoice as sent: the PDF with its Factur-X XML embedded, kept 5 years (art. 11.2);
+    append-only like the invoice."""
+
+    __tablename__ = "billing_invoice_documents"
+
+    invoice_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("billing_invoices.id"), primary_key=True
+    )
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    facturx_xml: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+AUDITED[InvoiceCounter] = Audited("billing_invoice_counter")
+AUDITED[Invoice] = Audited("billing_invoice")
+AUDITED[InvoiceLineRow] = Audited("billing_invoice_line")
+AUDITED[InvoiceDocument] = Audited("billing_invoice_document")

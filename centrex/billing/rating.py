@@ -36,6 +36,7 @@ RATED_DISPOSITIONS = ("answered", "cut")
 class RatingResult:
     rated: int = 0
     unpriced: list[uuid.UUID] = field(default_factory=list)
+    unpriced_periods: set[date] = field(default_factory=set)
 
 
 def _pending(customer_id: uuid.UUID | None = None):
@@ -135,6 +136,7 @@ async def rate_customer(session: AsyncSession, customer_id: uuid.UUID) -> Rating
         line = indexes[plan.id].find(cdr.callee) if plan else None
         if plan is None or line is None:
             result.unpriced.append(cdr.id)
+            result.unpriced_periods.add(billing_month(cdr.start_at))
             continue
         period = billing_month(cdr.start_at)
         scope = None if plan.bundle_pooled else cdr.caller_line_id

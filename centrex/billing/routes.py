@@ -10,17 +10,21 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from centrex.api.deps import PrincipalDep, SessionDep, visible
+from centrex.api.deps import PrincipalDep, SessionDep, SettingsDep, own_customer, visible
 from centrex.billing import service
-from centrex.billing.models import Plan, RatedCall, Subscription
+from centrex.billing.invoicing import run_month
+from centrex.billing.models import Invoice, InvoiceDocument, Plan, RatedCall, Subscription
 from centrex.billing.rating import period_filter, rate_pending
 from centrex.billing.rules.rating import billing_day, billing_month
 from centrex.billing.schemas import (
+    InvoiceOut,
+    InvoiceRunIn,
+    InvoiceRunOut,
     LineUsage,
     PlanIn,
     PlanOut,
@@ -30,7 +34,7 @@ from centrex.billing.schemas import (
     UsageOut,
     UsageTotals,
 )
-from centrex.services.errors import Conflict, ServiceError
+from centrex.services.errors import Conflict, NotFound, ServiceError
 
 router = APIRouter(tags=["billing"])
 
@@ -159,3 +163,62 @@ async def rated_calls_csv(
         rows(), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="rated-{period:%Y-%m}.csv"'},
     )  # fmt: skip
+
+
+@router.post("/v1/billing/invoice-runs", response_model=InvoiceRunOut)
+async def run_invoices(
+    body: InvoiceRunIn, request: Request, settings: SettingsDep
+) -> InvoiceRunOut:
+    """Invoice a month that has ended (issued today): usage of that month, fees of the next in
+    advance. A second run of the same month issues nothing twice."""
+    result = await run_month(
+        request.app.state.sessionmaker, _period(body.month), billing_day(_now()), settings
+    )
+    return InvoiceRunOut(
+        issued=result.issued, not_issued=result.not_issued,
+        unpriced_customers=result.unpriced, documents=result.documents,
+    )  # fmt: skip
+
+
+@router.get("/v1/invoices", response_model=list[InvoiceOut])
+async def list_invoices(
+    session: SessionDep,
+    principal: PrincipalDep,
+    customer_id: uuid.UUID | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+) -> list[Invoice]:
+    """Invoices, newest number first (a customer token: its own)."""
+    customer_id = own_customer(principal, customer_id)
+    query = select(Invoice).order_by(Invoice.number.desc()).limit(limit)
+    if customer_id is not None:
+        query = query.where(Invoice.customer_id == customer_id)
+    return list(await session.scalars(query))
+
+
+async def _invoice(session, principal, invoice_id: uuid.UUID) -> Invoice:
+    invoice = await session.get(Invoice, invoice_id)
+    what = f"no invoice with id {invoice_id}"
+    if invoice is None:
+        raise NotFound("invoice_id", what, location="path")
+    visible(principal, invoice.customer_id, "invoice_id", what)
+    return invoice
+
+
+# Before /v1/invoices/{invoice_id}, which would take "….pdf" as an id.
+@router.get("/v1/invoices/{invoice_id}.pdf", response_class=Response)
+async def invoice_pdf(invoice_id: uuid.UUID, session: SessionDep, principal: PrincipalDep):
+    """The archived Factur-X PDF, exactly as issued."""
+    invoice = await _invoice(session, principal, invoice_id)
+    document = await session.get(InvoiceDocument, invoice.id)
+    if document is None:
+        raise NotFound("invoice_id", f"invoice {invoice.reference} has no PDF yet", location="path")
+    return Response(
+        document.pdf, media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{invoice.reference}.pdf"',
+                 "X-Content-SHA256": document.sha256},
+    )  # fmt: skip
+
+
+@router.get("/v1/invoices/{invoice_id}", response_model=InvoiceOut)
+async def get_invoice(invoice_id: uuid.UUID, session: SessionDep, principal: PrincipalDep):
+    return await _invoice(session, principal, invoice_id)

@@ -118,3 +118,44 @@ class UsageOut(BaseModel):
     period: date
     lines: list[LineUsage]
     total: UsageTotals
+
+
+class InvoiceRunIn(StrictInput):
+    month: Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+
+
+class InvoiceRunOut(BaseModel):
+    issued: list[str] = Field(description="References of the invoices issued, in order.")
+    not_issued: int = Field(description="Customers already invoiced, or with nothing due.")
+    unpriced_customers: list[uuid.UUID]
+    documents: int
+
+
+class InvoiceLineOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    position: int
+    kind: str
+    label: str
+    quantity: Decimal
+    unit_cents: int
+    amount_cents: int
+    vat_rate: Decimal
+    service_month: date | None
+
+
+class InvoiceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    number: int
+    reference: str
+    customer_id: uuid.UUID
+    buyer_name: str
+    period: date
+    issued_on: date
+    due_on: date
+    payment_method: str
+    ht_cents: int
+    vat_cents: int
+    ttc_cents: int
+    vat: list[dict]
+    lines: list[InvoiceLineOut]

@@ -12,13 +12,21 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0023_billing"
 down_revision: str | Sequence[str] | None = "0017_extensions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-APPEND_ONLY = ("billing_plans", "billing_tariff_lines", "billing_rated_calls")
+APPEND_ONLY = (
+    "billing_plans",
+    "billing_tariff_lines",
+    "billing_rated_calls",
+    "billing_invoices",
+    "billing_invoice_lines",
+    "billing_invoice_documents",
+)
 VAT = sa.Numeric(5, 2)
 RATE = sa.Numeric(14, 6)
 
@@ -104,6 +112,57 @@ def upgrade() -> None:
         "ix_billing_rated_customer_period", "billing_rated_calls", ["customer_id", "period"]
     )
     op.create_index("ix_billing_rated_calls_line_id", "billing_rated_calls", ["line_id"])
+    op.create_table(
+        "billing_invoice_counters",
+        sa.Column("series", sa.String(16), primary_key=True),
+        sa.Column("last_number", sa.Integer(), nullable=False),
+        sa.Column("last_issued_on", sa.Date()),
+    )
+    op.execute("INSERT INTO billing_invoice_counters VALUES ('invoice', 0, NULL)")
+    op.create_table(
+        "billing_invoices",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("number", sa.Integer(), nullable=False, unique=True),
+        sa.Column("reference", sa.String(32), nullable=False, unique=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("customer_id", sa.Uuid(), sa.ForeignKey("customers.id"), nullable=False),
+        sa.Column("buyer_name", sa.String(200), nullable=False),
+        sa.Column("period", sa.Date(), nullable=False),
+        sa.Column("issued_on", sa.Date(), nullable=False),
+        sa.Column("due_on", sa.Date(), nullable=False),
+        sa.Column("payment_method", sa.String(16), nullable=False),
+        sa.Column("ht_cents", sa.Integer(), nullable=False),
+        sa.Column("vat_cents", sa.Integer(), nullable=False),
+        sa.Column("ttc_cents", sa.Integer(), nullable=False),
+        sa.Column("vat", postgresql.JSONB(), nullable=False),
+        _at("created_at"),
+        sa.UniqueConstraint("customer_id", "period", "kind", name="uq_billing_invoice_period"),
+    )
+    op.create_index(
+        "ix_billing_invoices_customer", "billing_invoices", ["customer_id", "issued_on"]
+    )
+    op.create_table(
+        "billing_invoice_lines",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("invoice_id", sa.Uuid(), sa.ForeignKey("billing_invoices.id"), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("label", sa.String(300), nullable=False),
+        sa.Column("quantity", sa.Numeric(14, 4), nullable=False),
+        sa.Column("unit_cents", sa.Integer(), nullable=False),
+        sa.Column("amount_cents", sa.Integer(), nullable=False),
+        sa.Column("vat_rate", VAT, nullable=False),
+        sa.Column("service_month", sa.Date()),
+        sa.UniqueConstraint("invoice_id", "position", name="uq_billing_invoice_line"),
+    )
+    op.create_table(
+        "billing_invoice_documents",
+        sa.Column("invoice_id", sa.Uuid(), sa.ForeignKey("billing_invoices.id"), primary_key=True),
+        sa.Column("pdf", sa.LargeBinary(), nullable=False),
+        sa.Column("facturx_xml", sa.Text(), nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        _at("created_at"),
+    )
     for table in APPEND_ONLY:
         op.execute(
             f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
@@ -116,6 +175,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("billing_rated_calls", "billing_subscriptions", "billing_tariff_lines",
-                  "billing_plans"):  # fmt: skip
+    for table in ("billing_invoice_documents", "billing_invoice_lines", "billing_invoices",
+                  "billing_invoice_counters", "billing_rated_calls", "billing_subscriptions",
+                  "billing_tariff_lines", "billing_plans"):  # fmt: skip
         op.drop_table(table)

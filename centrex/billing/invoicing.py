@@ -1,0 +1,268 @@
+"""The monthly invoice run: one invoice per customer and month, numbered in one gapless,
+chronological sequence, then its Factur-X PDF archived.
+
+Each customer's invoice is its own transaction: the calls still pending are rated, the lines
+computed, then the counter row is locked (FOR UPDATE), the invoice re-checked absent, numbered,
+written, and the counter moved: a number is taken only by an invoice that commits, and two runs
+at once serialise on the counter (no gap, no duplicate); a second run of the same month finds
+every invoice there and changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from centrex.audit.recorder import record
+from centrex.billing.document import InvoiceDoc, Party, render
+from centrex.billing.models import (
+    Invoice,
+    InvoiceCounter,
+    InvoiceDocument,
+    InvoiceLineRow,
+    Plan,
+    RatedCall,
+    Subscription,
+)
+from centrex.billing.rating import rate_customer
+from centrex.billing.rules.invoice import (
+    BilledLine,
+    FeeTerms,
+    InvoiceLine,
+    Totals,
+    due_date,
+    fee_lines,
+    fee_months,
+    month_end,
+    next_month,
+    surcharge_line,
+    totals,
+)
+from centrex.billing.rules.rating import billing_day
+from centrex.billing.rules.tariff import in_force
+from centrex.config import Settings
+from centrex.db.models import Customer, Line
+from centrex.db.session import SessionMaker
+from centrex.services.errors import Conflict, ServiceError
+
+log = logging.getLogger(__name__)
+SERIES = "invoice"
+
+
+@dataclass
+class RunResult:
+    issued: list[str] = field(default_factory=list)  # references, in number order
+    not_issued: int = 0  # customers already invoiced for the month, or with nothing due
+    unpriced: list[uuid.UUID] = field(default_factory=list)  # customers held back
+    documents: int = 0
+
+
+def seller_of(settings: Settings) -> Party:
+    return Party(settings.billing_seller_name, settings.billing_seller_address,
+                 settings.billing_seller_postcode, settings.billing_seller_city,
+                 settings.billing_seller_country, settings.billing_seller_vat_id)  # fmt: skip
+
+
+def _exists(customer_id: uuid.UUID, period: date):
+    return select(Invoice.id).where(
+        Invoice.customer_id == customer_id, Invoice.period == period, Invoice.kind == "invoice"
+    )
+
+
+async def _fee_terms(session: AsyncSession, sub: Subscription, months: list[date]) -> dict:
+    versions = [(p.effective_from, p) for p in
+                await session.scalars(select(Plan).where(Plan.code == sub.plan_code))]  # fmt: skip
+    out = {}
+    for month in months:
+        plan = in_force(versions, max(month, sub.starts_on))
+        if plan is not None:
+            out[month] = FeeTerms(plan.name, plan.line_fee_cents, plan.line_fee_vat,
+                                  plan.access_fee_cents, plan.access_fee_vat)  # fmt: skip
+    return out
+
+
+async def invoice_lines(
+    session: AsyncSession, customer_id: uuid.UUID, period: date
+) -> tuple[list[InvoiceLine], str]:
+    """The lines of the customer's invoice for usage ``period`` (fees of the month after, in
+    advance), and its payment method."""
+    advance_end = month_end(next_month(period))
+    subs = list(await session.scalars(
+        select(Subscription).where(
+            Subscription.customer_id == customer_id, Subscription.starts_on <= advance_end,
+            (Subscription.ends_on.is_(None)) | (Subscription.ends_on >= period),
+        ).order_by(Subscription.starts_on)
+    ))  # fmt: skip
+    if not subs:
+        return [], "sepa"
+    billed_rows = await session.execute(
+        select(InvoiceLineRow.kind, InvoiceLineRow.service_month)
+        .join(Invoice, Invoice.id == InvoiceLineRow.invoice_id)
+        .where(Invoice.customer_id == customer_id,
+               InvoiceLineRow.kind.in_(("line_fee", "access_fee")))
+    )  # fmt: skip
+    billed = {(kind, month) for kind, month in billed_rows}
+    months = fee_months(period, {m for k, m in billed if k == "line_fee"})
+    lines = [
+        BilledLine(line.sip_username, billing_day(line.created_at),
+                   billing_day(line.deleted_at) if line.deleted_at else None)
+        for line in await session.scalars(
+            select(Line).where(Line.customer_id == customer_id).order_by(Line.created_at)
+        )
+    ]  # fmt: skip
+    out: list[InvoiceLine] = []
+    access_billed = any(kind == "access_fee" for kind, _ in billed)
+    for sub in subs:
+        terms = await _fee_terms(session, sub, months)
+        due = not access_billed and sub is subs[0]
+        out += fee_lines(months, sub.starts_on, sub.ends_on, terms, lines, due)
+    usage = await session.execute(
+        select(RatedCall.prefix, RatedCall.vat_rate, func.count(), func.sum(RatedCall.charged_s),
+               func.sum(RatedCall.amount_cents))
+        .where(RatedCall.customer_id == customer_id, RatedCall.period == period,
+               RatedCall.amount_cents > 0)
+        .group_by(RatedCall.prefix, RatedCall.vat_rate).order_by(RatedCall.prefix)
+    )  # fmt: skip
+    for prefix, rate, calls, seconds, cents in usage:
+        label = f"Calls to +{prefix} out of bundle, {period:%Y-%m}: {calls} calls, {seconds} s"
+        out.append(InvoiceLine("usage", label, Decimal(calls), 0, int(cents), rate, period))
+    method = subs[-1].payment_method
+    if out and (extra := surcharge_line(method)):
+        out.append(extra)
+    return out, method
+
+
+async def invoice_customer(
+    session: AsyncSession, customer_id: uuid.UUID, period: date, issued_on: date, prefix: str
+) -> str | None:
+    """Issue the customer's invoice for ``period`` (committed here): its reference, or None if
+    it already had one or has nothing to invoice. Raises if calls of the month are unpriced."""
+    if await session.scalar(_exists(customer_id, period)) is not None:
+        return None
+    rating = await rate_customer(session, customer_id)
+    if period in rating.unpriced_periods:
+        await session.rollback()
+        raise ServiceError("month", f"customer {customer_id} has calls no tariff prices")
+    lines, method = await invoice_lines(session, customer_id, period)
+    if not lines:
+        await session.commit()  # the rating stays
+        return None
+    sums = totals(lines)
+    counter = await session.scalar(
+        select(InvoiceCounter).where(InvoiceCounter.series == SERIES).with_for_update()
+    )
+    if counter is None:
+        raise RuntimeError("no invoice counter row: is migration 0023 applied?")
+    # Re-read under the lock: a concurrent run may have issued it meanwhile.
+    if await session.scalar(_exists(customer_id, period)) is not None:
+        await session.rollback()
+        return None
+    if counter.last_issued_on is not None and issued_on < counter.last_issued_on:
+        await session.rollback()
+        raise Conflict("issued_on", f"invoices are already issued on {counter.last_issued_on}: "
+                       "numbering is chronological")  # fmt: skip
+    customer = await session.get(Customer, customer_id)
+    counter.last_number += 1
+    counter.last_issued_on = issued_on
+    invoice = Invoice(
+        number=counter.last_number, reference=f"{prefix}{counter.last_number:06d}",
+        kind="invoice", customer_id=customer_id, buyer_name=customer.name if customer else "?",
+        period=period, issued_on=issued_on, due_on=due_date(issued_on), payment_method=method,
+        ht_cents=sums.ht_cents, vat_cents=sums.vat_cents, ttc_cents=sums.ttc_cents,
+        vat=[{"rate": str(r), "base": b, "vat": v} for r, (b, v) in sums.vat_by_rate.items()],
+    )  # fmt: skip
+    invoice.lines = [
+        InvoiceLineRow(position=n, kind=x.kind, label=x.label[:300], quantity=x.quantity,
+                       unit_cents=x.unit_cents, amount_cents=x.amount_cents,
+                       vat_rate=x.vat_rate, service_month=x.service_month)
+        for n, x in enumerate(lines, 1)
+    ]  # fmt: skip
+    session.add(invoice)
+    await session.commit()
+    return invoice.reference
+
+
+def document_of(invoice: Invoice, seller: Party, country: str | None) -> InvoiceDoc:
+    lines = [InvoiceLine(r.kind, r.label, r.quantity, r.unit_cents, r.amount_cents, r.vat_rate,
+                         r.service_month) for r in invoice.lines]  # fmt: skip
+    by_rate = {Decimal(v["rate"]): (v["base"], v["vat"]) for v in invoice.vat}
+    sums = Totals(invoice.ht_cents, by_rate, invoice.vat_cents, invoice.ttc_cents)
+    buyer = Party(invoice.buyer_name, "-", "-", "-", country or "FR")
+    means = "SEPA direct debit" if invoice.payment_method == "sepa" else invoice.payment_method
+    terms = (f"Payment due {invoice.due_on:%d/%m/%Y} (10 days, art. 11.2), {means}."
+             " Late payment: interest at the greater of the ECB rate + 10 points and 3 times the"
+             " legal rate, and a 40 EUR fixed recovery indemnity.")  # fmt: skip
+    return InvoiceDoc(invoice.reference, invoice.issued_on, invoice.due_on, invoice.period,
+                      month_end(invoice.period), seller, buyer, lines, sums, terms)  # fmt: skip
+
+
+async def archive_documents(session: AsyncSession, period: date, seller: Party) -> int:
+    """Render and store the PDF of each invoice of ``period`` that has none yet."""
+    pending = list(await session.scalars(
+        select(Invoice).where(Invoice.period == period,
+                              ~select(InvoiceDocument.invoice_id)
+                              .where(InvoiceDocument.invoice_id == Invoice.id).exists())
+        .order_by(Invoice.number)
+    ))  # fmt: skip
+    done = 0
+    for invoice in pending:
+        country = await session.scalar(
+            select(Customer.residence_country).where(Customer.id == invoice.customer_id)
+        )
+        pdf, xml = await asyncio.to_thread(render, document_of(invoice, seller, country))
+        digest = hashlib.sha256(pdf).hexdigest()
+        # Two runs at once may both render it: the first stored is the one kept.
+        stmt = (
+            pg_insert(InvoiceDocument)
+            .values(invoice_id=invoice.id, pdf=pdf, facturx_xml=xml.decode(), sha256=digest)
+            .on_conflict_do_nothing()
+            .execution_options(audited="record() below")
+        )
+        await session.execute(stmt)
+        await record(session, InvoiceDocument, invoice.id, "archived", after={"sha256": digest})
+        await session.commit()
+        done += 1
+    return done
+
+
+async def run_month(
+    sessionmaker: SessionMaker, period: date, issued_on: date, settings: Settings
+) -> RunResult:
+    """Invoice every subscribed customer for usage ``period``, then archive the PDFs."""
+    if issued_on <= month_end(period):
+        raise ServiceError("month", "a month is invoiced once it has ended")
+    result = RunResult()
+    async with sessionmaker() as session:
+        customers = list(await session.scalars(
+            select(Subscription.customer_id).distinct().where(
+                Subscription.starts_on <= month_end(next_month(period)),
+                (Subscription.ends_on.is_(None)) | (Subscription.ends_on >= period),
+            ).order_by(Subscription.customer_id)
+        ))  # fmt: skip
+    for customer_id in customers:
+        async with sessionmaker() as session:
+            try:
+                reference = await invoice_customer(session, customer_id, period, issued_on,
+                                                   settings.billing_invoice_prefix)  # fmt: skip
+            except Conflict:
+                raise
+            except ServiceError:
+                log.warning("billing: customer %s not invoiced for %s: unpriced calls",
+                            customer_id, period)  # fmt: skip
+                result.unpriced.append(customer_id)
+                continue
+        if reference is None:
+            result.not_issued += 1
+        else:
+            result.issued.append(reference)
+    async with sessionmaker() as session:
+        result.documents = await archive_documents(session, period, seller_of(settings))
+    return result

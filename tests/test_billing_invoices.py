@@ -1,0 +1,228 @@
+"""Issue 17 (billing), invoices: the monthly run on real PostgreSQL through the API, fees in
+advance prorated to the day, the 10 € surcharge, two runs at once without gap or duplicate, a
+re-run changing nothing, the Factur-X PDF (the library's own XML check; rendered by pdftoppm);
+then the next month's usage, from calls placed with sipp through Asterisk, recomputed here."""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import subprocess
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+import asyncpg
+import httpx
+import pytest
+from facturx import get_xml_from_pdf, xml_check_xsd
+from helpers import sql
+from sip_agent import SipEndpoint
+
+from centrex.billing.invoicing import run_month
+from centrex.billing.rules.rating import billing_day, billing_month
+from centrex.db.session import make_engine, make_sessionmaker
+
+pytestmark = pytest.mark.integration
+
+THIS_MONTH = billing_month(datetime.now(UTC))
+LAST_MONTH = (THIS_MONTH - timedelta(days=1)).replace(day=1)
+NEXT_MONTH = (THIS_MONTH + timedelta(days=32)).replace(day=1)
+DAYS = calendar.monthrange(THIS_MONTH.year, THIS_MONTH.month)[1]
+PLAN = {"code": "inv", "name": "Invoiced", "effective_from": "2026-01-01",
+        "prices_include_vat": True, "line_fee": "24.00", "access_fee": "60.00",
+        "tariff": [{"prefix": "33", "per_minute": "0.072", "first_increment_s": 60,
+                    "increment_s": 60}]}  # fmt: skip
+LINE_FEE_HT, ACCESS_FEE_HT = 2000, 5000  # 24.00 and 60.00 TTC at 20 %
+
+
+def half_up(value: Decimal) -> int:
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+@pytest.fixture(scope="module")
+def tenants(api: httpx.Client, settings) -> dict:
+    assert api.post("/v1/billing/plans", json=PLAN).status_code == 201
+    assert api.post("/v1/number-blocks", json={"first": "0234171000", "last": "0234171099"})
+    made = {}
+    # (name, lines, subscription start, payment method)
+    for name, lines, starts, method in (
+        ("acme", 2, LAST_MONTH.replace(day=16), "sepa"),
+        ("cheques", 1, LAST_MONTH, "cheque"),
+        ("late", 1, THIS_MONTH.replace(day=10), "sepa"),
+        *((f"many{i}", 1, LAST_MONTH, "sepa") for i in range(8)),
+    ):  # fmt: skip
+        customer = api.post("/v1/customers", json={"name": f"Inv {name}",
+                                                   "residence_country": "FR"}).json()  # fmt: skip
+        api.patch(f"/v1/customers/{customer['id']}", json={"documents_verified": True})
+        created = []
+        for _ in range(lines):
+            line = api.post("/v1/lines", json={"customer_id": customer["id"], "label": name})
+            assert line.status_code == 201, line.text
+            created.append(line.json())
+        body = {"customer_id": customer["id"], "plan_code": "inv",
+                "starts_on": starts.isoformat(), "payment_method": method}  # fmt: skip
+        assert api.post("/v1/billing/subscriptions", json=body).status_code == 201
+        made[name] = (customer, created, starts)
+    return made
+
+
+@pytest.fixture(scope="module")
+def as_customer(api: httpx.Client):
+    """A client holding a customer token of the given customer."""
+    clients: list[httpx.Client] = []
+
+    def make(customer_id: str) -> httpx.Client:
+        body = {"name": f"self {uuid.uuid4().hex[:6]}", "scope": "customer",
+                "customer_id": customer_id}  # fmt: skip
+        token = api.post("/v1/tokens", json=body)
+        assert token.status_code == 201, token.text
+        bearer = {"Authorization": f"Bearer {token.json()['token']}"}
+        client = httpx.Client(base_url=str(api.base_url), timeout=30, headers=bearer)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def expected_fees(lines: list[dict], starts: date, access: bool) -> int:
+    """This month's fees, in advance: each line from the later of its creation day and the
+    subscription's start, prorated to the day; last month's days a line did not exist cost
+    nothing; the access fee once."""
+    total = ACCESS_FEE_HT if access else 0
+    for line in lines:
+        created = billing_day(datetime.fromisoformat(line["created_at"]))
+        first = max(created, starts, THIS_MONTH)
+        days = DAYS - first.day + 1
+        total += LINE_FEE_HT if days == DAYS else half_up(Decimal(LINE_FEE_HT) * days / DAYS)
+    return total
+
+
+def test_the_monthly_run_two_at_once_and_again(api, tenants, database_url, as_customer, tmp_path):
+    month = f"{LAST_MONTH:%Y-%m}"
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: api.post("/v1/billing/invoice-runs",
+                                                json={"month": month}), range(2)))  # fmt: skip
+    assert [r.status_code for r in runs] == [200, 200], [r.text for r in runs]
+    issued = runs[0].json()["issued"] + runs[1].json()["issued"]
+    assert len(issued) == len(set(issued)) >= len(tenants)
+    # One sequence, no gap, no duplicate; chronological.
+    numbers = sql(database_url, "SELECT number, issued_on FROM billing_invoices ORDER BY number")
+    assert [n["number"] for n in numbers] == list(range(1, len(numbers) + 1))
+    assert [n["issued_on"] for n in numbers] == sorted(n["issued_on"] for n in numbers)
+    before = sql(database_url, "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) "
+                 "FROM billing_invoices t")[0][0]  # fmt: skip
+    again = api.post("/v1/billing/invoice-runs", json={"month": month}).json()
+    assert again["issued"] == [] and again["documents"] == 0
+    assert sql(database_url, "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) "
+               "FROM billing_invoices t")[0][0] == before  # fmt: skip
+
+    today = billing_day(datetime.now(UTC))
+    for name, (customer, lines, starts) in tenants.items():
+        (invoice,) = api.get("/v1/invoices", params={"customer_id": customer["id"]}).json()
+        fees = expected_fees(lines, starts, access=True)
+        surcharge = 1000 if name == "cheques" else 0
+        ht = fees + surcharge
+        vat = half_up(Decimal(ht) * Decimal("0.2"))
+        got = (invoice["ht_cents"], invoice["vat_cents"], invoice["ttc_cents"])
+        assert got == (ht, vat, ht + vat), (name, invoice)
+        assert invoice["issued_on"] == today.isoformat()
+        assert invoice["due_on"] == (today + timedelta(days=10)).isoformat()
+        kinds = [line["kind"] for line in invoice["lines"]]
+        assert kinds.count("surcharge") == (1 if name == "cheques" else 0)
+        assert kinds.count("access_fee") == 1
+
+    # The customer reads its own invoice and PDF, and another's does not exist for it.
+    acme, other = tenants["acme"][0], tenants["cheques"][0]
+    (mine,) = api.get("/v1/invoices", params={"customer_id": acme["id"]}).json()
+    (theirs,) = api.get("/v1/invoices", params={"customer_id": other["id"]}).json()
+    client = as_customer(acme["id"])
+    assert client.get(f"/v1/invoices/{mine['id']}").json()["reference"] == mine["reference"]
+    assert client.get(f"/v1/invoices/{theirs['id']}").status_code == 404
+    assert client.get(f"/v1/invoices/{theirs['id']}.pdf").status_code == 404
+    assert [i["id"] for i in client.get("/v1/invoices").json()] == [mine["id"]]
+    pdf = client.get(f"/v1/invoices/{mine['id']}.pdf")
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    name, xml = get_xml_from_pdf(pdf.content, check_xsd=True)
+    assert name == "factur-x.xml" and xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    assert mine["reference"].encode() in xml and b"urn:cen.eu:en16931:2017" in xml
+    png = tmp_path / "invoice"
+    subprocess.run(["pdftoppm", "-png", "-r", "50", "-singlefile", "-", str(png)],
+                   input=pdf.content, check=True, timeout=60)  # fmt: skip
+    assert png.with_suffix(".png").stat().st_size > 5000
+    # Archived as issued: the rows and the PDF are never changed.
+    for statement in ("UPDATE billing_invoices SET ttc_cents = 0",
+                      "DELETE FROM billing_invoice_lines",
+                      "UPDATE billing_invoice_documents SET pdf = ''"):  # fmt: skip
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            sql(database_url, statement)
+
+
+def test_bad_runs_are_refused(api):
+    for month, status in (("2026-13", 422), ("next", 422), (f"{THIS_MONTH:%Y-%m}", 400)):
+        response = api.post("/v1/billing/invoice-runs", json={"month": month})
+        assert response.status_code == status, response.text
+        assert response.json()["detail"][0]["loc"][-1] == "month"
+
+
+def run_in_process(database_url: str, settings, period: date, issued_on: date):
+    """The run with an injected issue date (the API issues today): the month in progress is
+    invoiced as it will be on the first day of the next."""
+
+    async def go():
+        engine = make_engine(database_url)
+        try:
+            return await run_month(make_sessionmaker(engine), period, issued_on, settings)
+        finally:
+            await engine.dispose()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, go()).result()
+
+
+def test_next_month_usage_from_real_calls(
+    api, tenants, carrier, control_service, database_url, settings, wait_until
+):
+    """Runs last in this module: it issues invoices dated next month (numbering is
+    chronological, so nothing may be issued today after it)."""
+    customer, lines, _ = tenants["acme"]
+    wanted = {"customer_id": customer["id"], "kind": "geographic", "zone": "2"}
+    number = api.post("/v1/numbers/allocate", json=wanted).json()
+    line = api.patch(f"/v1/lines/{lines[0]['id']}", json={"main_number": number["national"]})
+    assert line.status_code == 200, line.text
+    server = f"{settings.asterisk_host}:{settings.sip_port}"
+    phone = SipEndpoint(lines[0]["sip_username"], lines[0]["sip_password"], server)
+    network = carrier.answer(calls=3, timeout_s=60)
+    for hold_ms in (1200, 1500, 800):
+        phone.call("0145678901", hold_ms=hold_ms).expect_success()
+    network.expect_success()
+    cid = uuid.UUID(customer["id"])
+
+    def cdrs():
+        return sql(database_url, "SELECT * FROM cdrs WHERE customer_id = $1 AND disposition = "
+                   "'answered' AND direction = 'outbound'", cid)  # fmt: skip
+
+    wait_until(lambda: len(cdrs()) == 3, 30, "3 CDRs")
+    result = run_in_process(database_url, settings, THIS_MONTH, NEXT_MONTH)
+    assert result.documents == len(result.issued) > 0
+    (invoice,) = sql(database_url, "SELECT * FROM billing_invoices WHERE customer_id = $1 "
+                     "AND period = $2", cid, THIS_MONTH)  # fmt: skip
+    # Usage recomputed from the CDRs: 60/60 at 0.06 € HT a minute (0.072 TTC), no bundle.
+    per_minute = Decimal("0.072") / Decimal("1.2")
+    usage = sum(half_up(per_minute * 100 * (-(-c["billed_s"] // 60) * 60) / 60)
+                for c in cdrs() if c["billed_s"] > 0)  # fmt: skip
+    fees = LINE_FEE_HT * len(lines)  # next month, whole, in advance; no access fee again
+    ht = usage + fees
+    assert invoice["ht_cents"] == ht
+    assert invoice["ttc_cents"] == ht + half_up(Decimal(ht) * Decimal("0.2"))
+    assert invoice["issued_on"] == NEXT_MONTH
+    lines_rows = sql(database_url, "SELECT kind, service_month, amount_cents FROM "
+                     "billing_invoice_lines WHERE invoice_id = $1", invoice["id"])  # fmt: skip
+    assert {r["kind"] for r in lines_rows} == {"line_fee", "usage"}
+    assert {r["service_month"] for r in lines_rows if r["kind"] == "line_fee"} == {NEXT_MONTH}
+    # Issued next month: nothing may be issued today any more (chronological numbering).
+    late = api.post("/v1/billing/invoice-runs", json={"month": f"{LAST_MONTH:%Y-%m}"})
+    assert late.status_code == 200 and late.json()["issued"] == []
