@@ -1,0 +1,71 @@
+"""Billing's invoice arithmetic (issue 17, art. 11): proration to the day, fees in advance,
+totals HT / VAT per rate / TTC, the due date, the surcharge for payment other than SEPA."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from centrex.billing.rules.invoice import (
+    BilledLine,
+    FeeTerms,
+    InvoiceLine,
+    active_days,
+    due_date,
+    fee_lines,
+    fee_months,
+    prorated_cents,
+    surcharge_line,
+    totals,
+)
+
+pytestmark = pytest.mark.unit
+
+NOV, DEC, JAN = date(2026, 11, 1), date(2026, 12, 1), date(2027, 1, 1)
+TERMS = FeeTerms("Pro", 2000, Decimal(20), 5000, Decimal(20))
+
+
+def line(amount: int, rate: str = "20") -> InvoiceLine:
+    return InvoiceLine("usage", "x", Decimal(1), amount, amount, Decimal(rate))
+
+
+def test_proration_to_the_day():
+    assert active_days(NOV, date(2026, 11, 16), None) == 15
+    assert active_days(DEC, date(2026, 11, 16), date(2026, 12, 10)) == 10
+    assert active_days(DEC, date(2027, 1, 5), None) == 0
+    assert prorated_cents(2000, 15, NOV) == 1000
+    assert prorated_cents(2000, 29, DEC) == 1871  # 1870.97
+    assert prorated_cents(2999, 31, DEC) == 2999  # a whole month is the fee itself
+    assert prorated_cents(1000, 14, date(2028, 2, 1)) == 483  # 29 days: 482.76
+
+
+def test_fees_in_advance_and_the_month_no_invoice_covered():
+    assert fee_months(NOV, set()) == [NOV, DEC]
+    assert fee_months(NOV, {NOV}) == [DEC]
+    lines = [BilledLine("a", date(2026, 11, 21), None), BilledLine("b", date(2026, 1, 1),
+                                                                 date(2026, 12, 15))]  # fmt: skip
+    out = fee_lines([NOV, DEC], date(2026, 11, 16), None, {NOV: TERMS, DEC: TERMS}, lines, True)
+    assert [(x.kind, x.service_month, x.amount_cents) for x in out] == [
+        ("access_fee", None, 5000),
+        ("line_fee", NOV, 667),  # a: 21-30 Nov, 10/30 days
+        ("line_fee", NOV, 1000),  # b: subscription from 16 Nov, 15/30
+        ("line_fee", DEC, 2000),  # a: all December
+        ("line_fee", DEC, 968),  # b: deleted 15 Dec, 15/31 days
+    ]
+
+
+def test_totals_vat_per_rate_and_ttc():
+    result = totals([line(1001), line(2002), line(999, "5.5"), line(0, "0")])
+    assert result.ht_cents == 4002
+    assert result.vat_by_rate == {Decimal("0"): (0, 0), Decimal("5.5"): (999, 55),
+                                  Decimal("20"): (3003, 601)}  # fmt: skip
+    assert (result.vat_cents, result.ttc_cents) == (656, 4658)
+
+
+def test_due_date_and_surcharge():
+    assert due_date(date(2026, 12, 25)) == date(2027, 1, 4)  # art. 11.2: 10 days
+    assert surcharge_line("sepa") is None
+    extra = surcharge_line("cheque")
+    assert (extra.amount_cents, extra.vat_rate) == (1000, Decimal(20))  # 10 € HT
