@@ -317,6 +317,11 @@ class Settings(BaseSettings):
     billing_seller_city: str = "Paris"
     billing_seller_country: str = Field("FR", pattern=r"^[A-Z]{2}$")
     billing_seller_vat_id: str | None = Field(None, description="Intra-EU VAT number.")
+    # SEPA direct debit: the operator's creditor identifier (ICS) and account. Unset: no
+    # collection file is made (fail closed).
+    billing_creditor_id: str | None = Field(None, description="SEPA creditor id, FR..ZZZ....")
+    billing_creditor_iban: str | None = None
+    billing_creditor_bic: str | None = None
     billing_invoice_prefix: str = Field(
         "FA", pattern=r"^[A-Z0-9-]{0,8}$", description="Before the invoice number: FA000042."
     )

@@ -45,6 +45,7 @@ CUSTOMER_MAY = {
     ("GET", "/v1/invoices"),
     ("GET", "/v1/invoices/{invoice_id}"),
     ("GET", "/v1/invoices/{invoice_id}.pdf"),
+    ("GET", "/v1/customers/{customer_id}/balance"),
 }
 # Lists a customer token sees filtered to its own customer: another's id is a 404.
 FILTERED_LISTS = {"/v1/lines", "/v1/ring-groups", "/v1/cdrs", "/v1/cdrs.csv",
@@ -94,6 +95,7 @@ class Tenant:
             .replace("{token_id}", str(uuid.uuid4())).replace("{address}", "127.0.0.55")
             .replace("{restriction_id}", str(uuid.uuid4()))
             .replace("{invoice_id}", str(uuid.uuid4()))
+            .replace("{collection_id}", str(uuid.uuid4()))
         )  # fmt: skip
 
     def params(self, template: str) -> dict:

@@ -12,16 +12,20 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+import sepaxml
+import xmlschema
 from facturx import get_xml_from_pdf, xml_check_xsd
 from helpers import sql
 from sip_agent import SipEndpoint
 
 from centrex.billing.invoicing import run_month
 from centrex.billing.rules.rating import billing_day, billing_month
+from centrex.billing.sepa import collect
 from centrex.db.session import make_engine, make_sessionmaker
 
 pytestmark = pytest.mark.integration
@@ -166,6 +170,79 @@ def test_bad_runs_are_refused(api):
         response = api.post("/v1/billing/invoice-runs", json={"month": month})
         assert response.status_code == status, response.text
         assert response.json()["detail"][0]["loc"][-1] == "month"
+
+
+IBAN, BIC = "FR7630006000011234567890189", "AGRIFRPP"
+CREDITOR = {"billing_creditor_id": "FR72ZZZ123456", "billing_creditor_iban":
+            "FR7630004000031234567890143", "billing_creditor_bic": "BNPAFRPP"}  # fmt: skip
+
+
+def in_process(database_url: str, work):
+    """``work(session)`` on a session of our own, committed (no API in between)."""
+
+    async def go():
+        engine = make_engine(database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, go()).result()
+
+
+def test_sepa_mandates_collection_file_payments_and_balance(api, tenants, database_url, settings):
+    acme = tenants["acme"][0]
+    body = {
+        "customer_id": acme["id"], "reference": "RUM-ACME-1", "debtor_name": "Acme SARL",
+        "iban": "FR76 3000 6000 0112 3456 7890 189", "bic": BIC, "signed_on": "2026-01-15",
+    }  # fmt: skip
+    bad_changes = (({"iban": IBAN[:-1] + "8"}, "iban"), ({"bic": "AGRIXXPP"}, "bic"),
+                   ({"bic": "DEUTDEFF"}, "bic"), ({"reference": "/bad"}, "reference"))  # fmt: skip
+    for change, field in bad_changes:
+        bad = api.post("/v1/billing/mandates", json={**body, **change})
+        assert bad.status_code == 400 and bad.json()["detail"][0]["loc"][-1] == field, bad.text
+    mandate = api.post("/v1/billing/mandates", json=body)
+    assert mandate.status_code == 201 and mandate.json()["iban"] == IBAN, mandate.text
+    assert api.post("/v1/billing/mandates", json=body).status_code == 409
+    # No creditor configured for the API: no file (fail closed).
+    assert api.post("/v1/billing/sepa-collections",
+                    json={"collection_date": "2027-01-05"}).status_code == 400  # fmt: skip
+
+    configured = settings.model_copy(update=CREDITOR)
+    collection = in_process(database_url, lambda s: collect(s, date(2027, 1, 5), configured))
+    (invoice,) = api.get("/v1/invoices", params={"customer_id": acme["id"]}).json()
+    assert (collection.transactions, collection.total_cents) == (1, invoice["ttc_cents"])
+    xsd = Path(sepaxml.__file__).parent / "schemas" / "pain.008.001.02.xsd"
+    schema = xmlschema.XMLSchema(str(xsd))
+    schema.validate(collection.xml)  # raises if the file does not validate
+    document = schema.to_dict(collection.xml)["CstmrDrctDbtInitn"]
+    (tx,) = document["PmtInf"][0]["DrctDbtTxInf"]
+    assert tx["DrctDbtTx"]["MndtRltdInf"]["MndtId"] == "RUM-ACME-1"
+    assert tx["DbtrAcct"]["Id"]["IBAN"] == IBAN
+    assert Decimal(str(tx["InstdAmt"]["$"])) * 100 == invoice["ttc_cents"]
+    assert document["PmtInf"][0]["PmtTpInf"]["SeqTp"] == "FRST"
+    again = in_process(database_url, lambda s: collect(s, date(2027, 1, 6), configured))
+    assert again is None  # every SEPA invoice is collected once
+
+    paid = {"invoice_id": invoice["id"], "method": "sepa", "amount_cents": invoice["ttc_cents"],
+            "received_on": "2027-01-05"}  # fmt: skip
+    assert api.post("/v1/billing/payments", json=paid).status_code == 201
+    balance = api.get(f"/v1/customers/{acme['id']}/balance").json()
+    assert (balance["invoiced_ttc_cents"], balance["balance_cents"]) == (invoice["ttc_cents"], 0)
+    assert api.post("/v1/billing/payments", json={**paid, "kind": "reject"}).status_code == 201
+    assert (
+        api.get(f"/v1/customers/{acme['id']}/balance").json()["balance_cents"]
+        == (invoice["ttc_cents"])
+    )
+    for change, field in (({"amount_cents": 0}, "amount_cents"), ({"kind": "gift"}, "kind"),
+                          ({"invoice_id": str(uuid.uuid4())}, "invoice_id")):  # fmt: skip
+        refused = api.post("/v1/billing/payments", json={**paid, **change})
+        assert refused.status_code in (422,), refused.text
+        assert refused.json()["detail"][0]["loc"][-1] == field
 
 
 def run_in_process(database_url: str, settings, period: date, issued_on: date):

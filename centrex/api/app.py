@@ -41,6 +41,7 @@ from centrex.asterisk.ari import AriClient
 from centrex.asterisk.errors import AsteriskUnavailable
 from centrex.audit import routes as audit
 from centrex.audit.recorder import AuditedSession
+from centrex.billing import payment_routes as billing_payments
 from centrex.billing import routes as billing
 from centrex.config import Settings
 from centrex.db.session import SessionMaker, make_engine, make_sessionmaker
@@ -219,5 +220,6 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(audit.router, dependencies=secured)
     app.include_router(portability.router, dependencies=secured)
     app.include_router(billing.router, dependencies=secured)
+    app.include_router(billing_payments.router, dependencies=secured)
     document_errors(app)
     return app

@@ -214,3 +214,74 @@ AUDITED[InvoiceCounter] = Audited("billing_invoice_counter")
 AUDITED[Invoice] = Audited("billing_invoice")
 AUDITED[InvoiceLineRow] = Audited("billing_invoice_line")
 AUDITED[InvoiceDocument] = Audited("billing_invoice_document")
+
+
+class Mandate(Base):
+    """A SEPA direct debit mandate: the customer's account and its signature. Never edited: a
+    new account is a new mandate, the old one revoked."""
+
+    __tablename__ = "billing_mandates"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), index=True)
+    reference: Mapped[str] = mapped_column(String(35), unique=True)  # RUM
+    debtor_name: Mapped[str] = mapped_column(String(70))
+    iban: Mapped[str] = mapped_column(String(34))
+    bic: Mapped[str] = mapped_column(String(11))
+    signed_on: Mapped[date] = mapped_column(Date)
+    revoked_on: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Collection(Base):
+    """One pain.008 file for the operator's bank: the invoices it debits, kept as sent."""
+
+    __tablename__ = "billing_collections"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    collection_date: Mapped[date] = mapped_column(Date)
+    transactions: Mapped[int] = mapped_column(Integer)
+    total_cents: Mapped[int] = mapped_column(Integer)
+    xml: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CollectionItem(Base):
+    __tablename__ = "billing_collection_items"
+
+    collection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("billing_collections.id"), primary_key=True
+    )
+    # One collection per invoice, ever: a reject is recorded as such, not collected again here.
+    invoice_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("billing_invoices.id"), primary_key=True, unique=True
+    )
+    mandate_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_mandates.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    sequence_type: Mapped[str] = mapped_column(String(4))
+
+
+class Payment(Base):
+    """Money received for an invoice, or a bank's reject of an earlier one (``kind``)."""
+
+    __tablename__ = "billing_payments"
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="ck_billing_payments_amount"),
+        CheckConstraint("kind IN ('payment', 'reject')", name="ck_billing_payments_kind"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    invoice_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_invoices.id"), index=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    method: Mapped[str] = mapped_column(String(16))  # sepa | transfer | cheque
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    received_on: Mapped[date] = mapped_column(Date)
+    bank_reference: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+AUDITED[Mandate] = Audited("billing_mandate")
+AUDITED[Collection] = Audited("billing_collection")
+AUDITED[CollectionItem] = Audited("billing_collection_item")
+AUDITED[Payment] = Audited("billing_payment")

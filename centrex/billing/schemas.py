@@ -159,3 +159,72 @@ class InvoiceOut(BaseModel):
     ttc_cents: int
     vat: list[dict]
     lines: list[InvoiceLineOut]
+
+
+Text70 = Annotated[str, Field(min_length=1, max_length=70, pattern=r"^[^\x00]*$")]
+
+
+class MandateIn(StrictInput):
+    customer_id: uuid.UUID
+    reference: Annotated[str, Field(min_length=1, max_length=35, description="The RUM")]
+    debtor_name: Text70
+    iban: Annotated[str, Field(min_length=15, max_length=42)]
+    bic: Annotated[str, Field(min_length=8, max_length=11)]
+    signed_on: date
+
+
+class MandateOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    reference: str
+    debtor_name: str
+    iban: str
+    bic: str
+    signed_on: date
+    revoked_on: date | None
+
+
+class CollectionIn(StrictInput):
+    collection_date: date
+
+
+class CollectionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    collection_date: date
+    transactions: int
+    total_cents: int
+
+
+class CollectionRunOut(BaseModel):
+    collection: CollectionOut | None = Field(description="None: nothing to collect.")
+
+
+class PaymentIn(StrictInput):
+    invoice_id: uuid.UUID
+    kind: Literal["payment", "reject"] = "payment"
+    method: Literal["sepa", "transfer", "cheque"]
+    amount_cents: Annotated[int, Field(gt=0, le=2_000_000_000)]
+    received_on: date
+    bank_reference: Annotated[str | None, Field(max_length=100, pattern=r"^[^\x00]*$")] = None
+
+
+class PaymentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    invoice_id: uuid.UUID
+    customer_id: uuid.UUID
+    kind: str
+    method: str
+    amount_cents: int
+    received_on: date
+    bank_reference: str | None
+
+
+class BalanceOut(BaseModel):
+    customer_id: uuid.UUID
+    invoiced_ttc_cents: int
+    paid_cents: int
+    rejected_cents: int
+    balance_cents: int = Field(description="What the customer owes (negative: a credit).")

@@ -26,6 +26,9 @@ APPEND_ONLY = (
     "billing_invoices",
     "billing_invoice_lines",
     "billing_invoice_documents",
+    "billing_collections",
+    "billing_collection_items",
+    "billing_payments",
 )
 VAT = sa.Numeric(5, 2)
 RATE = sa.Numeric(14, 6)
@@ -163,6 +166,57 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(64), nullable=False),
         _at("created_at"),
     )
+    op.create_table(
+        "billing_mandates",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("customer_id", sa.Uuid(), sa.ForeignKey("customers.id"), nullable=False),
+        sa.Column("reference", sa.String(35), nullable=False, unique=True),
+        sa.Column("debtor_name", sa.String(70), nullable=False),
+        sa.Column("iban", sa.String(34), nullable=False),
+        sa.Column("bic", sa.String(11), nullable=False),
+        sa.Column("signed_on", sa.Date(), nullable=False),
+        sa.Column("revoked_on", sa.Date()),
+        _at("created_at"),
+    )
+    op.create_index("ix_billing_mandates_customer_id", "billing_mandates", ["customer_id"])
+    op.create_table(
+        "billing_collections",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("collection_date", sa.Date(), nullable=False),
+        sa.Column("transactions", sa.Integer(), nullable=False),
+        sa.Column("total_cents", sa.Integer(), nullable=False),
+        sa.Column("xml", sa.Text(), nullable=False),
+        _at("created_at"),
+    )
+    op.create_table(
+        "billing_collection_items",
+        sa.Column("collection_id", sa.Uuid(), sa.ForeignKey("billing_collections.id"),
+                  primary_key=True),
+        sa.Column("invoice_id", sa.Uuid(), sa.ForeignKey("billing_invoices.id"),
+                  primary_key=True, unique=True),
+        sa.Column("mandate_id", sa.Uuid(), sa.ForeignKey("billing_mandates.id"), nullable=False),
+        sa.Column("amount_cents", sa.Integer(), nullable=False),
+        sa.Column("sequence_type", sa.String(4), nullable=False),
+    )  # fmt: skip
+    op.create_index(
+        "ix_billing_collection_items_mandate_id", "billing_collection_items", ["mandate_id"]
+    )
+    op.create_table(
+        "billing_payments",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("invoice_id", sa.Uuid(), sa.ForeignKey("billing_invoices.id"), nullable=False),
+        sa.Column("customer_id", sa.Uuid(), sa.ForeignKey("customers.id"), nullable=False),
+        sa.Column("kind", sa.String(8), nullable=False),
+        sa.Column("method", sa.String(16), nullable=False),
+        sa.Column("amount_cents", sa.Integer(), nullable=False),
+        sa.Column("received_on", sa.Date(), nullable=False),
+        sa.Column("bank_reference", sa.String(100)),
+        _at("created_at"),
+        sa.CheckConstraint("amount_cents > 0", name="ck_billing_payments_amount"),
+        sa.CheckConstraint("kind IN ('payment', 'reject')", name="ck_billing_payments_kind"),
+    )
+    op.create_index("ix_billing_payments_invoice_id", "billing_payments", ["invoice_id"])
+    op.create_index("ix_billing_payments_customer_id", "billing_payments", ["customer_id"])
     for table in APPEND_ONLY:
         op.execute(
             f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
@@ -175,7 +229,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("billing_invoice_documents", "billing_invoice_lines", "billing_invoices",
+    for table in ("billing_payments", "billing_collection_items", "billing_collections",
+                  "billing_mandates", "billing_invoice_documents", "billing_invoice_lines", "billing_invoices",
                   "billing_invoice_counters", "billing_rated_calls", "billing_subscriptions",
                   "billing_tariff_lines", "billing_plans"):  # fmt: skip
         op.drop_table(table)

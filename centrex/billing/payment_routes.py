@@ -1,0 +1,77 @@
+"""Billing's payment API: SEPA mandates and collection files, payments and rejects (operator),
+the balance (the customer reads its own)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response, status
+from sqlalchemy.exc import IntegrityError
+
+from centrex.api.deps import PrincipalDep, SessionDep, SettingsDep, visible
+from centrex.billing import sepa
+from centrex.billing.models import Collection, Mandate, Payment
+from centrex.billing.schemas import (
+    BalanceOut,
+    CollectionIn,
+    CollectionOut,
+    CollectionRunOut,
+    MandateIn,
+    MandateOut,
+    PaymentIn,
+    PaymentOut,
+)
+from centrex.services.errors import Conflict, NotFound
+
+router = APIRouter(tags=["billing"])
+
+
+@router.post("/v1/billing/mandates", status_code=status.HTTP_201_CREATED,
+             response_model=MandateOut)  # fmt: skip
+async def create_mandate(body: MandateIn, session: SessionDep) -> Mandate:
+    """A signed SEPA mandate; the IBAN and BIC are checked (checksum, length, country)."""
+    mandate = await sepa.add_mandate(session, **body.model_dump())
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise Conflict("reference", f"mandate {body.reference!r} exists") from None
+    return mandate
+
+
+@router.post("/v1/billing/sepa-collections", response_model=CollectionRunOut)
+async def create_collection(
+    body: CollectionIn, session: SessionDep, settings: SettingsDep
+) -> CollectionRunOut:
+    """A pain.008 file of every SEPA invoice not collected yet (validated against its XSD)."""
+    collection = await sepa.collect(session, body.collection_date, settings)
+    await session.commit()
+    out = CollectionOut.model_validate(collection) if collection else None
+    return CollectionRunOut(collection=out)
+
+
+@router.get("/v1/billing/sepa-collections/{collection_id}.xml", response_class=Response)
+async def collection_file(collection_id: uuid.UUID, session: SessionDep) -> Response:
+    collection = await session.get(Collection, collection_id)
+    if collection is None:
+        raise NotFound("collection_id", f"no collection {collection_id}", location="path")
+    return Response(collection.xml, media_type="application/xml", headers={
+        "Content-Disposition": f'attachment; filename="pain008-{collection_id}.xml"'})  # fmt: skip
+
+
+@router.post("/v1/billing/payments", status_code=status.HTTP_201_CREATED,
+             response_model=PaymentOut)  # fmt: skip
+async def create_payment(body: PaymentIn, session: SessionDep) -> Payment:
+    """Money received for an invoice, or a bank's reject of a debit."""
+    payment = await sepa.record_payment(session, **body.model_dump())
+    await session.commit()
+    return payment
+
+
+@router.get("/v1/customers/{customer_id}/balance", response_model=BalanceOut)
+async def customer_balance(
+    customer_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> BalanceOut:
+    visible(principal, customer_id, "customer_id", f"no customer with id {customer_id}")
+    result = await sepa.balance(session, customer_id)
+    return BalanceOut(customer_id=customer_id, **result.__dict__)
