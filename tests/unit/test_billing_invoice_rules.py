@@ -1,5 +1,6 @@
 """Billing's invoice arithmetic (issue 17, art. 11): proration to the day, fees in advance,
-totals HT / VAT per rate / TTC, the due date, the surcharge for payment other than SEPA."""
+totals HT / VAT per rate / TTC, the due date, the surcharge for payment other than SEPA; late
+interest over a half-year boundary and the 30-day dispute rule (section 10.4, art. 11.3)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ from centrex.billing.rules.invoice import (
     prorated_cents,
     surcharge_line,
     totals,
+)
+from centrex.billing.rules.late import (
+    RECOVERY_INDEMNITY_CENTS,
+    dispute_admissible,
+    interest_base_cents,
+    late_interest,
+    late_rate,
 )
 
 pytestmark = pytest.mark.unit
@@ -69,3 +77,39 @@ def test_due_date_and_surcharge():
     assert surcharge_line("sepa") is None
     extra = surcharge_line("cheque")
     assert (extra.amount_cents, extra.vat_rate) == (1000, Decimal(20))  # 10 € HT
+
+
+# --- late payment and disputes ----------------------------------------------------------------
+MRO = [(date(2025, 6, 11), Decimal("2.15")), (date(2026, 6, 10), Decimal("1.90"))]
+LEGAL = [(date(2026, 1, 1), Decimal("6.67")), (date(2026, 7, 1), Decimal("3.16"))]
+
+
+def test_the_late_rate_is_the_greater_of_ecb_plus_10_and_3_times_legal_by_half_year():
+    # First half of 2026: max(2.15 + 10, 3 x 6.67 = 20.01) = 20.01.
+    assert late_rate(date(2026, 6, 30), MRO, LEGAL) == Decimal("20.01")
+    # Second half: the MRO of 1 July (1.90, changed 10 June) + 10 = 11.90 > 3 x 3.16 = 9.48.
+    assert late_rate(date(2026, 7, 1), MRO, LEGAL) == Decimal("11.90")
+    with pytest.raises(ValueError):
+        late_rate(date(2025, 12, 31), MRO, LEGAL)  # no legal rate known then: fail closed
+
+
+def test_interest_across_a_half_year_boundary():
+    cents, segments = late_interest(100_000, date(2026, 6, 20), date(2026, 7, 10), MRO, LEGAL)
+    assert [(s.first_day, s.last_day, s.days, s.rate) for s in segments] == [
+        (date(2026, 6, 21), date(2026, 6, 30), 10, Decimal("20.01")),
+        (date(2026, 7, 1), date(2026, 7, 10), 10, Decimal("11.90")),
+    ]
+    # 1000 € x (20.01 % x 10 + 11.90 % x 10) / 365 = 8.7425 € -> 874 cents (rounded once).
+    expected = Decimal(100_000) * (Decimal("20.01") * 10 + Decimal("11.90") * 10) / 100 / 365
+    assert cents == round(expected) == 874
+    assert late_interest(100_000, date(2026, 6, 20), date(2026, 6, 20), MRO, LEGAL)[0] == 0
+
+
+def test_disputes_within_30_days_and_what_bears_interest():
+    issued = date(2026, 11, 2)
+    assert dispute_admissible(issued, date(2026, 12, 2))  # the 30th day
+    assert not dispute_admissible(issued, date(2026, 12, 3))
+    assert not dispute_admissible(issued, date(2026, 11, 1))
+    assert interest_base_cents(12_000, 2_000, 3_000) == 7_000  # disputed part suspended
+    assert interest_base_cents(12_000, 12_000, 0) == 0
+    assert RECOVERY_INDEMNITY_CENTS == 4000
