@@ -111,7 +111,11 @@ async def rate_customer(session: AsyncSession, customer_id: uuid.UUID) -> Rating
         text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
         {"k": f"billing-rating:{customer_id}"},
     )
-    calls = list(await session.scalars(_pending(customer_id).order_by(Cdr.start_at, Cdr.id)))
+    # Only the columns rating reads: no ORM objects for what may be a month of calls.
+    query = _pending(customer_id).with_only_columns(
+        Cdr.id, Cdr.caller_line_id, Cdr.start_at, Cdr.callee, Cdr.destination, Cdr.billed_s
+    )
+    calls = (await session.execute(query.order_by(Cdr.start_at, Cdr.id))).all()
     result = RatingResult()
     if not calls:
         return result
@@ -125,6 +129,7 @@ async def rate_customer(session: AsyncSession, customer_id: uuid.UUID) -> Rating
         versions[plan.code].append((plan.effective_from, plan))
     indexes = {plan.id: _tariff(plan) for plan in plans}
     states: dict[tuple[date, uuid.UUID | None], PeriodState] = {}
+    line_counts: dict[date, int] = {}  # a pooled bundle: lines of the customer in the period
     rows = []
     for cdr in calls:
         if is_emergency(cdr.callee, cdr.destination):
@@ -144,8 +149,9 @@ async def rate_customer(session: AsyncSession, customer_id: uuid.UUID) -> Rating
         if key not in states:
             states[key] = await _period_state(session, customer_id, period, scope)
         state = states[key]
-        lines = await _lines_in_period(session, customer_id, period) if scope is None else 1
-        state.bundle_total_s = plan.bundle_s * lines
+        if scope is None and period not in line_counts:
+            line_counts[period] = await _lines_in_period(session, customer_id, period)
+        state.bundle_total_s = plan.bundle_s * (line_counts[period] if scope is None else 1)
         call = CallToRate(cdr.id, cdr.caller_line_id, cdr.start_at, cdr.callee, cdr.billed_s)
         rated = rate_call(call, line, state)
         rows.append({
