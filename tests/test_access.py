@@ -46,13 +46,15 @@ CUSTOMER_MAY = {
     ("GET", "/v1/invoices/{invoice_id}"),
     ("GET", "/v1/invoices/{invoice_id}.pdf"),
     ("GET", "/v1/customers/{customer_id}/balance"),
+    ("GET", "/v1/invoices/{invoice_id}/disputes"),
 }
 # Lists a customer token sees filtered to its own customer: another's id is a 404.
 FILTERED_LISTS = {"/v1/lines", "/v1/ring-groups", "/v1/cdrs", "/v1/cdrs.csv",
                   "/v1/fraud-suspicions", "/v1/invoices"}  # fmt: skip
 # Its own invoice: read in tests/test_billing_invoices.py on a real one (a tenant here has none).
 ON_REAL_OBJECTS = {"/v1/calls/{call_id}", "/v1/invoices/{invoice_id}",
-                   "/v1/invoices/{invoice_id}.pdf"}  # fmt: skip
+                   "/v1/invoices/{invoice_id}.pdf",
+                   "/v1/invoices/{invoice_id}/disputes"}  # fmt: skip
 # Tables the API writes: a refused request must leave every one as it was.
 API_TABLES = ["customers", "lines", "numbers", "number_blocks", "number_tier_rules", "trunks",
               "ring_groups", "ring_group_members", "destinations", "policy_restrictions",
@@ -96,6 +98,7 @@ class Tenant:
             .replace("{restriction_id}", str(uuid.uuid4()))
             .replace("{invoice_id}", str(uuid.uuid4()))
             .replace("{collection_id}", str(uuid.uuid4()))
+            .replace("{dispute_id}", str(uuid.uuid4()))
         )  # fmt: skip
 
     def params(self, template: str) -> dict:

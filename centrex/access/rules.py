@@ -56,6 +56,7 @@ CUSTOMER_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/v1/invoices/{invoice_id}"),
         ("GET", "/v1/invoices/{invoice_id}.pdf"),
         ("GET", "/v1/customers/{customer_id}/balance"),
+        ("GET", "/v1/invoices/{invoice_id}/disputes"),
     }
 )
 

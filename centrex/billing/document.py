@@ -43,6 +43,12 @@ class InvoiceDoc:
     lines: list[InvoiceLine]
     totals: Totals
     payment_terms: str
+    type_code: str = "380"  # 380 commercial invoice, 381 credit note
+    preceding: str | None = None  # a credit note: the invoice it credits
+
+    @property
+    def title(self) -> str:
+        return "Credit note" if self.type_code == "381" else "Invoice"
 
 
 def _party(party: Party) -> dict:
@@ -63,7 +69,7 @@ def facturx_xml(doc: InvoiceDoc) -> bytes:
     data = {
         "BT-1": doc.reference,
         "BT-2": doc.issued_on,
-        "BT-3": "380",  # commercial invoice
+        "BT-3": doc.type_code,
         "BT-5": "EUR",
         "BT-9": doc.due_on,
         "BT-20": doc.payment_terms,
@@ -71,6 +77,7 @@ def facturx_xml(doc: InvoiceDoc) -> bytes:
         "BT-72": doc.period_end,  # services: delivered over the period
         "BT-73": doc.period_start,
         "BT-74": doc.period_end,
+        **({"BG-3": [{"BT-25": doc.preceding}]} if doc.preceding else {}),
         "BG-4": _party(doc.seller),
         "BG-7": _party(doc.buyer),
         "BG-25": [
@@ -108,7 +115,7 @@ def _pdf(doc: InvoiceDoc) -> bytes:
     """The human-readable invoice (A4)."""
     buffer = io.BytesIO()
     pdf = Canvas(buffer, pagesize=A4, invariant=True)  # invariant: same input, same bytes
-    pdf.setTitle(f"Invoice {doc.reference}")
+    pdf.setTitle(f"{doc.title} {doc.reference}")
     height = A4[1]
     y = height - 20 * mm
 
@@ -121,7 +128,7 @@ def _pdf(doc: InvoiceDoc) -> bytes:
         pdf.drawRightString(x, y, value)
 
     text(20 * mm, doc.seller.name, size=14, bold=True)
-    text(120 * mm, f"Invoice {doc.reference}", size=14, bold=True)
+    text(120 * mm, f"{doc.title} {doc.reference}", size=14, bold=True)
     for seller_line, info in zip(
         (doc.seller.address, f"{doc.seller.postcode} {doc.seller.city}",
          f"VAT {doc.seller.vat_id or '-'}"),
@@ -159,6 +166,9 @@ def _pdf(doc: InvoiceDoc) -> bytes:
     right(160 * mm, "Total TTC", bold=True)
     right(190 * mm, euros(doc.totals.ttc_cents), bold=True)
     y -= 12 * mm
+    if doc.preceding:
+        text(20 * mm, f"Credits invoice {doc.preceding}.", size=9)
+        y -= 6 * mm
     text(20 * mm, doc.payment_terms, size=8)
     pdf.showPage()
     pdf.save()
@@ -171,8 +181,8 @@ def render(doc: InvoiceDoc) -> tuple[bytes, bytes]:
     pdf = generate_from_binary(
         _pdf(doc), xml, flavor="factur-x", level=LEVEL, check_xsd=True,
         pdf_metadata={"author": doc.seller.name, "keywords": "Factur-X, Invoice",
-                      "title": f"{doc.seller.name}: invoice {doc.reference}",
-                      "subject": f"Invoice {doc.reference}"},
+                      "title": f"{doc.seller.name}: {doc.title.lower()} {doc.reference}",
+                      "subject": f"{doc.title} {doc.reference}"},
         lang="en-GB",
     )  # fmt: skip
     return pdf, xml

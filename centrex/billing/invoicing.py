@@ -143,6 +143,27 @@ async def invoice_lines(
     return out, method
 
 
+async def take_number(session: AsyncSession, issued_on: date, *, unless=None) -> int | None:
+    """The next number of the sequence, for a document issued on ``issued_on``, in the
+    caller's transaction: the counter row stays locked until it commits or rolls back, so the
+    number is used by exactly what commits with it. None if ``unless`` (a query) finds a row
+    once the lock is held."""
+    counter = await session.scalar(
+        select(InvoiceCounter).where(InvoiceCounter.series == SERIES).with_for_update()
+    )
+    if counter is None:
+        raise RuntimeError("no invoice counter row: is migration 0023 applied?")
+    if unless is not None and await session.scalar(unless) is not None:
+        return None
+    if counter.last_issued_on is not None and issued_on < counter.last_issued_on:
+        await session.rollback()
+        raise Conflict("issued_on", f"documents are already issued on {counter.last_issued_on}:"
+                       " numbering is chronological")  # fmt: skip
+    counter.last_number += 1
+    counter.last_issued_on = issued_on
+    return counter.last_number
+
+
 async def invoice_customer(
     session: AsyncSession, customer_id: uuid.UUID, period: date, issued_on: date, prefix: str
 ) -> str | None:
@@ -159,24 +180,14 @@ async def invoice_customer(
         await session.commit()  # the rating stays
         return None
     sums = totals(lines)
-    counter = await session.scalar(
-        select(InvoiceCounter).where(InvoiceCounter.series == SERIES).with_for_update()
-    )
-    if counter is None:
-        raise RuntimeError("no invoice counter row: is migration 0023 applied?")
-    # Re-read under the lock: a concurrent run may have issued it meanwhile.
-    if await session.scalar(_exists(customer_id, period)) is not None:
+    # Re-read under the counter's lock: a concurrent run may have issued it meanwhile.
+    number = await take_number(session, issued_on, unless=_exists(customer_id, period))
+    if number is None:
         await session.rollback()
         return None
-    if counter.last_issued_on is not None and issued_on < counter.last_issued_on:
-        await session.rollback()
-        raise Conflict("issued_on", f"invoices are already issued on {counter.last_issued_on}: "
-                       "numbering is chronological")  # fmt: skip
     customer = await session.get(Customer, customer_id)
-    counter.last_number += 1
-    counter.last_issued_on = issued_on
     invoice = Invoice(
-        number=counter.last_number, reference=f"{prefix}{counter.last_number:06d}",
+        number=number, reference=f"{prefix}{number:06d}",
         kind="invoice", customer_id=customer_id, buyer_name=customer.name if customer else "?",
         period=period, issued_on=issued_on, due_on=due_date(issued_on), payment_method=method,
         ht_cents=sums.ht_cents, vat_cents=sums.vat_cents, ttc_cents=sums.ttc_cents,
@@ -193,7 +204,9 @@ async def invoice_customer(
     return invoice.reference
 
 
-def document_of(invoice: Invoice, seller: Party, country: str | None) -> InvoiceDoc:
+def document_of(
+    invoice: Invoice, seller: Party, country: str | None, preceding: str | None = None
+) -> InvoiceDoc:
     lines = [InvoiceLine(r.kind, r.label, r.quantity, r.unit_cents, r.amount_cents, r.vat_rate,
                          r.service_month) for r in invoice.lines]  # fmt: skip
     by_rate = {Decimal(v["rate"]): (v["base"], v["vat"]) for v in invoice.vat}
@@ -203,8 +216,11 @@ def document_of(invoice: Invoice, seller: Party, country: str | None) -> Invoice
     terms = (f"Payment due {invoice.due_on:%d/%m/%Y} (10 days, art. 11.2), {means}."
              " Late payment: interest at the greater of the ECB rate + 10 points and 3 times the"
              " legal rate, and a 40 EUR fixed recovery indemnity.")  # fmt: skip
+    if invoice.kind == "credit_note":
+        terms = "Deducted from the amounts due (art. 11.3: dispute upheld)."
     return InvoiceDoc(invoice.reference, invoice.issued_on, invoice.due_on, invoice.period,
-                      month_end(invoice.period), seller, buyer, lines, sums, terms)  # fmt: skip
+                      month_end(invoice.period), seller, buyer, lines, sums, terms,
+                      "381" if invoice.kind == "credit_note" else "380", preceding)  # fmt: skip
 
 
 async def archive_documents(session: AsyncSession, period: date, seller: Party) -> int:
@@ -215,25 +231,34 @@ async def archive_documents(session: AsyncSession, period: date, seller: Party) 
                               .where(InvoiceDocument.invoice_id == Invoice.id).exists())
         .order_by(Invoice.number)
     ))  # fmt: skip
-    done = 0
     for invoice in pending:
-        country = await session.scalar(
-            select(Customer.residence_country).where(Customer.id == invoice.customer_id)
+        await archive_one(session, invoice, seller)
+    return len(pending)
+
+
+async def archive_one(session: AsyncSession, invoice: Invoice, seller: Party) -> None:
+    """Render and store one invoice's or credit note's PDF (committed here)."""
+    country = await session.scalar(
+        select(Customer.residence_country).where(Customer.id == invoice.customer_id)
+    )
+    preceding = None
+    if invoice.credits_invoice_id is not None:
+        preceding = await session.scalar(
+            select(Invoice.reference).where(Invoice.id == invoice.credits_invoice_id)
         )
-        pdf, xml = await asyncio.to_thread(render, document_of(invoice, seller, country))
-        digest = hashlib.sha256(pdf).hexdigest()
-        # Two runs at once may both render it: the first stored is the one kept.
-        stmt = (
-            pg_insert(InvoiceDocument)
-            .values(invoice_id=invoice.id, pdf=pdf, facturx_xml=xml.decode(), sha256=digest)
-            .on_conflict_do_nothing()
-            .execution_options(audited="record() below")
-        )
-        await session.execute(stmt)
-        await record(session, InvoiceDocument, invoice.id, "archived", after={"sha256": digest})
-        await session.commit()
-        done += 1
-    return done
+    document = document_of(invoice, seller, country, preceding)
+    pdf, xml = await asyncio.to_thread(render, document)
+    digest = hashlib.sha256(pdf).hexdigest()
+    # Two runs at once may both render it: the first stored is the one kept.
+    stmt = (
+        pg_insert(InvoiceDocument)
+        .values(invoice_id=invoice.id, pdf=pdf, facturx_xml=xml.decode(), sha256=digest)
+        .on_conflict_do_nothing()
+        .execution_options(audited="record() below")
+    )
+    await session.execute(stmt)
+    await record(session, InvoiceDocument, invoice.id, "archived", after={"sha256": digest})
+    await session.commit()
 
 
 async def run_month(

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -154,14 +155,23 @@ class Invoice(Base):
 
     __tablename__ = "billing_invoices"
     __table_args__ = (
-        UniqueConstraint("customer_id", "period", "kind", name="uq_billing_invoice_period"),
+        # One invoice per customer and month; credit notes as many as disputes upheld.
+        Index(
+            "uq_billing_invoice_period",
+            "customer_id",
+            "period",
+            unique=True,
+            postgresql_where=text("kind = 'invoice'"),
+        ),
         Index("ix_billing_invoices_customer", "customer_id", "issued_on"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     number: Mapped[int] = mapped_column(Integer, unique=True)
     reference: Mapped[str] = mapped_column(String(32), unique=True)
-    kind: Mapped[str] = mapped_column(String(16))  # invoice
+    kind: Mapped[str] = mapped_column(String(16))  # invoice | credit_note (amounts positive)
+    # A credit note: the invoice it credits (Factur-X BT-25).
+    credits_invoice_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("billing_invoices.id"))
     customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"))
     buyer_name: Mapped[str] = mapped_column(String(200))
     period: Mapped[date] = mapped_column(Date)  # the usage month (fees: the month after)
@@ -175,7 +185,9 @@ class Invoice(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     lines: Mapped[list[InvoiceLineRow]] = relationship(
-        order_by="InvoiceLineRow.position", lazy="selectin"
+        order_by="InvoiceLineRow.position",
+        lazy="selectin",
+        foreign_keys="InvoiceLineRow.invoice_id",
     )
 
 
@@ -285,3 +297,31 @@ AUDITED[Mandate] = Audited("billing_mandate")
 AUDITED[Collection] = Audited("billing_collection")
 AUDITED[CollectionItem] = Audited("billing_collection_item")
 AUDITED[Payment] = Audited("billing_payment")
+
+
+class Dispute(Base):
+    """A customer's dispute of part of an invoice (art. 11.3), received by registered letter
+    within 30 days; resolved upheld (a credit note) or rejected. Its TTC part is suspended
+    while pending."""
+
+    __tablename__ = "billing_disputes"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'upheld', 'rejected')", name="ck_billing_disp"),
+        CheckConstraint("amount_ht_cents > 0", name="ck_billing_disputes_amount"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    invoice_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_invoices.id"), index=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"))
+    received_on: Mapped[date] = mapped_column(Date)
+    amount_ht_cents: Mapped[int] = mapped_column(Integer)
+    vat_rate: Mapped[Decimal] = mapped_column(VAT)
+    amount_ttc_cents: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(8), default="pending")
+    resolved_on: Mapped[date | None] = mapped_column(Date)
+    credit_note_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("billing_invoices.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+AUDITED[Dispute] = Audited("billing_dispute")

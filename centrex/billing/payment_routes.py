@@ -6,20 +6,24 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Response, status
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from centrex.api.deps import PrincipalDep, SessionDep, SettingsDep, visible
-from centrex.billing import sepa
-from centrex.billing.models import Collection, Mandate, Payment
+from centrex.billing import disputes, sepa
+from centrex.billing.models import Collection, Dispute, Invoice, Mandate, Payment
 from centrex.billing.schemas import (
     BalanceOut,
     CollectionIn,
     CollectionOut,
     CollectionRunOut,
+    DisputeIn,
+    DisputeOut,
     MandateIn,
     MandateOut,
     PaymentIn,
     PaymentOut,
+    ResolutionIn,
 )
 from centrex.services.errors import Conflict, NotFound
 
@@ -75,3 +79,35 @@ async def customer_balance(
     visible(principal, customer_id, "customer_id", f"no customer with id {customer_id}")
     result = await sepa.balance(session, customer_id)
     return BalanceOut(customer_id=customer_id, **result.__dict__)
+
+
+@router.post("/v1/invoices/{invoice_id}/disputes", status_code=status.HTTP_201_CREATED,
+             response_model=DisputeOut)  # fmt: skip
+async def open_dispute(invoice_id: uuid.UUID, body: DisputeIn, session: SessionDep) -> Dispute:
+    """A dispute received (registered letter, art. 11.3): within 30 days of the invoice, on part
+    of it; that part is suspended until resolved."""
+    dispute = await disputes.open_dispute(session, invoice_id, **body.model_dump())
+    await session.commit()
+    return dispute
+
+
+@router.get("/v1/invoices/{invoice_id}/disputes", response_model=list[DisputeOut])
+async def list_disputes(
+    invoice_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> list[Dispute]:
+    invoice = await session.get(Invoice, invoice_id)
+    what = f"no invoice with id {invoice_id}"
+    if invoice is None:
+        raise NotFound("invoice_id", what, location="path")
+    visible(principal, invoice.customer_id, "invoice_id", what)
+    query = select(Dispute).where(Dispute.invoice_id == invoice_id).order_by(Dispute.created_at)
+    return list(await session.scalars(query))
+
+
+@router.post("/v1/billing/disputes/{dispute_id}/resolution", response_model=DisputeOut)
+async def resolve_dispute(
+    dispute_id: uuid.UUID, body: ResolutionIn, session: SessionDep, settings: SettingsDep
+) -> Dispute:
+    """Upheld: a credit note for the disputed part (numbered, its Factur-X PDF archived);
+    rejected: the part is due as before."""
+    return await disputes.resolve(session, dispute_id, body.outcome, body.resolved_on, settings)

@@ -228,3 +228,30 @@ class BalanceOut(BaseModel):
     paid_cents: int
     rejected_cents: int
     balance_cents: int = Field(description="What the customer owes (negative: a credit).")
+
+
+class DisputeIn(StrictInput):
+    received_on: date = Field(description="When the registered letter was received.")
+    amount_ht_cents: Annotated[int, Field(gt=0, le=2_000_000_000)]
+    vat_rate: Vat = Decimal(20)
+    reason: Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
+
+
+class ResolutionIn(StrictInput):
+    outcome: Literal["upheld", "rejected"]
+    resolved_on: date
+
+
+class DisputeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    invoice_id: uuid.UUID
+    customer_id: uuid.UUID
+    received_on: date
+    amount_ht_cents: int
+    vat_rate: Decimal
+    amount_ttc_cents: int
+    reason: str
+    status: str
+    resolved_on: date | None
+    credit_note_id: uuid.UUID | None

@@ -9,10 +9,17 @@ from dataclasses import dataclass
 from datetime import date
 
 from sepaxml import SepaDD
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from centrex.billing.models import Collection, CollectionItem, Invoice, Mandate, Payment
+from centrex.billing.models import (
+    Collection,
+    CollectionItem,
+    Dispute,
+    Invoice,
+    Mandate,
+    Payment,
+)
 from centrex.billing.rules.payment import (
     balance_cents,
     bank_account,
@@ -71,10 +78,16 @@ async def collect(
     paid = (select(func.coalesce(func.sum(Payment.amount_cents), 0))
             .where(Payment.invoice_id == Invoice.id, Payment.kind == "payment")
             .scalar_subquery())  # fmt: skip
+    # The part of a dispute pending or upheld is not collected (art. 11.3; an upheld one has
+    # its credit note).
+    disputed = (select(func.coalesce(func.sum(Dispute.amount_ttc_cents), 0))
+                .where(Dispute.invoice_id == Invoice.id, Dispute.status != "rejected")
+                .scalar_subquery())  # fmt: skip
     rows = (await session.execute(
-        select(Invoice, Mandate, paid)
+        select(Invoice, Mandate, paid + disputed)
         .join(Mandate, Mandate.customer_id == Invoice.customer_id)
-        .where(Invoice.payment_method == "sepa", Mandate.revoked_on.is_(None),
+        .where(Invoice.kind == "invoice", Invoice.payment_method == "sepa",
+               Mandate.revoked_on.is_(None),
                Mandate.signed_on <= collection_date,
                ~select(CollectionItem.invoice_id)
                .where(CollectionItem.invoice_id == Invoice.id).exists())
@@ -138,10 +151,11 @@ class Balance:
 async def balance(session: AsyncSession, customer_id: uuid.UUID) -> Balance:
     if await session.get(Customer, customer_id) is None:
         raise NotFound("customer_id", f"no customer with id {customer_id}", location="path")
+    # Credit notes (positive amounts) come off what was invoiced.
+    signed = case((Invoice.kind == "credit_note", -Invoice.ttc_cents), else_=Invoice.ttc_cents)
     invoiced = await session.scalar(
-        select(func.coalesce(func.sum(Invoice.ttc_cents), 0))
-        .where(Invoice.customer_id == customer_id)
-    )  # fmt: skip
+        select(func.coalesce(func.sum(signed), 0)).where(Invoice.customer_id == customer_id)
+    )
     sums = dict((await session.execute(
         select(Payment.kind, func.sum(Payment.amount_cents))
         .where(Payment.customer_id == customer_id).group_by(Payment.kind)

@@ -128,6 +128,7 @@ def upgrade() -> None:
         sa.Column("number", sa.Integer(), nullable=False, unique=True),
         sa.Column("reference", sa.String(32), nullable=False, unique=True),
         sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("credits_invoice_id", sa.Uuid(), sa.ForeignKey("billing_invoices.id")),
         sa.Column("customer_id", sa.Uuid(), sa.ForeignKey("customers.id"), nullable=False),
         sa.Column("buyer_name", sa.String(200), nullable=False),
         sa.Column("period", sa.Date(), nullable=False),
@@ -139,8 +140,11 @@ def upgrade() -> None:
         sa.Column("ttc_cents", sa.Integer(), nullable=False),
         sa.Column("vat", postgresql.JSONB(), nullable=False),
         _at("created_at"),
-        sa.UniqueConstraint("customer_id", "period", "kind", name="uq_billing_invoice_period"),
     )
+    op.create_index(
+        "uq_billing_invoice_period", "billing_invoices", ["customer_id", "period"], unique=True,
+        postgresql_where=sa.text("kind = 'invoice'"),
+    )  # fmt: skip
     op.create_index(
         "ix_billing_invoices_customer", "billing_invoices", ["customer_id", "issued_on"]
     )
@@ -217,6 +221,24 @@ def upgrade() -> None:
     )
     op.create_index("ix_billing_payments_invoice_id", "billing_payments", ["invoice_id"])
     op.create_index("ix_billing_payments_customer_id", "billing_payments", ["customer_id"])
+    op.create_table(
+        "billing_disputes",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("invoice_id", sa.Uuid(), sa.ForeignKey("billing_invoices.id"), nullable=False),
+        sa.Column("customer_id", sa.Uuid(), sa.ForeignKey("customers.id"), nullable=False),
+        sa.Column("received_on", sa.Date(), nullable=False),
+        sa.Column("amount_ht_cents", sa.Integer(), nullable=False),
+        sa.Column("vat_rate", VAT, nullable=False),
+        sa.Column("amount_ttc_cents", sa.Integer(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(8), nullable=False),
+        sa.Column("resolved_on", sa.Date()),
+        sa.Column("credit_note_id", sa.Uuid(), sa.ForeignKey("billing_invoices.id")),
+        _at("created_at"),
+        sa.CheckConstraint("status IN ('pending', 'upheld', 'rejected')", name="ck_billing_disp"),
+        sa.CheckConstraint("amount_ht_cents > 0", name="ck_billing_disputes_amount"),
+    )
+    op.create_index("ix_billing_disputes_invoice_id", "billing_disputes", ["invoice_id"])
     for table in APPEND_ONLY:
         op.execute(
             f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
@@ -229,7 +251,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("billing_payments", "billing_collection_items", "billing_collections",
+    for table in ("billing_disputes", "billing_payments", "billing_collection_items", "billing_collections",
                   "billing_mandates", "billing_invoice_documents", "billing_invoice_lines", "billing_invoices",
                   "billing_invoice_counters", "billing_rated_calls", "billing_subscriptions",
                   "billing_tariff_lines", "billing_plans"):  # fmt: skip
