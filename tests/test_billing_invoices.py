@@ -333,6 +333,12 @@ def test_next_month_usage_from_real_calls(
                    "'answered' AND direction = 'outbound'", cid)  # fmt: skip
 
     wait_until(lambda: len(cdrs()) == 3, 30, "3 CDRs")
+    # Invoices of the first run are late by then: their interest needs the reference rates.
+    for kind, effective, rate in (("ecb_mro", "2026-06-10", "1.90"),
+                                  ("legal_professional", "2026-07-01", "3.16"),
+                                  ("legal_professional", "2027-01-01", "3.20")):  # fmt: skip
+        body = {"kind": kind, "effective_from": effective, "rate": rate}
+        assert api.post("/v1/billing/reference-rates", json=body).status_code in (201, 409)
     result = run_in_process(database_url, settings, THIS_MONTH, NEXT_MONTH)
     assert result.documents == len(result.issued) > 0
     (invoice,) = sql(database_url, "SELECT * FROM billing_invoices WHERE customer_id = $1 "
@@ -342,13 +348,19 @@ def test_next_month_usage_from_real_calls(
     usage = sum(half_up(per_minute * 100 * (-(-c["billed_s"] // 60) * 60) / 60)
                 for c in cdrs() if c["billed_s"] > 0)  # fmt: skip
     fees = LINE_FEE_HT * len(lines)  # next month, whole, in advance; no access fee again
-    ht = usage + fees
-    assert invoice["ht_cents"] == ht
-    assert invoice["ttc_cents"] == ht + half_up(Decimal(ht) * Decimal("0.2"))
-    assert invoice["issued_on"] == NEXT_MONTH
-    lines_rows = sql(database_url, "SELECT kind, service_month, amount_cents FROM "
+    lines_rows = sql(database_url, "SELECT kind, service_month, amount_cents, vat_rate FROM "
                      "billing_invoice_lines WHERE invoice_id = $1", invoice["id"])  # fmt: skip
-    assert {r["kind"] for r in lines_rows} == {"line_fee", "usage"}
+    by_kind = {}
+    for r in lines_rows:
+        by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + r["amount_cents"]
+    # Its first invoice was left unpaid (paid, then rejected): late charges, outside VAT.
+    assert set(by_kind) == {"line_fee", "usage", "late_interest", "indemnity"}
+    assert (by_kind["usage"], by_kind["line_fee"], by_kind["indemnity"]) == (usage, fees, 4000)
+    ht = sum(by_kind.values())
+    taxed = usage + fees
+    assert invoice["ht_cents"] == ht
+    assert invoice["ttc_cents"] == ht + half_up(Decimal(taxed) * Decimal("0.2"))
+    assert invoice["issued_on"] == NEXT_MONTH
     assert {r["service_month"] for r in lines_rows if r["kind"] == "line_fee"} == {NEXT_MONTH}
     # Issued next month: nothing may be issued today any more (chronological numbering).
     late = api.post("/v1/billing/invoice-runs", json={"month": f"{LAST_MONTH:%Y-%m}"})

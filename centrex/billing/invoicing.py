@@ -17,19 +17,22 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.audit.recorder import record
 from centrex.billing.document import InvoiceDoc, Party, render
 from centrex.billing.models import (
+    Dispute,
     Invoice,
     InvoiceCounter,
     InvoiceDocument,
     InvoiceLineRow,
+    Payment,
     Plan,
     RatedCall,
+    ReferenceRate,
     Subscription,
 )
 from centrex.billing.rating import rate_customer
@@ -46,6 +49,7 @@ from centrex.billing.rules.invoice import (
     surcharge_line,
     totals,
 )
+from centrex.billing.rules.late import LateInvoice, interest_base_cents, late_charges
 from centrex.billing.rules.rating import billing_day
 from centrex.billing.rules.tariff import in_force
 from centrex.config import Settings
@@ -92,8 +96,58 @@ async def _fee_terms(session: AsyncSession, sub: Subscription, months: list[date
     return out
 
 
+async def _late_lines(
+    session: AsyncSession, customer_id: uuid.UUID, issued_on: date
+) -> list[InvoiceLine]:
+    """Interest and the 40 € indemnity for the customer's earlier invoices unpaid past due."""
+    paid = (select(func.coalesce(func.sum(case((Payment.kind == "reject", -Payment.amount_cents),
+                                               else_=Payment.amount_cents)), 0))
+            .where(Payment.invoice_id == Invoice.id).scalar_subquery())  # fmt: skip
+    pending = (select(func.coalesce(func.sum(Dispute.amount_ttc_cents), 0))
+               .where(Dispute.invoice_id == Invoice.id, Dispute.status == "pending")
+               .scalar_subquery())  # fmt: skip
+    upheld = (select(func.coalesce(func.sum(Dispute.amount_ttc_cents), 0))
+              .where(Dispute.invoice_id == Invoice.id, Dispute.status == "upheld")
+              .scalar_subquery())  # fmt: skip
+    # Interest is on the invoice's TTC, not on late charges it carried (no interest on interest).
+    charges = (select(func.coalesce(func.sum(InvoiceLineRow.amount_cents), 0))
+               .where(InvoiceLineRow.invoice_id == Invoice.id,
+                      InvoiceLineRow.kind.in_(("late_interest", "indemnity")))
+               .scalar_subquery())  # fmt: skip
+    about = InvoiceLineRow.refers_to_invoice_id == Invoice.id
+    charged = select(func.max(InvoiceLineRow.interest_until)).where(about).scalar_subquery()
+    indemnity = select(InvoiceLineRow.id).where(about, InvoiceLineRow.kind == "indemnity").exists()
+    rows = (await session.execute(
+        select(Invoice.id, Invoice.reference, Invoice.due_on, Invoice.ttc_cents - charges, paid,
+               pending, upheld, charged, indemnity)
+        .where(Invoice.customer_id == customer_id, Invoice.kind == "invoice",
+               Invoice.due_on < issued_on)
+        .order_by(Invoice.number)
+    )).all()  # fmt: skip
+    late = {
+        r[1]: (r[0], LateInvoice(r[1], r[2], interest_base_cents(r[3] - r[6], r[4], r[5]),
+                                 r[7], r[8]))
+        for r in rows
+    }  # fmt: skip
+    if not any(inv.base_cents > 0 for _, inv in late.values()):
+        return []
+    rates: dict[str, list[tuple[date, Decimal]]] = {"ecb_mro": [], "legal_professional": []}
+    for rate in await session.scalars(select(ReferenceRate)):
+        rates[rate.kind].append((rate.effective_from, rate.rate))
+    try:
+        charges = late_charges([inv for _, inv in late.values()], issued_on,
+                               rates["ecb_mro"], rates["legal_professional"])  # fmt: skip
+    except ValueError as exc:  # a reference rate missing: hold the invoice back (fail closed)
+        raise ServiceError("month", f"late-payment interest: {exc}") from None
+    return [
+        InvoiceLine(c.kind, c.label, Decimal(1), c.amount_cents, c.amount_cents, Decimal(0),
+                    None, str(late[c.reference][0]), c.until)
+        for c in charges
+    ]  # fmt: skip
+
+
 async def invoice_lines(
-    session: AsyncSession, customer_id: uuid.UUID, period: date
+    session: AsyncSession, customer_id: uuid.UUID, period: date, issued_on: date
 ) -> tuple[list[InvoiceLine], str]:
     """The lines of the customer's invoice for usage ``period`` (fees of the month after, in
     advance), and its payment method."""
@@ -137,6 +191,7 @@ async def invoice_lines(
     for prefix, rate, calls, seconds, cents in usage:
         label = f"Calls to +{prefix} out of bundle, {period:%Y-%m}: {calls} calls, {seconds} s"
         out.append(InvoiceLine("usage", label, Decimal(calls), 0, int(cents), rate, period))
+    out += await _late_lines(session, customer_id, issued_on)
     method = subs[-1].payment_method
     if out and (extra := surcharge_line(method)):
         out.append(extra)
@@ -175,7 +230,7 @@ async def invoice_customer(
     if period in rating.unpriced_periods:
         await session.rollback()
         raise ServiceError("month", f"customer {customer_id} has calls no tariff prices")
-    lines, method = await invoice_lines(session, customer_id, period)
+    lines, method = await invoice_lines(session, customer_id, period, issued_on)
     if not lines:
         await session.commit()  # the rating stays
         return None
@@ -196,7 +251,9 @@ async def invoice_customer(
     invoice.lines = [
         InvoiceLineRow(position=n, kind=x.kind, label=x.label[:300], quantity=x.quantity,
                        unit_cents=x.unit_cents, amount_cents=x.amount_cents,
-                       vat_rate=x.vat_rate, service_month=x.service_month)
+                       vat_rate=x.vat_rate, service_month=x.service_month,
+                       refers_to_invoice_id=uuid.UUID(x.refers_to) if x.refers_to else None,
+                       interest_until=x.interest_until)
         for n, x in enumerate(lines, 1)
     ]  # fmt: skip
     session.add(invoice)
@@ -284,9 +341,9 @@ async def run_month(
                                                    settings.billing_invoice_prefix)  # fmt: skip
             except Conflict:
                 raise
-            except ServiceError:
-                log.warning("billing: customer %s not invoiced for %s: unpriced calls",
-                            customer_id, period)  # fmt: skip
+            except ServiceError as exc:
+                log.warning("billing: customer %s not invoiced for %s: %s", customer_id, period,
+                            exc.message)  # fmt: skip
                 result.unpriced.append(customer_id)
                 return
         if reference is None:

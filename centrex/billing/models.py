@@ -187,7 +187,7 @@ class Invoice(Base):
     lines: Mapped[list[InvoiceLineRow]] = relationship(
         order_by="InvoiceLineRow.position",
         lazy="selectin",
-        foreign_keys="InvoiceLineRow.invoice_id",
+        foreign_keys="[InvoiceLineRow.invoice_id]",
     )
 
 
@@ -205,6 +205,11 @@ class InvoiceLineRow(Base):
     amount_cents: Mapped[int] = mapped_column(Integer)
     vat_rate: Mapped[Decimal] = mapped_column(VAT)
     service_month: Mapped[date | None] = mapped_column(Date)
+    # A late-payment charge: the earlier invoice it is about, and the last day of interest.
+    refers_to_invoice_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("billing_invoices.id")
+    )
+    interest_until: Mapped[date | None] = mapped_column(Date)
 
 
 class InvoiceDocument(Base):
@@ -325,3 +330,24 @@ class Dispute(Base):
 
 
 AUDITED[Dispute] = Audited("billing_dispute")
+
+
+class ReferenceRate(Base):
+    """A dated reference rate for late-payment interest: the ECB main refinancing rate
+    (``ecb_mro``) or the French legal interest rate for professional creditors
+    (``legal_professional``, published per half-year). Append-only."""
+
+    __tablename__ = "billing_reference_rates"
+    __table_args__ = (
+        UniqueConstraint("kind", "effective_from", name="uq_billing_reference_rates"),
+        CheckConstraint("kind IN ('ecb_mro', 'legal_professional')", name="ck_billing_rate"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    kind: Mapped[str] = mapped_column(String(20))
+    effective_from: Mapped[date] = mapped_column(Date)
+    rate: Mapped[Decimal] = mapped_column(Numeric(6, 3))  # percent a year
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+AUDITED[ReferenceRate] = Audited("billing_reference_rate")

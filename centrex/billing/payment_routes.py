@@ -11,7 +11,14 @@ from sqlalchemy.exc import IntegrityError
 
 from centrex.api.deps import PrincipalDep, SessionDep, SettingsDep, visible
 from centrex.billing import disputes, sepa
-from centrex.billing.models import Collection, Dispute, Invoice, Mandate, Payment
+from centrex.billing.models import (
+    Collection,
+    Dispute,
+    Invoice,
+    Mandate,
+    Payment,
+    ReferenceRate,
+)
 from centrex.billing.schemas import (
     BalanceOut,
     CollectionIn,
@@ -23,6 +30,8 @@ from centrex.billing.schemas import (
     MandateOut,
     PaymentIn,
     PaymentOut,
+    ReferenceRateIn,
+    ReferenceRateOut,
     ResolutionIn,
 )
 from centrex.services.errors import Conflict, NotFound
@@ -111,3 +120,25 @@ async def resolve_dispute(
     """Upheld: a credit note for the disputed part (numbered, its Factur-X PDF archived);
     rejected: the part is due as before."""
     return await disputes.resolve(session, dispute_id, body.outcome, body.resolved_on, settings)
+
+
+@router.post("/v1/billing/reference-rates", status_code=status.HTTP_201_CREATED,
+             response_model=ReferenceRateOut)  # fmt: skip
+async def add_reference_rate(body: ReferenceRateIn, session: SessionDep) -> ReferenceRate:
+    """A dated ECB main refinancing rate or French legal rate (late-payment interest). Never
+    edited: a correction is refused (409); rates are reference data as published."""
+    rate = ReferenceRate(**body.model_dump())
+    session.add(rate)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise Conflict("effective_from", f"a {body.kind} rate from {body.effective_from} "
+                       "exists") from None  # fmt: skip
+    return rate
+
+
+@router.get("/v1/billing/reference-rates", response_model=list[ReferenceRateOut])
+async def list_reference_rates(session: SessionDep) -> list[ReferenceRate]:
+    query = select(ReferenceRate).order_by(ReferenceRate.kind, ReferenceRate.effective_from)
+    return list(await session.scalars(query))

@@ -255,3 +255,16 @@ class DisputeOut(BaseModel):
     status: str
     resolved_on: date | None
     credit_note_id: uuid.UUID | None
+
+
+class ReferenceRateIn(StrictInput):
+    kind: Literal["ecb_mro", "legal_professional"]
+    effective_from: date
+    rate: Annotated[Decimal, Field(ge=-10, le=100, max_digits=6, decimal_places=3)]
+
+
+class ReferenceRateOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    kind: str
+    effective_from: date
+    rate: Decimal

@@ -29,6 +29,7 @@ APPEND_ONLY = (
     "billing_collections",
     "billing_collection_items",
     "billing_payments",
+    "billing_reference_rates",
 )
 VAT = sa.Numeric(5, 2)
 RATE = sa.Numeric(14, 6)
@@ -160,6 +161,8 @@ def upgrade() -> None:
         sa.Column("amount_cents", sa.Integer(), nullable=False),
         sa.Column("vat_rate", VAT, nullable=False),
         sa.Column("service_month", sa.Date()),
+        sa.Column("refers_to_invoice_id", sa.Uuid(), sa.ForeignKey("billing_invoices.id")),
+        sa.Column("interest_until", sa.Date()),
         sa.UniqueConstraint("invoice_id", "position", name="uq_billing_invoice_line"),
     )
     op.create_table(
@@ -239,6 +242,16 @@ def upgrade() -> None:
         sa.CheckConstraint("amount_ht_cents > 0", name="ck_billing_disputes_amount"),
     )
     op.create_index("ix_billing_disputes_invoice_id", "billing_disputes", ["invoice_id"])
+    op.create_table(
+        "billing_reference_rates",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("kind", sa.String(20), nullable=False),
+        sa.Column("effective_from", sa.Date(), nullable=False),
+        sa.Column("rate", sa.Numeric(6, 3), nullable=False),
+        _at("created_at"),
+        sa.UniqueConstraint("kind", "effective_from", name="uq_billing_reference_rates"),
+        sa.CheckConstraint("kind IN ('ecb_mro', 'legal_professional')", name="ck_billing_rate"),
+    )
     for table in APPEND_ONLY:
         op.execute(
             f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
@@ -251,7 +264,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("billing_disputes", "billing_payments", "billing_collection_items", "billing_collections",
+    for table in ("billing_reference_rates", "billing_disputes", "billing_payments", "billing_collection_items", "billing_collections",
                   "billing_mandates", "billing_invoice_documents", "billing_invoice_lines", "billing_invoices",
                   "billing_invoice_counters", "billing_rated_calls", "billing_subscriptions",
                   "billing_tariff_lines", "billing_plans"):  # fmt: skip

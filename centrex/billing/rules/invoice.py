@@ -28,6 +28,8 @@ class InvoiceLine:
     amount_cents: int  # HT, rounded once
     vat_rate: Decimal
     service_month: date | None = None  # the month a fee pays for
+    refers_to: str | None = None  # a late-payment charge: the id of the invoice it is about
+    interest_until: date | None = None  # and the last day of interest it charges
 
 
 @dataclass(frozen=True)

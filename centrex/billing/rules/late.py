@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from centrex.billing.rules.money import round_cents
+from centrex.billing.rules.money import euros, round_cents
 from centrex.billing.rules.tariff import in_force
 
 ECB_MARGIN_POINTS = Decimal(10)
@@ -37,10 +37,12 @@ def next_half_year(day: date) -> date:
 
 
 def late_rate(day: date, ecb_mro: Rates, legal: Rates) -> Decimal:
-    """The yearly rate, in percent, for a day late: both references as on the first day of
-    its half-year. KeyError-like ValueError if a reference is missing (fail closed)."""
+    """The yearly rate, in percent, for a day late: the ECB rate in force on the first day of
+    its half-year, the legal rate published for that half-year (dated its first day: a past
+    half-year's rate is not carried over). ValueError if either is missing (fail closed)."""
     start = half_year_start(day)
-    mro, legal_rate = in_force(ecb_mro, start), in_force(legal, start)
+    mro = in_force(ecb_mro, start)
+    legal_rate = next((rate for effective, rate in legal if effective == start), None)
     if mro is None or legal_rate is None:
         raise ValueError(f"no reference rate in force on {start}")
     return max(mro + ECB_MARGIN_POINTS, LEGAL_RATE_FACTOR * legal_rate)
@@ -81,3 +83,51 @@ def interest_base_cents(ttc_cents: int, paid_cents: int, disputed_pending_cents:
     """What bears interest: the TTC not paid, less the part under a pending dispute (suspended,
     art. 11.3). A rejected dispute's part is due again, from the original due date."""
     return max(0, ttc_cents - paid_cents - disputed_pending_cents)
+
+
+@dataclass(frozen=True)
+class LateInvoice:
+    """An earlier invoice as the next one sees it."""
+
+    reference: str
+    due_on: date
+    base_cents: int  # what bears interest now (interest_base_cents)
+    interest_until: date | None  # the day up to which interest was already charged
+    indemnity_charged: bool
+
+
+@dataclass(frozen=True)
+class LateCharge:
+    kind: str  # late_interest | indemnity
+    reference: str
+    amount_cents: int
+    until: date | None
+    label: str
+
+
+def late_charges(
+    invoices: Sequence[LateInvoice], issued_on: date, ecb_mro: Rates, legal: Rates
+) -> list[LateCharge]:
+    """What the invoice issued on ``issued_on`` charges for earlier invoices unpaid past their
+    due date: interest from the day after the due date (or after the last day already
+    charged) to the day before this issue, and the 40 € indemnity once per late invoice.
+    Outside the scope of VAT (damages, not a supply)."""
+    out: list[LateCharge] = []
+    until = issued_on - timedelta(days=1)
+    for inv in invoices:
+        if inv.base_cents <= 0 or until <= inv.due_on:
+            continue
+        since = max(inv.due_on, inv.interest_until or inv.due_on)
+        cents, segments = late_interest(inv.base_cents, since, until, ecb_mro, legal)
+        if cents > 0:
+            detail = "; ".join(f"{s.days} d at {s.rate} %" for s in segments)
+            label = (
+                f"Late-payment interest on {inv.reference} ({euros(inv.base_cents)} EUR, {detail})"
+            )
+            out.append(LateCharge("late_interest", inv.reference, cents, until, label))
+        if not inv.indemnity_charged:
+            label = f"Fixed recovery indemnity, {inv.reference} (40 EUR)"
+            out.append(
+                LateCharge("indemnity", inv.reference, RECOVERY_INDEMNITY_CENTS, None, label)
+            )
+    return out
