@@ -90,6 +90,15 @@ CONFLICTS: dict[tuple[str, str], str] = {
     ("POST", "/v1/restrictions/{restriction_id}/lift"): "the restriction is already lifted",
     ("POST", "/v1/trunks"): "a trunk of that name exists",
     ("DELETE", "/v1/calls/{call_id}"): "the call is on another node",
+    # Billing (docs/billing.md).
+    ("POST", "/v1/billing/plans"): "the plan changed meanwhile, or a version starts that day",
+    ("POST", "/v1/billing/subscriptions"): "the customer has a subscription on these days",
+    ("POST", "/v1/billing/invoice-runs"): "documents are already issued on a later day "
+    "(numbering is chronological)",
+    ("POST", "/v1/billing/mandates"): "the mandate reference exists",
+    ("POST", "/v1/billing/reference-rates"): "a rate of that kind from that day exists",
+    ("POST", "/v1/billing/disputes/{dispute_id}/resolution"): "the dispute is already resolved, "
+    "or a document is issued on a later day",
 }
 
 #: Rules a schema-valid request can still break, that no JSON schema can say: (the statuses
@@ -147,6 +156,24 @@ DEEPER_RULES: dict[tuple[str, str], tuple[frozenset[int], str]] = {
     ("POST", "/v1/port-outs"): (
         frozenset({400}), "number is not a French number; requested_date or slot_start is past "
         "or more than 60 days ahead"),
+    # Billing (docs/billing.md).
+    ("POST", "/v1/billing/plans"): (
+        frozenset({400}), "a prefix appears twice; a new version starts in the past"),
+    ("POST", "/v1/billing/subscriptions"): (
+        frozenset({400, 422}), "customer_id or plan_code names nothing; ends_on before starts_on"),
+    ("POST", "/v1/billing/invoice-runs"): (
+        frozenset({400}), "the month has not ended yet"),
+    ("POST", "/v1/billing/mandates"): (
+        frozenset({400, 422}), "customer_id names no customer; the IBAN or BIC is not a valid "
+        "one, or not of one country; the reference is not a SEPA mandate reference"),
+    ("POST", "/v1/billing/sepa-collections"): (
+        frozenset({400}), "no SEPA creditor is configured"),
+    ("POST", "/v1/billing/payments"): (frozenset({422}), "invoice_id names no invoice"),
+    ("POST", "/v1/invoices/{invoice_id}/disputes"): (
+        frozenset({400}), "received more than 30 days after the invoice; no line at that VAT "
+        "rate; more than is left to dispute"),
+    ("POST", "/v1/billing/disputes/{dispute_id}/resolution"): (
+        frozenset({400}), "resolved_on before the dispute was received"),
 }  # fmt: skip
 
 

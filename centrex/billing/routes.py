@@ -38,7 +38,7 @@ from centrex.services.errors import Conflict, NotFound, ServiceError
 
 router = APIRouter(tags=["billing"])
 
-MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+MONTH = re.compile(r"^([1-9]\d{3})-(0[1-9]|1[0-2])$")
 
 
 def _now() -> datetime:
@@ -108,7 +108,9 @@ async def customer_usage(
     session: SessionDep,
     principal: PrincipalDep,
     month: str | None = Query(
-        None, max_length=7, description="The billing month, YYYY-MM (Paris); default: this one."
+        None,
+        pattern=MONTH.pattern,
+        description="The billing month, YYYY-MM (Paris); default: this one.",
     ),
 ) -> UsageOut:
     """Rated usage of a billing month, per line and for the customer (HT)."""
@@ -135,7 +137,9 @@ async def rated_calls_csv(
     session: SessionDep,
     principal: PrincipalDep,
     month: str | None = Query(
-        None, max_length=7, description="The billing month, YYYY-MM (Paris); default: this one."
+        None,
+        pattern=MONTH.pattern,
+        description="The billing month, YYYY-MM (Paris); default: this one.",
     ),
 ) -> StreamingResponse:
     """Every rated call of the month, one a line (callee numbers are E.164: no formula)."""

@@ -3,20 +3,56 @@ numbers, never kept as floats), at most 6 decimals."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
+from centrex.api.fields import Bool, IntRange
 from centrex.api.schemas import StrictInput
 
-Euros = Annotated[Decimal, Field(ge=0, le=Decimal(1_000_000), max_digits=13, decimal_places=6)]
-Vat = Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)]
+
+def _decimal_text(value: object) -> object:
+    """Exact amounts are written as text ("0.0250"): a JSON number is a float to most clients."""
+    if isinstance(value, Decimal | str):
+        return value
+    raise PydanticCustomError("decimal_type", 'Input should be a decimal written as text: "0.0250"')
+
+
+def _decimal(pattern: str, example: str, **constraints: object) -> object:
+    return Annotated[
+        Decimal,
+        Field(**constraints),  # type: ignore[arg-type]
+        BeforeValidator(_decimal_text),
+        WithJsonSchema({"type": "string", "pattern": pattern, "examples": [example]}),
+    ]
+
+
+#: Euros, at most 6 decimals, below a million.
+Euros = _decimal(r"^[0-9]{1,6}(\.[0-9]{1,6})?$", "0.0250", ge=0, max_digits=12, decimal_places=6)
+#: A VAT rate in percent, 0 to 100, 2 decimals.
+Vat = _decimal(r"^(100(\.0{1,2})?|[0-9]{1,2}(\.[0-9]{1,2})?)$", "20", ge=0, le=100,
+               max_digits=5, decimal_places=2)  # fmt: skip
+
+
+def _iso_date(value: object) -> object:
+    """A day is ISO 8601 text ("2026-12-03"): pydantic would also read a number as a time."""
+    if isinstance(value, date) or (isinstance(value, str) and re.fullmatch(DAY, value)):
+        return value
+    raise PydanticCustomError("date_type", 'Input should be a date as text: "2026-12-03"')
+
+
+DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+Day = Annotated[
+    date, BeforeValidator(_iso_date), WithJsonSchema({"type": "string", "format": "date"})
+]
 Code = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
-Seconds = Annotated[int, Field(ge=0, le=3600)]
-Increment = Annotated[int, Field(ge=1, le=3600)]
+Seconds = IntRange(0, 3600)
+Increment = IntRange(1, 3600)
 
 
 class TariffLineIn(StrictInput):
@@ -26,23 +62,23 @@ class TariffLineIn(StrictInput):
     min_s: Seconds = 0
     first_increment_s: Increment = 60
     increment_s: Increment = 60
-    in_bundle: bool = False
+    in_bundle: Bool = False
     vat_rate: Vat = Decimal(20)
 
 
 class PlanIn(StrictInput):
     code: Code
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
-    effective_from: date
-    prices_include_vat: bool = Field(
+    effective_from: Day
+    prices_include_vat: Bool = Field(
         description="True: the amounts are TTC, as the contract states them; HT is derived."
     )
     line_fee: Euros
     line_fee_vat: Vat = Decimal(20)
     access_fee: Euros = Decimal(0)
     access_fee_vat: Vat = Decimal(20)
-    bundle_s: Annotated[int, Field(ge=0, le=100_000_000, description="Seconds a line, a month")] = 0
-    bundle_pooled: bool = False
+    bundle_s: IntRange(0, 100_000_000, "Seconds a line, a month") = 0  # type: ignore[valid-type]
+    bundle_pooled: Bool = False
     tariff: Annotated[list[TariffLineIn], Field(min_length=1, max_length=5000)]
 
 
@@ -79,8 +115,8 @@ class PlanOut(BaseModel):
 class SubscriptionIn(StrictInput):
     customer_id: uuid.UUID
     plan_code: Code
-    starts_on: date
-    ends_on: date | None = None
+    starts_on: Day
+    ends_on: Day | None = None
     payment_method: Literal["sepa", "transfer", "cheque"] = "sepa"
 
 
@@ -120,8 +156,11 @@ class UsageOut(BaseModel):
     total: UsageTotals
 
 
+MONTH = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$"
+
+
 class InvoiceRunIn(StrictInput):
-    month: Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+    month: Annotated[str, Field(pattern=MONTH, description="YYYY-MM")]
 
 
 class InvoiceRunOut(BaseModel):
@@ -170,7 +209,7 @@ class MandateIn(StrictInput):
     debtor_name: Text70
     iban: Annotated[str, Field(min_length=15, max_length=42)]
     bic: Annotated[str, Field(min_length=8, max_length=11)]
-    signed_on: date
+    signed_on: Day
 
 
 class MandateOut(BaseModel):
@@ -186,7 +225,7 @@ class MandateOut(BaseModel):
 
 
 class CollectionIn(StrictInput):
-    collection_date: date
+    collection_date: Day
 
 
 class CollectionOut(BaseModel):
@@ -205,8 +244,8 @@ class PaymentIn(StrictInput):
     invoice_id: uuid.UUID
     kind: Literal["payment", "reject"] = "payment"
     method: Literal["sepa", "transfer", "cheque"]
-    amount_cents: Annotated[int, Field(gt=0, le=2_000_000_000)]
-    received_on: date
+    amount_cents: IntRange(1, 2_000_000_000)  # type: ignore[valid-type]
+    received_on: Day
     bank_reference: Annotated[str | None, Field(max_length=100, pattern=r"^[^\x00]*$")] = None
 
 
@@ -231,15 +270,15 @@ class BalanceOut(BaseModel):
 
 
 class DisputeIn(StrictInput):
-    received_on: date = Field(description="When the registered letter was received.")
-    amount_ht_cents: Annotated[int, Field(gt=0, le=2_000_000_000)]
+    received_on: Day = Field(description="When the registered letter was received.")
+    amount_ht_cents: IntRange(1, 2_000_000_000)  # type: ignore[valid-type]
     vat_rate: Vat = Decimal(20)
     reason: Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
 
 
 class ResolutionIn(StrictInput):
     outcome: Literal["upheld", "rejected"]
-    resolved_on: date
+    resolved_on: Day
 
 
 class DisputeOut(BaseModel):
@@ -259,8 +298,8 @@ class DisputeOut(BaseModel):
 
 class ReferenceRateIn(StrictInput):
     kind: Literal["ecb_mro", "legal_professional"]
-    effective_from: date
-    rate: Annotated[Decimal, Field(ge=-10, le=100, max_digits=6, decimal_places=3)]
+    effective_from: Day
+    rate: _decimal(r"^-?[0-9]{1,2}(\.[0-9]{1,3})?$", "4.15", max_digits=5, decimal_places=3)  # type: ignore[valid-type]
 
 
 class ReferenceRateOut(BaseModel):
