@@ -57,8 +57,10 @@ def tenants(api: httpx.Client, settings) -> dict:
         ("late", 1, THIS_MONTH.replace(day=10), "sepa"),
         *((f"many{i}", 1, LAST_MONTH, "sepa") for i in range(8)),
     ):  # fmt: skip
-        customer = api.post("/v1/customers", json={"name": f"Inv {name}",
-                                                   "residence_country": "FR"}).json()  # fmt: skip
+        body = {"name": f"Inv {name}", "residence_country": "FR"}
+        if name == "acme":
+            body["email"] = "accounts@acme.example"
+        customer = api.post("/v1/customers", json=body).json()
         api.patch(f"/v1/customers/{customer['id']}", json={"documents_verified": True})
         created = []
         for _ in range(lines):
@@ -105,7 +107,9 @@ def expected_fees(lines: list[dict], starts: date, access: bool) -> int:
     return total
 
 
-def test_the_monthly_run_two_at_once_and_again(api, tenants, database_url, as_customer, tmp_path):
+def test_the_monthly_run_two_at_once_and_again(
+    api, tenants, database_url, as_customer, tmp_path, smtp_inbox, wait_until
+):
     month = f"{LAST_MONTH:%Y-%m}"
     with ThreadPoolExecutor(2) as pool:
         runs = list(pool.map(lambda _: api.post("/v1/billing/invoice-runs",
@@ -120,7 +124,7 @@ def test_the_monthly_run_two_at_once_and_again(api, tenants, database_url, as_cu
     before = sql(database_url, "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) "
                  "FROM billing_invoices t")[0][0]  # fmt: skip
     again = api.post("/v1/billing/invoice-runs", json={"month": month}).json()
-    assert again["issued"] == [] and again["documents"] == 0
+    assert again["issued"] == [] and again["documents"] == again["emailed"] == 0
     assert sql(database_url, "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) "
                "FROM billing_invoices t")[0][0] == before  # fmt: skip
 
@@ -153,6 +157,11 @@ def test_the_monthly_run_two_at_once_and_again(api, tenants, database_url, as_cu
     name, xml = get_xml_from_pdf(pdf.content, check_xsd=True)
     assert name == "factur-x.xml" and xml_check_xsd(xml, flavor="factur-x", level="en16931")
     assert mine["reference"].encode() in xml and b"urn:cen.eu:en16931:2017" in xml
+    # Emailed to the customer (real SMTP), the PDF attached as archived; once.
+    to_acme = [m for m in smtp_inbox if m["To"] == "accounts@acme.example"]
+    assert len(to_acme) == 1 and mine["reference"] in to_acme[0]["Subject"]
+    (attachment,) = [p for p in to_acme[0].walk() if p.get_content_type() == "application/pdf"]
+    assert attachment.get_payload(decode=True) == pdf.content
     png = tmp_path / "invoice"
     subprocess.run(["pdftoppm", "-png", "-r", "50", "-singlefile", "-", str(png)],
                    input=pdf.content, check=True, timeout=60)  # fmt: skip

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.billing.invoicing import archive_one, seller_of, take_number
+from centrex.billing.mail import email_pending
 from centrex.billing.models import Dispute, Invoice, InvoiceLineRow
 from centrex.billing.rules.invoice import InvoiceLine, totals
 from centrex.billing.rules.late import DISPUTE_DAYS, dispute_admissible
@@ -100,4 +101,5 @@ async def resolve(
     await session.commit()
     if credit is not None:
         await archive_one(session, credit, seller_of(settings))
+        await email_pending(session, settings)
     return dispute

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.audit.recorder import record
 from centrex.billing.document import InvoiceDoc, Party, render
+from centrex.billing.mail import email_pending
 from centrex.billing.models import (
     Dispute,
     Invoice,
@@ -70,6 +71,7 @@ class RunResult:
     not_issued: int = 0  # customers already invoiced for the month, or with nothing due
     unpriced: list[uuid.UUID] = field(default_factory=list)  # customers held back
     documents: int = 0
+    emailed: int = 0
 
 
 def seller_of(settings: Settings) -> Party:
@@ -358,4 +360,6 @@ async def run_month(
     result.issued.sort()
     async with sessionmaker() as session:
         result.documents = await archive_documents(session, period, seller_of(settings))
+    async with sessionmaker() as session:
+        result.emailed = await email_pending(session, settings)
     return result

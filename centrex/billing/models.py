@@ -351,3 +351,18 @@ class ReferenceRate(Base):
 
 
 AUDITED[ReferenceRate] = Audited("billing_reference_rate")
+
+
+class InvoiceEmail(Base):
+    """An invoice (or credit note) emailed: to whom, when. Append-only."""
+
+    __tablename__ = "billing_invoice_emails"
+
+    invoice_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("billing_invoices.id"), primary_key=True
+    )
+    recipient: Mapped[str] = mapped_column(String(254))
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+AUDITED[InvoiceEmail] = Audited("billing_invoice_email")

@@ -181,6 +181,7 @@ async def run_invoices(
     return InvoiceRunOut(
         issued=result.issued, not_issued=result.not_issued,
         unpriced_customers=result.unpriced, documents=result.documents,
+        emailed=result.emailed,
     )  # fmt: skip
 
 

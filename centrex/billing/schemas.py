@@ -168,6 +168,7 @@ class InvoiceRunOut(BaseModel):
     not_issued: int = Field(description="Customers already invoiced, or with nothing due.")
     unpriced_customers: list[uuid.UUID]
     documents: int
+    emailed: int = Field(description="Invoices emailed by this run (to customers with an email).")
 
 
 class InvoiceLineOut(BaseModel):

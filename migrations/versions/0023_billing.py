@@ -30,6 +30,7 @@ APPEND_ONLY = (
     "billing_collection_items",
     "billing_payments",
     "billing_reference_rates",
+    "billing_invoice_emails",
 )
 VAT = sa.Numeric(5, 2)
 RATE = sa.Numeric(14, 6)
@@ -252,6 +253,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("kind", "effective_from", name="uq_billing_reference_rates"),
         sa.CheckConstraint("kind IN ('ecb_mro', 'legal_professional')", name="ck_billing_rate"),
     )
+    op.create_table(
+        "billing_invoice_emails",
+        sa.Column("invoice_id", sa.Uuid(), sa.ForeignKey("billing_invoices.id"), primary_key=True),
+        sa.Column("recipient", sa.String(254), nullable=False),
+        _at("sent_at"),
+    )
     for table in APPEND_ONLY:
         op.execute(
             f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
@@ -264,7 +271,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("billing_reference_rates", "billing_disputes", "billing_payments", "billing_collection_items", "billing_collections",
+    for table in ("billing_invoice_emails", "billing_reference_rates", "billing_disputes", "billing_payments", "billing_collection_items", "billing_collections",
                   "billing_mandates", "billing_invoice_documents", "billing_invoice_lines", "billing_invoices",
                   "billing_invoice_counters", "billing_rated_calls", "billing_subscriptions",
                   "billing_tariff_lines", "billing_plans"):  # fmt: skip
