@@ -12,6 +12,7 @@ from decimal import Decimal
 from facturx import generate_cii_xml, generate_from_binary
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
+from reportlab.lib.utils import simpleSplit
 from reportlab.pdfgen.canvas import Canvas
 
 from centrex.billing.rules.invoice import InvoiceLine, Totals
@@ -112,6 +113,15 @@ def facturx_xml(doc: InvoiceDoc) -> bytes:
     return generate_cii_xml(data, level=LEVEL, check_xsd=True, check_schematron=False)
 
 
+def _fit(pdf: Canvas, value: str, width: float, size: int) -> str:
+    """``value`` cut (with an ellipsis) to ``width`` points in Helvetica ``size``."""
+    if pdf.stringWidth(value, "Helvetica", size) <= width:
+        return value
+    while value and pdf.stringWidth(value + "…", "Helvetica", size) > width:
+        value = value[:-1]
+    return value + "…"
+
+
 def _pdf(doc: InvoiceDoc) -> bytes:
     """The human-readable invoice (A4)."""
     buffer = io.BytesIO()
@@ -143,7 +153,10 @@ def _pdf(doc: InvoiceDoc) -> bytes:
     y -= 12 * mm
     text(120 * mm, doc.buyer.name, bold=True)
     y -= 6 * mm
-    text(120 * mm, f"{doc.buyer.address}, {doc.buyer.postcode} {doc.buyer.city}")
+    if doc.buyer.address.strip("-"):
+        text(120 * mm, f"{doc.buyer.address}, {doc.buyer.postcode} {doc.buyer.city}")
+    else:
+        text(120 * mm, doc.buyer.country)
     y -= 14 * mm
     text(20 * mm, "Description", bold=True)
     right(140 * mm, "VAT %", bold=True)
@@ -153,7 +166,7 @@ def _pdf(doc: InvoiceDoc) -> bytes:
         if y < 40 * mm:
             pdf.showPage()
             y = height - 20 * mm
-        text(20 * mm, line.label[:90], size=9)
+        text(20 * mm, _fit(pdf, line.label, 100 * mm, 9), size=9)
         right(140 * mm, f"{line.vat_rate:.2f}")
         right(190 * mm, euros(line.amount_cents))
     y -= 10 * mm
@@ -170,7 +183,9 @@ def _pdf(doc: InvoiceDoc) -> bytes:
     if doc.preceding:
         text(20 * mm, f"Credits invoice {doc.preceding}.", size=9)
         y -= 6 * mm
-    text(20 * mm, doc.payment_terms, size=8)
+    for part in simpleSplit(doc.payment_terms, "Helvetica", 8, 170 * mm):
+        text(20 * mm, part, size=8)
+        y -= 4 * mm
     pdf.showPage()
     pdf.save()
     return buffer.getvalue()
