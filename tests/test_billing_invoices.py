@@ -39,6 +39,7 @@ PLAN = {"code": "inv", "name": "Invoiced", "effective_from": "2026-01-01",
         "tariff": [{"prefix": "33", "per_minute": "0.072", "first_increment_s": 60,
                     "increment_s": 60}]}  # fmt: skip
 LINE_FEE_HT, ACCESS_FEE_HT = 2000, 5000  # 24.00 and 60.00 TTC at 20 %
+GOLD, GOLD_FEE = "0234171099", 1500
 
 
 def half_up(value: Decimal) -> int:
@@ -71,6 +72,14 @@ def tenants(api: httpx.Client, settings) -> dict:
                 "starts_on": starts.isoformat(), "payment_method": method}  # fmt: skip
         assert api.post("/v1/billing/subscriptions", json=body).status_code == 201
         made[name] = (customer, created, starts)
+    # Acme takes a Gold number (a rule matching that one number only): its fee is invoiced.
+    rule = {"tier": "gold", "name": "billing test", "pattern": f"^{GOLD}$",
+            "monthly_fee_cents": GOLD_FEE}  # fmt: skip
+    assert api.post("/v1/number-tier-rules", json=rule).status_code == 201
+    wanted = {"customer_id": made["acme"][0]["id"], "kind": "geographic", "number": GOLD}
+    gold = api.post("/v1/numbers/allocate", json=wanted)
+    assert gold.status_code == 201 and gold.json()["tier"] == "gold", gold.text
+    made["acme"][0]["gold_assigned_at"] = gold.json()["assigned_at"]
     return made
 
 
@@ -132,6 +141,10 @@ def test_the_monthly_run_two_at_once_and_again(
     for name, (customer, lines, starts) in tenants.items():
         (invoice,) = api.get("/v1/invoices", params={"customer_id": customer["id"]}).json()
         fees = expected_fees(lines, starts, access=True)
+        if "gold_assigned_at" in customer:  # this month's days from the assignment, HT
+            first = billing_day(datetime.fromisoformat(customer["gold_assigned_at"]))
+            days = DAYS - max(first, THIS_MONTH).day + 1
+            fees += half_up(Decimal(GOLD_FEE) * days / DAYS)
         surcharge = 1000 if name == "cheques" else 0
         ht = fees + surcharge
         vat = half_up(Decimal(ht) * Decimal("0.2"))
@@ -363,10 +376,11 @@ def test_next_month_usage_from_real_calls(
     for r in lines_rows:
         by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + r["amount_cents"]
     # Its first invoice was left unpaid (paid, then rejected): late charges, outside VAT.
-    assert set(by_kind) == {"line_fee", "usage", "late_interest", "indemnity"}
+    assert set(by_kind) == {"line_fee", "number_fee", "usage", "late_interest", "indemnity"}
     assert (by_kind["usage"], by_kind["line_fee"], by_kind["indemnity"]) == (usage, fees, 4000)
+    assert by_kind["number_fee"] == GOLD_FEE  # the Gold number, the whole next month
     ht = sum(by_kind.values())
-    taxed = usage + fees
+    taxed = usage + fees + GOLD_FEE
     assert invoice["ht_cents"] == ht
     assert invoice["ttc_cents"] == ht + half_up(Decimal(taxed) * Decimal("0.2"))
     assert invoice["issued_on"] == NEXT_MONTH

@@ -39,6 +39,7 @@ from centrex.billing.models import (
 from centrex.billing.rating import rate_customer
 from centrex.billing.rules.invoice import (
     BilledLine,
+    BilledNumber,
     FeeTerms,
     InvoiceLine,
     Totals,
@@ -47,6 +48,7 @@ from centrex.billing.rules.invoice import (
     fee_months,
     month_end,
     next_month,
+    number_fee_lines,
     surcharge_line,
     totals,
 )
@@ -54,7 +56,7 @@ from centrex.billing.rules.late import LateInvoice, interest_base_cents, late_ch
 from centrex.billing.rules.rating import billing_day
 from centrex.billing.rules.tariff import in_force
 from centrex.config import Settings
-from centrex.db.models import Customer, Line
+from centrex.db.models import Customer, Line, PhoneNumber
 from centrex.db.session import SessionMaker
 from centrex.services.errors import Conflict, ServiceError
 
@@ -193,6 +195,17 @@ async def invoice_lines(
     for prefix, rate, calls, seconds, cents in usage:
         label = f"Calls to +{prefix} out of bundle, {period:%Y-%m}: {calls} calls, {seconds} s"
         out.append(InvoiceLine("usage", label, Decimal(calls), 0, int(cents), rate, period))
+    numbers = [
+        BilledNumber(n.e164, n.tier, n.monthly_fee_cents, billing_day(n.assigned_at),
+                     billing_day(n.released_at) if n.released_at else None)
+        for n in await session.scalars(
+            select(PhoneNumber).where(PhoneNumber.customer_id == customer_id,
+                                      PhoneNumber.monthly_fee_cents > 0,
+                                      PhoneNumber.assigned_at.is_not(None))
+            .order_by(PhoneNumber.e164)
+        )
+    ]  # fmt: skip
+    out += number_fee_lines(months, numbers)
     out += await _late_lines(session, customer_id, issued_on)
     method = subs[-1].payment_method
     if out and (extra := surcharge_line(method)):

@@ -11,12 +11,14 @@ import pytest
 
 from centrex.billing.rules.invoice import (
     BilledLine,
+    BilledNumber,
     FeeTerms,
     InvoiceLine,
     active_days,
     due_date,
     fee_lines,
     fee_months,
+    number_fee_lines,
     prorated_cents,
     surcharge_line,
     totals,
@@ -113,3 +115,17 @@ def test_disputes_within_30_days_and_what_bears_interest():
     assert interest_base_cents(12_000, 2_000, 3_000) == 7_000  # disputed part suspended
     assert interest_base_cents(12_000, 12_000, 0) == 0
     assert RECOVERY_INDEMNITY_CENTS == 4000
+
+
+def test_number_fees_prorated_to_the_days_held():
+    numbers = [BilledNumber("+33142341111", "gold", 1500, date(2026, 11, 21), None),
+               BilledNumber("+33142342222", "silver", 500, date(2026, 1, 1), date(2026, 12, 11)),
+               BilledNumber("+33142343333", None, 0, date(2026, 1, 1), None)]  # fmt: skip
+    out = number_fee_lines([NOV, DEC], numbers)
+    assert [(x.kind, x.service_month, x.amount_cents) for x in out] == [
+        ("number_fee", NOV, 500),  # gold: 21-30 November, 10/30 days
+        ("number_fee", NOV, 500),  # silver: all November
+        ("number_fee", DEC, 1500),  # gold: all December
+        ("number_fee", DEC, 161),  # silver: released on the 11th, 10/31 days: 161.29
+    ]
+    assert out[0].label.startswith("Gold number +33142341111")

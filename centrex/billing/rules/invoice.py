@@ -150,3 +150,33 @@ def fee_lines(
                 month,
             ))  # fmt: skip
     return out
+
+
+@dataclass(frozen=True)
+class BilledNumber:
+    """A number of the customer with a monthly fee (Silver/Gold tier, special number), HT."""
+
+    e164: str
+    tier: str | None
+    monthly_fee_cents: int
+    assigned_on: date
+    released_on: date | None  # its release day (not billed), if released
+
+
+def number_fee_lines(months: list[date], numbers: list[BilledNumber]) -> list[InvoiceLine]:
+    """Each number's monthly fee for each month, prorated to the days it was the customer's
+    (from its assignment day to the day before its release)."""
+    out: list[InvoiceLine] = []
+    for month in months:
+        for number in numbers:
+            last = number.released_on - timedelta(days=1) if number.released_on else None
+            days = active_days(month, number.assigned_on, last)
+            if days == 0 or number.monthly_fee_cents <= 0:
+                continue
+            amount = prorated_cents(number.monthly_fee_cents, days, month)
+            what = f"{number.tier.title()} number" if number.tier else "Number"
+            out.append(InvoiceLine(
+                "number_fee", f"{what} {number.e164}, {month:%Y-%m} ({days}/{month_end(month).day}"
+                " days)", Decimal(1), amount, amount, DEFAULT_VAT, month,
+            ))  # fmt: skip
+    return out
