@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from centrex.billing import service
-from centrex.billing.invoicing import run_month
+from centrex.billing.invoicing import run_interim, run_month
 from centrex.billing.models import Invoice, Payment, ReferenceRate
 from centrex.billing.schemas import PlanIn, SubscriptionIn
 from centrex.config import Settings
@@ -111,4 +111,71 @@ async def test_interest_across_the_half_year_and_the_indemnity_once(tmp_path):
                 Decimal(may.ttc_cents) * rate2 * 16 / 100 / 365
             )
         finally:
+            await engine.dispose()
+
+
+async def test_an_interim_invoice_past_the_threshold_and_the_month_end_rest(tmp_path):
+    """Art. 11.2: usage past the plan's threshold is invoiced early; the monthly invoice then
+    carries only what the interim did not (CDR rows written as the shipper writes them)."""
+    settings = Settings(_env_file=None)
+    plan = PLAN.model_copy(update={"code": "interim", "interim_threshold": Decimal("1.00")})
+    async with scratch_database(tmp_path, prefix="centrex_interim") as db:
+        conn = await asyncpg.connect(asyncpg_dsn(db.url))
+        customer, line = uuid.uuid4(), uuid.uuid4()
+        await conn.execute("INSERT INTO customers (id, name) VALUES ($1, 'Big talker')", customer)
+        await conn.execute(
+            "INSERT INTO lines (id, customer_id, label, sip_username, sip_ha1, sip_realm, "
+            "sync_state, created_at) VALUES ($1, $2, 'desk', 'talk1', $3, 'r', 'pending', $4)",
+            line, customer, "0" * 32, datetime(2026, 1, 1, tzinfo=UTC),
+        )  # fmt: skip
+
+        async def calls(day: int, minutes: list[int]) -> None:
+            for n, length in enumerate(minutes):
+                at = datetime(2026, 3, day, 9, n, tzinfo=UTC)
+                await conn.execute(
+                    "INSERT INTO cdrs (id, node, linkedid, customer_id, caller_line_id, "
+                    "direction, caller, callee, destination, start_at, answer_at, end_at, "
+                    "duration_ms, billed_s, disposition, sip_code) VALUES ($1, 'n', $2, $3, $4,"
+                    " 'outbound', '+33100000000', '+33145678901', '33', $5, $5, $5, $6, $7, "
+                    "'answered', 200)",
+                    uuid.uuid4(), f"{day}-{n}", customer, line, at, length * 60_000, length * 60,
+                )  # fmt: skip
+
+        engine = make_engine(db.url)
+        sessions = make_sessionmaker(engine)
+        try:
+            async with sessions() as session:
+                await service.create_plan_version(session, plan, today=date(2026, 1, 1))
+                sub = SubscriptionIn(customer_id=customer, plan_code="interim",
+                                     starts_on=date(2026, 1, 1))  # fmt: skip
+                await service.subscribe(session, sub)
+                await session.commit()
+            await calls(2, [30, 30])  # 60 min at 0.01 €: 0.60 €, under the 1.00 € threshold
+            assert await run_interim(sessions, date(2026, 3, 3), settings) == []
+            await calls(4, [50])  # 110 min: 1.10 €, past it
+            (reference,) = await run_interim(sessions, date(2026, 3, 5), settings)
+            assert await run_interim(sessions, date(2026, 3, 6), settings) == []  # nothing new
+            await calls(20, [25])  # 0.25 € after the interim
+            async with sessions() as session:  # the interim is paid on time (else: interest)
+                interim = await session.scalar(select(Invoice).where(Invoice.kind == "interim"))
+                session.add(Payment(invoice_id=interim.id, customer_id=customer, kind="payment",
+                                    method="sepa", amount_cents=interim.ttc_cents,
+                                    received_on=date(2026, 3, 10)))  # fmt: skip
+                await session.commit()
+            await run_month(sessions, date(2026, 3, 1), date(2026, 4, 1), settings)
+            async with sessions() as session:
+                interim, march = list(await session.scalars(
+                    select(Invoice).where(Invoice.customer_id == customer)
+                    .order_by(Invoice.number)))  # fmt: skip
+            assert (interim.reference, interim.kind, interim.ht_cents) == (
+                reference,
+                "interim",
+                110,
+            )
+            assert interim.due_on == date(2026, 3, 15)
+            usage = [x.amount_cents for x in march.lines if x.kind == "usage"]
+            assert usage == [25]  # 135 cents of March, less the 110 of the interim
+            assert march.number == interim.number + 1
+        finally:
+            await conn.close()
             await engine.dispose()

@@ -96,6 +96,8 @@ CONFLICTS: dict[tuple[str, str], str] = {
     ("POST", "/v1/billing/invoice-runs"): "documents are already issued on a later day "
     "(numbering is chronological)",
     ("POST", "/v1/billing/mandates"): "the mandate reference exists",
+    ("POST", "/v1/billing/interim-runs"): "documents are already issued on a later day "
+    "(numbering is chronological)",
     ("POST", "/v1/billing/reference-rates"): "a rate of that kind from that day exists",
     ("POST", "/v1/billing/disputes/{dispute_id}/resolution"): "the dispute is already resolved, "
     "or a document is issued on a later day",

@@ -27,7 +27,7 @@ async def open_dispute(
     vat_rate: Decimal, reason: str,
 ) -> Dispute:  # fmt: skip
     invoice = await session.get(Invoice, invoice_id)
-    if invoice is None or invoice.kind != "invoice":
+    if invoice is None or invoice.kind == "credit_note":
         raise NotFound("invoice_id", f"no invoice with id {invoice_id}", location="path")
     if not dispute_admissible(invoice.issued_on, received_on):
         why = (f"a dispute is received within {DISPUTE_DAYS} days of the invoice "

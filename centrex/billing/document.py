@@ -47,9 +47,13 @@ class InvoiceDoc:
     type_code: str = "380"  # 380 commercial invoice, 381 credit note
     preceding: str | None = None  # a credit note: the invoice it credits
 
+    interim: bool = False  # art. 11.2: usage asked for early
+
     @property
     def title(self) -> str:
-        return "Credit note" if self.type_code == "381" else "Invoice"
+        if self.type_code == "381":
+            return "Credit note"
+        return "Interim invoice" if self.interim else "Invoice"
 
 
 def _party(party: Party) -> dict:

@@ -53,6 +53,7 @@ from centrex.billing.rules.invoice import (
     totals,
 )
 from centrex.billing.rules.late import LateInvoice, interest_base_cents, late_charges
+from centrex.billing.rules.money import euros
 from centrex.billing.rules.rating import billing_day
 from centrex.billing.rules.tariff import in_force
 from centrex.config import Settings
@@ -62,6 +63,12 @@ from centrex.services.errors import Conflict, ServiceError
 
 log = logging.getLogger(__name__)
 SERIES = "invoice"
+
+
+def billing_month_of(day: date) -> date:
+    return day.replace(day=1)
+
+
 #: Customers invoiced at once in a run: their transactions meet only on the counter row, held
 #: from numbering to commit.
 RUN_WORKERS = 4
@@ -124,7 +131,7 @@ async def _late_lines(
     rows = (await session.execute(
         select(Invoice.id, Invoice.reference, Invoice.due_on, Invoice.ttc_cents - charges, paid,
                pending, upheld, charged, indemnity)
-        .where(Invoice.customer_id == customer_id, Invoice.kind == "invoice",
+        .where(Invoice.customer_id == customer_id, Invoice.kind.in_(("invoice", "interim")),
                Invoice.due_on < issued_on)
         .order_by(Invoice.number)
     )).all()  # fmt: skip
@@ -148,6 +155,38 @@ async def _late_lines(
                     None, str(late[c.reference][0]), c.until)
         for c in charges
     ]  # fmt: skip
+
+
+async def usage_lines(
+    session: AsyncSession, customer_id: uuid.UUID, period: date
+) -> list[InvoiceLine]:
+    """Out-of-bundle usage of ``period`` in arrears, one line per tariff prefix and VAT rate:
+    the rated calls' amounts, less what interim invoices of the period already billed."""
+    billed = (select(func.coalesce(func.sum(InvoiceLineRow.amount_cents), 0))
+              .join(Invoice, Invoice.id == InvoiceLineRow.invoice_id)
+              .where(Invoice.customer_id == customer_id, Invoice.kind.in_(("interim", "invoice")),
+                     InvoiceLineRow.kind == "usage", InvoiceLineRow.service_month == period,
+                     InvoiceLineRow.prefix == RatedCall.prefix,
+                     InvoiceLineRow.vat_rate == RatedCall.vat_rate)
+              .correlate(RatedCall).scalar_subquery())  # fmt: skip
+    usage = await session.execute(
+        select(RatedCall.prefix, RatedCall.vat_rate, func.count(), func.sum(RatedCall.charged_s),
+               func.sum(RatedCall.amount_cents), billed)
+        .where(RatedCall.customer_id == customer_id, RatedCall.period == period,
+               RatedCall.amount_cents > 0)
+        .group_by(RatedCall.prefix, RatedCall.vat_rate).order_by(RatedCall.prefix)
+    )  # fmt: skip
+    out = []
+    for prefix, rate, calls, seconds, cents, already in usage:
+        due = int(cents) - int(already)
+        if due <= 0:
+            continue
+        label = f"Calls to +{prefix} out of bundle, {period:%Y-%m}: {calls} calls, {seconds} s"
+        if already:
+            label += f", less {euros(int(already))} EUR invoiced before"
+        out.append(InvoiceLine("usage", label, Decimal(calls), 0, due, rate, period,
+                               prefix=prefix))  # fmt: skip
+    return out
 
 
 async def invoice_lines(
@@ -185,16 +224,7 @@ async def invoice_lines(
         terms = await _fee_terms(session, sub, months)
         due = not access_billed and sub is subs[0]
         out += fee_lines(months, sub.starts_on, sub.ends_on, terms, lines, due)
-    usage = await session.execute(
-        select(RatedCall.prefix, RatedCall.vat_rate, func.count(), func.sum(RatedCall.charged_s),
-               func.sum(RatedCall.amount_cents))
-        .where(RatedCall.customer_id == customer_id, RatedCall.period == period,
-               RatedCall.amount_cents > 0)
-        .group_by(RatedCall.prefix, RatedCall.vat_rate).order_by(RatedCall.prefix)
-    )  # fmt: skip
-    for prefix, rate, calls, seconds, cents in usage:
-        label = f"Calls to +{prefix} out of bundle, {period:%Y-%m}: {calls} calls, {seconds} s"
-        out.append(InvoiceLine("usage", label, Decimal(calls), 0, int(cents), rate, period))
+    out += await usage_lines(session, customer_id, period)
     numbers = [
         BilledNumber(n.e164, n.tier, n.monthly_fee_cents, billing_day(n.assigned_at),
                      billing_day(n.released_at) if n.released_at else None)
@@ -268,12 +298,83 @@ async def invoice_customer(
                        unit_cents=x.unit_cents, amount_cents=x.amount_cents,
                        vat_rate=x.vat_rate, service_month=x.service_month,
                        refers_to_invoice_id=uuid.UUID(x.refers_to) if x.refers_to else None,
-                       interest_until=x.interest_until)
+                       interest_until=x.interest_until, prefix=x.prefix)
         for n, x in enumerate(lines, 1)
     ]  # fmt: skip
     session.add(invoice)
     await session.commit()
     return invoice.reference
+
+
+async def interim_customer(
+    session: AsyncSession, customer_id: uuid.UUID, today: date, prefix: str
+) -> str | None:
+    """Art. 11.2: an interim invoice of the month's out-of-bundle usage not invoiced yet, when
+    it passes the threshold of the customer's plan (committed here); its reference, or None."""
+    await rate_customer(session, customer_id)
+    period = billing_month_of(today)
+    sub = await session.scalar(
+        select(Subscription).where(
+            Subscription.customer_id == customer_id, Subscription.starts_on <= today,
+            (Subscription.ends_on.is_(None)) | (Subscription.ends_on >= today),
+        )
+    )  # fmt: skip
+    versions = [] if sub is None else [(p.effective_from, p) for p in await session.scalars(
+        select(Plan).where(Plan.code == sub.plan_code))]  # fmt: skip
+    plan = in_force(versions, today)
+    lines = await usage_lines(session, customer_id, period)
+    if (
+        plan is None
+        or plan.interim_threshold_cents is None
+        or (sum(x.amount_cents for x in lines) <= plan.interim_threshold_cents)
+    ):
+        await session.commit()  # the rating stays
+        return None
+    if extra := surcharge_line(sub.payment_method):
+        lines.append(extra)
+    sums = totals(lines)
+    number = await take_number(session, today)
+    customer = await session.get(Customer, customer_id)
+    invoice = Invoice(
+        number=number, reference=f"{prefix}{number:06d}", kind="interim",
+        customer_id=customer_id, buyer_name=customer.name if customer else "?", period=period,
+        issued_on=today, due_on=due_date(today), payment_method=sub.payment_method,
+        ht_cents=sums.ht_cents, vat_cents=sums.vat_cents, ttc_cents=sums.ttc_cents,
+        vat=[{"rate": str(r), "base": b, "vat": v} for r, (b, v) in sums.vat_by_rate.items()],
+    )  # fmt: skip
+    invoice.lines = [
+        InvoiceLineRow(position=n, kind=x.kind, label=x.label[:300], quantity=x.quantity,
+                       unit_cents=x.unit_cents, amount_cents=x.amount_cents,
+                       vat_rate=x.vat_rate, service_month=x.service_month, prefix=x.prefix)
+        for n, x in enumerate(lines, 1)
+    ]  # fmt: skip
+    session.add(invoice)
+    await session.commit()
+    return invoice.reference
+
+
+async def run_interim(sessionmaker: SessionMaker, today: date, settings: Settings) -> list[str]:
+    """Interim invoices for every subscribed customer past its threshold, then their PDFs and
+    emails. Customers one at a time: a rare run, small."""
+    async with sessionmaker() as session:
+        customers = list(await session.scalars(
+            select(Subscription.customer_id).distinct().where(
+                Subscription.starts_on <= today,
+                (Subscription.ends_on.is_(None)) | (Subscription.ends_on >= today),
+            ).order_by(Subscription.customer_id)
+        ))  # fmt: skip
+    issued = []
+    for customer_id in customers:
+        async with sessionmaker() as session:
+            reference = await interim_customer(session, customer_id, today,
+                                               settings.billing_invoice_prefix)  # fmt: skip
+        if reference:
+            issued.append(reference)
+    async with sessionmaker() as session:
+        await archive_documents(session, billing_month_of(today), seller_of(settings))
+    async with sessionmaker() as session:
+        await email_pending(session, settings)
+    return issued
 
 
 def document_of(
@@ -292,7 +393,8 @@ def document_of(
         terms = "Deducted from the amounts due (art. 11.3: dispute upheld)."
     return InvoiceDoc(invoice.reference, invoice.issued_on, invoice.due_on, invoice.period,
                       month_end(invoice.period), seller, buyer, lines, sums, terms,
-                      "381" if invoice.kind == "credit_note" else "380", preceding)  # fmt: skip
+                      "381" if invoice.kind == "credit_note" else "380", preceding,
+                      invoice.kind == "interim")  # fmt: skip
 
 
 async def archive_documents(session: AsyncSession, period: date, seller: Party) -> int:

@@ -58,6 +58,8 @@ class Plan(Base):
     access_fee_vat: Mapped[Decimal] = mapped_column(VAT)
     bundle_s: Mapped[int] = mapped_column(Integer)  # per line and month
     bundle_pooled: Mapped[bool] = mapped_column(Boolean)  # shared by the customer's lines
+    # Art. 11.2: out-of-bundle usage HT of the month past this: an interim invoice (None: never).
+    interim_threshold_cents: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     tariff_lines: Mapped[list[TariffLineRow]] = relationship(
@@ -169,7 +171,8 @@ class Invoice(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     number: Mapped[int] = mapped_column(Integer, unique=True)
     reference: Mapped[str] = mapped_column(String(32), unique=True)
-    kind: Mapped[str] = mapped_column(String(16))  # invoice | credit_note (amounts positive)
+    # invoice | interim | credit_note (amounts positive)
+    kind: Mapped[str] = mapped_column(String(16))
     # A credit note: the invoice it credits (Factur-X BT-25).
     credits_invoice_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("billing_invoices.id"))
     customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"))
@@ -205,6 +208,7 @@ class InvoiceLineRow(Base):
     amount_cents: Mapped[int] = mapped_column(Integer)
     vat_rate: Mapped[Decimal] = mapped_column(VAT)
     service_month: Mapped[date | None] = mapped_column(Date)
+    prefix: Mapped[str | None] = mapped_column(String(15))  # a usage line: its tariff prefix
     # A late-payment charge: the earlier invoice it is about, and the last day of interest.
     refers_to_invoice_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("billing_invoices.id")

@@ -17,11 +17,12 @@ from sqlalchemy.exc import IntegrityError
 
 from centrex.api.deps import PrincipalDep, SessionDep, SettingsDep, own_customer, visible
 from centrex.billing import service
-from centrex.billing.invoicing import run_month
+from centrex.billing.invoicing import run_interim, run_month
 from centrex.billing.models import Invoice, InvoiceDocument, Plan, RatedCall, Subscription
 from centrex.billing.rating import period_filter, rate_pending
 from centrex.billing.rules.rating import billing_day, billing_month
 from centrex.billing.schemas import (
+    InterimRunOut,
     InvoiceOut,
     InvoiceRunIn,
     InvoiceRunOut,
@@ -183,6 +184,14 @@ async def run_invoices(
         unpriced_customers=result.unpriced, documents=result.documents,
         emailed=result.emailed,
     )  # fmt: skip
+
+
+@router.post("/v1/billing/interim-runs", response_model=InterimRunOut)
+async def run_interims(request: Request, settings: SettingsDep) -> InterimRunOut:
+    """Art. 11.2: an interim invoice (issued today) for each customer whose out-of-bundle usage
+    this month, not yet invoiced, passes its plan's threshold."""
+    issued = await run_interim(request.app.state.sessionmaker, billing_day(_now()), settings)
+    return InterimRunOut(issued=issued)
 
 
 @router.get("/v1/invoices", response_model=list[InvoiceOut])

@@ -79,6 +79,10 @@ class PlanIn(StrictInput):
     access_fee_vat: Vat = Decimal(20)
     bundle_s: IntRange(0, 100_000_000, "Seconds a line, a month") = 0  # type: ignore[valid-type]
     bundle_pooled: Bool = False
+    interim_threshold: Euros | None = Field(
+        None, description="Out-of-bundle usage of a month past which an interim invoice is "
+        "issued (art. 11.2); none: never.",
+    )  # fmt: skip
     tariff: Annotated[list[TariffLineIn], Field(min_length=1, max_length=5000)]
 
 
@@ -108,6 +112,7 @@ class PlanOut(BaseModel):
     access_fee_vat: Decimal
     bundle_s: int
     bundle_pooled: bool
+    interim_threshold_cents: int | None
     created_at: datetime
     tariff_lines: list[TariffLineOut]
 
@@ -169,6 +174,10 @@ class InvoiceRunOut(BaseModel):
     unpriced_customers: list[uuid.UUID]
     documents: int
     emailed: int = Field(description="Invoices emailed by this run (to customers with an email).")
+
+
+class InterimRunOut(BaseModel):
+    issued: list[str] = Field(description="References of the interim invoices issued.")
 
 
 class InvoiceLineOut(BaseModel):

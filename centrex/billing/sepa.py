@@ -86,7 +86,7 @@ async def collect(
     rows = (await session.execute(
         select(Invoice, Mandate, paid + disputed)
         .join(Mandate, Mandate.customer_id == Invoice.customer_id)
-        .where(Invoice.kind == "invoice", Invoice.payment_method == "sepa",
+        .where(Invoice.kind.in_(("invoice", "interim")), Invoice.payment_method == "sepa",
                Mandate.revoked_on.is_(None),
                Mandate.signed_on <= collection_date,
                ~select(CollectionItem.invoice_id)

@@ -58,6 +58,9 @@ async def create_plan_version(session: AsyncSession, body: PlanIn, *, today: dat
         access_fee_vat=body.access_fee_vat,
         bundle_s=body.bundle_s,
         bundle_pooled=body.bundle_pooled,
+        interim_threshold_cents=None
+        if body.interim_threshold is None
+        else cents_half_up(_ht(body.interim_threshold, body.line_fee_vat, ttc)),
     )
     plan.tariff_lines = [
         TariffLineRow(

@@ -30,6 +30,7 @@ class InvoiceLine:
     service_month: date | None = None  # the month a fee pays for
     refers_to: str | None = None  # a late-payment charge: the id of the invoice it is about
     interest_until: date | None = None  # and the last day of interest it charges
+    prefix: str | None = None  # a usage line: its tariff prefix
 
 
 @dataclass(frozen=True)
