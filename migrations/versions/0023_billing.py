@@ -1,7 +1,7 @@
 """billing: versioned plans and tariff lines, subscriptions, rated calls (issue 17)
 
 Revision ID: 0023_billing
-Revises: 0018_transfers
+Revises: 0019_portability
 Create Date: 2026-12-03
 
 Plans, tariff lines and rated calls are append-only: ``centrex_append_only()`` (0012) refuses
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0023_billing"
-down_revision: str | Sequence[str] | None = "0018_transfers"
+down_revision: str | Sequence[str] | None = "0019_portability"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
