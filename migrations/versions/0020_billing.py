@@ -1,6 +1,6 @@
 """billing: versioned plans and tariff lines, subscriptions, rated calls (issue 17)
 
-Revision ID: 0023_billing
+Revision ID: 0020_billing
 Revises: 0019_portability
 Create Date: 2026-12-03
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0023_billing"
+revision: str = "0020_billing"
 down_revision: str | Sequence[str] | None = "0019_portability"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
