@@ -309,6 +309,9 @@ class Settings(BaseSettings):
     portability_interval_s: float = Field(
         1.0, gt=0, description="How often donor answers and due porting slots are looked at."
     )
+    contracts_interval_s: float = Field(
+        60.0, gt=0, description="How often the contracts' scheduler looks for steps fallen due."
+    )
 
     # --- billing (issue 17, docs/billing.md): the seller on every invoice --------------------
     billing_seller_name: str = Field("Centrex operator", description="Legal name on invoices.")

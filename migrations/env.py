@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import centrex.access.models
 import centrex.audit.models
 import centrex.billing.models
+import centrex.contracts.models
 import centrex.extensions.models
 import centrex.portability.models  # noqa: F401
 from centrex.db.models import Base

@@ -57,6 +57,12 @@ CUSTOMER_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/v1/invoices/{invoice_id}.pdf"),
         ("GET", "/v1/customers/{customer_id}/balance"),
         ("GET", "/v1/invoices/{invoice_id}/disputes"),
+        # Its contracts (issue 18): terms, charges, what happened to them. Read only: a notice
+        # is a registered letter the operator records.
+        ("GET", "/v1/contracts"),
+        ("GET", "/v1/contracts/{contract_id}"),
+        ("GET", "/v1/contracts/{contract_id}/charges"),
+        ("GET", "/v1/contracts/{contract_id}/events"),
     }
 )
 

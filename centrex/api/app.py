@@ -44,6 +44,8 @@ from centrex.audit.recorder import AuditedSession
 from centrex.billing import payment_routes as billing_payments
 from centrex.billing import routes as billing
 from centrex.config import Settings
+from centrex.contracts import routes as contracts
+from centrex.contracts.scheduler import ContractScheduler
 from centrex.db.session import SessionMaker, make_engine, make_sessionmaker
 from centrex.metrics import API_REGISTRY
 from centrex.portability import routes as portability
@@ -119,6 +121,9 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
             tasks.append(asyncio.create_task(app.state.reconciler.run_forever()))
             tasks.append(asyncio.create_task(purge_expired_cdrs_forever(app.state.sessionmaker)))
             tasks.append(asyncio.create_task(app.state.porting_loop.run_forever()))
+            # Contracts (issue 18): renewals and terminations at their dates.
+            scheduler = ContractScheduler(settings, app.state.sessionmaker)
+            tasks.append(asyncio.create_task(scheduler.run_forever()))
         try:
             yield
         finally:
@@ -221,5 +226,6 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(portability.router, dependencies=secured)
     app.include_router(billing.router, dependencies=secured)
     app.include_router(billing_payments.router, dependencies=secured)
+    app.include_router(contracts.router, dependencies=secured)
     document_errors(app)
     return app

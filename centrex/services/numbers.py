@@ -209,6 +209,16 @@ async def release(
 ) -> PhoneNumber:
     if number.status != NumberStatus.assigned:
         raise Conflict("number", f"{number.national} is not assigned", location="path")
+    await release_uncommitted(session, number, now=now, quarantine_s=quarantine_s)
+    await session.commit()
+    return number
+
+
+async def release_uncommitted(
+    session: AsyncSession, number: PhoneNumber, *, now: datetime, quarantine_s: int
+) -> None:
+    """Release in the caller's transaction (a contract's termination step commits it with the
+    step marked done)."""
     # Released: it leads nowhere any more, and is no line's caller ID.
     unnumbered = await session.scalars(
         update(Line)
@@ -226,8 +236,6 @@ async def release(
     number.customer_id = None
     number.released_at = now
     number.quarantine_until = now + timedelta(seconds=quarantine_s)
-    await session.commit()
-    return number
 
 
 def utcnow() -> datetime:

@@ -1,0 +1,124 @@
+"""Contracts, their charges and journal, and the one table of scheduled steps (migration
+0030_contracts)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from centrex.audit.recorder import AUDITED, Audited
+from centrex.db.models import Base
+
+
+class Contract(Base):
+    """A customer's subscription contract (art. 10, 20): from its acceptance (with the
+    evidence) for its initial term, then renewed tacitly; ``term_ends_on`` is the current
+    period's term, moved by the renewal step."""
+
+    __tablename__ = "contracts"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'ending', 'terminated')", name="ck_contracts_status"),
+        CheckConstraint("initial_months > 0 AND renewal_months > 0", name="ck_contracts_months"),
+        # One contract in force per customer.
+        Index(
+            "ux_contracts_in_force",
+            "customer_id",
+            unique=True,
+            postgresql_where=text("status <> 'terminated'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), index=True)
+    accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    evidence: Mapped[str] = mapped_column(Text)  # signed order, email, first service request
+    starts_on: Mapped[date] = mapped_column(Date)
+    initial_months: Mapped[int] = mapped_column(Integer)
+    renewal_months: Mapped[int] = mapped_column(Integer)
+    monthly_fee_cents: Mapped[int] = mapped_column(Integer)  # HT, as the order states it
+    term_ends_on: Mapped[date] = mapped_column(Date)
+    renewals: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(12), default="active")
+    # Notice of non-renewal (registered letter) or early termination: by whom, when, why.
+    notice_by: Mapped[str | None] = mapped_column(String(12))  # customer | operator
+    notice_received_on: Mapped[date | None] = mapped_column(Date)
+    termination_kind: Mapped[str | None] = mapped_column(String(20))  # notice | early | breach
+    termination_reason: Mapped[str | None] = mapped_column(Text)
+    ends_on: Mapped[date | None] = mapped_column(Date)  # effective date
+    terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ContractCharge(Base):
+    """Money the contract makes due outside the monthly run (the early termination fee): to be
+    carried by the customer's final invoice (docs/contracts.md: billing has no hook yet)."""
+
+    __tablename__ = "contract_charges"
+    __table_args__ = (CheckConstraint("amount_cents >= 0", name="ck_contract_charges_amount"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), index=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"))
+    kind: Mapped[str] = mapped_column(String(24))  # early_termination
+    label: Mapped[str] = mapped_column(String(300))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_cents: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Integer)  # HT
+    invoice_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("billing_invoices.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ContractEvent(Base):
+    """The contract's journal: every step that happened to it, when (the injected clock) and
+    which scheduled step did it. Append-only."""
+
+    __tablename__ = "contract_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    detail: Mapped[str] = mapped_column(Text)
+    step_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("scheduled_steps.id"))
+
+
+class ScheduledStep(Base):
+    """One deadline to act on. Claimed ``FOR UPDATE SKIP LOCKED`` and marked done in the
+    transaction of its effect: a crash before the commit leaves it pending (done again whole),
+    after it done (never again). ``key`` makes scheduling a step twice a no-op."""
+
+    __tablename__ = "scheduled_steps"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'done')", name="ck_scheduled_steps_status"),
+        Index("ix_scheduled_steps_due", "due_at", postgresql_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(24))  # renew | terminate
+    subject_id: Mapped[uuid.UUID] = mapped_column()
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(8), default="pending")
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+AUDITED[Contract] = Audited("contract")
+AUDITED[ContractCharge] = Audited("contract_charge")
+AUDITED[ContractEvent] = Audited("contract_event")
+AUDITED[ScheduledStep] = Audited("scheduled_step")

@@ -1,0 +1,378 @@
+"""Issue 18, contracts on real PostgreSQL (a database of this module's own: its clock is
+injected, so its dates are years ahead of the others'): acceptance, tacit renewal, notice in
+time and late, early termination in month 20 with its fee, lines ended and numbers quarantined
+at the effective date by the scheduler, and the scheduler killed with SIGKILL mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import select
+
+from centrex.billing.models import Subscription
+from centrex.config import Settings
+from centrex.contracts import rules, service
+from centrex.contracts.models import ContractCharge, ContractEvent, ScheduledStep
+from centrex.contracts.scheduler import run_due
+from centrex.contracts.schemas import ContractIn, EarlyTerminationIn, NoticeIn
+from centrex.db.models import Line, NumberStatus, PhoneNumber
+from centrex.db.session import asyncpg_dsn, make_engine, make_sessionmaker
+from centrex.portability.rules import own_rio_valid
+from centrex.sandbox.postgres import scratch_database
+from centrex.services.errors import ServiceError
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = Settings(_env_file=None)
+ACCEPTED = datetime(2026, 1, 15, 10, 30, tzinfo=rules.PARIS)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def midnight(day: date) -> datetime:
+    return rules.paris_midnight(day)
+
+
+@pytest.fixture(scope="module")
+async def db(tmp_path_factory):
+    async with scratch_database(
+        tmp_path_factory.mktemp("contracts"), prefix="centrex_contracts"
+    ) as db:
+        engine = make_engine(db.url)
+        try:
+            yield db, make_sessionmaker(engine)
+        finally:
+            await engine.dispose()
+
+
+async def new_customer(db, *, lines: int = 0) -> tuple[uuid.UUID, list[uuid.UUID], list[str]]:
+    """A customer with ``lines`` lines, each with its main number assigned."""
+    conn = await asyncpg.connect(asyncpg_dsn(db.url))
+    try:
+        customer = uuid.uuid4()
+        await conn.execute("INSERT INTO customers (id, name) VALUES ($1, 'Contract Co')", customer)
+        line_ids, numbers = [], []
+        base = customer.int % 10**7 * 10  # this customer's numbers: +331 then 8 digits
+        block = uuid.uuid4()
+        if lines:
+            await conn.execute(
+                "INSERT INTO number_blocks (id, first_e164, last_e164, size, kind, zone) "
+                "VALUES ($1, $2, $3, $4, 'geographic', '1')",
+                block,
+                f"+331{base:08d}",
+                f"+331{base + lines - 1:08d}",
+                lines,
+            )
+        for i in range(lines):
+            line, e164 = uuid.uuid4(), f"+331{base + i:08d}"
+            await conn.execute(
+                "INSERT INTO lines (id, customer_id, label, sip_username, sip_ha1, sip_realm, "
+                "sync_state) VALUES ($1, $2, 'desk', $3, $4, 'r', 'pending')",
+                line,
+                customer,
+                f"c{line.hex[:12]}",
+                "0" * 32,
+            )
+            await conn.execute(
+                "INSERT INTO numbers (e164, national, block_id, kind, zone, status, customer_id, "
+                "assigned_at, line_id) VALUES ($1, $2, $3, 'geographic', '1', 'assigned', $4, "
+                "$5, NULL)",
+                e164,
+                "0" + e164[3:],
+                block,
+                customer,
+                ACCEPTED,
+            )
+            await conn.execute("UPDATE lines SET main_number = $1 WHERE id = $2", e164, line)
+            line_ids.append(line)
+            numbers.append(e164)
+        return customer, line_ids, numbers
+    finally:
+        await conn.close()
+
+
+async def events_of(sessions, contract_id) -> list[str]:
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(ContractEvent.kind)
+            .where(ContractEvent.contract_id == contract_id)
+            .order_by(ContractEvent.at, ContractEvent.kind)
+        )
+        return list(rows)
+
+
+async def test_renewed_tacitly_then_a_late_notice_refused_and_a_timely_one_accepted(db):
+    db, sessions = db
+    customer, _, _ = await new_customer(db)
+    async with sessions() as session:
+        contract = await service.create(
+            session,
+            ContractIn(
+                customer_id=customer,
+                evidence="signed order BC-2026-001",
+                accepted_at=ACCEPTED,
+                monthly_fee_cents=4999,
+            ),
+            now=ACCEPTED,
+        )
+    assert (contract.starts_on, contract.term_ends_on) == (date(2026, 1, 15), date(2029, 1, 15))
+
+    # The day before the term nothing is due; at the term the contract renews by 12 months.
+    assert (
+        await run_due(sessions, SETTINGS, midnight(date(2029, 1, 15)) - timedelta(seconds=1)) == 0
+    )
+    assert await run_due(sessions, SETTINGS, midnight(date(2029, 1, 15))) == 1
+    assert await run_due(sessions, SETTINGS, midnight(date(2029, 1, 15))) == 0  # done once
+    async with sessions() as session:
+        renewed = await service.get(session, contract.id)
+        assert (renewed.status, renewed.renewals) == ("active", 1)
+        assert renewed.term_ends_on == date(2030, 1, 15)
+
+    # Two months before the term: refused, naming the day the letter needed to arrive by.
+    late = datetime(2029, 11, 15, 9, tzinfo=rules.PARIS)
+    async with sessions() as session:
+        with pytest.raises(ServiceError) as refused:
+            await service.give_notice(
+                session, contract.id, NoticeIn(received_on=date(2029, 11, 15)), now=late
+            )
+    assert refused.value.field == "received_on"
+    assert "2029-10-15" in refused.value.message and "2030-01-15" in refused.value.message
+    async with sessions() as session:
+        assert (await service.get(session, contract.id)).status == "active"  # nothing changed
+
+    # 3 months and 1 day before the term: accepted; the contract ends at the term.
+    in_time = datetime(2029, 10, 14, 9, tzinfo=rules.PARIS)
+    async with sessions() as session:
+        ending = await service.give_notice(
+            session, contract.id, NoticeIn(received_on=date(2029, 10, 14)), now=in_time
+        )
+        assert (ending.status, ending.ends_on) == ("ending", date(2030, 1, 15))
+    assert await run_due(sessions, SETTINGS, midnight(date(2030, 1, 15))) == 2  # renew: no-op
+    async with sessions() as session:
+        ended = await service.get(session, contract.id)
+        assert (ended.status, ended.renewals) == ("terminated", 1)
+        outcomes = set(
+            await session.scalars(
+                select(ScheduledStep.outcome).where(ScheduledStep.subject_id == contract.id)
+            )
+        )
+    assert "not renewed: the contract is ending" in outcomes
+    assert await events_of(sessions, contract.id) == ["accepted", "renewed", "notice", "terminated"]
+
+
+async def test_early_termination_in_month_20_fee_lines_ended_numbers_quarantined(db):
+    db, sessions = db
+    customer, lines, numbers = await new_customer(db, lines=2)
+    async with sessions() as session:
+        session.add(
+            Subscription(
+                customer_id=customer,
+                plan_code="any",
+                starts_on=date(2026, 1, 15),
+                payment_method="sepa",
+            )
+        )
+        await session.commit()
+        contract = await service.create(
+            session,
+            ContractIn(
+                customer_id=customer,
+                evidence="first service request #42",
+                accepted_at=ACCEPTED,
+                monthly_fee_cents=7500,
+            ),
+            now=ACCEPTED,
+        )
+    asked = datetime(2027, 8, 20, 15, tzinfo=rules.PARIS)  # month 20: 15 Aug - 14 Sep 2027
+    async with sessions() as session:
+        with pytest.raises(ServiceError) as past:
+            await service.terminate_early(
+                session,
+                contract.id,
+                EarlyTerminationIn(effective_on=date(2027, 8, 19), reason="moving"),
+                now=asked,
+            )
+        assert past.value.field == "effective_on"
+        await service.terminate_early(
+            session,
+            contract.id,
+            EarlyTerminationIn(effective_on=date(2027, 9, 1), reason="moving out"),
+            now=asked,
+        )
+        (charge,) = await session.scalars(
+            select(ContractCharge).where(ContractCharge.contract_id == contract.id)
+        )
+        # Months 21..36 (15 Sep 2027 - 14 Jan 2029) are left: 16 monthly fees.
+        assert (charge.quantity, charge.unit_cents, charge.amount_cents) == (16, 7500, 120000)
+
+    # Nothing before the effective date; at its first instant, lines and numbers go.
+    assert await run_due(sessions, SETTINGS, midnight(date(2027, 9, 1)) - timedelta(seconds=1)) == 0
+    effective = midnight(date(2027, 9, 1))
+    assert await run_due(sessions, SETTINGS, effective) == 1
+    async with sessions() as session:
+        assert (await service.get(session, contract.id)).status == "terminated"
+        for line_id in lines:
+            line = await session.get(Line, line_id)
+            assert line.deleted_at == effective and line.main_number is None
+        for e164 in numbers:
+            number = await session.get(PhoneNumber, e164)
+            assert (number.status, number.customer_id) == (NumberStatus.free, None)
+            assert number.released_at == effective
+            assert number.quarantine_until == effective + timedelta(
+                seconds=SETTINGS.number_quarantine_s
+            )
+            # Its RIO still ports it out for 40 days (centrex/portability).
+            assert own_rio_valid(False, number.released_at, effective + timedelta(days=39))
+            assert not own_rio_valid(False, number.released_at, effective + timedelta(days=40))
+        sub = await session.scalar(select(Subscription).where(Subscription.customer_id == customer))
+        assert sub.ends_on == date(2027, 8, 31)  # billing stops at the last day of service
+    assert await events_of(sessions, contract.id) == ["accepted", "early_termination", "terminated"]
+
+
+async def test_input_refused_naming_the_field(db):
+    db, sessions = db
+    customer, _, _ = await new_customer(db)
+    async with sessions() as session:
+        contract = await service.create(
+            session,
+            ContractIn(
+                customer_id=customer, evidence="order", accepted_at=ACCEPTED, monthly_fee_cents=100
+            ),
+            now=ACCEPTED,
+        )
+        contract_id = contract.id
+        with pytest.raises(ServiceError) as second:
+            await service.create(
+                session,
+                ContractIn(customer_id=customer, evidence="again", monthly_fee_cents=1),
+                now=ACCEPTED,
+            )
+        assert second.value.field == "customer_id"
+    async with sessions() as session:
+        with pytest.raises(ServiceError) as future:
+            await service.give_notice(
+                session, contract_id, NoticeIn(received_on=date(2026, 2, 1)), now=ACCEPTED
+            )
+        assert future.value.field == "received_on"
+        with pytest.raises(ServiceError) as beyond:
+            await service.terminate_early(
+                session,
+                contract_id,
+                EarlyTerminationIn(effective_on=date(2029, 1, 15), reason="x"),
+                now=ACCEPTED,
+            )
+        assert beyond.value.field == "effective_on"
+        assert (await service.get(session, contract_id)).status == "active"
+
+
+N_KILLED = 3000
+
+
+def _scheduler(url: str, now: datetime) -> subprocess.Popen:
+    env = {**os.environ, "CENTREX_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "centrex.contracts.scheduler", "--now", now.isoformat()],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+async def test_scheduler_killed_mid_run_loses_no_step_and_does_none_twice(db):
+    db, _ = db
+    conn = await asyncpg.connect(asyncpg_dsn(db.url))
+    try:
+        # N contracts all at their initial term on 15 January 2029 (written in bulk).
+        await conn.execute(
+            """
+            WITH c AS (
+                INSERT INTO customers (id, name)
+                SELECT gen_random_uuid(), 'bulk ' || i FROM generate_series(1, $1) i
+                RETURNING id
+            ), k AS (
+                INSERT INTO contracts (id, customer_id, accepted_at, evidence, starts_on,
+                    initial_months, renewal_months, monthly_fee_cents, term_ends_on, renewals,
+                    status)
+                SELECT gen_random_uuid(), c.id, $2, 'bulk', DATE '2026-01-15', 36, 12, 1000,
+                       DATE '2029-01-15', 0, 'active' FROM c
+                RETURNING id
+            )
+            INSERT INTO scheduled_steps (id, key, kind, subject_id, due_at, status)
+            SELECT gen_random_uuid(), 'renew:' || k.id || ':2029-01-15', 'renew', k.id, $3,
+                   'pending' FROM k
+            """,
+            N_KILLED,
+            ACCEPTED,
+            midnight(date(2029, 1, 15)),
+        )
+        ids = [
+            r["id"] for r in await conn.fetch("SELECT id FROM contracts WHERE evidence = 'bulk'")
+        ]
+        now = midnight(date(2029, 1, 16))
+
+        async def done() -> int:
+            return await conn.fetchval(
+                "SELECT count(*) FROM scheduled_steps WHERE status = 'done' AND subject_id = "
+                "ANY($1::uuid[]) AND kind = 'renew'",
+                ids,
+            )
+
+        first = _scheduler(db.url, now)
+        deadline = time.monotonic() + 120
+        while await done() < 50:  # mid-run: some done, most not
+            assert first.poll() is None, "the scheduler ended before it could be killed"
+            assert time.monotonic() < deadline, "the scheduler did no step in 120 s"
+            await asyncio.sleep(0.02)  # a poll's pace, with a deadline above
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        at_kill = await done()
+        left = await conn.fetchval(
+            "SELECT count(*) FROM scheduled_steps WHERE status = 'pending' AND due_at <= $1", now
+        )
+        assert first.returncode == -signal.SIGKILL and at_kill < N_KILLED
+
+        # Restarted, twice at once (they share the steps through SKIP LOCKED).
+        again = [_scheduler(db.url, now) for _ in range(2)]
+        counts = []
+        for proc in again:
+            out, _ = proc.communicate(timeout=600)
+            assert proc.returncode == 0
+            counts.append(int(out.split()[-3]))
+        assert await done() == N_KILLED  # no step lost
+        # None twice: every contract renewed exactly once, one journal entry each, and each
+        # next renewal scheduled once.
+        rows = await conn.fetch(
+            "SELECT renewals, term_ends_on, count(e.id) AS events FROM contracts k "
+            "LEFT JOIN contract_events e ON e.contract_id = k.id WHERE k.id = ANY($1::uuid[]) "
+            "GROUP BY k.id",
+            ids,
+        )
+        assert {(r["renewals"], r["term_ends_on"], r["events"]) for r in rows} == {
+            (1, date(2030, 1, 15), 1)
+        }
+        assert len(rows) == N_KILLED
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM scheduled_steps WHERE status = 'pending' AND subject_id = "
+                "ANY($1::uuid[]) AND due_at = $2",
+                ids,
+                midnight(date(2030, 1, 15)),
+            )
+            == N_KILLED
+        )
+        # The restarted ones did exactly what the killed one left due, each step once.
+        assert sum(counts) == left
+        print(f"killed after {at_kill} of {N_KILLED} steps; restarts did {counts}")
+    finally:
+        await conn.close()
