@@ -101,6 +101,11 @@ CONFLICTS: dict[tuple[str, str], str] = {
     ("POST", "/v1/billing/reference-rates"): "a rate of that kind from that day exists",
     ("POST", "/v1/billing/disputes/{dispute_id}/resolution"): "the dispute is already resolved, "
     "or a document is issued on a later day",
+    # Contracts (docs/contracts.md).
+    ("POST", "/v1/contracts"): "the customer already has a contract in force",
+    ("POST", "/v1/contracts/{contract_id}/notice"): "the contract is already ending or ended",
+    ("POST", "/v1/contracts/{contract_id}/early-termination"): "the contract is already ending "
+    "or ended",
 }
 
 #: Rules a schema-valid request can still break, that no JSON schema can say: (the statuses
@@ -176,6 +181,13 @@ DEEPER_RULES: dict[tuple[str, str], tuple[frozenset[int], str]] = {
         "rate; more than is left to dispute"),
     ("POST", "/v1/billing/disputes/{dispute_id}/resolution"): (
         frozenset({400}), "resolved_on before the dispute was received"),
+    # Contracts (docs/contracts.md).
+    ("POST", "/v1/contracts"): (frozenset({422}), "customer_id names no customer"),
+    ("POST", "/v1/contracts/{contract_id}/notice"): (
+        frozenset({400}), "received_on in the future, or too late for the term (the message "
+        "names the day it needed)"),
+    ("POST", "/v1/contracts/{contract_id}/early-termination"): (
+        frozenset({400}), "effective_on in the past, or on or after the term (a notice then)"),
 }  # fmt: skip
 
 
