@@ -47,10 +47,14 @@ CUSTOMER_MAY = {
     ("GET", "/v1/invoices/{invoice_id}.pdf"),
     ("GET", "/v1/customers/{customer_id}/balance"),
     ("GET", "/v1/invoices/{invoice_id}/disputes"),
+    ("GET", "/v1/contracts"),
+    ("GET", "/v1/contracts/{contract_id}"),
+    ("GET", "/v1/contracts/{contract_id}/charges"),
+    ("GET", "/v1/contracts/{contract_id}/events"),
 }
 # Lists a customer token sees filtered to its own customer: another's id is a 404.
 FILTERED_LISTS = {"/v1/lines", "/v1/ring-groups", "/v1/cdrs", "/v1/cdrs.csv",
-                  "/v1/fraud-suspicions", "/v1/invoices"}  # fmt: skip
+                  "/v1/fraud-suspicions", "/v1/invoices", "/v1/contracts"}  # fmt: skip
 # Its own invoice: read in tests/test_billing_invoices.py on a real one (a tenant here has none).
 ON_REAL_OBJECTS = {"/v1/calls/{call_id}", "/v1/invoices/{invoice_id}",
                    "/v1/invoices/{invoice_id}.pdf",
@@ -86,6 +90,10 @@ class Tenant:
             "ring_timeout_s": 20, "members": [self.line["id"]]})  # fmt: skip
         assert group.status_code == 201, group.text
         self.group = group.json()["id"]
+        contract = api.post("/v1/contracts", json={"customer_id": self.id,
+                            "evidence": "signed order", "monthly_fee_cents": 2000})  # fmt: skip
+        assert contract.status_code == 201, contract.text
+        self.contract = contract.json()["id"]
 
     def path(self, template: str) -> str:
         target = self.line["id"] if template.startswith("/v1/lines/") else self.id
@@ -99,6 +107,7 @@ class Tenant:
             .replace("{invoice_id}", str(uuid.uuid4()))
             .replace("{collection_id}", str(uuid.uuid4()))
             .replace("{dispute_id}", str(uuid.uuid4()))
+            .replace("{contract_id}", self.contract)
         )  # fmt: skip
 
     def params(self, template: str) -> dict:
