@@ -4,6 +4,7 @@ the balance (the customer reads its own)."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response, status
 from sqlalchemy import select
@@ -34,6 +35,7 @@ from centrex.billing.schemas import (
     ReferenceRateOut,
     ResolutionIn,
 )
+from centrex.contracts.nonpayment import lift_if_settled
 from centrex.services.errors import Conflict, NotFound
 
 router = APIRouter(tags=["billing"])
@@ -77,6 +79,8 @@ async def collection_file(collection_id: uuid.UUID, session: SessionDep) -> Resp
 async def create_payment(body: PaymentIn, session: SessionDep) -> Payment:
     """Money received for an invoice, or a bank's reject of a debit."""
     payment = await sepa.record_payment(session, **body.model_dump())
+    # Art. 19: a payment settling what a non-payment suspension was for lifts it at once.
+    await lift_if_settled(session, payment.customer_id, datetime.now(UTC))
     await session.commit()
     return payment
 

@@ -1,6 +1,6 @@
-"""The one scheduler of the contracts' deadlines (renewals, terminations): steps are rows of
-``scheduled_steps``. Each is claimed ``FOR UPDATE SKIP LOCKED`` and marked done in the same
-transaction as its effect, so a process killed at any point leaves every step either done
+"""The one scheduler of the contracts' deadlines (renewals, terminations, non-payment): steps
+are rows of ``scheduled_steps``. Each is claimed ``FOR UPDATE SKIP LOCKED`` and marked done in
+the same transaction as its effect, so a process killed at any point leaves every step either done
 once or pending (done by the next run), and several processes share the work.
 
 Runs inside the API process (``ContractScheduler.run_forever``) or on its own:
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from centrex.config import Settings
-from centrex.contracts import service
+from centrex.contracts import nonpayment, service
 from centrex.contracts.models import ScheduledStep
 from centrex.db.session import SessionMaker, make_engine, make_sessionmaker
 
@@ -45,6 +45,10 @@ async def run_one(sessions: SessionMaker, settings: Settings, now: datetime) -> 
             outcome = await service.renew(session, step, now)
         elif step.kind == "terminate":
             outcome = await service.terminate(session, step, now, settings.number_quarantine_s)
+        elif step.kind == "reminder":
+            outcome = await nonpayment.remind(session, step, now, settings)
+        elif step.kind == "suspend":
+            outcome = await nonpayment.suspend(session, step, now, settings)
         else:  # a step of a kind this version does not know: left for one that does
             log.error("scheduled step %s: unknown kind %r", step.id, step.kind)
             return False
@@ -59,6 +63,9 @@ async def run_one(sessions: SessionMaker, settings: Settings, now: datetime) -> 
 async def run_due(sessions: SessionMaker, settings: Settings, now: datetime) -> int:
     """Every step due at ``now`` (including those a step schedules for on or before it: a
     contract renewed twice in a replay). Returns how many were done."""
+    async with sessions() as session:  # invoices fallen past due get their reminder step
+        await nonpayment.schedule_reminders(session, now)
+        await session.commit()
     done = 0
     while await run_one(sessions, settings, now):
         done += 1
