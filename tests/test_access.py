@@ -51,10 +51,12 @@ CUSTOMER_MAY = {
     ("GET", "/v1/contracts/{contract_id}"),
     ("GET", "/v1/contracts/{contract_id}/charges"),
     ("GET", "/v1/contracts/{contract_id}/events"),
+    ("GET", "/v1/equipment"),
 }
 # Lists a customer token sees filtered to its own customer: another's id is a 404.
 FILTERED_LISTS = {"/v1/lines", "/v1/ring-groups", "/v1/cdrs", "/v1/cdrs.csv",
-                  "/v1/fraud-suspicions", "/v1/invoices", "/v1/contracts"}  # fmt: skip
+                  "/v1/fraud-suspicions", "/v1/invoices", "/v1/contracts",
+                  "/v1/equipment"}  # fmt: skip
 # Its own invoice: read in tests/test_billing_invoices.py on a real one (a tenant here has none).
 ON_REAL_OBJECTS = {"/v1/calls/{call_id}", "/v1/invoices/{invoice_id}",
                    "/v1/invoices/{invoice_id}.pdf",
@@ -108,6 +110,7 @@ class Tenant:
             .replace("{collection_id}", str(uuid.uuid4()))
             .replace("{dispute_id}", str(uuid.uuid4()))
             .replace("{contract_id}", self.contract)
+            .replace("{equipment_id}", str(uuid.uuid4()))
         )  # fmt: skip
 
     def params(self, template: str) -> dict:

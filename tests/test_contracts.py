@@ -21,10 +21,16 @@ from sqlalchemy import select
 
 from centrex.billing.models import Subscription
 from centrex.config import Settings
-from centrex.contracts import rules, service
+from centrex.contracts import equipment, rules, service
 from centrex.contracts.models import ContractCharge, ContractEvent, ScheduledStep
 from centrex.contracts.scheduler import run_due
-from centrex.contracts.schemas import ContractIn, EarlyTerminationIn, NoticeIn
+from centrex.contracts.schemas import (
+    ContractIn,
+    EarlyTerminationIn,
+    EquipmentIn,
+    NoticeIn,
+    ReturnIn,
+)
 from centrex.db.models import Line, NumberStatus, PhoneNumber
 from centrex.db.session import asyncpg_dsn, make_engine, make_sessionmaker
 from centrex.portability.rules import own_rio_valid
@@ -165,7 +171,10 @@ async def test_renewed_tacitly_then_a_late_notice_refused_and_a_timely_one_accep
                 select(ScheduledStep.outcome).where(ScheduledStep.subject_id == contract.id)
             )
         )
-    assert "not renewed: the contract is ending" in outcomes
+    # Due at the same instant as the termination, before or after it: never a renewal.
+    assert outcomes & {"not renewed: the contract is ending",
+                       "not renewed: the contract is terminated"}  # fmt: skip
+    assert "renewed until 2031-01-15" not in outcomes
     assert await events_of(sessions, contract.id) == ["accepted", "renewed", "notice", "terminated"]
 
 
@@ -272,6 +281,58 @@ async def test_input_refused_naming_the_field(db):
             )
         assert beyond.value.field == "effective_on"
         assert (await service.get(session, contract_id)).status == "active"
+
+
+async def test_provided_phone_refunded_after_2_5_years_and_one_not_returned_billed(db):
+    db, sessions = db
+    customer, (line_id,), _ = await new_customer(db, lines=1)
+    async with sessions() as session:
+        contract = await service.create(
+            session,
+            ContractIn(customer_id=customer, evidence="order with 2 phones",
+                       accepted_at=ACCEPTED, monthly_fee_cents=3000),
+            now=ACCEPTED,
+        )  # fmt: skip
+        contract_id = contract.id
+        tag = customer.hex[:10]
+        devices = []
+        for n in range(2):
+            body = EquipmentIn(
+                customer_id=customer, model="Yealink T54W", serial=f"SN{tag}{n}",
+                mac=":".join([tag[i : i + 2] for i in range(0, 10, 2)] + [f"0{n}"]),
+                mode="provided", value_cents=15000, provided_on=date(2026, 1, 15),
+                line_id=line_id if n == 0 else None,
+            )  # fmt: skip
+            devices.append((await equipment.add(session, body)).id)
+        with pytest.raises(ServiceError) as twice:
+            await equipment.add(session, body)
+        assert twice.value.field == "serial"
+    kept, lost = devices
+    ends = date(2028, 7, 15)  # 2.5 years after the phones were provided
+    async with sessions() as session:
+        await service.terminate_early(session, contract_id, EarlyTerminationIn(
+            effective_on=ends, reason="closing"), now=midnight(date(2028, 6, 1)))  # fmt: skip
+    assert await run_due(sessions, SETTINGS, midnight(ends)) == 1
+    async with sessions() as session:
+        device = await equipment.record_return(
+            session, kept, ReturnIn(returned_on=ends, condition="good"), today=ends
+        )
+        assert device.status == "returned"
+    # 10 days after the end, the other is billed its value; not one second before.
+    deadline = midnight(ends + timedelta(days=10))
+    assert await run_due(sessions, SETTINGS, deadline - timedelta(seconds=1)) == 0
+    assert await run_due(sessions, SETTINGS, deadline) == 2  # the returned one: nothing to do
+    async with sessions() as session:
+        charges = {
+            (c.kind, c.equipment_id): c.amount_cents
+            for c in await session.scalars(
+                select(ContractCharge).where(ContractCharge.customer_id == customer))
+        }  # fmt: skip
+        assert (await equipment.get(session, lost)).status == "not_returned"
+    # 30 months of use: 50 % off the 150 € paid; the lost one: its value.
+    assert charges[("equipment_refund", kept)] == -7500
+    assert charges[("equipment_not_returned", lost)] == 15000
+    assert ("equipment_not_returned", kept) not in charges
 
 
 N_KILLED = 3000

@@ -63,6 +63,8 @@ CUSTOMER_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/v1/contracts/{contract_id}"),
         ("GET", "/v1/contracts/{contract_id}/charges"),
         ("GET", "/v1/contracts/{contract_id}/events"),
+        # The devices it was lent (art. 12): read.
+        ("GET", "/v1/equipment"),
     }
 )
 

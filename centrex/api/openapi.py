@@ -106,6 +106,8 @@ CONFLICTS: dict[tuple[str, str], str] = {
     ("POST", "/v1/contracts/{contract_id}/notice"): "the contract is already ending or ended",
     ("POST", "/v1/contracts/{contract_id}/early-termination"): "the contract is already ending "
     "or ended",
+    ("POST", "/v1/equipment"): "a device with this serial or MAC is in the ledger",
+    ("POST", "/v1/equipment/{equipment_id}/return"): "the device was already returned",
 }
 
 #: Rules a schema-valid request can still break, that no JSON schema can say: (the statuses
@@ -188,6 +190,10 @@ DEEPER_RULES: dict[tuple[str, str], tuple[frozenset[int], str]] = {
         "names the day it needed)"),
     ("POST", "/v1/contracts/{contract_id}/early-termination"): (
         frozenset({400}), "effective_on in the past, or on or after the term (a notice then)"),
+    ("POST", "/v1/equipment"): (
+        frozenset({422}), "customer_id names no customer, line_id no line of it"),
+    ("POST", "/v1/equipment/{equipment_id}/return"): (
+        frozenset({400}), "returned_on before the device was provided, or in the future"),
 }  # fmt: skip
 
 

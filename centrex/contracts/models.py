@@ -64,16 +64,18 @@ class Contract(Base):
 
 
 class ContractCharge(Base):
-    """Money the contract makes due outside the monthly run (the early termination fee): to be
-    carried by the customer's final invoice (docs/contracts.md: billing has no hook yet)."""
+    """Money the contract makes due outside the monthly run (the early termination fee, a
+    device not returned) or owes back (a device's refund: a negative amount), to be carried by
+    the customer's next invoice (docs/contracts.md: billing has no hook yet)."""
 
     __tablename__ = "contract_charges"
-    __table_args__ = (CheckConstraint("amount_cents >= 0", name="ck_contract_charges_amount"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), index=True)
+    contract_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contracts.id"), index=True)
+    equipment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("equipment.id"))
     customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"))
-    kind: Mapped[str] = mapped_column(String(24))  # early_termination
+    # early_termination | equipment_refund | equipment_not_returned
+    kind: Mapped[str] = mapped_column(String(24))
     label: Mapped[str] = mapped_column(String(300))
     quantity: Mapped[int] = mapped_column(Integer)
     unit_cents: Mapped[int] = mapped_column(Integer)
@@ -118,7 +120,36 @@ class ScheduledStep(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class Equipment(Base):
+    """A terminal device lent to a customer (art. 12): the operator's property, rented (monthly
+    fee) or provided (a one-off charge, refunded on return less 20 % a year of use)."""
+
+    __tablename__ = "equipment"
+    __table_args__ = (
+        CheckConstraint("mode IN ('rented', 'provided')", name="ck_equipment_mode"),
+        CheckConstraint(
+            "status IN ('in_service', 'returned', 'not_returned')", name="ck_equipment_status"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), index=True)
+    model: Mapped[str] = mapped_column(String(100))
+    serial: Mapped[str] = mapped_column(String(64), unique=True)
+    mac: Mapped[str] = mapped_column(String(17), unique=True)
+    mode: Mapped[str] = mapped_column(String(8))
+    value_cents: Mapped[int] = mapped_column(Integer)  # HT: the provision charge, its value
+    monthly_fee_cents: Mapped[int] = mapped_column(Integer)  # rented: HT a month
+    line_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lines.id"))
+    provided_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(12), default="in_service")
+    returned_on: Mapped[date | None] = mapped_column(Date)
+    condition: Mapped[str | None] = mapped_column(String(8))  # good | damaged
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 AUDITED[Contract] = Audited("contract")
+AUDITED[Equipment] = Audited("equipment")
 AUDITED[ContractCharge] = Audited("contract_charge")
 AUDITED[ContractEvent] = Audited("contract_event")
 AUDITED[ScheduledStep] = Audited("scheduled_step")

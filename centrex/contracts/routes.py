@@ -10,15 +10,18 @@ from fastapi import APIRouter, Query, status
 from sqlalchemy import select
 
 from centrex.api.deps import PrincipalDep, SessionDep, own_customer, visible
-from centrex.contracts import service
-from centrex.contracts.models import Contract, ContractCharge, ContractEvent
+from centrex.contracts import equipment, rules, service
+from centrex.contracts.models import Contract, ContractCharge, ContractEvent, Equipment
 from centrex.contracts.schemas import (
     ChargeOut,
     ContractIn,
     ContractOut,
     EarlyTerminationIn,
+    EquipmentIn,
+    EquipmentOut,
     EventOut,
     NoticeIn,
+    ReturnIn,
 )
 
 router = APIRouter(tags=["contracts"])
@@ -97,3 +100,28 @@ async def events(
         .order_by(ContractEvent.at, ContractEvent.id)
     )
     return list(rows)
+
+
+@router.post("/v1/equipment", status_code=status.HTTP_201_CREATED, response_model=EquipmentOut)
+async def add_equipment(body: EquipmentIn, session: SessionDep) -> Equipment:
+    """A device lent to a customer (art. 12), rented or provided, tied to a line or not."""
+    return await equipment.add(session, body)
+
+
+@router.get("/v1/equipment", response_model=list[EquipmentOut])
+async def list_equipment(
+    session: SessionDep, principal: PrincipalDep, customer_id: uuid.UUID | None = Query(None)
+) -> list[Equipment]:
+    customer_id = own_customer(principal, customer_id)
+    query = select(Equipment).order_by(Equipment.created_at).limit(1000)
+    if customer_id is not None:
+        query = query.where(Equipment.customer_id == customer_id)
+    return list(await session.scalars(query))
+
+
+@router.post("/v1/equipment/{equipment_id}/return", response_model=EquipmentOut)
+async def return_equipment(equipment_id: uuid.UUID, body: ReturnIn,
+                           session: SessionDep) -> Equipment:  # fmt: skip
+    """The device is back, its condition checked: a provided one is refunded (charges)."""
+    return await equipment.record_return(session, equipment_id, body,
+                                         today=rules.paris_day(_now()))  # fmt: skip

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from centrex.config import Settings
-from centrex.contracts import nonpayment, service
+from centrex.contracts import equipment, nonpayment, service
 from centrex.contracts.models import ScheduledStep
 from centrex.db.session import SessionMaker, make_engine, make_sessionmaker
 
@@ -45,6 +45,8 @@ async def run_one(sessions: SessionMaker, settings: Settings, now: datetime) -> 
             outcome = await service.renew(session, step, now)
         elif step.kind == "terminate":
             outcome = await service.terminate(session, step, now, settings.number_quarantine_s)
+        elif step.kind == "unreturned":
+            outcome = await equipment.bill_unreturned(session, step, now)
         elif step.kind == "reminder":
             outcome = await nonpayment.remind(session, step, now, settings)
         elif step.kind == "suspend":

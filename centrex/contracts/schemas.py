@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -79,3 +79,44 @@ class EventOut(BaseModel):
     kind: str
     at: datetime
     detail: str
+
+
+class EquipmentIn(StrictInput):
+    customer_id: uuid.UUID
+    model: Text(100)  # type: ignore[valid-type]
+    serial: Annotated[str, Field(pattern=r"^[A-Za-z0-9._/-]{1,64}$")]
+    mac: Annotated[
+        str,
+        Field(
+            pattern=r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$", description="Lower-case, colon-separated."
+        ),
+    ]
+    mode: Literal["rented", "provided"]
+    value_cents: IntRange(0, 100_000_000) = Field(  # type: ignore[valid-type]
+        description="HT: the one-off charge of a provided device, what a lost one costs."
+    )
+    monthly_fee_cents: IntRange(0, 100_000_000) = 0  # type: ignore[valid-type]
+    line_id: uuid.UUID | None = None
+    provided_on: Day
+
+
+class ReturnIn(StrictInput):
+    returned_on: Day
+    condition: Literal["good", "damaged"] = Field(description="The condition check's result.")
+
+
+class EquipmentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    model: str
+    serial: str
+    mac: str
+    mode: str
+    value_cents: int
+    monthly_fee_cents: int
+    line_id: uuid.UUID | None
+    provided_on: date
+    status: str
+    returned_on: date | None
+    condition: str | None

@@ -263,8 +263,14 @@ async def terminate(
         )
     ):
         sub.ends_on = last_day
+    from centrex.contracts.equipment import schedule_returns  # it imports this module
+
+    devices = await schedule_returns(session, contract.customer_id, contract.ends_on)
     contract.status = "terminated"
     contract.terminated_at = now
-    detail = f"{len(lines)} lines ended, {len(numbers)} numbers released to quarantine"
+    detail = (
+        f"{len(lines)} lines ended, {len(numbers)} numbers released to quarantine, "
+        f"{devices} devices to return"
+    )
     session.add(_event(contract, "terminated", now, detail, step.id))
     return detail

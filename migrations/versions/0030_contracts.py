@@ -82,9 +82,32 @@ def upgrade() -> None:
         postgresql_where=sa.text("status = 'pending'"),
     )
     op.create_table(
+        "equipment",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("customer_id", sa.Uuid(), sa.ForeignKey("customers.id"), nullable=False),
+        sa.Column("model", sa.String(100), nullable=False),
+        sa.Column("serial", sa.String(64), nullable=False, unique=True),
+        sa.Column("mac", sa.String(17), nullable=False, unique=True),
+        sa.Column("mode", sa.String(8), nullable=False),
+        sa.Column("value_cents", sa.Integer(), nullable=False),
+        sa.Column("monthly_fee_cents", sa.Integer(), nullable=False),
+        sa.Column("line_id", sa.Uuid(), sa.ForeignKey("lines.id")),
+        sa.Column("provided_on", sa.Date(), nullable=False),
+        sa.Column("status", sa.String(12), nullable=False),
+        sa.Column("returned_on", sa.Date()),
+        sa.Column("condition", sa.String(8)),
+        _at("created_at", default="now()"),
+        sa.CheckConstraint("mode IN ('rented', 'provided')", name="ck_equipment_mode"),
+        sa.CheckConstraint(
+            "status IN ('in_service', 'returned', 'not_returned')", name="ck_equipment_status"
+        ),
+    )
+    op.create_index("ix_equipment_customer_id", "equipment", ["customer_id"])
+    op.create_table(
         "contract_charges",
         sa.Column("id", sa.Uuid(), primary_key=True),
-        sa.Column("contract_id", sa.Uuid(), sa.ForeignKey("contracts.id"), nullable=False),
+        sa.Column("contract_id", sa.Uuid(), sa.ForeignKey("contracts.id")),
+        sa.Column("equipment_id", sa.Uuid(), sa.ForeignKey("equipment.id")),
         sa.Column("customer_id", sa.Uuid(), sa.ForeignKey("customers.id"), nullable=False),
         sa.Column("kind", sa.String(24), nullable=False),
         sa.Column("label", sa.String(300), nullable=False),
@@ -93,7 +116,6 @@ def upgrade() -> None:
         sa.Column("amount_cents", sa.Integer(), nullable=False),
         sa.Column("invoice_id", sa.Uuid(), sa.ForeignKey("billing_invoices.id")),
         _at("created_at", default="now()"),
-        sa.CheckConstraint("amount_cents >= 0", name="ck_contract_charges_amount"),
     )
     op.create_index("ix_contract_charges_contract_id", "contract_charges", ["contract_id"])
     op.create_table(
@@ -113,5 +135,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("contract_events", "contract_charges", "scheduled_steps", "contracts"):
+    for table in (
+        "contract_events",
+        "contract_charges",
+        "equipment",
+        "scheduled_steps",
+        "contracts",
+    ):
         op.drop_table(table)
