@@ -52,6 +52,7 @@ CUSTOMER_MAY = {
     ("GET", "/v1/contracts/{contract_id}/charges"),
     ("GET", "/v1/contracts/{contract_id}/events"),
     ("GET", "/v1/equipment"),
+    ("GET", "/v1/customers/{customer_id}/personal-data"),
 }
 # Lists a customer token sees filtered to its own customer: another's id is a 404.
 FILTERED_LISTS = {"/v1/lines", "/v1/ring-groups", "/v1/cdrs", "/v1/cdrs.csv",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from sqlalchemy import select
 
 from centrex.billing.models import Subscription
 from centrex.config import Settings
-from centrex.contracts import equipment, rules, service
+from centrex.contracts import equipment, gdpr, rules, service
 from centrex.contracts.models import ContractCharge, ContractEvent, ScheduledStep
 from centrex.contracts.scheduler import run_due
 from centrex.contracts.schemas import (
@@ -333,6 +334,95 @@ async def test_provided_phone_refunded_after_2_5_years_and_one_not_returned_bill
     assert charges[("equipment_refund", kept)] == -7500
     assert charges[("equipment_not_returned", lost)] == 15000
     assert ("equipment_not_returned", kept) not in charges
+
+
+async def test_gdpr_export_then_erasure_keeps_invoices_and_cdrs(db):
+    db, sessions = db
+    customer, (line_id,), _ = await new_customer(db, lines=1)
+    conn = await asyncpg.connect(asyncpg_dsn(db.url))
+    try:
+        await conn.execute("UPDATE customers SET name = 'Jeanne Martin SARL', email = "
+                           "'jeanne@martin.example' WHERE id = $1", customer)  # fmt: skip
+        await conn.execute(
+            "INSERT INTO billing_invoices (id, number, reference, kind, customer_id, buyer_name, "
+            "period, issued_on, due_on, payment_method, ht_cents, vat_cents, ttc_cents, vat) "
+            "VALUES ($1, $2, $3, 'invoice', $4, 'Jeanne Martin SARL', '2026-02-01', "
+            "'2026-02-25', '2026-03-07', 'sepa', 100, 20, 120, '[]')",
+            uuid.uuid4(), 800_000 + customer.int % 90_000, f"GD{customer.hex[:8]}", customer,
+        )  # fmt: skip
+        await conn.execute(
+            "INSERT INTO cdrs (id, node, linkedid, customer_id, caller_line_id, direction, caller, "
+            "callee, start_at, end_at, duration_ms, billed_s, disposition, sip_code) VALUES "
+            "($1, 'n', $2, $3, $4, 'outbound', '+33170000000', '+33145678901', $5, $5, 60000, "
+            "60, 'answered', 200)",
+            uuid.uuid4(), customer.hex, customer, line_id, ACCEPTED,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+    async with sessions() as session:
+        contract = await service.create(session, ContractIn(
+            customer_id=customer, evidence="order signed by Jeanne Martin", accepted_at=ACCEPTED,
+            monthly_fee_cents=100), now=ACCEPTED)  # fmt: skip
+        contract_id = contract.id
+        data = await gdpr.export(session, customer)
+    assert data["customer"]["email"] == "jeanne@martin.example"
+    assert [line["id"] for line in data["lines"]] == [line_id]
+    assert "sip_ha1" not in data["lines"][0]  # a credential, not personal data to hand out
+    assert len(data["invoices"]) == 1 and data["cdrs"]["count"] == 1
+    assert data["contracts"][0]["evidence"] == "order signed by Jeanne Martin"
+
+    async with sessions() as session:  # not while the contract runs
+        with pytest.raises(ServiceError) as running:
+            await gdpr.erase(session, customer, now=ACCEPTED)
+        assert running.value.field == "customer_id"
+        await service.terminate_early(session, contract_id, EarlyTerminationIn(
+            effective_on=date(2026, 3, 1), reason="closing"), now=ACCEPTED)  # fmt: skip
+    await run_due(sessions, SETTINGS, midnight(date(2026, 3, 1)))
+    async with sessions() as session:
+        await gdpr.erase(session, customer, now=midnight(date(2026, 3, 2)))
+    async with sessions() as session:
+        after = await gdpr.export(session, customer)
+    assert after["customer"]["name"].startswith("erased customer")
+    assert after["customer"]["email"] is None
+    assert after["lines"][0]["label"] == gdpr.ERASED
+    assert after["contracts"][0]["evidence"] == gdpr.ERASED
+    # Kept as documented: the invoice as issued (accounting), the CDR (evidence).
+    assert after["invoices"][0]["buyer_name"] == "Jeanne Martin SARL"
+    assert after["cdrs"]["count"] == 1
+
+
+async def test_a_mail_server_down_puts_the_reminder_off_for_5_minutes(db):
+    db, sessions = db
+    customer, _, _ = await new_customer(db)
+    conn = await asyncpg.connect(asyncpg_dsn(db.url))
+    try:
+        await conn.execute("UPDATE customers SET email = 'late@payer.example' WHERE id = $1",
+                           customer)  # fmt: skip
+        invoice = uuid.uuid4()
+        await conn.execute(
+            "INSERT INTO billing_invoices (id, number, reference, kind, customer_id, buyer_name, "
+            "period, issued_on, due_on, payment_method, ht_cents, vat_cents, ttc_cents, vat) "
+            "VALUES ($1, $2, $3, 'invoice', $4, 'Late', '2031-01-01', '2031-01-01', "
+            "'2031-01-11', 'sepa', 100, 20, 120, '[]')",
+            invoice, 700_000 + customer.int % 90_000, f"ML{customer.hex[:8]}", customer,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+    with socket.socket() as closed:  # a port nothing listens on: the mail server is down
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    down = SETTINGS.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": port})
+    now = midnight(date(2031, 1, 12))
+    await run_due(sessions, down, now)  # this module's other steps due then are done: not this one
+    async with sessions() as session:
+        (step,) = await session.scalars(select(ScheduledStep).where(
+            ScheduledStep.subject_id == invoice))  # fmt: skip
+        assert (step.kind, step.status, step.due_at) == ("reminder", "pending",
+                                                         now + timedelta(minutes=5))  # fmt: skip
+    await run_due(sessions, down, now)  # not retried before then
+    async with sessions() as session:
+        step = await session.get(ScheduledStep, step.id)
+        assert (step.status, step.due_at) == ("pending", now + timedelta(minutes=5))
 
 
 N_KILLED = 3000

@@ -74,6 +74,14 @@ def test_unpaid_reminded_suspended_then_payment_lifts_it_at_once(
     customer = api.patch(f"/v1/customers/{created['id']}",
                          json={"documents_verified": True, "email": EMAIL}).json()  # fmt: skip
     _line, sip = numbered_line(api, settings, customer)
+    # On a plan, so its calls are priced like anyone's (other modules rate this database).
+    plan = {"code": "nonpay", "name": "NP", "effective_from": "2026-01-01", "line_fee": "10",
+            "prices_include_vat": False,
+            "tariff": [{"prefix": "33", "per_minute": "0.01"}]}  # fmt: skip
+    assert api.post("/v1/billing/plans", json=plan).status_code in (201, 409)
+    subscription = {"customer_id": customer["id"], "plan_code": "nonpay",
+                    "starts_on": "2026-01-01"}  # fmt: skip
+    assert api.post("/v1/billing/subscriptions", json=subscription).status_code == 201
     today = rules.paris_day(datetime.now(UTC))
     issued, due = today - timedelta(days=30), today - timedelta(days=20)
     invoice = asyncio.run(_insert_invoice(database_url, customer["id"], issued, due))

@@ -65,6 +65,8 @@ CUSTOMER_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/v1/contracts/{contract_id}/events"),
         # The devices it was lent (art. 12): read.
         ("GET", "/v1/equipment"),
+        # What the platform holds on it (art. 13: right of access).
+        ("GET", "/v1/customers/{customer_id}/personal-data"),
     }
 )
 

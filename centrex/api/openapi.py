@@ -108,6 +108,7 @@ CONFLICTS: dict[tuple[str, str], str] = {
     "or ended",
     ("POST", "/v1/equipment"): "a device with this serial or MAC is in the ledger",
     ("POST", "/v1/equipment/{equipment_id}/return"): "the device was already returned",
+    ("POST", "/v1/customers/{customer_id}/erasure"): "a contract is in force, or lines are",
 }
 
 #: Rules a schema-valid request can still break, that no JSON schema can say: (the statuses

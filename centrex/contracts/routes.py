@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, status
 from sqlalchemy import select
 
 from centrex.api.deps import PrincipalDep, SessionDep, own_customer, visible
-from centrex.contracts import equipment, rules, service
+from centrex.contracts import equipment, gdpr, rules, service
 from centrex.contracts.models import Contract, ContractCharge, ContractEvent, Equipment
 from centrex.contracts.schemas import (
     ChargeOut,
@@ -125,3 +125,18 @@ async def return_equipment(equipment_id: uuid.UUID, body: ReturnIn,
     """The device is back, its condition checked: a provided one is refunded (charges)."""
     return await equipment.record_return(session, equipment_id, body,
                                          today=rules.paris_day(_now()))  # fmt: skip
+
+
+@router.get("/v1/customers/{customer_id}/personal-data")
+async def personal_data(customer_id: uuid.UUID, session: SessionDep,
+                        principal: PrincipalDep) -> dict:  # fmt: skip
+    """Everything held on the customer (art. 13), machine readable; secrets left out."""
+    visible(principal, customer_id, "customer_id", f"no customer with id {customer_id}")
+    return await gdpr.export(session, customer_id)
+
+
+@router.post("/v1/customers/{customer_id}/erasure")
+async def erase(customer_id: uuid.UUID, session: SessionDep) -> dict:
+    """Pseudonymise the customer's personal data (its contracts ended, its lines gone);
+    invoices and CDRs are kept (docs/contracts.md)."""
+    return await gdpr.erase(session, customer_id, now=_now())

@@ -13,9 +13,9 @@ import argparse
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from centrex.config import Settings
 from centrex.contracts import equipment, nonpayment, service
@@ -23,14 +23,16 @@ from centrex.contracts.models import ScheduledStep
 from centrex.db.session import SessionMaker, make_engine, make_sessionmaker
 
 log = logging.getLogger(__name__)
+RETRY_AFTER = timedelta(minutes=5)  # a step whose email could not go out
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def run_one(sessions: SessionMaker, settings: Settings, now: datetime) -> bool:
-    """Do the oldest step due at ``now`` that no one else holds; False when none is left."""
+async def run_one(sessions: SessionMaker, settings: Settings, now: datetime) -> int | None:
+    """Do the oldest step due at ``now`` that no one else holds: 1 when done, 0 when put off
+    (its email could not go out), None when no step is left."""
     async with sessions() as session:
         step = await session.scalar(
             select(ScheduledStep)
@@ -40,26 +42,45 @@ async def run_one(sessions: SessionMaker, settings: Settings, now: datetime) -> 
             .with_for_update(skip_locked=True)
         )
         if step is None:
-            return False
-        if step.kind == "renew":
-            outcome = await service.renew(session, step, now)
-        elif step.kind == "terminate":
-            outcome = await service.terminate(session, step, now, settings.number_quarantine_s)
-        elif step.kind == "unreturned":
-            outcome = await equipment.bill_unreturned(session, step, now)
-        elif step.kind == "reminder":
-            outcome = await nonpayment.remind(session, step, now, settings)
-        elif step.kind == "suspend":
-            outcome = await nonpayment.suspend(session, step, now, settings)
-        else:  # a step of a kind this version does not know: left for one that does
-            log.error("scheduled step %s: unknown kind %r", step.id, step.kind)
-            return False
+            return None
+        step_id, kind, subject = step.id, step.kind, step.subject_id
+        try:
+            outcome = await _apply(session, settings, step, now)
+        except OSError as exc:  # a mail server down: this step later, the others now
+            await session.rollback()
+            log.warning("step %s %s: %s; tried again in %s", kind, subject, exc, RETRY_AFTER)
+            await session.execute(
+                update(ScheduledStep)
+                .where(ScheduledStep.id == step_id, ScheduledStep.status == "pending")
+                .values(due_at=now + RETRY_AFTER)
+                .execution_options(audited="a schedule entry, not a business object")
+            )
+            await session.commit()
+            return 0
+        if outcome is None:
+            return None
         step.status = "done"
         step.done_at = now
         step.outcome = outcome
         await session.commit()  # the effect and "done" together, or neither
-        log.info("step %s %s (%s): %s", step.kind, step.subject_id, step.due_at, outcome)
-        return True
+        log.info("step %s %s: %s", kind, subject, outcome)
+        return 1
+
+
+async def _apply(session, settings: Settings, step: ScheduledStep, now: datetime) -> str | None:
+    if step.kind == "renew":
+        return await service.renew(session, step, now)
+    if step.kind == "terminate":
+        return await service.terminate(session, step, now, settings.number_quarantine_s)
+    if step.kind == "unreturned":
+        return await equipment.bill_unreturned(session, step, now)
+    if step.kind == "reminder":
+        return await nonpayment.remind(session, step, now, settings)
+    if step.kind == "suspend":
+        return await nonpayment.suspend(session, step, now, settings)
+    # A step of a kind this version does not know: left for one that does.
+    log.error("scheduled step %s: unknown kind %r", step.id, step.kind)
+    return None
 
 
 async def run_due(sessions: SessionMaker, settings: Settings, now: datetime) -> int:
@@ -69,8 +90,8 @@ async def run_due(sessions: SessionMaker, settings: Settings, now: datetime) -> 
         await nonpayment.schedule_reminders(session, now)
         await session.commit()
     done = 0
-    while await run_one(sessions, settings, now):
-        done += 1
+    while (result := await run_one(sessions, settings, now)) is not None:
+        done += result
     return done
 
 
