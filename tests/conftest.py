@@ -84,6 +84,9 @@ def settings(
         ring_timeout_s=5,  # an unanswered call gives up after 5 s, not 60
         stasis_wait_s=4,  # a call nobody decides is ended by Asterisk after 4 s, not 10
         number_quarantine_s=3,
+        # The API process's contracts scheduler (real clock) passes once, at its start: tests
+        # move the clock themselves (tests/test_contracts*.py), none in a race with it.
+        contracts_interval_s=86400,
         sip_tls_cert_file=operator_certificate[0],
         sip_tls_key_file=operator_certificate[1],
         **_port_block(),
