@@ -267,6 +267,11 @@ async def test_input_refused_naming_the_field(db):
                 now=ACCEPTED,
             )
         assert second.value.field == "customer_id"
+        with pytest.raises(ServiceError) as future:
+            await service.create(session, ContractIn(
+                customer_id=customer, evidence="x", accepted_at=ACCEPTED + timedelta(days=1),
+                monthly_fee_cents=1), now=ACCEPTED)  # fmt: skip
+        assert future.value.field == "accepted_at"
     async with sessions() as session:
         with pytest.raises(ServiceError) as future:
             await service.give_notice(

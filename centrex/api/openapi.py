@@ -185,7 +185,8 @@ DEEPER_RULES: dict[tuple[str, str], tuple[frozenset[int], str]] = {
     ("POST", "/v1/billing/disputes/{dispute_id}/resolution"): (
         frozenset({400}), "resolved_on before the dispute was received"),
     # Contracts (docs/contracts.md).
-    ("POST", "/v1/contracts"): (frozenset({422}), "customer_id names no customer"),
+    ("POST", "/v1/contracts"): (
+        frozenset({400, 422}), "customer_id names no customer; accepted_at in the future"),
     ("POST", "/v1/contracts/{contract_id}/notice"): (
         frozenset({400}), "received_on in the future, or too late for the term (the message "
         "names the day it needed)"),

@@ -57,6 +57,8 @@ async def create(session: AsyncSession, body: ContractIn, *, now: datetime) -> C
     if await session.get(Customer, body.customer_id) is None:
         raise UnknownReference("customer_id", f"no customer with id {body.customer_id}")
     accepted_at = body.accepted_at or now
+    if accepted_at > now:
+        raise ServiceError("accepted_at", "an acceptance cannot be in the future")
     starts_on = rules.paris_day(accepted_at)
     contract = Contract(
         customer_id=body.customer_id,
