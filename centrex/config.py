@@ -312,6 +312,11 @@ class Settings(BaseSettings):
     contracts_interval_s: float = Field(
         60.0, gt=0, description="How often the contracts' scheduler looks for steps fallen due."
     )
+    contracts_nonpayment_terminate: bool = Field(
+        False,
+        description="Art. 19: terminate a contract by itself when a non-payment suspension "
+        "persists 7 days (false: the step records that the operator may).",
+    )
 
     # --- billing (issue 17, docs/billing.md): the seller on every invoice --------------------
     billing_seller_name: str = Field("Centrex operator", description="Legal name on invoices.")

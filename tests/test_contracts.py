@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 from sqlalchemy import select
 
-from centrex.billing.models import Subscription
+from centrex.billing.models import Invoice, Subscription
 from centrex.config import Settings
 from centrex.contracts import equipment, gdpr, rules, service
 from centrex.contracts.models import ContractCharge, ContractEvent, ScheduledStep
@@ -32,7 +32,7 @@ from centrex.contracts.schemas import (
     NoticeIn,
     ReturnIn,
 )
-from centrex.db.models import Line, NumberStatus, PhoneNumber
+from centrex.db.models import Line, NumberStatus, PhoneNumber, PolicyRestriction
 from centrex.db.session import asyncpg_dsn, make_engine, make_sessionmaker
 from centrex.portability.rules import own_rio_valid
 from centrex.sandbox.postgres import scratch_database
@@ -428,6 +428,67 @@ async def test_a_mail_server_down_puts_the_reminder_off_for_5_minutes(db):
     async with sessions() as session:
         step = await session.get(ScheduledStep, step.id)
         assert (step.status, step.due_at) == ("pending", now + timedelta(minutes=5))
+
+
+async def _unpaid_invoice(db, customer: uuid.UUID, due: date) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(db.url))
+    try:
+        await conn.execute(
+            "INSERT INTO billing_invoices (id, number, reference, kind, customer_id, buyer_name, "
+            "period, issued_on, due_on, payment_method, ht_cents, vat_cents, ttc_cents, vat) "
+            "VALUES ($1, $2, $3, 'invoice', $4, 'Unpaid', $5, $5, $6, 'sepa', 100, 20, 120, "
+            "'[]')",
+            uuid.uuid4(), 600_000 + customer.int % 90_000, f"UP{customer.hex[:8]}", customer,
+            due - timedelta(days=10), due,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("automatic", [False, True])
+async def test_unpaid_7_days_after_the_suspension_terminates_when_set(db, automatic):
+    db, sessions = db
+    customer, (line_id,), _ = await new_customer(db, lines=1)  # no email: nothing to send
+    async with sessions() as session:
+        contract = await service.create(session, ContractIn(
+            customer_id=customer, evidence="order", accepted_at=ACCEPTED,
+            monthly_fee_cents=1000), now=ACCEPTED)  # fmt: skip
+        contract_id = contract.id
+    due = date(2027, 3, 10) if automatic else date(2027, 5, 10)
+    await _unpaid_invoice(db, customer, due)
+    steps = rules.nonpayment_steps(due)
+    settings = SETTINGS.model_copy(update={"contracts_nonpayment_terminate": automatic})
+    for day in (steps.reminder_on, steps.suspension_on):
+        await run_due(sessions, settings, midnight(day))
+    async with sessions() as session:
+        suspended = await session.scalars(
+            select(PolicyRestriction).where(PolicyRestriction.target_id == customer,
+                                            PolicyRestriction.lifted_at.is_(None)))  # fmt: skip
+        assert [r.actor for r in suspended] == ["non-payment"]
+    persists = midnight(steps.termination_possible_on)
+    await run_due(sessions, settings, persists - timedelta(seconds=1))
+    async with sessions() as session:
+        assert (await service.get(session, contract_id)).status == "active"
+    await run_due(sessions, settings, persists)
+    async with sessions() as session:
+        ended = await service.get(session, contract_id)
+        line = await session.get(Line, line_id)
+        if automatic:
+            assert (ended.status, ended.termination_kind) == ("terminated", "breach")
+            assert ended.ends_on == steps.termination_possible_on
+            assert line.deleted_at is not None
+            (fee,) = await session.scalars(
+                select(ContractCharge).where(ContractCharge.contract_id == contract_id)
+            )
+            # Effective 2 April 2027, month 15 (15 March - 14 April) under way: 16..36 left.
+            assert (fee.quantity, fee.amount_cents) == (21, 21 * 1000)
+        else:
+            assert ended.status == "active" and line.deleted_at is None
+            outcome = await session.scalar(select(ScheduledStep.outcome).where(
+                ScheduledStep.kind == "nonpayment_end",
+                ScheduledStep.subject_id.in_(select(Invoice.id).where(
+                    Invoice.customer_id == customer))))  # fmt: skip
+            assert "operator's decision" in outcome
 
 
 N_KILLED = 3000

@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from centrex.billing.models import Dispute, Invoice, Payment
 from centrex.config import Settings
 from centrex.contracts import rules
-from centrex.contracts.models import ScheduledStep
-from centrex.contracts.service import schedule
+from centrex.contracts.models import Contract, ScheduledStep
+from centrex.contracts.service import end_early, schedule
 from centrex.core.policy import PolicyLevel
 from centrex.db.models import Customer, PolicyRestriction
 from centrex.portability import mailer
@@ -123,7 +123,33 @@ async def suspend(session: AsyncSession, step: ScheduledStep, now: datetime,
             reason=f"invoice {invoice.reference} unpaid 15 days after the reminder (art. 19)",
             actor=ACTOR, created_at=now,
         ))  # fmt: skip
-    return f"suspended: {unpaid} cents unpaid"
+    persists_on = rules.paris_day(step.due_at) + rules.TERMINATION_AFTER_SUSPENSION
+    await schedule(session, "nonpayment_end", invoice.id, persists_on)
+    return f"suspended: {unpaid} cents unpaid; termination possible on {persists_on}"
+
+
+async def end_if_persisting(session: AsyncSession, step: ScheduledStep, now: datetime,
+                            settings: Settings) -> str:  # fmt: skip
+    """7 days after the suspension, still unpaid: the contract may be terminated (art. 19):
+    by the operator's decision, or here when CENTREX_CONTRACTS_NONPAYMENT_TERMINATE is set
+    (an early termination for breach from today, its fee recorded)."""
+    invoice, customer = await _invoice_and_customer(session, step)
+    unpaid = await unpaid_cents(session, invoice)
+    if unpaid <= 0:
+        return "paid: the contract goes on"
+    contract = await session.scalar(
+        select(Contract).where(Contract.customer_id == customer.id, Contract.status == "active")
+        .with_for_update()
+    )  # fmt: skip
+    if contract is None:
+        return "no contract in force to terminate"
+    if not settings.contracts_nonpayment_terminate:
+        return "unpaid 7 days after the suspension: termination possible (operator's decision)"
+    today = rules.paris_day(now)
+    await end_early(session, contract, today, "operator",
+                    f"invoice {invoice.reference} unpaid 7 days after the suspension (art. 19)",
+                    now)  # fmt: skip
+    return f"terminated for non-payment from {today}"
 
 
 async def lift_if_settled(session: AsyncSession, customer_id: uuid.UUID, now: datetime) -> int:

@@ -78,6 +78,8 @@ async def _apply(session, settings: Settings, step: ScheduledStep, now: datetime
         return await nonpayment.remind(session, step, now, settings)
     if step.kind == "suspend":
         return await nonpayment.suspend(session, step, now, settings)
+    if step.kind == "nonpayment_end":
+        return await nonpayment.end_if_persisting(session, step, now, settings)
     # A step of a kind this version does not know: left for one that does.
     log.error("scheduled step %s: unknown kind %r", step.id, step.kind)
     return None

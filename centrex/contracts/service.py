@@ -157,25 +157,34 @@ async def terminate_early(
             f"on or after the term ({contract.term_ends_on}): "
             "that is a notice of non-renewal, not an early termination",
         )
+    await end_early(session, contract, body.effective_on, body.by, body.reason, now)
+    await session.commit()
+    return contract
+
+
+async def end_early(session: AsyncSession, contract: Contract, effective_on: date, by: str,
+                    reason: str, now: datetime) -> None:  # fmt: skip
+    """The fee recorded, the termination scheduled; in the caller's transaction."""
+    today = rules.paris_day(now)
     fee = rules.early_termination(
         contract.starts_on,
-        body.effective_on,
+        effective_on,
         contract.monthly_fee_cents,
         contract.initial_months,
         contract.renewal_months,
     )
     contract.status = "ending"
-    contract.notice_by = body.by
+    contract.notice_by = by
     contract.notice_received_on = today
-    contract.termination_kind = "early" if body.by == "customer" else "breach"
-    contract.termination_reason = body.reason
-    contract.ends_on = body.effective_on
+    contract.termination_kind = "early" if by == "customer" else "breach"
+    contract.termination_reason = reason
+    contract.ends_on = effective_on
     session.add(
         ContractCharge(
             contract_id=contract.id,
             customer_id=contract.customer_id,
             kind="early_termination",
-            label=f"Early termination on {body.effective_on}: {fee.remaining_months} monthly "
+            label=f"Early termination on {effective_on}: {fee.remaining_months} monthly "
             f"fees left until {fee.period.end}",
             quantity=fee.remaining_months,
             unit_cents=contract.monthly_fee_cents,
@@ -187,12 +196,10 @@ async def terminate_early(
             contract,
             "early_termination",
             now,
-            f"by {body.by}, effective {body.effective_on}, fee {fee.fee_cents} cents HT",
+            f"by {by}, effective {effective_on}, fee {fee.fee_cents} cents HT",
         )
     )
-    await schedule(session, "terminate", contract.id, body.effective_on)
-    await session.commit()
-    return contract
+    await schedule(session, "terminate", contract.id, effective_on)
 
 
 # --- the steps' effects: in the scheduler's transaction, never committed here ----------------
