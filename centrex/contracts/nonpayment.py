@@ -1,9 +1,10 @@
 """Non-payment (art. 19) as scheduled steps: every invoice past due gets a ``reminder`` step the
 day after its due date; unpaid then, the customer is emailed a reminder and a ``suspend`` step
 is scheduled 15 days later; unpaid then, the customer is suspended (the policy's customer
-restriction: emergency calls still go through) with a notice by email. A payment that settles
-every invoice a suspension was for lifts it at once (``lift_if_settled``, in the payment's
-transaction).
+restriction: emergency calls still go through) with a notice by email; unpaid 7 days more, the
+contract may be terminated (``nonpayment_end``: by setting, else the operator). A payment
+that settles every invoice a suspension was for lifts it at once (``lift_if_settled``, in the
+payment's transaction).
 
 Emails go out inside the step's transaction, before its commit: a crash between the two sends
 the message again at the next run (at least once; never a step's effect twice)."""
