@@ -1,5 +1,5 @@
 """Contracts, their charges and journal, and the one table of scheduled steps (migration
-0030_contracts)."""
+0021_contracts)."""
 
 from __future__ import annotations
 

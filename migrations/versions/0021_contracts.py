@@ -1,6 +1,6 @@
 """contracts: contracts, their charges and journal, scheduled steps (issue 18)
 
-Revision ID: 0030_contracts
+Revision ID: 0021_contracts
 Revises: 0020_billing
 Create Date: 2026-12-03
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0030_contracts"
+revision: str = "0021_contracts"
 down_revision: str | Sequence[str] | None = "0020_billing"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
