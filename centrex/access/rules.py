@@ -30,6 +30,9 @@ CUSTOMER_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/v1/lines/{line_id}/credential-renewals"),
         ("GET", "/v1/lines/{line_id}/calls"),
         ("DELETE", "/v1/calls/{call_id}"),
+        # Its lines' forwarding, do-not-disturb and privacy (what a line sets with feature codes).
+        ("GET", "/v1/lines/{line_id}/features"),
+        ("PATCH", "/v1/lines/{line_id}/features"),
         # Its numbers and where its aliases ring, among its own lines and groups.
         ("GET", "/v1/numbers/{number}"),
         ("PUT", "/v1/numbers/{number}/destination"),

@@ -47,6 +47,7 @@ from centrex.config import Settings
 from centrex.contracts import routes as contracts
 from centrex.contracts.scheduler import ContractScheduler
 from centrex.db.session import SessionMaker, make_engine, make_sessionmaker
+from centrex.features import routes as features
 from centrex.metrics import API_REGISTRY
 from centrex.portability import routes as portability
 from centrex.portability.donor_http import HttpDonor
@@ -219,6 +220,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(numbers.router, dependencies=secured)
     app.include_router(trunks.router, dependencies=secured)
     app.include_router(ring_groups.router, dependencies=secured)
+    app.include_router(features.router, dependencies=secured)  # issue 15
     app.include_router(cdrs.router, dependencies=secured)
     app.include_router(policy.router, dependencies=secured)
     app.include_router(sip_bans.router, dependencies=secured)

@@ -37,6 +37,8 @@ from centrex.core.policy import (
 from centrex.core.routing import LineInfo, NumberTarget, Refuse, RingGroupInfo, route_call
 from centrex.db.models import ActiveCall, ActiveCallLeg, CallCutoff
 from centrex.db.session import make_sessionmaker
+from centrex.features.call_path import FeatureCalls
+from centrex.features.rules import CallFeatures
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ class AdmittedCall:
     # Admitted by an earlier decision that never reached Asterisk (the connection dropped
     # after the commit): the call still waits in Stasis, counted; it is dialled now.
     resumed: bool = False
+    features: CallFeatures | None = None  # issue 15: privacy, Diversion, forwards after ringing
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,7 @@ class CallRegistry:
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self.features = FeatureCalls(self)  # issue 15: forwarding, do-not-disturb, privacy
 
     async def _db(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -264,7 +268,7 @@ class CallRegistry:
 
     async def admit(
         self, *, channel_id: str, endpoint: str | None, dialled: str, caller_number: str,
-        now: datetime,
+        now: datetime, hidden: bool = False, busy_line: uuid.UUID | None = None,
     ) -> AdmittedCall | Refuse:  # fmt: skip
         """Route, admit and record the call, or say why not. A channel admitted before (decided
         again after a reconnection) gets its first decision back, ``resumed``: never refused
@@ -298,8 +302,14 @@ class CallRegistry:
         )  # fmt: skip
         if isinstance(route, Refuse):
             return route
-        refusal = None
-        if caller is not None:
+        # Issue 15 (centrex/features/call_path.py): the called line's forwards and
+        # do-not-disturb, the caller's privacy. A refused forward is recorded like a refusal.
+        plan = await self.features.plan(
+            caller=caller, route=route, caller_number=caller_number, emergency=emergency,
+            hidden=hidden, busy_line=busy_line,
+        )  # fmt: skip
+        refusal = plan if isinstance(plan, Refuse) else None
+        if refusal is None and caller is not None:
             refusal = check_call(
                 CallPolicyFacts(
                     level=caller.policy_level, emergency=emergency,
@@ -307,6 +317,8 @@ class CallRegistry:
                     destination_listed=listed, destination_suspended=suspended,
                 )
             )  # fmt: skip
+        if not isinstance(plan, Refuse):
+            route = plan.route
         target_line = route.target_line
         if (
             refusal is None
@@ -355,6 +367,15 @@ class CallRegistry:
             call_id = uuid.UUID(result.get("call_id") or str(call_id))
         if not result["admitted"]:
             counts = {uuid.UUID(k): int(v) for k, v in result["counts"].items()}
+            if busy_line is None and plan.busy_forward and callee is not None:
+                if counts.get(callee.id, 0) >= callee.max_calls and (
+                    caller is None or counts.get(caller.id, 0) < caller.max_calls
+                ):  # the line called is at its limit: its busy forward (issue 15)
+                    return await self.admit(
+                        channel_id=channel_id, endpoint=endpoint, dialled=dialled,
+                        caller_number=caller_number, now=now, hidden=hidden,
+                        busy_line=callee.id,
+                    )  # fmt: skip
             # The database applied the limit atomically; the pure rule says which side was full.
             return admit_call(caller, callee, counts) or Refuse(
                 "busy",
@@ -369,10 +390,17 @@ class CallRegistry:
                 # The call is refused (fail closed): it must not stay counted until a sweep.
                 self._release_in_background(channel_id)
                 raise
+        if plan.count_number is not None and not resumed:  # an outside forward (issue 15)
+            try:
+                await self._count_number(*plan.count_number, now)
+            except BaseException:
+                self._release_in_background(channel_id)
+                raise
         if group is None:
             return AdmittedCall(
-                call_id, route.dial, limits, route.caller_id, direction=route.direction,
-                resumed=resumed,
+                call_id, route.dial, limits, route.caller_id,
+                ring_timeout_s=plan.features.ring_timeout_s, direction=route.direction,
+                resumed=resumed, features=plan.features,
             )  # fmt: skip
         picked = {uuid.UUID(m) for m in result["members"]}
         ringing = [m for m in members if m.id in picked]  # in the group's order
@@ -386,6 +414,7 @@ class CallRegistry:
             ring_group_id=group.id,
             direction=route.direction,
             resumed=resumed,
+            features=plan.features,
         )
 
     def _release_in_background(self, channel_id: str) -> None:

@@ -52,6 +52,9 @@ from centrex.core.numbering import DialledKind, classify_dialled
 from centrex.core.routing import Refuse, endpoint_of_channel
 from centrex.db.session import make_engine
 from centrex.features.transfers.service import TRANSFER_ARG, TransferService
+from centrex.features.call_path import LOOP
+from centrex.features.control import FORWARD_ARG, FeatureControl
+from centrex.features.rules import parse_code, strip_privacy
 from centrex.metrics import DAEMON_REGISTRY
 from centrex.portability.phone import RIO_SERVICE, serve_rio
 from centrex.service_http import health_served
@@ -77,7 +80,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class CallControl:
+class CallControl(FeatureControl):  # FeatureControl: issue 15's line features
     def __init__(
         self,
         settings: Settings,
@@ -130,6 +133,13 @@ class CallControl:
             await serve_rio(self.ari, self.registry.sessionmaker, self.settings, channel_id, caller)
             return
         started = time.perf_counter()
+        # Issue 15 (centrex/features): a feature code, and the 3651 privacy prefix, of a line.
+        hidden, number = False, dialled
+        if caller is not None and not caller.startswith(TRUNK_PREFIX):
+            if (code := parse_code(dialled)) is not None:
+                await self._feature_code(channel_id, caller, code)
+                return
+            hidden, number = strip_privacy(dialled)
         try:
             # Fail closed, fast: a database that hangs (no RST) must not leave calls ringing
             # and decisions piling up; the caller gets 503 and may retry.
@@ -137,9 +147,10 @@ class CallControl:
                 self.registry.admit(
                     channel_id=channel_id,
                     endpoint=caller,
-                    dialled=dialled,
+                    dialled=number,
                     caller_number=channel.get("caller", {}).get("number", ""),
                     now=now(),
+                    hidden=hidden,
                 )
             )
         except TimeoutError:
@@ -162,6 +173,9 @@ class CallControl:
                 channel_id, caller, dialled, decision.why, decision.reason, elapsed_ms,
             )  # fmt: skip
             metrics.CALLS_REFUSED.labels(decision.category).inc()
+            if decision.category == LOOP:
+                await self._to_features(channel_id, "loop")
+                return
             if decision.announcement:
                 with contextlib.suppress(AsteriskError):
                     await self.ari.continue_in_dialplan(
@@ -189,6 +203,7 @@ class CallControl:
                 # Out to the public network as the line's number (From and P-Asserted-Identity),
                 # with no name: the SIP username is the platform's business, nobody else's.
                 await self.ari.set_variable(channel_id, "CALLERID(all)", f"<{decision.caller_id}>")
+            await self._apply_features(channel_id, decision.features)
             if decision.hunt:
                 await self.ari.set_variable(channel_id, "CENTREX_HUNT", "yes")
             await self._dial(channel_id, dialled, decision.dial, decision)
@@ -566,6 +581,9 @@ class CallControl:
             return self.handle_transfer(channel, args[1] if len(args) > 1 else "")
         if args and args[0] == HUNT_ARG:
             return self.handle_hunt_next(channel, args[1] if len(args) > 1 else "")
+        if args and args[0] == FORWARD_ARG:
+            status, path = [*args[1:], "", ""][:2]
+            return self.handle_forward(channel, status, path)
         return self.handle_call(channel)
 
     def on_cel_line(self, line: str) -> None:

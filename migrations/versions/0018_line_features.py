@@ -1,0 +1,75 @@
+"""line features: forwarding, do-not-disturb, caller-ID privacy per line (issue 15)
+
+Revision ID: 0018_line_features
+Revises: 0017_extensions
+Create Date: 2026-12-03
+
+``line_features``: one row per line that changed its settings (none: the defaults).
+``centrex_forward_leg``: a call forwarded, once its line was rung (busy, no answer,
+unregistered), to another line of the platform: the new line's limit is checked and its leg
+replaces the forwarding line's in one statement, under the new line's row lock, like an
+admission (migration 0009); a line at its limit is not rung.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0018_line_features"
+down_revision: str | Sequence[str] | None = "0017_extensions"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+FORWARD_LEG = """
+CREATE FUNCTION centrex_forward_leg(p_node text, p_channel_id text, p_line uuid, p_callee text)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    call_id uuid;
+    n integer;
+    cap integer;
+BEGIN
+    SELECT id INTO call_id FROM active_calls WHERE node = p_node AND channel_id = p_channel_id;
+    IF call_id IS NULL THEN
+        RETURN false;
+    END IF;
+    SELECT max_calls INTO cap FROM lines WHERE id = p_line FOR NO KEY UPDATE;
+    SELECT count(*) INTO n FROM active_call_legs g WHERE g.line_id = p_line;
+    IF cap IS NULL OR n >= cap THEN
+        RETURN false;
+    END IF;
+    DELETE FROM active_call_legs g WHERE g.call_id = call_id AND g.role = 'callee';
+    INSERT INTO active_call_legs (call_id, line_id, role) VALUES (call_id, p_line, 'callee')
+    ON CONFLICT DO NOTHING;
+    UPDATE active_calls SET callee_line_id = p_line, callee = p_callee WHERE id = call_id;
+    RETURN true;
+END;
+$$;
+"""
+
+
+def upgrade() -> None:
+    op.create_table(
+        "line_features",
+        sa.Column("line_id", sa.Uuid(), sa.ForeignKey("lines.id", ondelete="CASCADE"),
+                  primary_key=True),  # fmt: skip
+        sa.Column("forward_unconditional", sa.String(24)),
+        sa.Column("forward_busy", sa.String(24)),
+        sa.Column("forward_no_answer", sa.String(24)),
+        sa.Column("forward_no_answer_s", sa.Integer(), nullable=False, server_default="20"),
+        sa.Column("forward_unregistered", sa.String(24)),
+        sa.Column("dnd", sa.Boolean(), nullable=False, server_default="false"),
+        sa.Column("privacy", sa.Boolean(), nullable=False, server_default="false"),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.now()),  # fmt: skip
+        sa.CheckConstraint(
+            "forward_no_answer_s BETWEEN 5 AND 120", name="ck_line_features_no_answer_s"
+        ),
+    )
+    op.execute(FORWARD_LEG)
+
+
+def downgrade() -> None:
+    op.execute("DROP FUNCTION centrex_forward_leg(text, text, uuid, text)")
+    op.drop_table("line_features")
