@@ -41,14 +41,17 @@ class FeatureControl:
         if features.hidden:
             # Asterisk sends the callee "Anonymous"; a trunk (trust_id_outbound) still gets
             # the number in P-Asserted-Identity, with Privacy: id.
-            await self.ari.set_variable(channel_id, "CALLERID(pres)", "prohibited")
+            await self.ari.set_variable(channel_id, "CALLERID(pres)", "prohib")
         if features.diverted_from:
-            # Copied by Dial() to the channel it calls; res_pjsip_diversion writes it out.
-            await self.ari.set_variable(channel_id, "REDIRECTING(from-num)", features.diverted_from)
+            # Copied by Dial() to the channel it calls; res_pjsip_diversion writes it out. "i":
+            # no 181 Call Is Being Forwarded to the caller (phones need not know).
             await self.ari.set_variable(
-                channel_id, "REDIRECTING(reason)", features.divert_reason or "unknown"
+                channel_id, "REDIRECTING(from-num,i)", features.diverted_from
             )
-            await self.ari.set_variable(channel_id, "REDIRECTING(count)", str(len(features.path)))
+            await self.ari.set_variable(
+                channel_id, "REDIRECTING(reason,i)", features.divert_reason or "unknown"
+            )
+            await self.ari.set_variable(channel_id, "REDIRECTING(count,i)", str(len(features.path)))
         if features.watch or features.path:
             await self.ari.set_variable(
                 channel_id, "CENTREX_FORWARD", "yes" if features.watch else ""

@@ -44,7 +44,7 @@ class TargetError(ValueError):
 
 def parse_target(text: str) -> ForwardTarget:
     """``"201"``, ``"0145678901"``, ``"+442071234567"`` or ``"voicemail"`` -> a target."""
-    cleaned = text.strip()
+    cleaned = re.sub(r"[\s.\-()]", "", text)  # "01 45 67 89 01" as people write numbers
     if cleaned.lower() == VOICEMAIL_TARGET:
         return ForwardTarget(TargetKind.voicemail, VOICEMAIL_TARGET)
     if is_extension(cleaned):

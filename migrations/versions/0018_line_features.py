@@ -26,12 +26,12 @@ CREATE FUNCTION centrex_forward_leg(p_node text, p_channel_id text, p_line uuid,
 RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
-    call_id uuid;
+    v_call uuid;
     n integer;
     cap integer;
 BEGIN
-    SELECT id INTO call_id FROM active_calls WHERE node = p_node AND channel_id = p_channel_id;
-    IF call_id IS NULL THEN
+    SELECT id INTO v_call FROM active_calls WHERE node = p_node AND channel_id = p_channel_id;
+    IF v_call IS NULL THEN
         RETURN false;
     END IF;
     SELECT max_calls INTO cap FROM lines WHERE id = p_line FOR NO KEY UPDATE;
@@ -39,10 +39,10 @@ BEGIN
     IF cap IS NULL OR n >= cap THEN
         RETURN false;
     END IF;
-    DELETE FROM active_call_legs g WHERE g.call_id = call_id AND g.role = 'callee';
-    INSERT INTO active_call_legs (call_id, line_id, role) VALUES (call_id, p_line, 'callee')
+    DELETE FROM active_call_legs g WHERE g.call_id = v_call AND g.role = 'callee';
+    INSERT INTO active_call_legs (call_id, line_id, role) VALUES (v_call, p_line, 'callee')
     ON CONFLICT DO NOTHING;
-    UPDATE active_calls SET callee_line_id = p_line, callee = p_callee WHERE id = call_id;
+    UPDATE active_calls SET callee_line_id = p_line, callee = p_callee WHERE id = v_call;
     RETURN true;
 END;
 $$;

@@ -1,0 +1,137 @@
+"""Line features, pure rules (issue 15): targets, which forward applies, loops, codes, 3651."""
+
+from __future__ import annotations
+
+import pytest
+
+from centrex.features.codes import CODES
+from centrex.features.rules import (
+    MAX_HOPS,
+    BadCode,
+    CodeKind,
+    Condition,
+    DialledCode,
+    ForwardTarget,
+    LineFeatures,
+    TargetError,
+    TargetFacts,
+    TargetKind,
+    condition_of_dial_status,
+    forward_at_admission,
+    is_loop,
+    parse_code,
+    parse_target,
+    strip_privacy,
+    target_refusal,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("201", TargetKind.extension, "201"),
+        ("0145678901", TargetKind.number, "+33145678901"),
+        ("+44 20 7123 4567", TargetKind.number, "+442071234567"),
+        ("voicemail", TargetKind.voicemail, "voicemail"),
+    ],
+)
+def test_targets(text, kind, value):
+    assert parse_target(text) == ForwardTarget(kind, value)
+
+
+@pytest.mark.parametrize("text", ["112", "15", "abc", "", "12", "*21", "0145'; DROP", "+"])
+def test_bad_targets_are_refused(text):
+    with pytest.raises(TargetError):
+        parse_target(text)
+
+
+def test_unconditional_comes_first_and_dnd_is_busy():
+    assert forward_at_admission(LineFeatures()) is None
+    both = LineFeatures(forward_unconditional="201", forward_busy="202", dnd=True)
+    assert forward_at_admission(both) == (Condition.unconditional, "201")
+    assert forward_at_admission(LineFeatures(dnd=True, forward_busy="202")) == (
+        Condition.busy,
+        "202",
+    )
+    assert forward_at_admission(LineFeatures(dnd=True)) is None  # the caller gets busy
+    assert LineFeatures(forward_no_answer="201").forwards_when_dialled
+    assert not LineFeatures(forward_unconditional="201").forwards_when_dialled
+
+
+def test_dial_statuses():
+    assert condition_of_dial_status("BUSY") is Condition.busy
+    assert condition_of_dial_status("NOANSWER") is Condition.no_answer
+    assert condition_of_dial_status("CHANUNAVAIL") is Condition.unregistered
+    assert condition_of_dial_status("ANSWER") is None
+    assert condition_of_dial_status("CANCEL") is None
+
+
+def test_loops():
+    assert is_loop(("a", "b"), "a")
+    assert not is_loop(("a", "b"), "c")
+    assert is_loop(tuple("abcdefgh"[:MAX_HOPS]), "z")
+
+
+@pytest.mark.parametrize(
+    ("dialled", "expected"),
+    [
+        ("*21*0145678901#", DialledCode(CodeKind.forward_set, "0145678901")),
+        ("*21*201#", DialledCode(CodeKind.forward_set, "201")),
+        ("*21*voicemail#", DialledCode(CodeKind.forward_set, "voicemail")),
+        ("#21#", DialledCode(CodeKind.forward_cancel)),
+        ("*78", DialledCode(CodeKind.dnd_on)),
+        ("*79", DialledCode(CodeKind.dnd_off)),
+        ("*8", DialledCode(CodeKind.pickup)),
+        ("0145678901", None),
+        ("201", None),
+        ("alice", None),
+    ],
+)
+def test_codes(dialled, expected):
+    assert parse_code(dialled) == expected
+
+
+@pytest.mark.parametrize("dialled", ["*21*#", "*21*0145678901", "*99", "#", "*21*a'b#", "**"])
+def test_malformed_codes(dialled):
+    assert isinstance(parse_code(dialled), BadCode)
+
+
+def test_privacy_prefix():
+    assert strip_privacy("36510145678901") == (True, "0145678901")
+    assert strip_privacy("3651+442071234567") == (True, "+442071234567")
+    assert strip_privacy("3651") == (False, "3651")
+    assert strip_privacy("0145678901") == (False, "0145678901")
+    assert strip_privacy("3651alice") == (False, "3651alice")
+
+
+def test_every_code_is_listed_once():
+    assert len({c.dialled for c in CODES}) == len(CODES)
+    assert any(c.dialled == "*98" for c in CODES)  # reserved for voicemail
+
+
+OUT = ForwardTarget(TargetKind.number, "+33145678901")
+
+
+def test_outside_targets_pass_the_line_s_policy():
+    listed = TargetFacts(destination="33", destination_listed=True)
+    assert target_refusal(OUT, listed) is None
+    assert "not on the operator's list" in (
+        target_refusal(OUT, TargetFacts(destination="33")) or ""
+    )
+    suspended = TargetFacts(destination="33", destination_listed=True, destination_suspended=True)
+    assert "suspended" in (target_refusal(OUT, suspended) or "")
+    restricted = TargetFacts(
+        destination="44", destination_listed=True, policy_level="national_only"
+    )
+    assert target_refusal(OUT, restricted)
+    assert target_refusal(OUT, TargetFacts(destination="33", destination_listed=True,
+                                           has_number=False))  # fmt: skip
+    assert target_refusal(OUT, TargetFacts(on_platform=True)) is None  # stays on-net
+
+
+def test_extension_targets():
+    ext = ForwardTarget(TargetKind.extension, "201")
+    assert target_refusal(ext, TargetFacts(extension_exists=True)) is None
+    assert target_refusal(ext, TargetFacts())
+    assert "itself" in (target_refusal(ext, TargetFacts(names_line_itself=True,
+                                                        extension_exists=True)) or "")  # fmt: skip
