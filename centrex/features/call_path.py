@@ -36,7 +36,7 @@ from centrex.features.service import TARGET_FACTS, facts_of_row, target_query_ar
 if TYPE_CHECKING:
     from centrex.control.call_registry import CallRegistry
 
-LOOP = "loop"  # Refuse.category of a forwarding loop: the daemon ends it with 483
+LOOP = "loop"  # Refuse.category of a forwarding loop: the dialplan ends it with 482
 FEATURES_OF = (
     "SELECT line_id, forward_unconditional, forward_busy, forward_no_answer,"
     " forward_no_answer_s, forward_unregistered, dnd, privacy"
