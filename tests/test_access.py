@@ -53,6 +53,8 @@ CUSTOMER_MAY = {
     ("GET", "/v1/contracts/{contract_id}/events"),
     ("GET", "/v1/equipment"),
     ("GET", "/v1/customers/{customer_id}/personal-data"),
+    ("GET", "/v1/lines/{line_id}/features"),
+    ("PATCH", "/v1/lines/{line_id}/features"),
 }
 # Lists a customer token sees filtered to its own customer: another's id is a 404.
 FILTERED_LISTS = {"/v1/lines", "/v1/ring-groups", "/v1/cdrs", "/v1/cdrs.csv",
@@ -65,7 +67,7 @@ ON_REAL_OBJECTS = {"/v1/calls/{call_id}", "/v1/invoices/{invoice_id}",
 # Tables the API writes: a refused request must leave every one as it was.
 API_TABLES = ["customers", "lines", "numbers", "number_blocks", "number_tier_rules", "trunks",
               "ring_groups", "ring_group_members", "destinations", "policy_restrictions",
-              "credential_renewals", "sip_bans", "api_tokens"]  # fmt: skip
+              "credential_renewals", "sip_bans", "api_tokens", "line_features"]  # fmt: skip
 WHO = {"actor": "self-service", "reason": "a test"}
 PERIOD = {"since": "2026-01-01T00:00:00Z", "until": "2026-02-01T00:00:00Z"}
 
@@ -127,6 +129,7 @@ class Tenant:
             "/v1/lines/{line_id}/credentials": WHO,
             "/v1/numbers/{number}/destination": {"line_id": self.line["id"]},
             "/v1/ring-groups/{ring_group_id}": {"members": [self.line["id"]]},
+            "/v1/lines/{line_id}/features": {"dnd": True},
         }.get(template, {})
 
 

@@ -56,6 +56,21 @@ def test_an_outside_forward_reaches_the_carrier_as_a_call_of_the_forwarding_line
                bob.id)  # fmt: skip
     assert [r["number"] for r in rows] == ["+33145678901"]
 
+    # Two records: alice's call to bob, and bob's forward out, billed to bob, linked to it.
+    def cdrs() -> list[dict]:
+        return api.get("/v1/cdrs", params={"line_id": bob.id}).json()["items"]
+
+    wait_until(lambda: len(cdrs()) == 2, 20, "the call's and the forward's CDRs")
+    (call,) = [c for c in cdrs() if c["leg_of"] is None]
+    (leg,) = [c for c in cdrs() if c["leg_of"] is not None]
+    assert (call["caller"], call["callee"], call["caller_line_id"], call["callee_line_id"]) == (
+        alice.number, bob.number, alice.id, bob.id)  # fmt: skip
+    assert leg["leg_of"] == call["id"] and leg["caller_line_id"] == bob.id
+    assert (leg["caller"], leg["callee"], leg["direction"]) == (
+        bob.number, "+33145678901", "outbound")  # fmt: skip
+    assert leg["destination"] == "33" and leg["disposition"] == call["disposition"] == "answered"
+    assert leg["billed_s"] == call["billed_s"] and leg["customer_id"] == call["customer_id"]
+
 
 def test_a_third_call_to_a_line_with_two_in_progress(api, company, carrier, control_service,
                                                      wait_until):  # fmt: skip

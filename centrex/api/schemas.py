@@ -396,6 +396,9 @@ class CdrOut(BaseModel):
     paid_by_line_id: uuid.UUID | None = Field(
         None, description="The line billed for its outside leg (a transfer's), if not its caller."
     )
+    leg_of: uuid.UUID | None = Field(
+        None, description="A forward's own record: the id of the call's record it belongs to."
+    )
 
 
 class CdrPage(BaseModel):

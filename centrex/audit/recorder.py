@@ -42,8 +42,8 @@ from centrex.access.principal import Principal
 from centrex.audit.models import AuditEntry
 from centrex.db import models as m
 from centrex.extensions.models import Extension
+from centrex.features.models import CallForward, LineFeatureSettings
 from centrex.portability.models import PortIn, PortOut
-from centrex.features.models import LineFeatureSettings
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ AUDITED: dict[type, Audited] = {
     m.FraudSuspicion: _audited("fraud_suspicion"),
     m.LinePeriodNumber: _audited("line_period_number"),
     m.LinePeriodCount: _audited("line_period_count"),
+    CallForward: _audited("call_forward"),
 }
 
 

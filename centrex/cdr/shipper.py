@@ -40,6 +40,7 @@ from centrex.core.cdr import (
 from centrex.core.policy import DiallerThresholds, WindowStats, dialler_signs, period_start
 from centrex.core.routing import endpoint_of_channel
 from centrex.db.session import asyncpg_dsn
+from centrex.features.cdr_legs import write_forward_legs
 
 log = logging.getLogger(__name__)
 
@@ -435,6 +436,7 @@ class CdrShipper:
             status = await conn.execute(
                 "INSERT INTO cdrs SELECT * FROM cdr_batch ON CONFLICT (node, linkedid) DO NOTHING"
             )
+            await write_forward_legs(conn, self.node, rows)  # issue 15: a forward's own record
             await conn.execute(
                 "DELETE FROM call_attempts WHERE node = $1 AND channel_id = ANY($2::text[])",
                 self.node, linkedids,

@@ -390,9 +390,11 @@ class CallRegistry:
                 # The call is refused (fail closed): it must not stay counted until a sweep.
                 self._release_in_background(channel_id)
                 raise
-        if plan.count_number is not None and not resumed:  # an outside forward (issue 15)
+        if not resumed and plan.features.path:  # a forward (issue 15): its number, its CDR
             try:
-                await self._count_number(*plan.count_number, now)
+                if plan.count_number is not None:
+                    await self._count_number(*plan.count_number, now)
+                await self.features.record(channel_id, plan, now)
             except BaseException:
                 self._release_in_background(channel_id)
                 raise

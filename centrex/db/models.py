@@ -360,6 +360,8 @@ class Cdr(Base):
     destination_country: Mapped[str | None] = mapped_column(String(2))
     destination: Mapped[str | None] = mapped_column(String(16))  # allow-list code (policy)
     reason: Mapped[str | None] = mapped_column(Text)  # why the daemon refused it
+    # A forward's own record (issue 15, centrex/features/cdr_legs.py): the call's record's id.
+    leg_of: Mapped[uuid.UUID | None] = mapped_column()
     start_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     answer_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     end_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

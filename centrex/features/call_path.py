@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from centrex.asterisk.pjsip_objects import TRUNK_PREFIX
@@ -56,6 +57,11 @@ CALL_OF_CHANNEL = (
     " WHERE node = $1 AND channel_id = $2"
 )
 FORWARD_LEG = "SELECT centrex_forward_leg($1, $2, $3, $4)"
+RECORD_FORWARD = (
+    "INSERT INTO call_forwards (node, channel_id, hop, line_id, target, target_line_id,"
+    " direction, condition, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    " ON CONFLICT DO NOTHING"
+)
 SET_FEATURE = """
 INSERT INTO line_features (line_id, {column}) VALUES ($1, $2)
 ON CONFLICT (line_id) DO UPDATE SET {column} = EXCLUDED.{column}, updated_at = now()
@@ -252,6 +258,25 @@ class FeatureCalls:
             caller=lines.get(caller_id) if caller_id else None, forwarding=forwarding, text=text,
             condition=condition, caller_number=caller_number, direction=direction, path=path,
             hidden=False,  # already set on the channel, if it was
+        )  # fmt: skip
+
+    async def record(self, channel_id: str, plan: Plan, at: datetime) -> None:
+        """Keep the forward for its CDR (centrex/features/cdr_legs.py); nothing if the call
+        was not forwarded."""
+        features = plan.features
+        if not features.path:
+            return
+        line, group = plan.route.target_line, plan.route.group
+        if plan.count_number is not None:
+            target, target_line, direction = plan.count_number[1], None, "outbound"
+        elif line is not None:
+            target, target_line, direction = line.main_number or line.username, line.id, "on-net"
+        else:
+            target, target_line, direction = str(group.id if group else ""), None, "on-net"
+        await self.registry._fetch(
+            RECORD_FORWARD, self.registry.node, channel_id, len(features.path),
+            uuid.UUID(features.path[-1]), target, target_line, direction,
+            features.divert_reason or Condition.unconditional.value, at,
         )  # fmt: skip
 
     async def move_callee(self, channel_id: str, line: LineInfo) -> bool:

@@ -122,8 +122,10 @@ class FeatureControl:
                 if line is not None and str(line.id) != forwarder:
                     if not await self._within_deadline(features.move_callee(channel_id, line)):
                         plan = Refuse("busy", "the line forwarded to is at its limit")
-                if not isinstance(plan, Refuse) and plan.count_number is not None:
-                    await self.registry._count_number(*plan.count_number, datetime.now(UTC))
+                if not isinstance(plan, Refuse):
+                    if plan.count_number is not None:
+                        await self.registry._count_number(*plan.count_number, datetime.now(UTC))
+                    await features.record(channel_id, plan, datetime.now(UTC))
         except Exception:
             log.exception("call %s: forward after %s not decided; ending", channel_id, status)
             await self._hangup_quietly(channel_id, "congestion")

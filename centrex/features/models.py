@@ -37,3 +37,20 @@ class LineFeatureSettings(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class CallForward(Base):
+    """A forward the daemon decided, kept until the CDR shipper has written the call's records
+    (it then writes the forward's own CDR, ``leg_of`` the call's)."""
+
+    __tablename__ = "call_forwards"
+
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hop: Mapped[int] = mapped_column(Integer, primary_key=True)
+    line_id: Mapped[uuid.UUID] = mapped_column()
+    target: Mapped[str] = mapped_column(String(64))
+    target_line_id: Mapped[uuid.UUID | None] = mapped_column()
+    direction: Mapped[str] = mapped_column(String(16))
+    condition: Mapped[str] = mapped_column(String(16))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

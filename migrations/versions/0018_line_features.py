@@ -9,6 +9,9 @@ Create Date: 2026-12-03
 unregistered), to another line of the platform: the new line's limit is checked and its leg
 replaces the forwarding line's in one statement, under the new line's row lock, like an
 admission (migration 0009); a line at its limit is not rung.
+``call_forwards``: each forward the daemon decided, until the CDR shipper has written the
+call's records: the forward gets a CDR of its own, billed to the forwarding line, its
+``leg_of`` the id of the call's CDR (new column ``cdrs.leg_of``).
 """
 
 from collections.abc import Sequence
@@ -68,8 +71,23 @@ def upgrade() -> None:
         ),
     )
     op.execute(FORWARD_LEG)
+    op.create_table(
+        "call_forwards",
+        sa.Column("node", sa.String(64), primary_key=True),
+        sa.Column("channel_id", sa.String(64), primary_key=True),
+        sa.Column("hop", sa.Integer(), primary_key=True),
+        sa.Column("line_id", sa.Uuid(), nullable=False),  # the forwarding line
+        sa.Column("target", sa.String(64), nullable=False),  # E.164 or the line's number
+        sa.Column("target_line_id", sa.Uuid()),  # on-net: the line it rang
+        sa.Column("direction", sa.String(16), nullable=False),  # outbound | on-net
+        sa.Column("condition", sa.String(16), nullable=False),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.add_column("cdrs", sa.Column("leg_of", sa.Uuid()))
 
 
 def downgrade() -> None:
+    op.drop_column("cdrs", "leg_of")
+    op.drop_table("call_forwards")
     op.execute("DROP FUNCTION centrex_forward_leg(text, text, uuid, text)")
     op.drop_table("line_features")
