@@ -135,3 +135,11 @@ def test_extension_targets():
     assert target_refusal(ext, TargetFacts())
     assert "itself" in (target_refusal(ext, TargetFacts(names_line_itself=True,
                                                         extension_exists=True)) or "")  # fmt: skip
+
+
+def test_the_docs_list_every_code():
+    from pathlib import Path
+
+    page = (Path(__file__).parents[2] / "docs" / "features.md").read_text()
+    for code in CODES:
+        assert f"`{code.dialled}`" in page, code
