@@ -72,6 +72,20 @@ def test_an_outside_forward_reaches_the_carrier_as_a_call_of_the_forwarding_line
     assert leg["billed_s"] == call["billed_s"] and leg["customer_id"] == call["customer_id"]
 
 
+def test_a_call_from_outside_forwarded_outside_keeps_the_caller_s_number(
+    api, company, carrier, control_service
+):
+    acme = company("In and out")
+    bob = acme(register=False)
+    set_features(api, bob, forward_unconditional="0145678901")
+    network = carrier.answer()
+    carrier.call(bob.number, caller="+33611223344").expect_success()
+    network.expect_success()
+    invite = next(i for i in received_invites(network) if "INVITE sip:+33145678901@" in i)
+    assert "<sip:+33611223344@" in (header(invite, "From") or ""), invite
+    assert f"<sip:{bob.number}@" in (header(invite, "Diversion") or ""), invite
+
+
 def test_a_third_call_to_a_line_with_two_in_progress(api, company, carrier, control_service,
                                                      wait_until):  # fmt: skip
     acme = company("Third call")

@@ -67,11 +67,14 @@ INSERT INTO line_features (line_id, {column}) VALUES ($1, $2)
 ON CONFLICT (line_id) DO UPDATE SET {column} = EXCLUDED.{column}, updated_at = now()
 """
 # A ringing call of another line of the customer, to pick up: its called line's channel.
+# Not a call that line forwarded outside: that one rings at the carrier, not on the line.
 RINGING_IN_CUSTOMER = """
 SELECT c.channel_id, l.id, l.sip_username, l.main_number FROM active_calls c
 JOIN active_call_legs g ON g.call_id = c.id AND g.role = 'callee'
 JOIN lines l ON l.id = g.line_id
 WHERE c.node = $1 AND c.answered_at IS NULL AND l.customer_id = $2 AND l.id <> $3
+  AND NOT EXISTS (SELECT 1 FROM call_forwards f WHERE f.node = c.node
+                  AND f.channel_id = c.channel_id AND f.direction = 'outbound')
 ORDER BY c.started_at LIMIT 1
 """
 
