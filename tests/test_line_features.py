@@ -161,7 +161,11 @@ def test_pickup_of_a_ringing_line_of_the_same_customer(api, company, control_ser
     call = alice.until_hung_up(bob.national)
     wait_until(lambda: calls_of(api, bob) == 1, 10, "bob's phone ringing")
     outsider.sip.call_refused("*8", 404).expect_success()  # another customer's: not seen
-    carol.sip.call("*8", hold_ms=1500).expect_success()  # picked up, talked, hung up
+    pickup = carol.sip.call("*8", hold_ms=3000)  # picked up, talked, hung up
+    # While they talk, the call counts on carol, who picked it up, no longer on bob.
+    wait_until(lambda: calls_of(api, carol) == 1 and calls_of(api, bob) == 0, 10, "picked up")
+    assert calls_of(api, alice) == 1
+    pickup.expect_success()
     call.expect_success()  # alice's call was answered (by carol), then ended by her
     ringing.expect_success()  # bob's phone stopped ringing
     wait_until(lambda: calls_of(api, carol) == calls_of(api, alice) == 0, 10, "released")
