@@ -72,6 +72,21 @@ def test_an_outside_forward_reaches_the_carrier_as_a_call_of_the_forwarding_line
     assert leg["billed_s"] == call["billed_s"] and leg["customer_id"] == call["customer_id"]
 
 
+def test_an_outside_forward_is_cut_at_the_forwarding_line_s_maximum(
+    api, company, carrier, control_service, database_url, wait_until
+):
+    acme = company("Forward cut")
+    alice, bob = acme(), acme(register=False, max_call_duration_s=3)
+    set_features(api, bob, forward_unconditional="0145678901")
+    network = carrier.answer(timeout_s=20)  # answers, then waits for the platform's BYE
+    alice.until_hung_up(bob.national).expect_success()  # cut: the BYE comes from the platform
+    network.expect_success()
+    cut = sql(database_url, "SELECT reason, callee_line_id::text AS line FROM call_cutoffs"
+              " WHERE caller_line_id = $1::uuid", alice.id)  # fmt: skip
+    assert [(r["reason"], r["line"]) for r in cut] == [("max_duration", bob.id)]
+    wait_until(lambda: calls_of(api, bob) == calls_of(api, alice) == 0, 10, "released")
+
+
 def test_a_call_from_outside_forwarded_outside_keeps_the_caller_s_number(
     api, company, carrier, control_service
 ):
