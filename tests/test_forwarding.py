@@ -122,6 +122,19 @@ def test_a_third_call_to_a_line_with_two_in_progress(api, company, carrier, cont
     dave.sip.call(bob.national, hold_ms=200).expect_success()
     phone.expect_success()
     assert calls_of(api, bob) == 2
+
+    # Its CDRs: the call (answered by eve, not the refusal bob's limit first gave it), and the
+    # forward's own, from bob to eve.
+    def eve_cdrs() -> list[dict]:
+        return api.get("/v1/cdrs", params={"line_id": eve.id}).json()["items"]
+
+    wait_until(lambda: len(eve_cdrs()) == 2, 20, "the call's and the forward's CDRs")
+    (call,) = [c for c in eve_cdrs() if c["leg_of"] is None]
+    (leg,) = [c for c in eve_cdrs() if c["leg_of"] == call["id"]]
+    assert (call["caller_line_id"], call["callee_line_id"], call["disposition"]) == (
+        dave.id, eve.id, "answered")  # fmt: skip
+    assert (leg["caller_line_id"], leg["callee_line_id"], leg["direction"]) == (
+        bob.id, eve.id, "on-net")  # fmt: skip
     for call in api.get(f"/v1/lines/{bob.id}/calls").json():
         assert api.delete(f"/v1/calls/{call['id']}").status_code == 204
     first.expect_success()

@@ -371,6 +371,7 @@ class CallRegistry:
                 if counts.get(callee.id, 0) >= callee.max_calls and (
                     caller is None or counts.get(caller.id, 0) < caller.max_calls
                 ):  # the line called is at its limit: its busy forward (issue 15)
+                    await self.features.forget_refusal(channel_id)
                     return await self.admit(
                         channel_id=channel_id, endpoint=endpoint, dialled=dialled,
                         caller_number=caller_number, now=now, hidden=hidden,

@@ -57,6 +57,11 @@ CALL_OF_CHANNEL = (
     " WHERE node = $1 AND channel_id = $2"
 )
 FORWARD_LEG = "SELECT centrex_forward_leg($1, $2, $3, $4)"
+# The refusal the admission statement recorded for a line at its limit, forgotten when the call
+# is admitted again along the line's busy forward: the CDR must say what finally happened.
+FORGET_REFUSAL = (
+    "DELETE FROM call_attempts WHERE node = $1 AND channel_id = $2 AND outcome = 'refused_limit'"
+)
 RECORD_FORWARD = (
     "INSERT INTO call_forwards (node, channel_id, hop, line_id, target, target_line_id,"
     " direction, condition, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
@@ -281,6 +286,9 @@ class FeatureCalls:
             uuid.UUID(features.path[-1]), target, target_line, direction,
             features.divert_reason or Condition.unconditional.value, at,
         )  # fmt: skip
+
+    async def forget_refusal(self, channel_id: str) -> None:
+        await self.registry._fetch(FORGET_REFUSAL, self.registry.node, channel_id)
 
     async def move_callee(self, channel_id: str, line: LineInfo) -> bool:
         """The call now rings ``line`` instead: its leg replaces the forwarding line's, if it
