@@ -77,12 +77,18 @@ def test_features_through_the_api_checked_named_scoped_and_audited(api, company,
     assert operations.count("PATCH /v1/lines/{line_id}/features") == 4, operations
 
 
-def test_dnd_by_feature_code(api, company, control_service):
+def test_dnd_by_feature_code(api, company, control_service, wait_until):
     acme = company("DND")
     alice, bob = acme(), acme()
     bob.until_hung_up("*78").expect_success()
     assert api.get(f"/v1/lines/{bob.id}/features").json()["dnd"] is True
     alice.sip.call_refused(bob.national, 486).expect_success()
+
+    def cdrs() -> list[dict]:
+        return api.get("/v1/cdrs", params={"line_id": alice.id}).json()["items"]
+
+    wait_until(lambda: len(cdrs()) == 1, 20, "the refused call's CDR")
+    assert cdrs()[0]["disposition"] == "busy", cdrs()  # busy, not a policy refusal
     # Emergency calls out are never affected by the line's own do-not-disturb.
     bob.until_hung_up("*79").expect_success()
     assert api.get(f"/v1/lines/{bob.id}/features").json()["dnd"] is False

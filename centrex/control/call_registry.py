@@ -303,12 +303,14 @@ class CallRegistry:
         if isinstance(route, Refuse):
             return route
         # Issue 15 (centrex/features/call_path.py): the called line's forwards and
-        # do-not-disturb, the caller's privacy. A refused forward is recorded like a refusal.
+        # do-not-disturb, the caller's privacy. A forward refused by policy is recorded as such.
         plan = await self.features.plan(
             caller=caller, route=route, caller_number=caller_number, emergency=emergency,
             hidden=hidden, busy_line=busy_line,
         )  # fmt: skip
         refusal = plan if isinstance(plan, Refuse) else None
+        if refusal is not None and refusal.category not in ("policy", "destination"):
+            return refusal  # do-not-disturb (busy), a loop: not a policy refusal to record
         if refusal is None and caller is not None:
             refusal = check_call(
                 CallPolicyFacts(

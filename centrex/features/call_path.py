@@ -143,8 +143,11 @@ class FeatureCalls:
             )  # fmt: skip
             if plan is not None:
                 return plan
-        if mine.dnd or busy_line == target.id:
-            return Refuse("busy", "the called line is in do-not-disturb", category="line_limit")
+        if busy_line == target.id:
+            return Refuse("busy", f"called line at its limit of {target.max_calls} calls",
+                          category="line_limit")  # fmt: skip
+        if mine.dnd:
+            return Refuse("busy", "the called line is in do-not-disturb", category="dnd")
         return Plan(route, self._ringing(mine, hidden, ()), busy_forward=bool(mine.forward_busy))
 
     @staticmethod
@@ -202,7 +205,7 @@ class FeatureCalls:
                 return further
         if theirs.dnd:
             return Refuse("busy", "the line forwarded to is in do-not-disturb",
-                          category="line_limit")  # fmt: skip
+                          category="dnd")  # fmt: skip
         return Plan(route, self._ringing(theirs, hidden, path, **diverted),
                     busy_forward=bool(theirs.forward_busy))  # fmt: skip
 
