@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from centrex import metrics
 from centrex.asterisk.errors import AsteriskError
 from centrex.core.routing import Refuse
 from centrex.features.call_path import LOOP, Pickup
@@ -100,6 +101,7 @@ class FeatureControl:
                 endpoint,
                 outcome.why,
             )
+            metrics.CALLS_REFUSED.labels(outcome.category).inc()
             await self._hangup_quietly(channel_id, outcome.reason)
         else:
             log.info("call %s: feature code %s done for %s", channel_id, code.kind, endpoint)
