@@ -128,6 +128,7 @@ class FeatureControl:
                     if plan.count_number is not None:
                         await self.registry._count_number(*plan.count_number, datetime.now(UTC))
                     await features.record(channel_id, plan, datetime.now(UTC))
+                    limits = await self._within_deadline(self.registry.limits_of(channel_id))
         except Exception:
             log.exception("call %s: forward after %s not decided; ending", channel_id, status)
             await self._hangup_quietly(channel_id, "congestion")
@@ -146,7 +147,6 @@ class FeatureControl:
                 await self.ari.continue_in_dialplan(channel_id, DIAL_CONTEXT, f"status-{status}")
             return
         log.info("call %s: line rung %s, forwarded to %s", channel_id, status, route.dial)
-        limits = await self.registry.limits_of(channel_id)
         call = replace(
             limits, dial=route.dial, hunt=False, caller_id=route.caller_id,
             ring_timeout_s=plan.features.ring_timeout_s, features=plan.features,
