@@ -208,6 +208,12 @@ class Settings(BaseSettings):
         7200, ge=1, description="Answered calls are cut at this duration (contract art. 8)."
     )
     ring_timeout_s: int = Field(60, ge=1, le=600)
+    emergency_callback_window_s: int = Field(
+        3600, ge=0, le=86400,
+        description="Issue 15: for this long after a line called an emergency number, calls "
+        "from outside ring the line itself, whatever its do-not-disturb and forwards say (the "
+        "emergency service calling back). 0: never.",
+    )  # fmt: skip
     call_sweep_interval_s: float = Field(
         5.0, gt=0, description="How often the daemon checks its calls against Asterisk's."
     )

@@ -224,12 +224,24 @@ def test_call_waiting_within_the_limit(api, company, control_service, wait_until
     device.expect_success()
 
 
-def test_emergency_calls_out_ignore_the_line_s_features(api, company, carrier, control_service):
+def test_emergency_calls_out_ignore_the_line_s_features_and_the_call_back_rings_the_line(
+    api, company, carrier, control_service
+):
     acme = company("Emergency")
-    alice = acme()
-    set_features(api, alice, dnd=True, privacy=True, forward_unconditional="0145678901")
+    alice, bob = acme(), acme()
+    for line in (alice, bob):
+        set_features(api, line, dnd=True, privacy=True, forward_unconditional="0145678901")
     network = carrier.answer()
     alice.sip.call("112", hold_ms=200).expect_success()
     network.expect_success()
     (invite,) = received_invites(network)
     assert "INVITE sip:112@" in invite and f"From: <sip:{alice.number}@" in invite
+    # The emergency service calls back: alice's phone rings, whatever her do-not-disturb and
+    # forward say. Bob, who called no emergency number, stays forwarded.
+    phone = alice.answers()
+    carrier.call(alice.number, caller="+33112345678").expect_success()
+    phone.expect_success()
+    network = carrier.answer()
+    carrier.call(bob.number, caller="+33112345678").expect_success()
+    network.expect_success()
+    assert any("INVITE sip:+33145678901@" in i for i in received_invites(network))

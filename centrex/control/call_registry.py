@@ -306,7 +306,7 @@ class CallRegistry:
         # do-not-disturb, the caller's privacy. A forward refused by policy is recorded as such.
         plan = await self.features.plan(
             caller=caller, route=route, caller_number=caller_number, emergency=emergency,
-            hidden=hidden, busy_line=busy_line,
+            hidden=hidden, now=now, busy_line=busy_line,
         )  # fmt: skip
         refusal = plan if isinstance(plan, Refuse) else None
         if refusal is not None and refusal.category not in ("policy", "destination"):

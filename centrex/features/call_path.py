@@ -28,6 +28,7 @@ from centrex.features.rules import (
     TargetKind,
     condition_of_dial_status,
     forward_at_admission,
+    in_emergency_callback,
     is_loop,
     parse_target,
     target_refusal,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 LOOP = "loop"  # Refuse.category of a forwarding loop: the dialplan ends it with 482
 FEATURES_OF = (
     "SELECT line_id, forward_unconditional, forward_busy, forward_no_answer,"
-    " forward_no_answer_s, forward_unregistered, dnd, privacy"
+    " forward_no_answer_s, forward_unregistered, dnd, privacy, last_emergency_at"
     " FROM line_features WHERE line_id = ANY($1::uuid[])"
 )
 LINES_BY_ID = (
@@ -120,11 +121,14 @@ class FeatureCalls:
     # --- at admission ---------------------------------------------------------------------
     async def plan(
         self, *, caller: LineInfo | None, route: Admit, caller_number: str, emergency: bool,
-        hidden: bool, busy_line: uuid.UUID | None = None,
+        hidden: bool, now: datetime, busy_line: uuid.UUID | None = None,
     ) -> Plan | Refuse:  # fmt: skip
         """The route as the features change it, or why the call is refused. ``busy_line``: the
         line called was found at its limit; its busy forward applies."""
         target = route.target_line
+        if emergency and caller is not None:
+            # Remembered for the emergency service's call back (in_emergency_callback).
+            await self._set(caller, "last_emergency_at", now)
         known = await self.features([ln.id for ln in (caller, target) if ln is not None])
         if caller is not None and caller.id in known:
             hidden = hidden or known[caller.id].privacy
@@ -132,6 +136,9 @@ class FeatureCalls:
         if target is None or route.group is not None or emergency:
             return Plan(route, CallFeatures(hidden=hidden))
         mine = known.get(target.id, LineFeatures())
+        window = self.registry.settings.emergency_callback_window_s
+        if caller is None and in_emergency_callback(mine.last_emergency_at, now, window):
+            return Plan(route, CallFeatures(hidden=hidden))  # the line itself rings
         if busy_line == target.id:
             step = (Condition.busy, mine.forward_busy) if mine.forward_busy else None
         else:

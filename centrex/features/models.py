@@ -34,6 +34,8 @@ class LineFeatureSettings(Base):
     forward_unregistered: Mapped[str | None] = mapped_column(String(TARGET_LENGTH))
     dnd: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     privacy: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Written by the daemon when the line calls an emergency number (rules.in_emergency_callback).
+    last_emergency_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from centrex.core.numbering import DialledKind, classify_dialled
 from centrex.extensions.rules import is_extension
@@ -68,6 +69,7 @@ class LineFeatures:
     forward_unregistered: str | None = None
     dnd: bool = False
     privacy: bool = False
+    last_emergency_at: datetime | None = None  # the line's last emergency call
 
     def target(self, condition: Condition) -> str | None:
         return {
@@ -90,6 +92,15 @@ def forward_at_admission(features: LineFeatures) -> tuple[Condition, str] | None
     if features.dnd:
         return (Condition.busy, features.forward_busy) if features.forward_busy else None
     return None
+
+
+def in_emergency_callback(last_emergency_at: datetime | None, now: datetime, window_s: int) -> bool:
+    """Whether a call from outside may be the emergency service calling back: the line called
+    an emergency number less than ``window_s`` ago. Such a call rings the line itself: neither
+    do-not-disturb nor a forward may keep it from the person who called for help."""
+    if last_emergency_at is None:
+        return False
+    return timedelta(0) <= now - last_emergency_at <= timedelta(seconds=window_s)
 
 
 # Dial()'s DIALSTATUS -> the forward it calls for.

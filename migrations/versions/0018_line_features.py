@@ -64,6 +64,7 @@ def upgrade() -> None:
         sa.Column("forward_unregistered", sa.String(24)),
         sa.Column("dnd", sa.Boolean(), nullable=False, server_default="false"),
         sa.Column("privacy", sa.Boolean(), nullable=False, server_default="false"),
+        sa.Column("last_emergency_at", sa.DateTime(timezone=True)),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
                   server_default=sa.func.now()),  # fmt: skip
         sa.CheckConstraint(

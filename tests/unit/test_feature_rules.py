@@ -143,3 +143,16 @@ def test_the_docs_list_every_code():
     page = (Path(__file__).parents[2] / "docs" / "features.md").read_text()
     for code in CODES:
         assert f"`{code.dialled}`" in page, code
+
+
+def test_emergency_call_back_window():
+    from datetime import UTC, datetime, timedelta
+
+    from centrex.features.rules import in_emergency_callback
+
+    called = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+    assert in_emergency_callback(called, called + timedelta(minutes=59), 3600)
+    assert not in_emergency_callback(called, called + timedelta(minutes=61), 3600)
+    assert not in_emergency_callback(None, called, 3600)
+    assert not in_emergency_callback(called, called - timedelta(seconds=1), 3600)  # clock skew
+    assert not in_emergency_callback(called, called + timedelta(seconds=1), 0)
