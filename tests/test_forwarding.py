@@ -99,6 +99,12 @@ def test_a_call_from_outside_forwarded_outside_keeps_the_caller_s_number(
     invite = next(i for i in received_invites(network) if "INVITE sip:+33145678901@" in i)
     assert "<sip:+33611223344@" in (header(invite, "From") or ""), invite
     assert f"<sip:{bob.number}@" in (header(invite, "Diversion") or ""), invite
+    # A caller ID that is no E.164 number is not sent on: the forwarding line's number is.
+    network = carrier.answer()
+    carrier.call(bob.number, caller="anonymous").expect_success()
+    network.expect_success()
+    invite = next(i for i in received_invites(network) if "INVITE sip:+33145678901@" in i)
+    assert f"<sip:{bob.number}@" in (header(invite, "From") or ""), invite
 
 
 def test_a_third_call_to_a_line_with_two_in_progress(api, company, carrier, control_service,

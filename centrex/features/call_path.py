@@ -31,6 +31,7 @@ from centrex.features.rules import (
     in_emergency_callback,
     is_loop,
     parse_target,
+    presentable,
     target_refusal,
 )
 from centrex.features.service import TARGET_FACTS, facts_of_row, target_query_args
@@ -244,7 +245,7 @@ class FeatureCalls:
         if caller is not None:
             shown = caller.main_number or forwarding.main_number
         else:
-            shown = caller_number if caller_number.startswith("+") else forwarding.main_number
+            shown = presentable(caller_number) or forwarding.main_number
         route = Admit(
             dial=f"PJSIP/{e164}@{TRUNK_PREFIX}{trunk}", target_line=forwarding,
             direction=direction, caller_id=shown,

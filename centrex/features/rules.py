@@ -115,6 +115,15 @@ def condition_of_dial_status(status: str) -> Condition | None:
     return _DIAL_STATUS.get(status)
 
 
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+
+
+def presentable(number: str) -> str | None:
+    """A caller's number as sent on to the carrier by a forward: E.164 or nothing. What a
+    carrier (or a phone) wrote as caller ID never reaches another carrier otherwise."""
+    return number if _E164.fullmatch(number) else None
+
+
 def is_loop(visited: tuple[str, ...], next_line: str) -> bool:
     """Forwarding to ``next_line`` after ``visited`` (the lines forwarded from, in order) goes
     round in a circle, or too far to be anything else."""

@@ -156,3 +156,14 @@ def test_emergency_call_back_window():
     assert not in_emergency_callback(None, called, 3600)
     assert not in_emergency_callback(called, called - timedelta(seconds=1), 3600)  # clock skew
     assert not in_emergency_callback(called, called + timedelta(seconds=1), 0)
+
+
+@pytest.mark.parametrize(
+    ("number", "shown"),
+    [("+33611223344", "+33611223344"), ("0611223344", None), ("+33<sip:x@y>", None),
+     ("+0123", None), ("", None), ("+3361122334\r\nX: y", None)],
+)  # fmt: skip
+def test_only_e164_caller_numbers_are_sent_on(number, shown):
+    from centrex.features.rules import presentable
+
+    assert presentable(number) == shown
