@@ -205,6 +205,19 @@ def test_forwards_on_busy_no_answer_and_unregistered(api, company, control_servi
     phone.expect_success()
 
 
+def test_a_forward_to_a_ring_group_extension_rings_its_members(api, company, control_service):
+    acme = company("Forward group")
+    alice, bob, member = acme(), acme(register=False), acme()
+    body = {"customer_id": acme.customer_id, "name": "desk", "strategy": "ring_all",
+            "members": [member.id], "extension": "555"}  # fmt: skip
+    assert api.post("/v1/ring-groups", json=body).status_code == 201
+    set_features(api, bob, forward_unconditional="555")
+    phone = member.answers()
+    alice.sip.call(bob.national, hold_ms=200).expect_success()
+    phone.expect_success()
+    assert bob.number in (header(received_invites(phone)[0], "Diversion") or "")
+
+
 def test_a_forwarding_loop_is_detected(api, company, control_service):
     acme = company("Loop")
     alice, bob, carol = acme(), acme(register=False), acme(register=False)

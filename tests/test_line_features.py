@@ -119,6 +119,10 @@ def test_unconditional_forward_by_feature_code(api, company, control_service):
         api.get(f"/v1/lines/{bob.id}/features").json()["forward_unconditional"]
         == (carol.line["extension"])
     )
+    bob.until_hung_up("*21*0145678901%23").expect_success()  # outside, allowed: kept in E.164
+    assert api.get(f"/v1/lines/{bob.id}/features").json()["forward_unconditional"] == (
+        "+33145678901"
+    )
     bob.until_hung_up("%2321%23").expect_success()
     assert api.get(f"/v1/lines/{bob.id}/features").json()["forward_unconditional"] is None
 

@@ -29,12 +29,14 @@ FORWARD_FIELDS = ("forward_unconditional", "forward_busy", "forward_no_answer",
                   "forward_unregistered")  # fmt: skip
 
 # $1 the forwarding line, $2 an extension, $3 an E.164 number, $4 the number's destination.
+# The extension and number columns: NULL when there is none, else whether it is the line's own
+# (false for a ring group's, or another line's).
 TARGET_FACTS = """
 SELECT l.main_number IS NOT NULL,
        centrex_policy_level(l.id, l.customer_id),
-       (SELECT e.line_id = l.id FROM extensions e
+       (SELECT coalesce(e.line_id = l.id, false) FROM extensions e
         WHERE e.customer_id = l.customer_id AND e.extension = $2),
-       (SELECT n.line_id = l.id OR n.e164 = l.main_number FROM numbers n
+       (SELECT coalesce(n.line_id = l.id, false) OR n.e164 = l.main_number FROM numbers n
         WHERE n.e164 = $3 AND n.status = 'assigned'),
        d.code IS NOT NULL, d.suspended_at IS NOT NULL
 FROM lines l LEFT JOIN destinations d ON d.code = $4
