@@ -51,10 +51,10 @@ from centrex.core.cdr import parse_line
 from centrex.core.numbering import DialledKind, classify_dialled
 from centrex.core.routing import Refuse, endpoint_of_channel
 from centrex.db.session import make_engine
-from centrex.features.transfers.service import TRANSFER_ARG, TransferService
 from centrex.features.call_path import LOOP
 from centrex.features.control import FORWARD_ARG, FeatureControl
 from centrex.features.rules import parse_code, strip_privacy
+from centrex.features.transfers.service import TRANSFER_ARG, TransferService
 from centrex.metrics import DAEMON_REGISTRY
 from centrex.portability.phone import RIO_SERVICE, serve_rio
 from centrex.service_http import health_served

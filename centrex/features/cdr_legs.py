@@ -53,6 +53,8 @@ def forward_leg(call: Sequence[Any], forward: Sequence[Any]) -> tuple[Any, ...]:
         start_at=start,
         duration_ms=int((end - start).total_seconds() * 1000),
         reason=f"forward ({condition})",
+        transfer_of=None,  # a transfer's part has its own record (docs/transfers.md)
+        paid_by_line_id=None,  # its caller, the forwarding line, pays
     )
     return (*(values[c] for c in CDR_COLUMNS), call[_AT["id"]])
 
