@@ -157,6 +157,11 @@ DEEPER_RULES: dict[tuple[str, str], tuple[frozenset[int], str]] = {
     ("POST", "/v1/customers/import"): (
         frozenset({422}), "the file cannot be read (CSV or a JSON array), or a row breaks the "
         "rules of POST /v1/customers: every bad row is named in `errors`"),
+    # Line features (issue 15, docs/features.md).
+    ("PATCH", "/v1/lines/{line_id}/features"): (
+        frozenset({422}), "a forward target the line may not use: an emergency number, an "
+        "extension its customer does not have, the line itself, a number it may not call "
+        "(premium, unlisted or suspended destination, a restricted line, no number of its own)"),
     # Portability (issue 16, docs/portability.md).
     ("GET", "/v1/numbers/{number}/rio"): (frozenset({400}), "number is not a French number"),
     ("POST", "/v1/port-ins"): (

@@ -1,4 +1,5 @@
-"""The API's shapes for a line's features."""
+"""The API's shapes for a line's features (types from centrex/api/fields.py: what the OpenAPI
+document says is what is checked)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,22 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from centrex.api.fields import Bool, IntRange, omittable
 from centrex.api.schemas import StrictInput
 
+#: An extension, a number as written, or "voicemail": whether the line may forward there is
+#: a deeper rule (centrex.api.openapi.DEEPER_RULES), checked against the database.
+TARGET_PATTERN = r"^(voicemail|\+?[0-9][0-9 .()-]{1,23})$"
 Target = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=24),
+    StringConstraints(pattern=TARGET_PATTERN, max_length=24),
     Field(
         description="An extension of the line's customer, a phone number (national or E.164: "
         "one of the platform's stays on-net, others are calls of this line through the "
         "trunk), or 'voicemail'. null: no forward."
     ),
 ]
-NoAnswerSeconds = Annotated[int, Field(ge=5, le=120, description="Rings before forwarding.")]
+NoAnswerSeconds = IntRange(5, 120, "Seconds the line rings before the no-answer forward.")
 
 
 class LineFeaturesPatch(StrictInput):
@@ -27,14 +32,16 @@ class LineFeaturesPatch(StrictInput):
     forward_unconditional: Target | None = None
     forward_busy: Target | None = None
     forward_no_answer: Target | None = None
-    forward_no_answer_s: NoAnswerSeconds | None = None
+    forward_no_answer_s: NoAnswerSeconds = omittable()
     forward_unregistered: Target | None = None
-    dnd: bool | None = Field(None, description="Do-not-disturb: calls get busy (or the busy "
-                             "forward); emergency calls out are never affected.")  # fmt: skip
-    privacy: bool | None = Field(
-        None, description="Hide the line's number from those it calls (the carrier still gets "
-        "it, with Privacy: id); per call: dial 3651 before the number."
-    )  # fmt: skip
+    dnd: Bool = omittable(
+        "Do-not-disturb: calls get busy (or the busy forward); emergency calls out are never "
+        "affected."
+    )
+    privacy: Bool = omittable(
+        "Hide the line's number from those it calls (the carrier still gets it, with "
+        "Privacy: id); per call: dial 3651 before the number."
+    )
 
 
 class LineFeaturesOut(BaseModel):
