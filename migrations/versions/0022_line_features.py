@@ -1,7 +1,7 @@
 """line features: forwarding, do-not-disturb, caller-ID privacy per line (issue 15)
 
-Revision ID: 0021_line_features
-Revises: 0020_billing
+Revision ID: 0022_line_features
+Revises: 0021_contracts
 Create Date: 2026-12-03
 
 ``line_features``: one row per line that changed its settings (none: the defaults).
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0021_line_features"
-down_revision: str | Sequence[str] | None = "0020_billing"
+revision: str = "0022_line_features"
+down_revision: str | Sequence[str] | None = "0021_contracts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
