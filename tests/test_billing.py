@@ -138,7 +138,8 @@ def test_calls_through_asterisk_are_rated_once_against_the_tariff_in_force(
     assert [r.status_code for r in runs] == [200, 200], [r.text for r in runs]
     # 6 of ours (other modules' calls in this database may be rated with them).
     assert sum(r.json()["rated"] for r in runs) >= 6
-    assert all(r.json()["unpriced"] == 0 for r in runs)
+    # Calls of other modules' customers, on no plan, may be left unpriced: ours are all rated
+    # (checked call by call below).
     again = api.post("/v1/billing/rating-runs").json()
     assert again["rated"] == 0  # a re-run rates nothing twice
 
