@@ -33,6 +33,7 @@ SECRET_FIELDS = {
     "CENTREX_ARI_PASSWORD": "ari_password",
     "CENTREX_ARI_CONTROL_PASSWORD": "ari_control_password",
     "CENTREX_ARI_CDR_PASSWORD": "ari_cdr_password",
+    "CENTREX_ASTERISK_DB_PASSWORD": "asterisk_db_password",
 }
 #: The secrets each process uses, and so needs set: a unit of its own may be given only these
 #: (deploy/systemd/README.md). Asterisk's configuration holds every Asterisk user's.
@@ -46,6 +47,7 @@ SECRETS_OF: dict[str, tuple[str, ...]] = {
         "CENTREX_ARI_PASSWORD",
         "CENTREX_ARI_CONTROL_PASSWORD",
         "CENTREX_ARI_CDR_PASSWORD",
+        "CENTREX_ASTERISK_DB_PASSWORD",
     ),
 }
 
@@ -64,6 +66,7 @@ PLACEHOLDER_SECRETS = frozenset(
         "centrex-ari-change-me",
         "centrex-ari-control-change-me",
         "centrex-ari-cdr-change-me",
+        "centrex-asterisk-db-change-me",
         "CHANGE-ME",  # deploy/systemd/centrex.env.example's
     }
 )
@@ -366,6 +369,12 @@ class Settings(BaseSettings):
         le=60,
         description="How often the guard makes the kernel's bans match the database.",
     )
+    # Asterisk reads lines and trunks from PostgreSQL (docs/provisioning-realtime.md) as this
+    # role, which may only SELECT the ps_* views: its password is in Asterisk's res_odbc.conf.
+    asterisk_db_password: SecretStr = SecretStr("centrex-asterisk-db-change-me")
+    asterisk_db_connections: int = Field(
+        4, ge=1, le=64, description="Asterisk's pooled ODBC connections to PostgreSQL."
+    )
     sip_ban_table: str | None = Field(
         None,
         pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$",
@@ -390,7 +399,13 @@ class Settings(BaseSettings):
             raise ValueError("letters, digits, '.', '_' and '-' only, 1 to 64 of them")
         return value
 
-    @field_validator("ami_secret", "ari_password", "ari_control_password", "ari_cdr_password")
+    @field_validator(
+        "ami_secret",
+        "ari_password",
+        "ari_control_password",
+        "ari_cdr_password",
+        "asterisk_db_password",
+    )
     @classmethod
     def _secret_asterisk_can_hold(cls, value: SecretStr) -> SecretStr:
         # Written into manager.conf and ari.conf: a line break or ';' would end the value and
