@@ -450,6 +450,7 @@ class PostgresCluster:
 #: The Asterisk role's password in scratch clusters (tests/conftest.py gives Asterisk the same).
 TEST_ASTERISK_DB_PASSWORD = "test-asterisk-db-password"
 
+
 @dataclass(frozen=True)
 class ScratchDatabase:
     url: str
