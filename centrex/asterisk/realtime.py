@@ -48,7 +48,10 @@ def odbc_settings(
         "max_connections": settings.asterisk_db_connections,
         # Read back by the views (migration 0021_pjsip_realtime): per node, not in the rows.
         # libpq's options, not psqlODBC's ConnSettings, which ReadOnly=1 silently disables.
+        # tcp_user_timeout: a database cut off by the network (no ACK) breaks the connection in
+        # 5 s instead of leaving a lookup waiting for minutes (docs/provisioning-realtime.md).
         "pqopt": (
+            "tcp_user_timeout=5000 "
             f"options='-c centrex.media_address={media} -c centrex.qualify_frequency={qualify}'"
         ),
     }

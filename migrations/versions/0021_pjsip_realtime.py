@@ -27,6 +27,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 ROLE = "centrex_asterisk"
+PLACEHOLDER = "centrex-no-trunk"  # an identify that names no endpoint and matches nothing
 VIEWS = ("ps_endpoints", "ps_auths", "ps_aors", "ps_endpoint_id_ips")
 
 # Keep in step with centrex/asterisk/pjsip_objects.py (tests/test_realtime_lines.py compares
@@ -103,11 +104,17 @@ def upgrade() -> None:
           FROM trunks t
         """
     )
+    # Asterisk caches identify whole (full_backend_cache, sorcery.conf) and reads an EMPTY cache
+    # again at every request: one query per REGISTER or INVITE, waiting on a database that does
+    # not answer. A placeholder row that matches no source (the broadcast address) keeps it
+    # from being empty on a platform without trunks.
     op.execute(
-        """
+        f"""
         CREATE VIEW ps_endpoint_id_ips AS
         SELECT 'trunk-' || t.name AS id, 'trunk-' || t.name AS endpoint, t.host AS match
           FROM trunks t
+        UNION ALL
+        SELECT '{PLACEHOLDER}', '{PLACEHOLDER}', '255.255.255.255/32'
         """
     )
     # The role exists where centrex runs its own PostgreSQL (centrex/sandbox/postgres.py); on an
