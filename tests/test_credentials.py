@@ -12,8 +12,8 @@ from helpers import sql
 from sip_agent import SipEndpoint, free_udp_port, received_invites
 
 from centrex.config import Settings
-from centrex.sandbox.processes import DAEMON_READY
 from centrex.sandbox.asterisk import AsteriskSandbox
+from centrex.sandbox.processes import DAEMON_READY
 
 pytestmark = pytest.mark.integration
 

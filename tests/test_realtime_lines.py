@@ -57,8 +57,8 @@ def test_a_created_line_registers_and_calls_at_the_first_attempt_with_nothing_pu
     # Nothing was written into Asterisk: what it serves comes from the database's views, and is
     # what centrex.asterisk.pjsip_objects describes.
     assert provisioned_keys(asterisk) == set()
-    rows = sql(settings.database_url_required,
-               "SELECT sip_ha1, sip_realm FROM lines WHERE sip_username = $1", bob.username)  # fmt: skip
+    query = "SELECT sip_ha1, sip_realm FROM lines WHERE sip_username = $1"
+    rows = sql(settings.database_url_required, query, bob.username)
     spec = LineSpec(
         username=bob.username, ha1=rows[0]["sip_ha1"], realm=rows[0]["sip_realm"],
         media_address=settings.rtp_address, media_encryption=line["media_encryption"],
