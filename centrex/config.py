@@ -375,6 +375,11 @@ class Settings(BaseSettings):
     asterisk_db_connections: int = Field(
         4, ge=1, le=64, description="Asterisk's pooled ODBC connections to PostgreSQL."
     )
+    asterisk_cache_nodes: list[str] = Field(
+        default_factory=list,
+        description="Other Asterisk nodes reading the same database, as host:ami_port (same "
+        "AMI user and secret): a changed line is expired from their caches too.",
+    )
     sip_ban_table: str | None = Field(
         None,
         pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$",
@@ -412,6 +417,15 @@ class Settings(BaseSettings):
         # start a setting (or a comment) of the secret's choosing.
         if not CONFIG_SECRET.fullmatch(value.get_secret_value() or "x"):
             raise ValueError("printable ASCII without spaces or ';' only")
+        return value
+
+    @field_validator("asterisk_cache_nodes")
+    @classmethod
+    def _host_and_port(cls, value: list[str]) -> list[str]:
+        for node in value:
+            host, _, port = node.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{node!r}: host:ami_port expected")
         return value
 
     @model_validator(mode="after")

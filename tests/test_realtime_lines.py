@@ -6,7 +6,8 @@ centrex's own tables), nothing pushed; real Asterisk, PostgreSQL and sipp.
 - Asterisk restarted with its astdb wiped: every line registers and calls again, nothing pushed.
 - PostgreSQL frozen for 30 s: registered phones stay registered (and register again), calls are
   decided by the daemon as it does without its database; nothing lost afterwards.
-- A second Asterisk on the same database serves the same lines, with no push.
+- A second Asterisk on the same database serves the same lines, with no push; an API told of
+  both nodes expires a changed line from both caches.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from conftest import API_TOKEN
 from helpers import ari_object, provisioned_keys, sql
 from sip_agent import SipEndpoint, free_udp_port
 from test_faults import frozen_postgres
@@ -25,8 +27,8 @@ from centrex.asterisk.pjsip_objects import LineSpec, line_objects
 from centrex.config import Settings
 from centrex.core.sync_plan import same_fields
 from centrex.sandbox.asterisk import AsteriskSandbox
-from centrex.sandbox.postgres import TEST_ASTERISK_DB_PASSWORD
-from centrex.sandbox.processes import DAEMON_READY
+from centrex.sandbox.postgres import TEST_ASTERISK_DB_PASSWORD, free_port
+from centrex.sandbox.processes import API_READY, DAEMON_READY, ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -151,12 +153,38 @@ def test_postgres_frozen_30s_registered_phones_stay_and_calls_are_decided_by_the
 def second_asterisk(
     tmp_path_factory: pytest.TempPathFactory, settings: Settings
 ) -> Iterator[AsteriskSandbox]:
-    """Another Asterisk node, on ports of its own, reading the same database."""
+    """Another Asterisk node, on ports of its own, reading the same database (and taking the
+    same AMI user, for the API to expire its cache)."""
     with started_sandbox(
         tmp_path_factory, "second", database_url=settings.database_url,
-        asterisk_db_password=TEST_ASTERISK_DB_PASSWORD,
+        asterisk_db_password=TEST_ASTERISK_DB_PASSWORD, ami_secret=settings.ami_secret,
     ) as sandbox:  # fmt: skip
         yield sandbox
+
+
+@pytest.fixture(scope="module")
+def api_of_two_nodes(
+    settings: Settings, second_asterisk: AsteriskSandbox, asterisk: AsteriskSandbox,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[httpx.Client]:  # fmt: skip
+    """An API told of both nodes (CENTREX_ASTERISK_CACHE_NODES)."""
+    two = settings.model_copy(
+        update={
+            "api_port": free_port(),
+            "asterisk_cache_nodes": [f"{second_asterisk.ports.host}:{second_asterisk.ports.ami}"],
+        }
+    )
+    service = ServiceProcess("api", two, tmp_path_factory.mktemp("api-two-nodes"))
+    service.start_and_wait(API_READY)
+    try:
+        with httpx.Client(
+            base_url=f"http://{two.api_host}:{two.api_port}",
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+            timeout=15,
+        ) as client:
+            yield client
+    finally:
+        service.stop()
 
 
 def test_a_second_asterisk_serves_the_same_lines_with_no_push(
@@ -171,3 +199,25 @@ def test_a_second_asterisk_serves_the_same_lines_with_no_push(
         free_udp_port()
     ).expect_success()
     assert "centrex" not in second_asterisk.cli("database show centrex")
+
+
+def test_changes_reach_every_node_s_cache_at_once(
+    api_of_two_nodes: httpx.Client, customer, second_asterisk: AsteriskSandbox
+):
+    """Each node caches what it read: the API expires a changed line on every node it is told
+    of, and removes the old devices each node holds after a renewal."""
+    server = f"{second_asterisk.ports.host}:{second_asterisk.ports.sip}"
+    made = []
+    for label in ("renewed", "deleted"):
+        body = {"customer_id": customer["id"], "label": label}
+        line = api_of_two_nodes.post("/v1/lines", json=body).json()
+        device = SipEndpoint(line["sip_username"], line["sip_password"], server)
+        device.register(free_udp_port()).expect_success()  # cached on the second node now
+        made.append((line, device))
+    (renewed, old_device), (deleted, gone) = made
+    response = api_of_two_nodes.post(f"/v1/lines/{renewed['id']}/credentials", json=WHO)
+    assert response.status_code == 200 and response.json()["sync_state"] == "synced"
+    assert not registered(second_asterisk, old_device.username)
+    old_device.register_refused(free_udp_port()).expect_success()
+    assert api_of_two_nodes.delete(f"/v1/lines/{deleted['id']}").status_code == 204
+    gone.register_refused(free_udp_port()).expect_success()

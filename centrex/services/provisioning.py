@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from centrex import metrics
 from centrex.asterisk.ami import AmiClient
@@ -75,11 +75,17 @@ class AsteriskProjector:
         )
 
     @contextlib.asynccontextmanager
-    async def ami_session(self) -> AsyncIterator[AmiClient]:
-        ami = AmiClient.from_settings(self.settings, track_connection=False)
+    async def ami_session(self, node: tuple[str, int] | None = None) -> AsyncIterator[AmiClient]:
+        """A short AMI session with this node's Asterisk, or another ``node`` (host, port)."""
+        s = self.settings
+        host, port = node or (s.asterisk_host, s.ami_port)
+        ami = AmiClient(
+            host, port, s.ami_username, s.ami_secret.get_secret_value(),
+            timeout=s.asterisk_timeout_s, track_connection=False,
+        )  # fmt: skip
         ami.start()
         try:
-            await ami.wait_connected(self.settings.asterisk_timeout_s)
+            await ami.wait_connected(s.asterisk_timeout_s)
             yield ami
         finally:
             ami.close()
@@ -87,27 +93,50 @@ class AsteriskProjector:
     async def forget_line(
         self, username: str, *, drop_registrations: bool = False, ami: AmiClient | None = None
     ) -> None:
-        """Drop the line's cached objects (and, if asked, its registered devices)."""
-        async with counted("line", "expire"), _session(self, ami) as session:
+        """Drop the line's cached objects (and, if asked, its registered devices) on every
+        node; ``ami``: a session with this node's Asterisk already open."""
+
+        async def work(session: AmiClient) -> None:
             await expire(session, line_cache_entries(username))
-            if drop_registrations:
+            if drop_registrations:  # each node holds the devices registered to it
                 await drop_contacts(session, username)
+
+        async with counted("line", "expire"):
+            await self._on_every_node(work, ami)
 
     async def forget_trunk(self, name: str, *, ami: AmiClient | None = None) -> None:
         """Drop the trunk's cached objects, and the identify cache, which holds every trunk's
         (read whole: a new trunk is seen only once it is read again)."""
-        async with counted("trunk", "expire"), _session(self, ami) as session:
+
+        async def work(session: AmiClient) -> None:
             await expire(session, trunk_cache_entries(name))
             await expire_all(session, sorcery_cache_name("identify"))
 
+        async with counted("trunk", "expire"):
+            await self._on_every_node(work, ami)
 
-@contextlib.asynccontextmanager
-async def _session(projector: AsteriskProjector, ami: AmiClient | None) -> AsyncIterator[AmiClient]:
-    if ami is not None:
-        yield ami
-        return
-    async with projector.ami_session() as session:
-        yield session
+    async def _on_every_node(
+        self, work: Callable[[AmiClient], Awaitable[None]], ami: AmiClient | None
+    ) -> None:
+        """This node first, then the others (CENTREX_ASTERISK_CACHE_NODES): every one is tried;
+        the first failure is raised afterwards (the line stays pending, the reconciler retries
+        them all: expiring twice is harmless)."""
+        failure: AsteriskError | None = None
+        nodes: list[tuple[str, int] | None] = [None]
+        for node in self.settings.asterisk_cache_nodes:
+            host, _, port = node.rpartition(":")
+            nodes.append((host, int(port)))
+        for node in nodes:
+            try:
+                if node is None and ami is not None:
+                    await work(ami)
+                    continue
+                async with self.ami_session(node) as session:
+                    await work(session)
+            except AsteriskError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
 
 async def expire(ami: AmiClient, entries: list[tuple[str, str]]) -> None:
