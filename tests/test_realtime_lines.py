@@ -221,3 +221,17 @@ def test_changes_reach_every_node_s_cache_at_once(
     old_device.register_refused(free_udp_port()).expect_success()
     assert api_of_two_nodes.delete(f"/v1/lines/{deleted['id']}").status_code == 204
     gone.register_refused(free_udp_port()).expect_success()
+
+
+@pytest.mark.parametrize("view", ["ps_endpoints", "ps_auths", "ps_aors"])
+def test_a_lookup_by_id_is_an_index_lookup_whatever_the_number_of_lines(
+    settings: Settings, view: str
+):
+    """What Asterisk asks at each cache miss: one line, found through lines' unique index, not
+    by reading every line (the branches of the views' UNION ALL must agree on column types)."""
+    plan = sql(settings.database_url_required, f"EXPLAIN SELECT * FROM {view} WHERE id = $1",
+               "someone")  # fmt: skip
+    text = "\n".join(row[0] for row in plan)
+    # The condition reaches the scan of lines (an index lookup once the table is big), rather
+    # than filtering the view's whole output ("Subquery Scan ... Filter: id = ...").
+    assert "Subquery Scan" not in text and "(sip_username)::text = 'someone'" in text, text

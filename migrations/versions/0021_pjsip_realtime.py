@@ -30,6 +30,10 @@ ROLE = "centrex_asterisk"
 PLACEHOLDER = "centrex-no-trunk"  # an identify that names no endpoint and matches nothing
 VIEWS = ("ps_endpoints", "ps_auths", "ps_aors", "ps_endpoint_id_ips")
 
+# Every column is text in every branch of a UNION ALL: PostgreSQL pushes "WHERE id = ?" down
+# into the branches (an index lookup on lines.sip_username) only when the branches' column types
+# are the union's; varchar(64) against text made every lookup a scan of all lines (100 ms at
+# 100,000 lines).
 # Keep in step with centrex/asterisk/pjsip_objects.py (tests/test_realtime_lines.py compares
 # what Asterisk serves with what line_objects() describes).
 MEDIA = "NULLIF(current_setting('centrex.media_address', true), '')"
@@ -40,13 +44,13 @@ def upgrade() -> None:
     op.execute(
         f"""
         CREATE VIEW ps_endpoints AS
-        SELECT l.sip_username AS id,
+        SELECT l.sip_username::text AS id,
                'centrex-lines'::text AS context,
                'all'::text AS disallow,
                'alaw,ulaw'::text AS allow,
                'no'::text AS direct_media,
-               l.sip_username AS auth,
-               l.sip_username AS aors,
+               l.sip_username::text AS auth,
+               l.sip_username::text AS aors,
                NULL::text AS outbound_auth,
                '"' || l.sip_username || '" <' || l.sip_username || '>' AS callerid,
                {MEDIA} AS media_address,
@@ -77,12 +81,14 @@ def upgrade() -> None:
     op.execute(
         """
         CREATE VIEW ps_auths AS
-        SELECT l.sip_username AS id, 'digest'::text AS auth_type, l.sip_username AS username,
-               l.sip_realm AS realm, l.sip_ha1 AS md5_cred, NULL::text AS password
+        SELECT l.sip_username::text AS id, 'digest'::text AS auth_type,
+               l.sip_username::text AS username, l.sip_realm::text AS realm,
+               l.sip_ha1::text AS md5_cred, NULL::text AS password
           FROM lines l
          WHERE l.deleted_at IS NULL
         UNION ALL
-        SELECT 'trunk-' || t.name, 'userpass', t.username, NULL, NULL, COALESCE(t.password, '')
+        SELECT 'trunk-' || t.name, 'userpass', t.username::text, NULL, NULL,
+               COALESCE(t.password::text, '')
           FROM trunks t
          WHERE t.username IS NOT NULL
         """
@@ -90,7 +96,7 @@ def upgrade() -> None:
     op.execute(
         f"""
         CREATE VIEW ps_aors AS
-        SELECT l.sip_username AS id,
+        SELECT l.sip_username::text AS id,
                '1'::text AS max_contacts,
                'yes'::text AS remove_existing,
                {QUALIFY} AS qualify_frequency,
@@ -111,7 +117,7 @@ def upgrade() -> None:
     op.execute(
         f"""
         CREATE VIEW ps_endpoint_id_ips AS
-        SELECT 'trunk-' || t.name AS id, 'trunk-' || t.name AS endpoint, t.host AS match
+        SELECT 'trunk-' || t.name AS id, 'trunk-' || t.name AS endpoint, t.host::text AS match
           FROM trunks t
         UNION ALL
         SELECT '{PLACEHOLDER}', '{PLACEHOLDER}', '255.255.255.255/32'
