@@ -55,7 +55,7 @@ def upgrade() -> None:
                '"' || l.sip_username || '" <' || l.sip_username || '>' AS callerid,
                {MEDIA} AS media_address,
                'yes'::text AS bind_rtp_to_media_address,
-               'no'::text AS allow_transfer,
+               'yes'::text AS allow_transfer,
                'yes'::text AS force_rport,
                'yes'::text AS rewrite_contact,
                'yes'::text AS rtp_symmetric,
@@ -73,7 +73,7 @@ def upgrade() -> None:
                'centrex-trunks', 'all', 'alaw,ulaw', 'no',
                NULL, 'trunk-' || t.name,
                CASE WHEN t.username IS NOT NULL THEN 'trunk-' || t.name END,
-               NULL, {MEDIA}, 'yes', NULL, NULL, NULL, NULL,
+               NULL, {MEDIA}, 'yes', 'no', NULL, NULL, NULL,
                'yes', 'yes', 'yes', NULL, NULL
           FROM trunks t
         """
