@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from conftest import API_TOKEN
-from helpers import ari_object, provisioned_keys, sql
-from sip_agent import SipEndpoint, free_udp_port
+from helpers import ari_object, emergency_route, provisioned_keys, sql
+from sip_agent import SipEndpoint, free_udp_port, received_invites
 from test_faults import frozen_postgres
 from test_sandbox_asterisk import started_sandbox
 
@@ -235,3 +235,28 @@ def test_a_lookup_by_id_is_an_index_lookup_whatever_the_number_of_lines(
     # The condition reaches the scan of lines (an index lookup once the table is big), rather
     # than filtering the view's whole output ("Subquery Scan ... Filter: id = ...").
     assert "Subquery Scan" not in text and "(sip_username)::text = 'someone'" in text, text
+
+
+def test_after_an_asterisk_restart_emergency_calls_go_out_while_postgres_is_frozen(
+    make_line, carrier, asterisk: AsteriskSandbox, database, control_service, wait_until
+):
+    """Fail closed, except emergency calls: the trunk is read into the cache of a restarted
+    Asterisk at once (by the reconciler), not at the first call that needs it, which may come
+    while the database does not answer."""
+    if database.cluster is None:
+        pytest.skip("DATABASE_URL names a server these tests do not own; cannot freeze it")
+    _, caller = make_line("caller")
+    ready = control_service.log_text().count(DAEMON_READY)
+    asterisk.stop()
+    asterisk.start()
+    wait_until(lambda: control_service.log_text().count(DAEMON_READY) > ready, 30, "reconnect")
+    cached = "sorcery memory cache dump centrex_endpoint"
+    wait_until(lambda: "trunk-carrier" in asterisk.cli(cached), 30, "the trunk cached again")
+    wait_until(lambda: emergency_route(asterisk) == "trunk-carrier", 15, "the emergency route")
+    caller.register(free_udp_port()).expect_success()  # the caller's line, cached by its use
+    with frozen_postgres(database.cluster):
+        network = carrier.answer()
+        caller.call("112", hold_ms=200).expect_success()
+        network.expect_success()
+    (invite,) = received_invites(network)
+    assert "INVITE sip:112@" in invite

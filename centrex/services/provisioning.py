@@ -21,6 +21,7 @@ from centrex import metrics
 from centrex.asterisk.ami import AmiClient
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
 from centrex.asterisk.pjsip_objects import (
+    TRUNK_PREFIX,
     LineSpec,
     PjsipObject,
     TrunkSpec,
@@ -106,11 +107,14 @@ class AsteriskProjector:
 
     async def forget_trunk(self, name: str, *, ami: AmiClient | None = None) -> None:
         """Drop the trunk's cached objects, and the identify cache, which holds every trunk's
-        (read whole: a new trunk is seen only once it is read again)."""
+        (read whole: a new trunk is seen only once it is read again); then read them again, so
+        they are cached before any call needs them: an emergency call goes out through the
+        trunk even while the database does not answer."""
 
         async def work(session: AmiClient) -> None:
             await expire(session, trunk_cache_entries(name))
             await expire_all(session, sorcery_cache_name("identify"))
+            await warm_trunk(session, name)
 
         async with counted("trunk", "expire"):
             await self._on_every_node(work, ami)
@@ -148,6 +152,15 @@ async def expire(ami: AmiClient, entries: list[tuple[str, str]]) -> None:
 async def expire_all(ami: AmiClient, cache: str) -> None:
     with contextlib.suppress(AsteriskError):  # no such cache: nothing cached
         await ami.action({"Action": "SorceryMemoryCacheExpire", "Cache": cache})
+
+
+async def warm_trunk(ami: AmiClient, name: str) -> None:
+    """Have Asterisk read a trunk's endpoint, aor and auth (PJSIPShowEndpoint loads each, into
+    the cache) and the identify cache refilled (a PJSIPShowEndpoint lists its identifies)."""
+    with contextlib.suppress(AsteriskError):  # deleted: nothing to read
+        await ami.action(
+            {"Action": "PJSIPShowEndpoint", "Endpoint": f"{TRUNK_PREFIX}{name}"}, as_list=True
+        )
 
 
 async def drop_contacts(ami: AmiClient, aor: str) -> int:

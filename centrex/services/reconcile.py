@@ -235,6 +235,9 @@ class Reconciler:
                 if started != self._asterisk_started:
                     if self._asterisk_started is not None:
                         log.info("Asterisk restarted (%s); reconciling", started)
+                    # Its caches are empty: the trunks are read into them again at once, for
+                    # emergency calls to go out even if the database then does not answer.
+                    self._trunks_seen = None
                     metrics.ASTERISK_RECONNECTS.labels("ari").inc()
                     self._asterisk_started = started
                     self.trigger()
