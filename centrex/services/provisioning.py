@@ -113,7 +113,7 @@ class AsteriskProjector:
 
         async def work(session: AmiClient) -> None:
             await expire(session, trunk_cache_entries(name))
-            await expire_all(session, sorcery_cache_name("identify"))
+            await refill(session, sorcery_cache_name("identify"))
             await warm_trunk(session, name)
 
         async with counted("trunk", "expire"):
@@ -149,14 +149,17 @@ async def expire(ami: AmiClient, entries: list[tuple[str, str]]) -> None:
         await ami.sorcery_cache_expire_object(cache, object_id)
 
 
-async def expire_all(ami: AmiClient, cache: str) -> None:
+async def refill(ami: AmiClient, cache: str) -> None:
+    """Empty a whole-table cache and read the table into it again at once: emptied only, it
+    would be read at the next SIP request, which might then wait on a database that does not
+    answer (every request goes through identify)."""
     with contextlib.suppress(AsteriskError):  # no such cache: nothing cached
-        await ami.action({"Action": "SorceryMemoryCacheExpire", "Cache": cache})
+        await ami.action({"Action": "SorceryMemoryCachePopulate", "Cache": cache})
 
 
 async def warm_trunk(ami: AmiClient, name: str) -> None:
     """Have Asterisk read a trunk's endpoint, aor and auth (PJSIPShowEndpoint loads each, into
-    the cache) and the identify cache refilled (a PJSIPShowEndpoint lists its identifies)."""
+    the cache)."""
     with contextlib.suppress(AsteriskError):  # deleted: nothing to read
         await ami.action(
             {"Action": "PJSIPShowEndpoint", "Endpoint": f"{TRUNK_PREFIX}{name}"}, as_list=True
