@@ -33,6 +33,7 @@ SECRET_FIELDS = {
     "CENTREX_ARI_PASSWORD": "ari_password",
     "CENTREX_ARI_CONTROL_PASSWORD": "ari_control_password",
     "CENTREX_ARI_CDR_PASSWORD": "ari_cdr_password",
+    "CENTREX_ASTERISK_DB_PASSWORD": "asterisk_db_password",
 }
 #: The secrets each process uses, and so needs set: a unit of its own may be given only these
 #: (deploy/systemd/README.md). Asterisk's configuration holds every Asterisk user's.
@@ -46,6 +47,7 @@ SECRETS_OF: dict[str, tuple[str, ...]] = {
         "CENTREX_ARI_PASSWORD",
         "CENTREX_ARI_CONTROL_PASSWORD",
         "CENTREX_ARI_CDR_PASSWORD",
+        "CENTREX_ASTERISK_DB_PASSWORD",
     ),
 }
 
@@ -64,6 +66,7 @@ PLACEHOLDER_SECRETS = frozenset(
         "centrex-ari-change-me",
         "centrex-ari-control-change-me",
         "centrex-ari-cdr-change-me",
+        "centrex-asterisk-db-change-me",
         "CHANGE-ME",  # deploy/systemd/centrex.env.example's
     }
 )
@@ -372,6 +375,17 @@ class Settings(BaseSettings):
         le=60,
         description="How often the guard makes the kernel's bans match the database.",
     )
+    # Asterisk reads lines and trunks from PostgreSQL (docs/provisioning-realtime.md) as this
+    # role, which may only SELECT the ps_* views: its password is in Asterisk's res_odbc.conf.
+    asterisk_db_password: SecretStr = SecretStr("centrex-asterisk-db-change-me")
+    asterisk_db_connections: int = Field(
+        4, ge=1, le=64, description="Asterisk's pooled ODBC connections to PostgreSQL."
+    )
+    asterisk_cache_nodes: list[str] = Field(
+        default_factory=list,
+        description="Other Asterisk nodes reading the same database, as host:ami_port (same "
+        "AMI user and secret): a changed line is expired from their caches too.",
+    )
     sip_ban_table: str | None = Field(
         None,
         pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$",
@@ -396,13 +410,28 @@ class Settings(BaseSettings):
             raise ValueError("letters, digits, '.', '_' and '-' only, 1 to 64 of them")
         return value
 
-    @field_validator("ami_secret", "ari_password", "ari_control_password", "ari_cdr_password")
+    @field_validator(
+        "ami_secret",
+        "ari_password",
+        "ari_control_password",
+        "ari_cdr_password",
+        "asterisk_db_password",
+    )
     @classmethod
     def _secret_asterisk_can_hold(cls, value: SecretStr) -> SecretStr:
         # Written into manager.conf and ari.conf: a line break or ';' would end the value and
         # start a setting (or a comment) of the secret's choosing.
         if not CONFIG_SECRET.fullmatch(value.get_secret_value() or "x"):
             raise ValueError("printable ASCII without spaces or ';' only")
+        return value
+
+    @field_validator("asterisk_cache_nodes")
+    @classmethod
+    def _host_and_port(cls, value: list[str]) -> list[str]:
+        for node in value:
+            host, _, port = node.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{node!r}: host:ami_port expected")
         return value
 
     @model_validator(mode="after")

@@ -164,13 +164,13 @@ CHILD_RESTARTS = Counter(
 # --- provisioning (API) ------------------------------------------------------------------------
 PROVISIONING_OPS = Counter(
     "centrex_provisioning_operations_total",
-    "Objects pushed into or removed from Asterisk by the API, by kind and outcome.",
+    "Lines and trunks whose cached copy the API expired in Asterisk, by kind and outcome.",
     ["kind", "operation", "outcome"],
     registry=None,
 )
 RECONCILE_REPAIRS = Counter(
     "centrex_reconciler_repairs_total",
-    "Objects the reconciler wrote or removed to make Asterisk match the database.",
+    "Cached copies the reconciler expired, and strays it removed from astdb.",
     ["kind", "action", "outcome"],
     registry=None,
 )

@@ -16,7 +16,12 @@ from sip_agent import Carrier, SipEndpoint, free_udp_port
 from centrex.config import Settings
 from centrex.sandbox import processes
 from centrex.sandbox.asterisk import AsteriskSandbox
-from centrex.sandbox.postgres import ScratchDatabase, free_port, scratch_database
+from centrex.sandbox.postgres import (
+    TEST_ASTERISK_DB_PASSWORD,
+    ScratchDatabase,
+    free_port,
+    scratch_database,
+)
 from centrex.sandbox.processes import API_READY, CDR_READY, DAEMON_READY, ServiceProcess
 from centrex.tls import generate_self_signed
 
@@ -76,6 +81,8 @@ def settings(
         ari_password="test-ari-password",
         ari_control_password="test-ari-control-password",
         ari_cdr_password="test-ari-cdr-password",
+        # What Asterisk reads lines and trunks from the database as (the scratch cluster's).
+        asterisk_db_password=TEST_ASTERISK_DB_PASSWORD,
         # sipp 3.6.1 devices cannot answer an OPTIONS outside a call (each new Call-ID is a
         # call of their scenario): no keep-alives here, test_nat.py shows them on its own.
         sip_qualify_frequency_s=0,

@@ -142,6 +142,7 @@ GOOD = {
     "CENTREX_ARI_PASSWORD": "an-ari-password-of-the-operator",
     "CENTREX_ARI_CONTROL_PASSWORD": "an-ari-password-of-the-daemon",
     "CENTREX_ARI_CDR_PASSWORD": "an-ari-password-of-the-cdr-shipper",
+    "CENTREX_ASTERISK_DB_PASSWORD": "a-database-password-of-asterisk",
 }
 
 
@@ -151,6 +152,7 @@ PLACEHOLDERS = {
     "CENTREX_ARI_PASSWORD": "centrex-ari-change-me",
     "CENTREX_ARI_CONTROL_PASSWORD": "centrex-ari-control-change-me",
     "CENTREX_ARI_CDR_PASSWORD": "CHANGE-ME",  # deploy/systemd/centrex.env.example's
+    "CENTREX_ASTERISK_DB_PASSWORD": "centrex-asterisk-db-change-me",
 }
 # Each command and the secrets it uses (centrex.config.SECRETS_OF): `sandbox up` writes every
 # Asterisk user's into Asterisk's configuration.

@@ -13,6 +13,7 @@ from sip_agent import SipEndpoint, free_udp_port, received_invites
 
 from centrex.config import Settings
 from centrex.sandbox.asterisk import AsteriskSandbox
+from centrex.sandbox.processes import DAEMON_READY
 
 pytestmark = pytest.mark.integration
 
@@ -135,11 +136,14 @@ def test_renewal_while_asterisk_is_down_is_finished_by_the_reconciler(
     line, bob = make_line("callee")
     old_port = free_udp_port()
     bob.register(old_port).expect_success()
+    ready = control_service.log_text().count(DAEMON_READY)
     asterisk.stop()
     try:
         renewed = renew(api, line, 202)
     finally:
         asterisk.start()
+    # Calls below are decided by the daemon: once it is back on the new Asterisk.
+    wait_until(lambda: control_service.log_text().count(DAEMON_READY) > ready, 30, "reconnect")
     # Fail closed, and said so: Asterisk still holds the old credentials until it is told.
     assert renewed["sync_state"] == "pending"
     assert "OLD password" in renewed["sync_error"] and "reconciler" in renewed["sync_error"]
@@ -147,7 +151,7 @@ def test_renewal_while_asterisk_is_down_is_finished_by_the_reconciler(
     wait_until(
         lambda: api.get(f"/v1/lines/{line['id']}").json()["sync_state"] == "synced",
         30,
-        "the reconciler to push the renewal",
+        "the reconciler to finish the renewal",
     )
     bob.register_refused(free_udp_port()).expect_success()
     # The old device's registration survived the restart in astdb; the reconciler removed it.

@@ -175,6 +175,12 @@ def started_sandbox(
     if reason := _can_run_asterisk():
         pytest.skip(reason)
     sip, ami, http = _free_ports()
+    defaults = {
+        "ami_secret": SecretStr(secrets.token_urlsafe(12)),
+        "ari_password": SecretStr(secrets.token_urlsafe(12)),
+        "ari_control_password": SecretStr(secrets.token_urlsafe(12)),
+        "ari_cdr_password": SecretStr(secrets.token_urlsafe(12)),
+    }
     settings = Settings(
         _env_file=None,
         var_dir=tmp_path_factory.mktemp("var"),
@@ -182,11 +188,7 @@ def started_sandbox(
         sip_port=sip,
         ami_port=ami,
         http_port=http,
-        ami_secret=SecretStr(secrets.token_urlsafe(12)),
-        ari_password=SecretStr(secrets.token_urlsafe(12)),
-        ari_control_password=SecretStr(secrets.token_urlsafe(12)),
-        ari_cdr_password=SecretStr(secrets.token_urlsafe(12)),
-        **fields,
+        **{**defaults, **fields},
     )
     sb = AsteriskSandbox(settings)
     try:

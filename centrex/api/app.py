@@ -110,7 +110,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
         app.state.sessionmaker = make_sessionmaker(engine, sync_session_class=AuditedSession)
         ari = AriClient.from_settings(settings, "api")
         app.state.ari = ari
-        app.state.projector = AsteriskProjector.from_settings(ari, settings)
+        app.state.projector = AsteriskProjector.from_settings(settings)
         app.state.reconciler = Reconciler(
             settings, app.state.sessionmaker, app.state.projector, ari
         )

@@ -41,6 +41,7 @@ from centrex.asterisk.pjsip_objects import (
     SORCERY_CACHE_LIFETIME_S,
     SORCERY_CACHE_PREFIX,
 )
+from centrex.asterisk.realtime import odbc_settings
 from centrex.config import Settings
 from centrex.core.admission import ASTERISK_BACKSTOP_S
 from centrex.core.numbering import EMERGENCY_NUMBERS
@@ -58,11 +59,15 @@ TLS_SELF_SIGNED = ("self-signed-cert.pem", "self-signed-key.pem")
 
 DEFAULT_TONE_ZONE = "us"
 #: Debian packages the root holds besides ``asterisk``: the default music on hold Asterisk ships
-#: (a held party hears it, docs/transfers.md), as GSM files under /usr/share/asterisk/moh.
-ROOT_EXTRA_PACKAGES = ("asterisk-moh-opsound-gsm",)
+#: (a held party hears it, docs/transfers.md), as GSM files under /usr/share/asterisk/moh;
+#: PostgreSQL's ODBC driver and unixODBC, for the lines and trunks Asterisk reads from the
+#: database (docs/provisioning-realtime.md).
+ROOT_EXTRA_PACKAGES = ("asterisk-moh-opsound-gsm", "odbc-postgresql", "unixodbc")
 MOH_DIR = "usr/share/asterisk/moh"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SUITE = "sid"
+#: The ODBC driver odbc-postgresql installs, looked for under the root's /usr/lib.
+ODBC_DRIVER_GLOB = "usr/lib/*/odbc/psqlodbcw.so"
 #: astdb prefix of objects pushed over ARI: family ``<prefix>/<type>``, e.g. ``centrex/endpoint``.
 ASTDB_PREFIX = ASTDB_FAMILY
 #: Where instance directories live inside a chroot root.
@@ -269,6 +274,12 @@ class AsteriskSandbox:
         assert self.root is not None
         return (self.root / "usr/sbin/asterisk").is_file() and self._root_user() is not None
 
+    def odbc_driver(self) -> PurePosixPath | None:
+        """PostgreSQL's ODBC driver, as Asterisk sees it (inside the chroot, if any)."""
+        base = self.root or Path("/")
+        found = sorted(base.glob(ODBC_DRIVER_GLOB))
+        return PurePosixPath("/") / found[0].relative_to(base) if found else None
+
     def ensure_installed(self) -> str:
         """Make sure an Asterisk binary is there; return a description of which one."""
         if self.root is None:
@@ -323,7 +334,7 @@ class AsteriskSandbox:
     def _extra_packages_present(self) -> bool:
         assert self.root is not None
         moh = self.root / MOH_DIR
-        return moh.is_dir() and any(moh.iterdir())
+        return moh.is_dir() and any(moh.iterdir()) and self.odbc_driver() is not None
 
     def _ensure_extra_packages(self) -> None:
         """A root built before a package joined ROOT_EXTRA_PACKAGES gets it installed in place
@@ -442,6 +453,7 @@ class AsteriskSandbox:
             "sorcery_cache_options": (
                 f"object_lifetime_maximum={SORCERY_CACHE_LIFETIME_S},expire_on_reload=yes"
             ),
+            "odbc": odbc_settings(s, self.instance, self.odbc_driver()),
         }
 
     def render_config(self) -> Path:
@@ -616,6 +628,7 @@ class AsteriskSandbox:
                 # Asterisk forks into the background; the parent returns at once.
                 proc = subprocess.run(
                     argv,
+                    env=self._asterisk_env(),
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -635,6 +648,11 @@ class AsteriskSandbox:
                 self.stop()
             raise
         return self.status()
+
+    def _asterisk_env(self) -> dict[str, str]:
+        """unixODBC reads this instance's odbc.ini and odbcinst.ini, not the root's /etc."""
+        etc = str(self.dirs.etc)
+        return {**os.environ, "ODBCSYSINI": etc, "ODBCINI": f"{etc}/odbc.ini"}
 
     def _wait_ready(self, deadline: float, launched_at: float | None) -> None:
         # 1. the control socket answers and Asterisk is fully booted

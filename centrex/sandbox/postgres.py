@@ -44,6 +44,9 @@ SUPERUSER = "centrex"  # the cluster's bootstrap role: administration only (sock
 # What the application connects as: no superuser, no CREATEDB, no CREATEROLE; it owns its
 # database (and so everything its migrations create), nothing else.
 APP_ROLE = "centrex_app"
+# What Asterisk reads lines and trunks as: LOGIN, and SELECT on the ps_* views only (granted by
+# migration 0021_pjsip_realtime). Its password is CENTREX_ASTERISK_DB_PASSWORD.
+ASTERISK_ROLE = "centrex_asterisk"
 DEFAULT_DB = "centrex"
 CANDIDATE_USERS = ("postgres", "centrex-pg")
 _CONF_NAME = "centrex.conf"
@@ -331,6 +334,7 @@ class PostgresCluster:
             self._psql(f"ALTER ROLE {SUPERUSER} PASSWORD {_literal(self.password())}")
             self._reset_password = False
         self._ensure_app_role()
+        self._ensure_asterisk_role()
         self.create_database_sync(DEFAULT_DB)
 
     def _ensure_app_role(self) -> None:
@@ -339,6 +343,15 @@ class PostgresCluster:
             f"{_literal(APP_ROLE)}) THEN CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB "
             "NOCREATEROLE NOREPLICATION; END IF; END $$;\n"
             f"ALTER ROLE {APP_ROLE} PASSWORD {_literal(self.password())};"
+        )
+
+    def _ensure_asterisk_role(self) -> None:
+        password = self.settings.asterisk_db_password.get_secret_value()
+        self._psql(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
+            f"{_literal(ASTERISK_ROLE)}) THEN CREATE ROLE {ASTERISK_ROLE} LOGIN NOSUPERUSER "
+            "NOCREATEDB NOCREATEROLE NOREPLICATION; END IF; END $$;\n"
+            f"ALTER ROLE {ASTERISK_ROLE} PASSWORD {_literal(password)};"
         )
 
     def stop(self) -> None:
@@ -434,6 +447,10 @@ class PostgresCluster:
 
 
 # --- test support --------------------------------------------------------------------------------
+#: The Asterisk role's password in scratch clusters (tests/conftest.py gives Asterisk the same).
+TEST_ASTERISK_DB_PASSWORD = "test-asterisk-db-password"
+
+
 @dataclass(frozen=True)
 class ScratchDatabase:
     url: str
@@ -442,7 +459,10 @@ class ScratchDatabase:
 
 @contextlib.asynccontextmanager
 async def scratch_database(
-    var_dir: Path, *, prefix: str = "centrex_test"
+    var_dir: Path,
+    *,
+    prefix: str = "centrex_test",
+    asterisk_db_password: str = TEST_ASTERISK_DB_PASSWORD,
 ) -> AsyncIterator[ScratchDatabase]:
     """A fresh, migrated database; cleaned up afterwards.
 
@@ -457,7 +477,13 @@ async def scratch_database(
         cluster = PostgresCluster(Settings(_env_file=None, var_dir=var_dir, database_url=external))
     else:
         cluster = PostgresCluster(
-            Settings(_env_file=None, var_dir=var_dir, database_url=None, pg_port=free_port())
+            Settings(
+                _env_file=None,
+                var_dir=var_dir,
+                database_url=None,
+                pg_port=free_port(),
+                asterisk_db_password=asterisk_db_password,
+            )
         )
         await asyncio.to_thread(cluster.start)
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"

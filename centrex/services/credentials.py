@@ -4,7 +4,7 @@ renewed at once), keeping the line itself: username, numbers, ring groups, histo
 The database first, in one transaction: the new hash, the audit record, and a note that the
 old devices are still to be removed. Then Asterisk: the auth (from then on the old password is
 refused), then the registrations. If Asterisk cannot be told now, the renewal stands (the
-database is the truth) and the answer says so: the reconciler pushes the new hash and removes
+database is the truth) and the answer says so: the reconciler expires the cached hash and removes
 the old registrations as soon as Asterisk answers. Refusing instead would leave the stolen
 password working after Asterisk is back, until an operator retries.
 """
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 PENDING = (
     "credentials renewed in the database, but Asterisk could not be told ({error}): until it "
     "is, Asterisk still accepts the OLD password and the old device stays registered. The "
-    "reconciler pushes the new credentials and removes the old registration as soon as "
+    "reconciler expires the cached credentials and removes the old registration as soon as "
     "Asterisk answers; this line's sync_state turns to synced then."
 )
 
@@ -65,12 +65,10 @@ async def renew_credentials(
     log.warning("line %s: SIP credentials renewed by %s: %s", line.sip_username, actor, reason)
 
     try:
-        # The whole line, auth first: from that write Asterisk refuses the old password (every
-        # REGISTER and INVITE is checked against the auth, through sorcery's cache, which the
-        # write updates). Whole, so a line still pending from before is complete when marked
-        # synced below.
-        await projector.push_line(line)
-        await projector.drop_registrations(line)
+        # Asterisk reads the new hash from the database once its cached auth is dropped: from
+        # then on the old password is refused (every REGISTER and INVITE is checked against the
+        # auth). Then the devices registered with the old one go.
+        await projector.forget_line(line.sip_username, drop_registrations=True)
     except AsteriskError as exc:
         kind = "unreachable" if isinstance(exc, AsteriskUnavailable) else "refused"
         line.sync_error = PENDING.format(error=f"Asterisk {kind}: {exc}")
@@ -78,19 +76,14 @@ async def renew_credentials(
         await session.commit()
     else:
         if not await mark_registrations_purged(session, line.id, creds.ha1):
-            await _superseded(session, projector, line)
+            _superseded()
         await session.refresh(line)
     return RenewedLine(line=line, password=creds.password, renewal=renewal)
 
 
-async def _superseded(session: AsyncSession, projector: AsteriskProjector, line: Line) -> None:
-    """Another renewal of the line committed after ours and may have reached Asterisk before
-    ours did: put the line's current hash back, and show nobody our password."""
-    await session.refresh(line)
-    try:
-        await projector.push_line(line)
-    except AsteriskError:
-        pass  # the reconciler compares the hashes and writes the database's
+def _superseded() -> None:
+    """Another renewal of the line committed after ours: Asterisk reads the line's current hash
+    (the other one's); show nobody our password."""
     raise Conflict(
         "line_id",
         "another renewal of this line's credentials was made at the same time; its password "

@@ -81,8 +81,9 @@ async def insert_lines(
                     "max_calls": row.max_calls if row.max_calls is not None else DEFAULT_MAX_CALLS,
                     "max_call_duration_s": row.max_call_duration_s,
                     "media_encryption": row.media_encryption or DEFAULT_MEDIA_ENCRYPTION,
-                    # Asterisk learns of them from the reconciler, like any line it missed.
-                    "sync_state": SyncState.pending,
+                    # Asterisk reads them from the database once committed: nothing to push,
+                    # nothing it could have cached (docs/provisioning-realtime.md).
+                    "sync_state": SyncState.synced,
                 }
             )  # fmt: skip
             imported.append(

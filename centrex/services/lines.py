@@ -1,4 +1,6 @@
-"""Lines: created in the database first (the source of truth), then pushed into Asterisk."""
+"""Lines: one database transaction each, which Asterisk reads itself (sorcery realtime,
+docs/provisioning-realtime.md): nothing is pushed. A change or a deletion drops Asterisk's cached
+copy once committed."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
+from centrex.asterisk.errors import AsteriskError
 from centrex.asterisk.pjsip_objects import DEFAULT_MEDIA_ENCRYPTION
 from centrex.core.credentials import generate_credentials
 from centrex.core.numbering import NumberError, parse_french_number
@@ -47,25 +49,23 @@ async def get_line_any(session: AsyncSession, line_id: uuid.UUID) -> Line:
     return line
 
 
-async def push_to_asterisk(session: AsyncSession, projector: AsteriskProjector, line: Line) -> None:
-    """Try to bring Asterisk in line now; on failure the reconciler retries later."""
+async def expire_in_asterisk(
+    session: AsyncSession, projector: AsteriskProjector, line: Line
+) -> bool:
+    """Drop Asterisk's cached copy of the line, committed already; on failure the reconciler
+    retries (the line stays pending). Returns whether Asterisk was told now."""
     try:
-        await projector.push_line(line)
-    except AsteriskUnavailable as exc:
-        line.sync_state = SyncState.pending
-        line.sync_error = (
-            f"Asterisk is unreachable ({exc}); the line is saved and will be pushed into "
-            "Asterisk automatically when it is back"
-        )
-        log.warning("line %s saved but not pushed: %s", line.sip_username, exc)
+        await projector.forget_line(line.sip_username)
     except AsteriskError as exc:
         line.sync_state = SyncState.pending
-        line.sync_error = f"Asterisk refused the line ({exc}); the reconciler will retry"
-        log.error("line %s refused by Asterisk: %s", line.sip_username, exc)
-    else:
-        line.sync_state = SyncState.synced
-        line.sync_error = None
-    await session.commit()
+        line.sync_error = (
+            f"Asterisk could not be told ({exc}): it may use its cached copy of the line until "
+            "the reconciler tells it, as soon as it answers"
+        )
+        log.warning("line %s changed; Asterisk's cache not expired yet: %s", line.sip_username, exc)
+        await session.commit()
+        return False
+    return True
 
 
 async def create_line(
@@ -97,7 +97,8 @@ async def create_line(
             sip_realm=realm,
             max_call_duration_s=max_call_duration_s,
             media_encryption=media_encryption or DEFAULT_MEDIA_ENCRYPTION,
-            sync_state=SyncState.pending,
+            # Asterisk reads the row itself once committed: nothing to push, nothing cached.
+            sync_state=SyncState.synced,
         )
         if max_calls is not None:
             line.max_calls = max_calls
@@ -119,7 +120,6 @@ async def create_line(
     else:  # pragma: no cover - astronomically unlikely
         raise RuntimeError("could not generate a unique SIP username")
 
-    await push_to_asterisk(session, projector, line)
     await session.refresh(line, ["extension"])  # read from its own table
     return CreatedLine(line=line, password=creds.password)
 
@@ -162,7 +162,7 @@ async def update_line(
         ) from None
     await session.refresh(line, ["extension"])  # read from its own table
     if "media_encryption" in changes:
-        await push_to_asterisk(session, projector, line)
+        await expire_in_asterisk(session, projector, line)
     return line
 
 
@@ -185,9 +185,10 @@ async def _main_number(session: AsyncSession, line: Line, text: str) -> str:
 
 
 async def delete_line(session: AsyncSession, projector: AsteriskProjector, line: Line) -> bool:
-    """Soft-delete (CDRs keep naming it), then remove it from Asterisk.
+    """Soft-delete (CDRs keep naming it): the views no longer show it; then drop Asterisk's
+    cached copy, so its devices are refused from the next request.
 
-    Returns False when Asterisk could not be told now: the reconciler removes it later.
+    Returns False when Asterisk could not be told now: the reconciler does it later.
     """
     line.deleted_at = datetime.now(UTC)
     # Its number is free for another line of the customer; ring groups and aliases forget it.
@@ -195,12 +196,7 @@ async def delete_line(session: AsyncSession, projector: AsteriskProjector, line:
     await forget_line(session, line.id)
     await extensions.free(session, line_id=line.id)
     await session.commit()
-    try:
-        await projector.remove_line(line.sip_username)
-    except AsteriskError as exc:
-        log.warning("line %s deleted; Asterisk removal deferred: %s", line.sip_username, exc)
-        return False
-    return True
+    return await expire_in_asterisk(session, projector, line)
 
 
 async def list_lines(

@@ -1,9 +1,17 @@
-"""Keeps Asterisk holding exactly the lines the database says: at start, periodically, and
-whenever Asterisk comes back (a restart, a wiped astdb, a manual edit).
+"""What is left to reconcile once Asterisk reads lines and trunks from the database itself
+(docs/provisioning-realtime.md): its caches, and strays.
 
-Order matters for correctness: Asterisk's state is read *before* the database's, so an object
-created through the API between the two reads is at worst pushed twice (idempotent), never
-deleted as a stray.
+- Lines changed while Asterisk could not be told (``sync_state`` pending): their cached copies
+  are dropped now, and the devices registered with renewed credentials removed.
+- Trunks changed since the last pass (or at the first): their cached copies and the identify
+  cache are dropped.
+- Objects left in astdb (family ``centrex``: pushed by hand over ARI, or by centrex before
+  migration 0021) are removed: the database alone says what a line is.
+- The emergency route (astdb, for the dialplan when the daemon cannot decide).
+
+A pass reads only what changed (pending lines) and what is small (trunks, the astdb family of
+strays, normally empty): its cost does not grow with the number of lines. Asterisk restarted
+or its astdb wiped needs nothing: every line is read from the database at its first use.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from centrex import metrics
@@ -28,28 +36,29 @@ from centrex.asterisk.pjsip_objects import (
     EMERGENCY_TRUNK_KEY,
     PJSIP_OBJECT_TYPES,
     TRUNK_PREFIX,
-    PjsipObject,
     sorcery_cache_name,
 )
 from centrex.config import Settings
 from centrex.control.call_registry import OUTBOUND_TRUNK
-from centrex.core.sync_plan import ObjectKey, plan_sync
+from centrex.core.sync_plan import ObjectKey
 from centrex.db.models import Line, SyncState, Trunk
 from centrex.services.credentials import mark_registrations_purged
 from centrex.services.provisioning import AsteriskProjector
 
 log = logging.getLogger(__name__)
 
-PUSH_CONCURRENCY = 8
+#: What identifies a trunk's objects in Asterisk: a change to any of it is expired.
+TrunkKey = tuple[str, str, int, str | None, str | None]
 
 
 @dataclass
 class ReconcileReport:
-    put: int = 0
-    deleted: int = 0
+    expired: int = 0  # lines and trunks whose cached copies were dropped
+    deleted: int = 0  # stray astdb objects removed
     failed: int = 0
     errors: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)  # "<type>/<id>" written or removed
+    changed: list[str] = field(default_factory=list)  # "<type>/<id>" expired or removed
+    trunks: frozenset[TrunkKey] = frozenset()  # as read this pass: the next compares
 
 
 def parse_astdb_objects(entries: Mapping[str, str]) -> dict[ObjectKey, dict[str, str]]:
@@ -62,36 +71,14 @@ def parse_astdb_objects(entries: Mapping[str, str]) -> dict[ObjectKey, dict[str,
         try:
             fields = json.loads(value)
         except ValueError:
-            fields = {}  # unreadable: treated as drifted, rewritten
+            fields = {}
         objects[(object_type, object_id)] = {str(k): str(v) for k, v in fields.items()}
     return objects
 
 
 async def read_asterisk_objects(ami: AmiClient) -> dict[ObjectKey, dict[str, str]]:
+    """Objects in astdb under the ``centrex`` family: strays, since migration 0021."""
     return parse_astdb_objects(await ami.db_get_tree(ASTDB_FAMILY))
-
-
-async def put_past_the_cache(
-    projector: AsteriskProjector, ami: AmiClient, obj: PjsipObject
-) -> None:
-    """PUT over ARI, as astdb says. What we read was astdb; what ARI works against is sorcery,
-    memory cache first. An object removed from astdb behind sorcery's back can still be cached:
-    ARI would then *update* the cached copy, answer 200, and astdb, which refuses to update a
-    missing key, would stay without it. So first drop this object from the cache: ARI then
-    finds astdb as we read it and creates or updates it there (and caches it again)."""
-    await ami.sorcery_cache_expire_object(sorcery_cache_name(obj.type), obj.id)
-    await projector.put(obj)
-
-
-async def read_desired_objects(
-    session: AsyncSession, projector: AsteriskProjector
-) -> dict[str, list[PjsipObject]]:
-    """Every object Asterisk should hold, by the line (SIP username) or trunk it belongs to."""
-    lines = await session.scalars(select(Line).where(Line.deleted_at.is_(None)))
-    desired = {line.sip_username: projector.line_objects(line) for line in lines}
-    for trunk in await session.scalars(select(Trunk)):
-        desired[f"trunk:{trunk.name}"] = projector.trunk_objects(trunk)
-    return desired
 
 
 async def reconcile_emergency_route(
@@ -115,101 +102,90 @@ async def reconcile_emergency_route(
 
 
 async def reconcile_lines(
-    sessionmaker: async_sessionmaker[AsyncSession], projector: AsteriskProjector, ami: AmiClient
+    sessionmaker: async_sessionmaker[AsyncSession],
+    projector: AsteriskProjector,
+    ami: AmiClient,
+    *,
+    trunks_seen: frozenset[TrunkKey] | None = None,
 ) -> ReconcileReport:
-    actual = await read_asterisk_objects(ami)  # first: see the module docstring
-    async with sessionmaker() as session:
-        # Before the desired objects: a line is purged with the hash read here, which the
-        # objects read next carry too (or a newer one, and then the purge is not marked done).
-        to_purge = list(
-            await session.scalars(
-                select(Line).where(Line.deleted_at.is_(None), Line.registrations_purge_pending)
-            )
-        )
-        desired_by_line = await read_desired_objects(session, projector)
-    desired = [obj for objs in desired_by_line.values() for obj in objs]
-    plan = plan_sync(desired, actual)
+    """One pass; ``trunks_seen``: the trunks as the previous pass read them (None: expire all)."""
     report = ReconcileReport()
-    failed_users: set[str] = set()
-    # Writes go type by type (auths, then aors, then endpoints: what an endpoint names exists
-    # before it), each type a few requests at a time: Asterisk works through its sorcery
-    # observers far faster that way than line by line, and a restore of 10,000 lines is not
-    # 30,000 sequential round trips.
-    gate = asyncio.Semaphore(PUSH_CONCURRENCY)
-
-    async def put(obj: PjsipObject) -> None:
-        async with gate:
-            try:
-                await put_past_the_cache(projector, ami, obj)
-            except AsteriskUnavailable:
-                raise
-            except AsteriskError as exc:
-                report.failed += 1
-                report.errors.append(str(exc))
-                failed_users.add(obj.id)
-                metrics.RECONCILE_REPAIRS.labels(obj.type, "put", "failed").inc()
-                return
-        report.put += 1
-        report.changed.append(f"{obj.type}/{obj.id}")
-        metrics.RECONCILE_REPAIRS.labels(obj.type, "put", "ok").inc()
-
-    for object_type in PJSIP_OBJECT_TYPES:
-        await asyncio.gather(*(put(o) for o in plan.put if o.type == object_type))
-    for object_type, object_id in plan.delete:
-        await projector.delete(object_type, object_id)
-        # An astdb entry sorcery cannot load (hand-written, or from an older Asterisk) is
-        # invisible to ARI, whose delete then answers 404: remove the key itself.
+    for object_type, object_id in await read_asterisk_objects(ami):
         await ami.db_del(f"{ASTDB_FAMILY}/{object_type}", object_id)
+        await ami.sorcery_cache_expire_object(sorcery_cache_name(object_type), object_id)
         report.deleted += 1
         report.changed.append(f"{object_type}/{object_id}")
         metrics.RECONCILE_REPAIRS.labels(object_type, "delete", "ok").inc()
-    await purge_old_registrations(sessionmaker, projector, to_purge, report, failed_users)
-    if plan.put or plan.delete:
+
+    async with sessionmaker() as session:
+        pending = list(
+            await session.scalars(select(Line).where(Line.sync_state != SyncState.synced))
+        )
+        trunks = frozenset(
+            (t.name, t.host, t.port, t.username, t.password)
+            for t in await session.scalars(select(Trunk))
+        )
+        live = await session.scalar(
+            select(func.count()).select_from(Line).where(Line.deleted_at.is_(None))
+        )
+    metrics.LINES_PROVISIONED.set(live or 0)
+
+    for line in pending:
+        await _expire_line(sessionmaker, projector, ami, line, report)
+
+    report.trunks = trunks
+    if trunks_seen is None or trunks != trunks_seen:
+        names = {t[0] for t in trunks | (trunks_seen or frozenset())}
+        for name in sorted(names):
+            await projector.forget_trunk(name, ami=ami)
+            report.expired += 1
+            report.changed.append(f"trunk/{name}")
+    if report.deleted or pending:
         log.info(
-            "reconciled Asterisk: %d objects written, %d removed, %d failed: %s",
-            report.put,
+            "reconciled Asterisk: %d strays removed, %d cached copies expired, %d failed: %s",
             report.deleted,
+            report.expired,
             report.failed,
             " ".join(report.changed[:20]) + (" ..." if len(report.changed) > 20 else ""),
         )
-    metrics.LINES_PROVISIONED.set(sum(1 for key in desired_by_line if not key.startswith("trunk:")))
-    async with sessionmaker() as session:
-        synced = set(desired_by_line) - failed_users
-        if synced:
-            await session.execute(
-                update(Line)
-                .where(Line.sip_username.in_(synced), Line.sync_state != SyncState.synced)
-                .values(sync_state=SyncState.synced, sync_error=None)
-            )
-            await session.commit()
     return report
 
 
-async def purge_old_registrations(
+async def _expire_line(
     sessionmaker: async_sessionmaker[AsyncSession],
     projector: AsteriskProjector,
-    lines: list[Line],
+    ami: AmiClient,
+    line: Line,
     report: ReconcileReport,
-    failed_users: set[str],
 ) -> None:
-    """Lines whose credentials were renewed while Asterisk could not be told: the new hash is
-    in Asterisk now (written above), so remove the devices registered with the old one."""
-    for line in lines:
-        if line.sip_username in failed_users:
-            continue  # its new auth did not go in: the old devices could register again
-        try:
-            await projector.drop_registrations(line)
-        except AsteriskUnavailable:
-            raise
-        except AsteriskError as exc:
-            report.failed += 1
-            report.errors.append(str(exc))
-            failed_users.add(line.sip_username)
-            continue
-        async with sessionmaker() as session:
+    """A line changed while Asterisk could not be told: drop its cached copy, and the devices
+    registered with credentials renewed meanwhile."""
+    purge = line.registrations_purge_pending and line.deleted_at is None
+    try:
+        await projector.forget_line(line.sip_username, drop_registrations=purge, ami=ami)
+    except AsteriskError as exc:  # this node answered (the pass began with it): another did not
+        report.failed += 1
+        report.errors.append(str(exc))
+        metrics.RECONCILE_REPAIRS.labels("line", "expire", "failed").inc()
+        return
+    report.expired += 1
+    report.changed.append(f"line/{line.sip_username}")
+    metrics.RECONCILE_REPAIRS.labels("line", "expire", "ok").inc()
+    async with sessionmaker() as session:
+        if purge:
+            # Only if the hash is still the one read: a renewal since has its own to remove.
             await mark_registrations_purged(session, line.id, line.sip_ha1)
-        report.changed.append(f"contacts/{line.sip_username}")
-        log.info("line %s: registrations made with its old credentials removed", line.sip_username)
+            log.info("line %s: registrations made with its old credentials removed",
+                     line.sip_username)  # fmt: skip
+            return
+        await session.execute(
+            update(Line)
+            # Unless it changed again meanwhile (and its own expiry failed): then next pass.
+            .where(Line.id == line.id, Line.sync_error.is_not_distinct_from(line.sync_error))
+            .values(sync_state=SyncState.synced, sync_error=None)
+            .execution_options(audited="bookkeeping only")
+        )
+        await session.commit()
 
 
 class Reconciler:
@@ -239,6 +215,7 @@ class Reconciler:
         self._asterisk_started: str | None = None  # Asterisk's startup time, as last seen
         self.passes = 0
         self.last_report: ReconcileReport | None = None
+        self._trunks_seen: frozenset[TrunkKey] | None = None
 
     def trigger(self) -> None:
         self._wake.set()
@@ -258,6 +235,9 @@ class Reconciler:
                 if started != self._asterisk_started:
                     if self._asterisk_started is not None:
                         log.info("Asterisk restarted (%s); reconciling", started)
+                    # Its caches are empty: the trunks are read into them again at once, for
+                    # emergency calls to go out even if the database then does not answer.
+                    self._trunks_seen = None
                     metrics.ASTERISK_RECONNECTS.labels("ari").inc()
                     self._asterisk_started = started
                     self.trigger()
@@ -284,7 +264,10 @@ class Reconciler:
             started = time.perf_counter()
             try:
                 async with self.ami_session() as ami:
-                    self.last_report = await reconcile_lines(self.sessionmaker, self.projector, ami)
+                    self.last_report = await reconcile_lines(
+                        self.sessionmaker, self.projector, ami, trunks_seen=self._trunks_seen
+                    )
+                    self._trunks_seen = self.last_report.trunks
                     await reconcile_emergency_route(self.sessionmaker, ami)
                     await self._count_registered(ami)
                 self.passes += 1

@@ -27,9 +27,9 @@ async def create_trunk(body: TrunkIn, session: SessionDep, projector: ProjectorD
         await session.rollback()
         raise Conflict("name", f"a trunk named {body.name!r} already exists") from None
     try:
-        await projector.push_trunk(trunk)
+        await projector.forget_trunk(trunk.name)  # Asterisk reads it; identify read again
     except AsteriskError:
-        pass  # saved; the reconciler pushes it when Asterisk answers
+        pass  # saved; the reconciler expires Asterisk's trunk cache when Asterisk answers
     return trunk
 
 
@@ -58,7 +58,7 @@ async def delete_trunk(
     await session.delete(trunk)
     await session.commit()
     try:
-        await projector.remove_trunk(trunk)
+        await projector.forget_trunk(trunk.name)
     except AsteriskError:
-        pass  # the reconciler removes it when Asterisk answers
+        pass  # the reconciler expires Asterisk's trunk cache when Asterisk answers
     return Response(status_code=status.HTTP_204_NO_CONTENT)
