@@ -69,7 +69,7 @@ def test_objects_written_into_astdb_never_override_the_database_and_are_removed(
     api: httpx.Client, customer, asterisk: AsteriskSandbox, settings: Settings, wait_until
 ):
     """astdb is sorcery's last wizard (objects written over ARI by hand, or pushed before
-    migration 0021): the database's row wins, and the reconciler removes them."""
+    migration 0023): the database's row wins, and the reconciler removes them."""
     line = api.post("/v1/lines", json={"customer_id": customer["id"], "label": "drift"}).json()
     user = line["sip_username"]
     # A copy from before NAT support (docs/sip-edge.md), as an old centrex pushed it.

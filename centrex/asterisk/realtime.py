@@ -46,7 +46,7 @@ def odbc_settings(
         "username": ASTERISK_DB_ROLE,
         "password": settings.asterisk_db_password.get_secret_value(),
         "max_connections": settings.asterisk_db_connections,
-        # Read back by the views (migration 0021_pjsip_realtime): per node, not in the rows.
+        # Read back by the views (migration 0023_pjsip_realtime): per node, not in the rows.
         # libpq's options, not psqlODBC's ConnSettings, which ReadOnly=1 silently disables.
         # tcp_user_timeout: a database cut off by the network (no ACK) breaks the connection in
         # 5 s instead of leaving a lookup waiting for minutes (docs/provisioning-realtime.md).

@@ -45,7 +45,7 @@ SUPERUSER = "centrex"  # the cluster's bootstrap role: administration only (sock
 # database (and so everything its migrations create), nothing else.
 APP_ROLE = "centrex_app"
 # What Asterisk reads lines and trunks as: LOGIN, and SELECT on the ps_* views only (granted by
-# migration 0021_pjsip_realtime). Its password is CENTREX_ASTERISK_DB_PASSWORD.
+# migration 0023_pjsip_realtime). Its password is CENTREX_ASTERISK_DB_PASSWORD.
 ASTERISK_ROLE = "centrex_asterisk"
 DEFAULT_DB = "centrex"
 CANDIDATE_USERS = ("postgres", "centrex-pg")

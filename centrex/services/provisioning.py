@@ -49,7 +49,7 @@ class AsteriskProjector:
     def from_settings(cls, settings: Settings) -> AsteriskProjector:
         return cls(settings)
 
-    # What Asterisk serves for a line or trunk (the views of migration 0021 say the same; the
+    # What Asterisk serves for a line or trunk (the views of migration 0023 say the same; the
     # tests compare the two).
     def line_objects(self, line: Line) -> list[PjsipObject]:
         return line_objects(

@@ -6,7 +6,7 @@
 - Trunks changed since the last pass (or at the first): their cached copies and the identify
   cache are dropped.
 - Objects left in astdb (family ``centrex``: pushed by hand over ARI, or by centrex before
-  migration 0021) are removed: the database alone says what a line is.
+  migration 0023) are removed: the database alone says what a line is.
 - The emergency route (astdb, for the dialplan when the daemon cannot decide).
 
 A pass reads only what changed (pending lines) and what is small (trunks, the astdb family of
@@ -77,7 +77,7 @@ def parse_astdb_objects(entries: Mapping[str, str]) -> dict[ObjectKey, dict[str,
 
 
 async def read_asterisk_objects(ami: AmiClient) -> dict[ObjectKey, dict[str, str]]:
-    """Objects in astdb under the ``centrex`` family: strays, since migration 0021."""
+    """Objects in astdb under the ``centrex`` family: strays, since migration 0023."""
     return parse_astdb_objects(await ami.db_get_tree(ASTDB_FAMILY))
 
 

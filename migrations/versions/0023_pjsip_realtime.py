@@ -1,7 +1,7 @@
 """pjsip realtime: Asterisk reads lines and trunks from views over centrex's own tables (issue 14)
 
-Revision ID: 0021_pjsip_realtime
-Revises: 0021_contracts
+Revision ID: 0023_pjsip_realtime
+Revises: 0022_line_features
 Create Date: 2026-12-03
 
 The res_pjsip objects of every live line and trunk (endpoint, auth, aor, identify) are VIEWS
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0021_pjsip_realtime"
-down_revision: str | Sequence[str] | None = "0021_contracts"
+revision: str = "0023_pjsip_realtime"
+down_revision: str | Sequence[str] | None = "0022_line_features"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
