@@ -105,3 +105,21 @@ def test_extension_input_is_checked_and_unique_in_the_customer(api, company):
     # Deleted: its extension is free again.
     assert api.delete(f"/v1/lines/{first.line['id']}").status_code in (202, 204)
     assert create(extension="778").status_code == 201
+
+
+def test_lines_created_at_once_in_one_customer_each_get_their_own_extension(api: httpx.Client):
+    """16 creations in flight for one customer, none choosing: each gets the next free
+    extension (they are given one at a time per customer), none fails."""
+    import concurrent.futures
+
+    customer = api.post("/v1/customers", json={"name": "rush"}).json()["id"]
+
+    def create(i: int) -> httpx.Response:
+        with httpx.Client(base_url=api.base_url, headers=api.headers) as client:
+            return client.post("/v1/lines", json={"customer_id": customer, "label": f"rush {i}"})
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(create, range(48)))
+    assert [r.status_code for r in responses] == [201] * 48, [r.text for r in responses]
+    extensions = sorted(int(r.json()["extension"]) for r in responses)
+    assert extensions == list(range(200, 248))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.extensions.models import Extension
@@ -38,9 +38,17 @@ async def checked_free(session: AsyncSession, customer_id: uuid.UUID, extension:
 
 
 async def choose(session: AsyncSession, customer_id: uuid.UUID, chosen: str | None) -> str:
-    """The chosen extension (checked), or the lowest free one."""
+    """The chosen extension (checked), or the lowest free one.
+
+    Picking takes a transaction-scoped lock on the customer's extensions first: lines created
+    at once in one customer would otherwise all pick the same "lowest free" one, and all but
+    one fail on the unique index again and again. A chosen one needs no lock: the unique index
+    refuses a second taker with a 409."""
     if chosen is not None:
         return await checked_free(session, customer_id, chosen)
+    await session.execute(
+        select(func.pg_advisory_xact_lock(func.hashtextextended(f"extensions:{customer_id}", 0)))
+    )
     return next_free(await _taken(session, customer_id))
 
 
