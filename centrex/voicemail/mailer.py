@@ -1,10 +1,11 @@
 """Emails of new messages, and the end of old ones: two loops of the API process.
 
 Asterisk cannot send the emails (no sendmail in its root, and none wanted): the API looks in
-the spool every ``voicemail_scan_interval_s`` for messages it has not seen, claims each one in
-``voicemail_deliveries`` (the insert is the claim: two API processes never both send it), and
-sends it with the WAV attached. A refused or unreachable SMTP server is retried, waiting longer
-each time (:func:`~centrex.voicemail.rules.email_retry_after`), and counted in
+the spool every ``voicemail_scan_interval_s`` for messages it has not seen, records each one in
+``voicemail_deliveries``, and sends each due one with the WAV attached, its row locked meanwhile
+(``FOR UPDATE SKIP LOCKED``: two API processes never both send it). A refused or unreachable
+SMTP server is retried, waiting longer each time
+(:func:`~centrex.voicemail.rules.email_retry_after`), and counted in
 ``centrex_voicemail_emails_total{outcome="failed"}``.
 
 smtplib in a thread, like the other notices (centrex/services/notify.py): one client for the
@@ -114,16 +115,20 @@ class Mailer:
                             .on_conflict_do_nothing()
                         )
                 await session.commit()
-            due = list(
-                await session.scalars(
+            # One due email at a time, locked while it is sent (SKIP LOCKED: another API process
+            # takes the next one): never sent twice. Each leaves the due set (sent, or retried
+            # later), so the loop ends.
+            for _ in range(50):
+                delivery = await session.scalar(
                     select(VoicemailDelivery)
                     .where(VoicemailDelivery.sent_at.is_(None))
                     .where(VoicemailDelivery.next_attempt_at <= now)
                     .order_by(VoicemailDelivery.next_attempt_at)
-                    .limit(50)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
                 )
-            )
-            for delivery in due:
+                if delivery is None:
+                    break
                 await self._deliver(session, delivery, messages.get(delivery.msg_id), now)
 
     async def _deliver(
