@@ -343,6 +343,33 @@ class Settings(BaseSettings):
         "FA", pattern=r"^[A-Z0-9-]{0,8}$", description="Before the invoice number: FA000042."
     )
 
+    # --- voicemail (centrex/voicemail/, docs/voicemail.md) -------------------------------------
+    voicemail_default_enabled: bool = Field(
+        True,
+        description="A line whose mailbox was never set through the API has voicemail on.",
+    )
+    voicemail_retention_days: int = Field(
+        30, ge=1, le=3650, description="Messages older than this are deleted."
+    )
+    voicemail_max_message_s: int = Field(
+        180, ge=10, le=3600, description="Longest message a caller may leave."
+    )
+    voicemail_max_greeting_s: int = Field(
+        60, ge=1, le=600, description="Longest greeting a line may upload."
+    )
+    voicemail_scan_interval_s: float = Field(
+        1.0, gt=0, description="How often the API looks for new messages to email."
+    )
+    voicemail_retention_interval_s: float = Field(
+        3600.0, gt=0, description="How often messages past their retention are deleted."
+    )
+    voicemail_email_retry_s: float = Field(
+        30.0,
+        gt=0,
+        description="First wait before an email the SMTP server refused is retried "
+        "(doubled at each failure, up to an hour).",
+    )
+
     # --- brute-force and scanner protection (`centrex guard`, docs/sip-bans.md) ---------------
     security_log: Path | None = Field(
         None,

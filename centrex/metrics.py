@@ -242,9 +242,26 @@ API_REFUSED = Counter(
     registry=None,
 )
 
+# --- voicemail (centrex/voicemail/; the API process sends the emails) ------------------------
+VOICEMAIL_EMAILS = Counter(
+    "centrex_voicemail_emails_total",
+    "Voicemail emails, by outcome: sent, failed (an attempt the SMTP server refused or that "
+    "could not reach it; retried later), no_address (the mailbox has no email).",
+    ["outcome"],
+    registry=None,
+)
+for _outcome in ("sent", "failed", "no_address"):
+    VOICEMAIL_EMAILS.labels(outcome=_outcome)
+VOICEMAIL_MESSAGES_EXPIRED = Counter(
+    "centrex_voicemail_messages_expired_total",
+    "Voicemail messages deleted at the end of their retention.",
+    registry=None,
+)
+
 #: What the API serves (``centrex api``, its ``/metrics``).
 API_REGISTRY = _registry(
     ASTERISK_CONNECTED, ASTERISK_RECONNECTS, API_REFUSED,
     PROVISIONING_OPS, RECONCILE_REPAIRS, RECONCILE_PASSES, RECONCILE_SECONDS,
     LINES_PROVISIONED, LINES_REGISTERED, API_REQUESTS_REFUSED,
+    VOICEMAIL_EMAILS, VOICEMAIL_MESSAGES_EXPIRED,
 )  # fmt: skip

@@ -20,7 +20,8 @@ import centrex.billing.models
 import centrex.contracts.models
 import centrex.extensions.models
 import centrex.features.models
-import centrex.portability.models  # noqa: F401
+import centrex.portability.models
+import centrex.voicemail.models  # noqa: F401
 from centrex.db.models import Base
 
 config = context.config

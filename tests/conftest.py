@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sip_agent import Carrier, SipEndpoint, free_udp_port
+from smtp_sink import Inbox, SmtpSink
 
 from centrex.config import Settings
 from centrex.sandbox import processes
@@ -71,7 +72,7 @@ def settings(
         cdr_http_port=free_port(),
         supervisor_http_port=0,
         guard_http_port=free_port(),
-        smtp_port=free_port(),  # the tests' own SMTP server (smtp_inbox)
+        smtp_port=free_port(),  # the tests' own SMTP server (smtp_server)
         api_token=API_TOKEN,
         # The suite makes thousands of requests with one token as fast as it can (2,700 in
         # test_api_robustness.py alone): no rate limit here; test_api_limits.py starts an API
@@ -89,6 +90,10 @@ def settings(
         reconcile_interval_s=2,
         call_sweep_interval_s=1,
         ring_timeout_s=5,  # an unanswered call gives up after 5 s, not 60
+        # Unanswered calls end (480, 486) as these tests expect, instead of reaching a mailbox
+        # and waiting for a message; tests/test_voicemail.py turns mailboxes on line by line.
+        voicemail_default_enabled=False,
+        voicemail_email_retry_s=0.5,  # an SMTP server back up is tried again at once
         stasis_wait_s=4,  # a call nobody decides is ended by Asterisk after 4 s, not 10
         number_quarantine_s=3,
         # The API process's contracts scheduler (real clock) passes once, at its start: tests
@@ -186,21 +191,19 @@ def carrier(api: httpx.Client, settings: Settings) -> Iterator[Carrier]:
 
 
 @pytest.fixture(scope="session")
-def smtp_inbox(settings: Settings) -> Iterator[list]:
-    """A real SMTP server (aiosmtpd) where the platform's notices arrive; the messages so far."""
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
+def smtp_server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpSink]:
+    """A real SMTP server (aiosmtpd), a process of its own on the settings' SMTP port: a test
+    may stop it and start it again (tests/test_voicemail.py)."""
+    sink = SmtpSink(settings.smtp_port, tmp_path_factory.mktemp("smtp"))
+    sink.start()
+    yield sink
+    sink.stop()
 
-    inbox: list = []
 
-    class Collect(Message):
-        def handle_message(self, message) -> None:  # type: ignore[override]
-            inbox.append(message)
-
-    controller = Controller(Collect(), hostname="127.0.0.1", port=settings.smtp_port)
-    controller.start()
-    yield inbox
-    controller.stop()
+@pytest.fixture(scope="session")
+def smtp_inbox(smtp_server: SmtpSink) -> Inbox:
+    """Where the platform's notices arrive: the messages so far, as a list."""
+    return Inbox(smtp_server)
 
 
 @pytest.fixture

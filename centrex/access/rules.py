@@ -33,6 +33,14 @@ CUSTOMER_ROUTES: frozenset[tuple[str, str]] = frozenset(
         # Its lines' forwarding, do-not-disturb and privacy (what a line sets with feature codes).
         ("GET", "/v1/lines/{line_id}/features"),
         ("PATCH", "/v1/lines/{line_id}/features"),
+        # Its lines' voicemail: settings, greeting, messages (issue 15).
+        ("GET", "/v1/lines/{line_id}/voicemail"),
+        ("PATCH", "/v1/lines/{line_id}/voicemail"),
+        ("PUT", "/v1/lines/{line_id}/voicemail/greeting"),
+        ("DELETE", "/v1/lines/{line_id}/voicemail/greeting"),
+        ("GET", "/v1/lines/{line_id}/voicemails"),
+        ("GET", "/v1/lines/{line_id}/voicemails/{msg_id}"),
+        ("DELETE", "/v1/lines/{line_id}/voicemails/{msg_id}"),
         # Its numbers and where its aliases ring, among its own lines and groups.
         ("GET", "/v1/numbers/{number}"),
         ("PUT", "/v1/numbers/{number}/destination"),

@@ -56,6 +56,10 @@ from centrex.services.cdrs import purge_expired
 from centrex.services.errors import ServiceError
 from centrex.services.provisioning import AsteriskProjector
 from centrex.services.reconcile import Reconciler
+from centrex.voicemail import routes as voicemail
+from centrex.voicemail.mailer import Mailer
+from centrex.voicemail.service import set_platform_default
+from centrex.voicemail.spool import Spool, spool_of
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +118,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
         app.state.reconciler = Reconciler(
             settings, app.state.sessionmaker, app.state.projector, ari
         )
+        app.state.voicemail_spool = Spool(spool_of(settings))
         tasks = []
         # Portability (issue 16): donor answers and activation at the porting slot.
         donor = HttpDonor(settings.donor_url) if settings.donor_url else None
@@ -125,6 +130,15 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
             # Contracts (issue 18): renewals and terminations at their dates.
             scheduler = ContractScheduler(settings, app.state.sessionmaker)
             tasks.append(asyncio.create_task(scheduler.run_forever()))
+            # The default Asterisk's realtime view applies to lines that never set theirs.
+            try:
+                async with app.state.sessionmaker() as session:
+                    await set_platform_default(session, settings.voicemail_default_enabled)
+            except Exception:  # the previous default stays in force; said loudly
+                log.exception("voicemail: the platform default could not be written")
+            mailer = Mailer(settings, app.state.sessionmaker, app.state.voicemail_spool)
+            tasks.append(asyncio.create_task(mailer.deliver_forever()))
+            tasks.append(asyncio.create_task(mailer.expire_forever()))
         try:
             yield
         finally:
@@ -229,5 +243,6 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(billing.router, dependencies=secured)
     app.include_router(billing_payments.router, dependencies=secured)
     app.include_router(contracts.router, dependencies=secured)
+    app.include_router(voicemail.router, dependencies=secured)
     document_errors(app)
     return app

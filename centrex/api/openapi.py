@@ -151,6 +151,16 @@ DEEPER_RULES: dict[tuple[str, str], tuple[frozenset[int], str]] = {
         "nothing, or another customer's"),
     ("DELETE", "/v1/numbers/{number}/destination"): (
         frozenset({400}), "number is not a French number"),
+    ("PATCH", "/v1/lines/{line_id}/voicemail"): (
+        frozenset({400}), "enabled is null; pin is one digit repeated or a run of consecutive "
+        "digits"),
+    ("PUT", "/v1/lines/{line_id}/voicemail/greeting"): (
+        frozenset({400}), "the body is not an 8000 Hz 16-bit mono PCM WAV, or is shorter than "
+        "0.5 s or longer than CENTREX_VOICEMAIL_MAX_GREETING_S"),
+    ("GET", "/v1/lines/{line_id}/voicemails/{msg_id}"): (
+        frozenset({400}), "msg_id is not a message id"),
+    ("DELETE", "/v1/lines/{line_id}/voicemails/{msg_id}"): (
+        frozenset({400}), "msg_id is not a message id"),
     ("POST", "/v1/lines/import"): (
         frozenset({422}), "the file cannot be read (CSV or a JSON array), or a row breaks the "
         "rules of POST /v1/lines: every bad row is named in `errors`"),

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from centrex.voicemail.rules import mailbox_of
+
 # Order matters on create (an endpoint names its auth and aor, an identify its endpoint) and is
 # reversed on delete.
 PJSIP_OBJECT_TYPES: tuple[str, ...] = ("auth", "aor", "endpoint", "identify")
@@ -98,6 +100,10 @@ def line_objects(line: LineSpec) -> list[PjsipObject]:
                 # (chan_pjsip then calls only reachable contacts): docs/sip-edge.md.
                 "qualify_frequency": str(line.qualify_frequency_s),
                 "qualify_timeout": QUALIFY_TIMEOUT_S,
+                # Its mailbox: a phone that subscribes to message-summary (RFC 3842) gets
+                # message-waiting NOTIFYs. On the aor, not the endpoint: the endpoint's would be
+                # unsolicited NOTIFYs to every registered phone, wanted or not. docs/voicemail.md.
+                "mailboxes": mailbox_of(line.username),
             },
         ),
         PjsipObject(

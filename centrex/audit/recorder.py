@@ -44,6 +44,7 @@ from centrex.db import models as m
 from centrex.extensions.models import Extension
 from centrex.features.models import CallForward, LineFeatureSettings
 from centrex.portability.models import PortIn, PortOut
+from centrex.voicemail.models import VoicemailBox, VoicemailDelivery, VoicemailPlatform
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,10 @@ AUDITED: dict[type, Audited] = {
     PortIn: _audited("port_in"),
     PortOut: _audited("port_out"),
     LineFeatureSettings: _audited("line_features"),
+    # The PIN opens the mailbox from a phone: never in the trail.
+    VoicemailBox: _audited("voicemail_box", secret=("pin",)),
+    VoicemailPlatform: _audited("voicemail_platform"),
+    VoicemailDelivery: _audited("voicemail_delivery"),
     # Written by the daemon, the CDR shipper or fraud control, not by the API; declared so that
     # an API change to them one day is recorded like any other.
     m.ActiveCall: _audited("call"),

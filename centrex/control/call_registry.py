@@ -14,7 +14,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ from centrex.db.models import ActiveCall, ActiveCallLeg, CallCutoff
 from centrex.db.session import make_sessionmaker
 from centrex.features.call_path import FeatureCalls
 from centrex.features.rules import CallFeatures
+from centrex.voicemail.rules import VOICEMAIL_CODE, busy_goes_to_mailbox
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,14 @@ class AdmittedCall:
     # after the commit): the call still waits in Stasis, counted; it is dialled now.
     resumed: bool = False
     features: CallFeatures | None = None  # issue 15: privacy, Diversion, forwards after ringing
+    # The called line's mailbox (its SIP username), when the call rings one line: if nobody
+    # answers, the line is busy or not registered, the dialplan takes the call there if the
+    # mailbox is on (centrex/voicemail/, docs/voicemail.md).
+    mailbox: str | None = None
+    # The called line is at its limit: no Dial, straight to its mailbox (as a busy line's).
+    mailbox_only: bool = False
+    # The line dialled the voicemail code: VoiceMailMain on its own mailbox.
+    own_mailbox: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,8 @@ RELEASE = (
 )
 CALLS_ON_NODE = f"SELECT {CALL_REF_COLUMNS} FROM active_calls WHERE node = $1"
 LINE_USERNAME = "SELECT sip_username FROM lines WHERE id = $1"
+MAILBOX_ON = "SELECT 1 FROM asterisk_voicemail WHERE mailbox = $1"
+CALLEE_OF_CALL = "SELECT callee_line_id FROM active_calls WHERE node = $1 AND channel_id = $2"
 HUNT_LIMITS = (
     "SELECT c.id, c.max_duration_s, g.ring_timeout_s FROM active_calls c"
     " LEFT JOIN ring_groups g ON g.id = c.ring_group_id"
@@ -281,6 +292,8 @@ class CallRegistry:
             else {n for n in (endpoint, dialled if what.kind is DialledKind.line else None) if n}
         )
         caller = None if from_trunk or endpoint is None else by_name.get(endpoint)
+        if caller is not None and dialled == VOICEMAIL_CODE:
+            return await self._admit_own_mailbox(channel_id, caller, now)
         target = by_name.get(dialled) if what.kind is DialledKind.line else None
         number = extension = None
         if what.kind is DialledKind.number and what.e164 and (from_trunk or caller is not None):
@@ -380,12 +393,34 @@ class CallRegistry:
                         busy_line=callee.id,
                     )  # fmt: skip
             # The database applied the limit atomically; the pure rule says which side was full.
-            return admit_call(caller, callee, counts) or Refuse(
+            refusal = admit_call(caller, callee, counts) or Refuse(
                 "busy",
                 "every member of the ring group is at its limit" if group else "line at its limit",
                 category="line_limit",
             )
+            caller_full = admit_call(caller, None, counts) is not None
+            # The mailbox is looked up only when it can matter: one query on that refusal only.
+            maybe = callee is not None and busy_goes_to_mailbox(
+                caller_has_room=not caller_full, ring_group=group is not None, mailbox_on=True
+            )
+            if maybe and callee is not None and await self._mailbox_on(callee.username):
+                to_mailbox = await self._admit_to_mailbox(
+                    call_id, channel_id, route.direction, caller, callee, limits, now,
+                    caller_number, what.e164 or callee.main_number or dialled, emergency,
+                )  # fmt: skip
+                if to_mailbox is not None:
+                    return replace(to_mailbox, caller_id=route.caller_id)
+            return refusal
         resumed = bool(result["duplicate"])
+        if resumed and group is None and callee is not None:
+            # Decided again after a reconnection: an earlier decision that sent the call to the
+            # full callee's mailbox (no callee leg) must not now ring the callee.
+            rows = await self._fetch(CALLEE_OF_CALL, self.node, channel_id)
+            if rows and rows[0][0] is None:
+                return AdmittedCall(
+                    call_id, "", limits, route.caller_id, direction=route.direction,
+                    resumed=True, mailbox=callee.username, mailbox_only=True,
+                )  # fmt: skip
         if caller is not None and what.kind is DialledKind.number and what.e164 and not resumed:
             try:
                 await self._count_number(caller, what.e164, now)
@@ -406,6 +441,7 @@ class CallRegistry:
                 call_id, route.dial, limits, route.caller_id,
                 ring_timeout_s=plan.features.ring_timeout_s, direction=route.direction,
                 resumed=resumed, features=plan.features,
+                mailbox=callee.username if callee is not None else None,
             )  # fmt: skip
         picked = {uuid.UUID(m) for m in result["members"]}
         ringing = [m for m in members if m.id in picked]  # in the group's order
@@ -421,6 +457,59 @@ class CallRegistry:
             resumed=resumed,
             features=plan.features,
         )
+
+    async def _admit_own_mailbox(
+        self, channel_id: str, caller: LineInfo, now: datetime
+    ) -> AdmittedCall | Refuse:
+        """A line dialled the voicemail code: a call of its own line (counted, cut at its
+        maximum like any), to its own mailbox; nobody else is involved."""
+        limits = call_limits(self.default_max_s, caller)
+        call_id = uuid.uuid4()
+        rows = await self._fetch(
+            ADMIT, call_id, self.node, channel_id, "on-net",
+            caller.main_number or caller.username, VOICEMAIL_CODE, caller.id, None,
+            limits.max_duration_s, now, None, None, False, False,
+        )  # fmt: skip
+        result = json.loads(rows[0][0])
+        if not result["admitted"]:
+            return Refuse(
+                "busy", f"caller line at its limit of {caller.max_calls} calls",
+                category="line_limit",
+            )  # fmt: skip
+        if result["duplicate"]:
+            call_id = uuid.UUID(result.get("call_id") or str(call_id))
+        return AdmittedCall(
+            call_id, "", limits, resumed=bool(result["duplicate"]), mailbox=caller.username,
+            own_mailbox=True,
+        )  # fmt: skip
+
+    async def _mailbox_on(self, username: str) -> bool:
+        """Whether the line's mailbox takes calls (the view Asterisk reads, migration 0024)."""
+        return bool(await self._fetch(MAILBOX_ON, username))
+
+    async def _admit_to_mailbox(
+        self, call_id: uuid.UUID, channel_id: str, direction: str, caller: LineInfo | None,
+        callee: LineInfo, limits: CallLimits, now: datetime, caller_number: str, callee_as: str,
+        emergency: bool,
+    ) -> AdmittedCall | None:  # fmt: skip
+        """The called line is at its limit and its mailbox is on: the call is admitted on the
+        caller's line alone (the callee is not involved) and goes straight to the mailbox, as
+        a busy line's. None: the caller's line filled up meanwhile (the refusal stands)."""
+        rows = await self._fetch(
+            ADMIT, call_id, self.node, channel_id, direction,
+            (caller.main_number or caller.username) if caller else caller_number, callee_as,
+            caller.id if caller else None, None, limits.max_duration_s, now, None, None, False,
+            emergency,
+        )  # fmt: skip
+        result = json.loads(rows[0][0])
+        if not result["admitted"]:
+            return None
+        if result["duplicate"]:
+            call_id = uuid.UUID(result.get("call_id") or str(call_id))
+        return AdmittedCall(
+            call_id, "", limits, direction=direction, resumed=bool(result["duplicate"]),
+            mailbox=callee.username, mailbox_only=True,
+        )  # fmt: skip
 
     def _release_in_background(self, channel_id: str) -> None:
         """Release without delaying the refusal (nor being cancelled with it)."""

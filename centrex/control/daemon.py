@@ -68,6 +68,11 @@ EMERGENCY_CONTEXT = "centrex-emergency"  # out through the trunk without a decis
 ANSWERED_VAR = "CENTREX_ANSWERED_AT"  # stamped on the caller's channel by the dialplan
 ANSWERED_BY_VAR = "CENTREX_ANSWERED_BY"  # the endpoint that answered, likewise
 HUNT_ARG = "hunt"  # Stasis argument of a hunt coming back for its next member
+# The called line's mailbox, for the dialplan to take an unanswered call there (centrex-dial);
+# the calling line's own, for VoiceMailMain (centrex-voicemail-main, reached by *98).
+VOICEMAIL_VAR = "CENTREX_VOICEMAIL"
+VOICEMAIL_MAIN_CONTEXT = "centrex-voicemail-main"
+VOICEMAIL_CONTEXT = "centrex-voicemail"
 RECONNECT_MAX_S = 10.0
 # The ARI messages the daemon acts on; Asterisk drops the rest before sending. RESTResponse
 # must be listed: the filter applies to the answers to requests made over the websocket too.
@@ -206,7 +211,16 @@ class CallControl(FeatureControl):  # FeatureControl: issue 15's line features
             await self._apply_features(channel_id, decision.features)
             if decision.hunt:
                 await self.ari.set_variable(channel_id, "CENTREX_HUNT", "yes")
-            await self._dial(channel_id, dialled, decision.dial, decision)
+            if decision.mailbox:
+                await self.ari.set_variable(channel_id, VOICEMAIL_VAR, decision.mailbox)
+            if decision.own_mailbox:
+                await self.ari.continue_in_dialplan(channel_id, VOICEMAIL_MAIN_CONTEXT, "s")
+            elif decision.mailbox_only:
+                # The called line is at its limit: its mailbox, as for a busy phone.
+                await self.ari.set_variable(channel_id, "DIALSTATUS", "BUSY")
+                await self.ari.continue_in_dialplan(channel_id, VOICEMAIL_CONTEXT, "s")
+            else:
+                await self._dial(channel_id, dialled, decision.dial, decision)
         except AsteriskUnavailable as exc:
             # Timed out or cut off: Asterisk may have done it anyway. The call must not proceed
             # uncounted, so it stays counted and is hung up; its Hangup event (or the sweep,
@@ -330,6 +344,9 @@ class CallControl(FeatureControl):  # FeatureControl: issue 15's line features
         try:
             if call.caller_id:
                 await self.ari.set_variable(channel_id, "CALLERID(all)", f"<{call.caller_id}>")
+            # The target's mailbox if nobody answers; never the one the transferee's channel
+            # still names from its first call (voicemail, docs/voicemail.md).
+            await self.ari.set_variable(channel_id, VOICEMAIL_VAR, call.mailbox or "")
             await self._dial(channel_id, dialled, call.dial, call)
         except AsteriskError as exc:
             log.info("transfer of %s: gone before it could proceed (%s)", channel_id, exc)

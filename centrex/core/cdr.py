@@ -46,8 +46,14 @@ class Disposition:
     refused_limit = "refused_limit"  # the line's simultaneous-call limit (art. 8)
     refused_policy = "refused_policy"  # destination or fraud policy (art. 6, 16, 19)
     cut = "cut"  # hung up at the maximum duration (art. 8)
+    voicemail = "voicemail"  # the called line's mailbox took the call (docs/voicemail.md)
 
-    all = (answered, busy, no_answer, failed, refused_limit, refused_policy, cut)
+    all = (answered, busy, no_answer, failed, refused_limit, refused_policy, cut, voicemail)
+
+
+#: What the dialplan writes in the caller's CHANNEL(userfield) when a mailbox takes the call
+#: (asterisk-config/extensions.conf.j2, centrex-voicemail).
+VOICEMAIL_USERFIELD = "voicemail"
 
 
 @dataclass(frozen=True)
@@ -350,6 +356,10 @@ def disposition(
     """How the attempt ended. ``outcome`` is what the daemon recorded when it decided
     ("admitted", "refused_limit", "refused_policy"; None if it never saw the call).
     ``deadline_at``: the deadline a transferred call kept from the call it continues."""
+    if call.userfield == VOICEMAIL_USERFIELD:
+        # First: a call to a line at its limit is recorded refused_limit, then taken by the
+        # line's mailbox (docs/voicemail.md).
+        return Disposition.voicemail
     if outcome in (Disposition.refused_limit, Disposition.refused_policy):
         return outcome
     if call.answered_at is not None:

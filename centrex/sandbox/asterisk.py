@@ -454,6 +454,29 @@ class AsteriskSandbox:
                 f"object_lifetime_maximum={SORCERY_CACHE_LIFETIME_S},expire_on_reload=yes"
             ),
             "odbc": odbc_settings(s, self.instance, self.odbc_driver()),
+            **self._voicemail_context(),
+        }
+
+    def _voicemail_context(self) -> dict[str, object]:
+        """app_voicemail's settings, and the database its realtime mailboxes are read from
+        (res_pgsql.conf: the view asterisk_voicemail, migration 0024)."""
+        from sqlalchemy.engine import make_url
+
+        from centrex.voicemail.rules import MAILBOX_CONTEXT, VOICEMAIL_DIAL_STATUSES
+
+        s = self.settings
+        url = make_url(s.database_url) if s.database_url else None
+        return {
+            "voicemail_context": MAILBOX_CONTEXT,
+            "voicemail_statuses": VOICEMAIL_DIAL_STATUSES,
+            "voicemail_max_message_s": s.voicemail_max_message_s,
+            "pg": {
+                "host": (url.host if url else None) or "127.0.0.1",
+                "port": (url.port if url else None) or 5432,
+                "database": (url.database if url else None) or "centrex",
+                "user": (url.username if url else None) or "centrex",
+                "password": (url.password if url else None) or "",
+            },
         }
 
     def render_config(self) -> Path:

@@ -20,7 +20,14 @@ router = APIRouter(tags=["cdrs"])
 
 Direction = Literal["outbound", "inbound", "on-net"]
 DispositionName = Literal[
-    "answered", "busy", "no_answer", "failed", "refused_limit", "refused_policy", "cut"
+    "answered",
+    "busy",
+    "no_answer",
+    "failed",
+    "refused_limit",
+    "refused_policy",
+    "cut",
+    "voicemail",
 ]
 
 

@@ -186,7 +186,7 @@ class TransferService:
         )
         admitted = AdmittedCall(
             call_id, route.dial, CallLimits(limits.max_duration_s, limit_ms), route.caller_id,
-            direction=plan.direction,
+            direction=plan.direction, mailbox=t_line.username if t_line else None,
         )  # fmt: skip
         return TransferredCall(admitted, plan.deadline_at, old.call_id)
 

@@ -1,0 +1,1 @@
+"""Voicemail to email, per line (issue 15): docs/voicemail.md."""
