@@ -39,7 +39,9 @@ PRIVACY_PREFIX = FeatureCode(
     "this call only: the number is hidden from the callee (the carrier still gets it, Privacy: id)",
     "centrex.features",
 )  # fmt: skip
-VOICEMAIL = FeatureCode("voicemail", "*98", "listen to and manage the line's mailbox", "reserved")
+VOICEMAIL = FeatureCode(
+    "voicemail", "*98", "listen to and manage the line's mailbox (its PIN)", "centrex.voicemail"
+)
 
 #: All of them, in the order docs/features.md lists them. New codes go here (and in the docs);
 #: *0-*7, *9x other than *98 and #xx are free.

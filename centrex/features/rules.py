@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from centrex.core.numbering import DialledKind, classify_dialled
 from centrex.extensions.rules import is_extension
-from centrex.features.codes import PRIVACY_DIGITS, VOICEMAIL_TARGET
+from centrex.features.codes import CODES, PRIVACY_DIGITS, VOICEMAIL_TARGET
 
 # A forward followed through this many lines is given up as a loop even without a line seen
 # twice (A -> B -> C -> D -> E -> F): no business needs more, and every hop is a lookup.
@@ -153,12 +153,14 @@ class BadCode:
 _FORWARD_SET = re.compile(r"\*21\*([0-9+]{2,20}|voicemail)#")
 _FIXED = {"#21#": CodeKind.forward_cancel, "*78": CodeKind.dnd_on, "*79": CodeKind.dnd_off,
           "*8": CodeKind.pickup}  # fmt: skip
+# Codes of the table another package handles (the mailbox's *98): not this module's to refuse.
+_ELSEWHERE = frozenset(c.dialled for c in CODES if c.owner != "centrex.features")
 
 
 def parse_code(dialled: str) -> DialledCode | BadCode | None:
     """A feature code (codes.py), a malformed one (starts like a code, is none), or None: not
     a code at all, an ordinary call."""
-    if not dialled.startswith(("*", "#")):
+    if not dialled.startswith(("*", "#")) or dialled in _ELSEWHERE:
         return None
     if dialled in _FIXED:
         return DialledCode(_FIXED[dialled])

@@ -10,12 +10,14 @@ import wave
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from centrex.features.codes import VOICEMAIL
+
 #: Asterisk's voicemail context every line's mailbox lives in (voicemail.conf, the realtime
 #: view): a mailbox is named after its line's SIP username, ``<username>@centrex``.
 MAILBOX_CONTEXT = "centrex"
-#: What a line dials to listen to and manage its mailbox. The one list of feature codes is
-#: centrex/features/codes.py (another branch); until it lands, the code is defined here.
-VOICEMAIL_CODE = "*98"
+#: What a line dials to listen to and manage its mailbox (the one list of feature codes is
+#: centrex/features/codes.py).
+VOICEMAIL_CODE = VOICEMAIL.dialled
 #: How ``Dial()`` ended for the call to go to the callee's mailbox: nobody answered within the
 #: ring timeout, the phone said busy, or no phone is registered.
 VOICEMAIL_DIAL_STATUSES = ("NOANSWER", "BUSY", "CHANUNAVAIL")
