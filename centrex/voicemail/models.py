@@ -10,7 +10,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from centrex.db.models import Base
@@ -47,6 +57,14 @@ class VoicemailDelivery(Base):
     """A message's email: claimed by one API process (the insert), sent, or retried later."""
 
     __tablename__ = "voicemail_deliveries"
+    # The emails still due, in the order they are due (the mailer's claim).
+    __table_args__ = (
+        Index(
+            "ix_voicemail_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("sent_at IS NULL"),
+        ),
+    )
 
     msg_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id", ondelete="CASCADE"))
