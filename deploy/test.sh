@@ -11,7 +11,7 @@ echo "== ruff"
 
 echo "== pytest"
 set +e
-.venv/bin/python -m pytest -ra "$@"
+.venv/bin/python -m pytest -ra --durations=25 "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then
