@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from centrex.access.models import ApiToken
 from centrex.access.principal import Principal, Scope, bootstrap_principal
 from centrex.access.tokens import issue_token, parse_token, secret_matches
+from centrex.db.lookup import get_or_404
 from centrex.db.models import Customer
-from centrex.services.errors import NotFound, ServiceError, UnknownReference
+from centrex.services.errors import ServiceError, UnknownReference
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,7 @@ async def list_tokens(session: AsyncSession) -> list[ApiToken]:
 
 
 async def revoke(session: AsyncSession, token_id: uuid.UUID, now: datetime) -> ApiToken:
-    row = await session.get(ApiToken, token_id)
-    if row is None:
-        raise NotFound("token_id", f"no token with id {token_id}", location="path")
+    row = await get_or_404(session, ApiToken, token_id, "token_id", f"no token with id {token_id}")
     if row.revoked_at is None:
         row.revoked_at = now
         await session.commit()

@@ -20,11 +20,12 @@ from centrex.billing.models import Invoice, InvoiceDocument, InvoiceEmail
 from centrex.billing.rules.money import euros
 from centrex.config import Settings
 from centrex.db.models import Customer
+from centrex.services.notify import deliver
 
 log = logging.getLogger(__name__)
 
 
-def _send(settings: Settings, recipient: str, invoice: Invoice, pdf: bytes) -> None:
+def _message(settings: Settings, recipient: str, invoice: Invoice, pdf: bytes) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.smtp_from
     message["To"] = recipient
@@ -37,12 +38,7 @@ def _send(settings: Settings, recipient: str, invoice: Invoice, pdf: bytes) -> N
     )
     message.add_attachment(pdf, maintype="application", subtype="pdf",
                            filename=f"{invoice.reference}.pdf")  # fmt: skip
-    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=15) as smtp:
-        if settings.smtp_starttls:
-            smtp.starttls()
-        if settings.smtp_username and settings.smtp_password:
-            smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
-        smtp.send_message(message)
+    return message
 
 
 async def email_pending(session: AsyncSession, settings: Settings) -> int:
@@ -61,7 +57,7 @@ async def email_pending(session: AsyncSession, settings: Settings) -> int:
     sent = 0
     for invoice, pdf, email in rows:
         try:
-            await asyncio.to_thread(_send, settings, email, invoice, pdf)
+            await asyncio.to_thread(deliver, settings, _message(settings, email, invoice, pdf))
         except (OSError, smtplib.SMTPException) as exc:
             log.warning("billing: %s not emailed (%s); the next run retries", invoice.reference,
                         exc)  # fmt: skip

@@ -25,7 +25,7 @@ from centrex.contracts.models import Contract, ScheduledStep
 from centrex.contracts.service import end_early, schedule
 from centrex.core.policy import PolicyLevel
 from centrex.db.models import Customer, PolicyRestriction
-from centrex.portability import mailer
+from centrex.services.notify import send_email
 
 ACTOR = "non-payment"  # the restrictions this module sets and lifts, and only those
 
@@ -87,8 +87,8 @@ async def remind(session: AsyncSession, step: ScheduledStep, now: datetime,
         return "paid: no reminder"
     suspension_on = rules.paris_day(step.due_at) + rules.SUSPENSION_AFTER_REMINDER
     if customer.email:
-        await mailer.send(
-            settings, customer.email, f"Reminder: invoice {invoice.reference} is unpaid",
+        await send_email(
+            settings, [customer.email], f"Reminder: invoice {invoice.reference} is unpaid",
             f"Invoice {invoice.reference} of {invoice.issued_on} was due on {invoice.due_on}; "
             f"{_euros(unpaid)} incl. VAT is still unpaid.\nUnless it is paid, your service will "
             f"be suspended on {suspension_on} (contract art. 19); emergency calls will still go "
@@ -112,8 +112,8 @@ async def suspend(session: AsyncSession, step: ScheduledStep, now: datetime,
     )  # fmt: skip
     if in_force is None:
         if customer.email:  # the notice first (art. 19)
-            await mailer.send(
-                settings, customer.email, "Your service is suspended for non-payment",
+            await send_email(
+                settings, [customer.email], "Your service is suspended for non-payment",
                 f"Invoice {invoice.reference} ({_euros(unpaid)} incl. VAT unpaid) was not paid "
                 f"15 days after our reminder: your service is suspended from now (contract art. "
                 f"19). Emergency calls still go through. Payment lifts the suspension at "

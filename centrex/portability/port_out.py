@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.config import Settings
 from centrex.core.numbering import NumberError, parse_french_number
+from centrex.db.lookup import get_or_404
 from centrex.db.models import Line, NumberStatus, PhoneNumber
 from centrex.portability.models import PortOut
 from centrex.portability.rules import (
@@ -27,7 +28,7 @@ from centrex.portability.rules import (
     rio_error,
 )
 from centrex.portability.service import own_rio
-from centrex.services.errors import NotFound, ServiceError
+from centrex.services.errors import ServiceError
 
 PARIS = ZoneInfo("Europe/Paris")
 SLOT_START = time(9)  # our porting slots start at 09:00 Paris time
@@ -98,10 +99,7 @@ async def request_port_out(
 
 
 async def get(session: AsyncSession, port_id: uuid.UUID) -> PortOut:
-    port = await session.get(PortOut, port_id)
-    if port is None:
-        raise NotFound("port_out_id", f"no port-out {port_id}", location="path")
-    return port
+    return await get_or_404(session, PortOut, port_id, "port_out_id", f"no port-out {port_id}")
 
 
 async def execute(session: AsyncSession, port: PortOut, now: datetime) -> None:

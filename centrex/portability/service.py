@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.config import Settings
 from centrex.core.numbering import NumberError, NumberKind, parse_french_number
+from centrex.db.lookup import get_or_404
 from centrex.db.models import Customer, Line, NumberBlock, NumberStatus, PhoneNumber, RingGroup
 from centrex.portability.donor import DonorAnswer, DonorStatus
 from centrex.portability.models import PortIn
@@ -145,10 +146,7 @@ async def _replacement(
 
 
 async def get(session: AsyncSession, port_id: uuid.UUID) -> PortIn:
-    port = await session.get(PortIn, port_id)
-    if port is None:
-        raise NotFound("port_in_id", f"no port-in {port_id}", location="path")
-    return port
+    return await get_or_404(session, PortIn, port_id, "port_in_id", f"no port-in {port_id}")
 
 
 async def cancel(session: AsyncSession, port: PortIn, now: datetime) -> PortIn:

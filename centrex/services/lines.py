@@ -17,6 +17,7 @@ from centrex.asterisk.errors import AsteriskError
 from centrex.asterisk.pjsip_objects import DEFAULT_MEDIA_ENCRYPTION
 from centrex.core.credentials import generate_credentials
 from centrex.core.numbering import NumberError, parse_french_number
+from centrex.db.lookup import get_or_404
 from centrex.db.models import Customer, Line, PhoneNumber, SyncState
 from centrex.extensions import service as extensions
 from centrex.services.errors import Conflict, NotFound, ServiceError, UnknownReference
@@ -43,10 +44,7 @@ async def get_live_line(session: AsyncSession, line_id: uuid.UUID) -> Line:
 
 async def get_line_any(session: AsyncSession, line_id: uuid.UUID) -> Line:
     """A line, deleted or not: its records outlive it."""
-    line = await session.get(Line, line_id)
-    if line is None:
-        raise NotFound("line_id", f"no line with id {line_id}", location="path")
-    return line
+    return await get_or_404(session, Line, line_id, "line_id", f"no line with id {line_id}")
 
 
 async def expire_in_asterisk(

@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from centrex.audit.recorder import record
 from centrex.core.number_tiers import Tier, TierRule, classify_tier
 from centrex.core.numbering import NumberError, NumberKind, parse_french_number
+from centrex.db.lookup import get_or_404
 from centrex.db.models import Customer, Line, NumberBlock, NumberStatus, NumberTierRule, PhoneNumber
-from centrex.services.errors import Conflict, NotFound, ServiceError, UnknownReference
+from centrex.services.errors import Conflict, ServiceError, UnknownReference
 
 MAX_BLOCK_SIZE = 10_000  # an ARCEP block: 0ZABPQ followed by four digits
 METROPOLITAN_FRANCE = "FR"
@@ -198,10 +199,9 @@ async def allocate(
 
 async def get_number(session: AsyncSession, text: str) -> PhoneNumber:
     parsed = _parse("number", text)
-    number = await session.get(PhoneNumber, parsed.e164)
-    if number is None:
-        raise NotFound("number", f"{parsed.national} is not in the inventory", location="path")
-    return number
+    return await get_or_404(
+        session, PhoneNumber, parsed.e164, "number", f"{parsed.national} is not in the inventory"
+    )
 
 
 async def release(

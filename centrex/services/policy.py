@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from centrex.access.principal import Principal
 from centrex.config import Settings
 from centrex.core.policy import PolicyLevel, period_start
+from centrex.db.lookup import get_or_404
 from centrex.db.models import Cdr, Customer, Destination, FraudSuspicion, Line, PolicyRestriction
 from centrex.services.errors import Conflict, NotFound, ServiceError
 from centrex.services.notify import send_email
@@ -62,10 +63,9 @@ async def add_destination(session: AsyncSession, code: str, name: str | None) ->
 
 
 async def get_destination(session: AsyncSession, code: str) -> Destination:
-    destination = await session.get(Destination, code)
-    if destination is None:
-        raise NotFound("code", f"destination {code} is not on the list", location="path")
-    return destination
+    return await get_or_404(
+        session, Destination, code, "code", f"destination {code} is not on the list"
+    )
 
 
 async def suspend_destination(
@@ -125,9 +125,9 @@ async def _target_customer(
         if line is None or line.deleted_at is not None:
             raise NotFound("line_id", f"no line with id {target_id}", location="path")
         return line.customer_id
-    customer = await session.get(Customer, target_id)
-    if customer is None:
-        raise NotFound("customer_id", f"no customer with id {target_id}", location="path")
+    customer = await get_or_404(
+        session, Customer, target_id, "customer_id", f"no customer with id {target_id}"
+    )
     return customer.id
 
 
@@ -155,9 +155,10 @@ async def restrict(
 async def lift(
     session: AsyncSession, restriction_id: uuid.UUID, *, actor: str, reason: str, by: Principal
 ) -> PolicyRestriction:
-    restriction = await session.get(PolicyRestriction, restriction_id)
-    if restriction is None:
-        raise NotFound("restriction_id", f"no restriction {restriction_id}", location="path")
+    what = f"no restriction {restriction_id}"
+    restriction = await get_or_404(
+        session, PolicyRestriction, restriction_id, "restriction_id", what
+    )
     if restriction.lifted_at is not None:
         raise Conflict("restriction_id", "already lifted", location="path")
     restriction.lifted_at = datetime.now(UTC)

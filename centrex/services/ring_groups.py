@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.audit.recorder import record
+from centrex.db.lookup import get_or_404
 from centrex.db.models import (
     Customer,
     Line,
@@ -25,14 +26,13 @@ from centrex.db.models import (
     RingStrategy,
 )
 from centrex.extensions import service as extensions
-from centrex.services.errors import Conflict, NotFound, ServiceError, UnknownReference
+from centrex.services.errors import Conflict, ServiceError, UnknownReference
 
 
 async def get_group(session: AsyncSession, group_id: uuid.UUID) -> RingGroup:
-    group = await session.get(RingGroup, group_id)
-    if group is None:
-        raise NotFound("ring_group_id", f"no ring group with id {group_id}", location="path")
-    return group
+    return await get_or_404(
+        session, RingGroup, group_id, "ring_group_id", f"no ring group with id {group_id}"
+    )
 
 
 async def _check_members(

@@ -8,9 +8,7 @@ SMTP server is retried, waiting longer each time
 (:func:`~centrex.voicemail.rules.email_retry_after`), and counted in
 ``centrex_voicemail_emails_total{outcome="failed"}``.
 
-smtplib in a thread, like the other notices (centrex/services/notify.py): one client for the
-whole project, with STARTTLS and login already settled there; a message every few seconds at
-most does not need an async SMTP client, and the thread keeps the event loop free.
+Sent through the platform's one SMTP client (centrex/services/notify.py), in a thread.
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from centrex import metrics
 from centrex.config import Settings
 from centrex.db.session import SessionMaker
+from centrex.services.notify import deliver
 from centrex.voicemail.models import VoicemailDelivery
 from centrex.voicemail.rules import email_retry_after, expired
 from centrex.voicemail.service import emails_of
@@ -63,15 +62,6 @@ def compose(settings: Settings, to: str, message: StoredMessage, audio: bytes) -
         audio, maintype="audio", subtype="wav", filename=f"voicemail-{info.msg_id}.wav"
     )
     return email
-
-
-def _send(settings: Settings, email: EmailMessage) -> None:
-    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=15) as smtp:
-        if settings.smtp_starttls:
-            smtp.starttls()
-        if settings.smtp_username and settings.smtp_password:
-            smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
-        smtp.send_message(email)
 
 
 class Mailer:
@@ -152,7 +142,7 @@ class Mailer:
             try:
                 audio = await asyncio.to_thread(message.audio.read_bytes)
                 email = compose(self.settings, email_to, message, audio)
-                await asyncio.to_thread(_send, self.settings, email)
+                await asyncio.to_thread(deliver, self.settings, email)
             except (OSError, smtplib.SMTPException) as exc:
                 attempts = delivery.attempts + 1
                 wait = email_retry_after(attempts, self.settings.voicemail_email_retry_s)

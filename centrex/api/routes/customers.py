@@ -8,8 +8,9 @@ from sqlalchemy.exc import IntegrityError
 
 from centrex.api.deps import PrincipalDep, SessionDep, visible
 from centrex.api.schemas import CustomerIn, CustomerOut, CustomerPatch
+from centrex.db.lookup import get_or_404
 from centrex.db.models import Customer
-from centrex.services.errors import Conflict, NotFound, ServiceError
+from centrex.services.errors import Conflict, ServiceError
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
@@ -34,10 +35,9 @@ async def create_customer(body: CustomerIn, session: SessionDep) -> Customer:
 
 
 async def _customer(session: SessionDep, customer_id: uuid.UUID) -> Customer:
-    customer = await session.get(Customer, customer_id)
-    if customer is None:
-        raise NotFound("customer_id", f"no customer with id {customer_id}", location="path")
-    return customer
+    return await get_or_404(
+        session, Customer, customer_id, "customer_id", f"no customer with id {customer_id}"
+    )
 
 
 @router.get("/{customer_id}", response_model=CustomerOut)

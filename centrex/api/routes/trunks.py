@@ -11,8 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from centrex.api.deps import ProjectorDep, SessionDep
 from centrex.api.schemas import TrunkIn, TrunkOut
 from centrex.asterisk.errors import AsteriskError
+from centrex.db.lookup import get_or_404
 from centrex.db.models import Trunk
-from centrex.services.errors import Conflict, NotFound
+from centrex.services.errors import Conflict
 
 router = APIRouter(prefix="/v1/trunks", tags=["trunks"])
 
@@ -39,10 +40,7 @@ async def list_trunks(session: SessionDep) -> list[Trunk]:
 
 
 async def _get(session: SessionDep, trunk_id: uuid.UUID) -> Trunk:
-    trunk = await session.get(Trunk, trunk_id)
-    if trunk is None:
-        raise NotFound("trunk_id", f"no trunk with id {trunk_id}", location="path")
-    return trunk
+    return await get_or_404(session, Trunk, trunk_id, "trunk_id", f"no trunk with id {trunk_id}")
 
 
 @router.get("/{trunk_id}", response_model=TrunkOut)
