@@ -269,7 +269,7 @@ def guard() -> None:
 @app.command()
 def control(verbose: bool = False) -> None:
     """Run the call-control daemon (ARI Stasis app + AMI)."""
-    from centrex.control.daemon import run_daemon
+    from centrex.control.process import run_daemon
 
     _setup_logging(verbose)
     settings = _settings("control")

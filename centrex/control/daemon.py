@@ -7,13 +7,10 @@ rings and bridges, so an admitted call does not depend on the daemon staying up,
 ``L()`` option there cuts it at the maximum duration even if the daemon is dead. A refused call
 is hung up with a reason chan_pjsip turns into the SIP code that fits (486, 404, 403).
 
-From then on the daemon follows its calls through Asterisk's CEL journal, read as it is
-written (:mod:`centrex.asterisk.file_tail`; answer and end: :mod:`centrex.core.call_events`),
-not through AMI: an open AMI session costs Asterisk about 1 ms of CPU per call. It cuts each call
-at its deadline with its own timer (:class:`.CutoffTimer`), and every
-few seconds, and after every (re)connection, checks its calls against Asterisk's channels: a
-restarted daemon picks its calls up again from the database and Asterisk, and calls Asterisk
-lost are released instead of counting forever.
+From then on the daemon follows its calls through Asterisk's CEL journal
+(:mod:`.events`) and cuts each call at its deadline with its own timer (:class:`.CutoffTimer`);
+every few seconds, and after every (re)connection, it checks its calls against Asterisk's
+channels (:mod:`.asterisk_sync`). The process around it: :mod:`.process`.
 """
 
 from __future__ import annotations
@@ -22,42 +19,34 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Coroutine
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
 
 from centrex import metrics
 from centrex.asterisk.ari import AriClient
-from centrex.asterisk.ari_events import AriWebSocket
 from centrex.asterisk.errors import AsteriskError, AsteriskUnavailable
 from centrex.asterisk.file_tail import FileTail
 from centrex.asterisk.pjsip_objects import TRUNK_PREFIX
-from centrex.cdr.journal_path import journal_path
 from centrex.config import Settings
+from centrex.control.asterisk_sync import AsteriskSync
 from centrex.control.call_registry import AdmittedCall, CallRef, CallRegistry
+from centrex.control.channel_vars import VOICEMAIL_VAR, now
 from centrex.control.cutoff_timer import CutoffTimer
-from centrex.core.call_events import (
-    CallAnswered,
-    CallEnded,
-    CallsJoined,
-    CallTransferred,
-    call_event_of,
-)
-from centrex.core.cdr import parse_line
+from centrex.control.events import CallEvents
+from centrex.core.call_events import CallAnswered
 from centrex.core.numbering import DialledKind, classify_dialled
-from centrex.core.routing import Refuse, endpoint_of_channel
-from centrex.db.session import make_engine
+from centrex.core.routing import endpoint_of_channel
 from centrex.features.call_path import LOOP
-from centrex.features.control import FORWARD_ARG, FeatureControl
+from centrex.features.control import FeatureControl
 from centrex.features.rules import parse_code, strip_privacy
-from centrex.features.transfers.service import TRANSFER_ARG, TransferService
-from centrex.metrics import DAEMON_REGISTRY
+from centrex.features.transfers.control import TransferControl
+from centrex.features.transfers.service import TransferService
 from centrex.portability.phone import RIO_SERVICE, serve_rio
-from centrex.service_http import health_served
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,27 +54,18 @@ T = TypeVar("T")
 DIAL_CONTEXT = "centrex-dial"
 NOT_IN_SERVICE_CONTEXT = "centrex-not-in-service"
 EMERGENCY_CONTEXT = "centrex-emergency"  # out through the trunk without a decision
-ANSWERED_VAR = "CENTREX_ANSWERED_AT"  # stamped on the caller's channel by the dialplan
-ANSWERED_BY_VAR = "CENTREX_ANSWERED_BY"  # the endpoint that answered, likewise
-HUNT_ARG = "hunt"  # Stasis argument of a hunt coming back for its next member
-# The called line's mailbox, for the dialplan to take an unanswered call there (centrex-dial);
-# the calling line's own, for VoiceMailMain (centrex-voicemail-main, reached by *98).
-VOICEMAIL_VAR = "CENTREX_VOICEMAIL"
 VOICEMAIL_MAIN_CONTEXT = "centrex-voicemail-main"
 VOICEMAIL_CONTEXT = "centrex-voicemail"
-RECONNECT_MAX_S = 10.0
-# The ARI messages the daemon acts on; Asterisk drops the rest before sending. RESTResponse
-# must be listed: the filter applies to the answers to requests made over the websocket too.
-APP_EVENTS = ["StasisStart", "RESTResponse"]
 # A call ending this close to its deadline, not cut by us, was cut by Asterisk's L() backstop.
 CUT_TOLERANCE_S = 0.25
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+class CallControl(CallEvents, FeatureControl, TransferControl, AsteriskSync):
+    """Admission, answer, end and cutoff of this node's calls. Mixins in files of their own:
+    what the daemon hears (:class:`CallEvents`), line features (:class:`FeatureControl`),
+    transfers (:class:`TransferControl`), the agreement with Asterisk's channels
+    (:class:`AsteriskSync`)."""
 
-
-class CallControl(FeatureControl):  # FeatureControl: issue 15's line features
     def __init__(
         self,
         settings: Settings,
@@ -293,122 +273,6 @@ class CallControl(FeatureControl):  # FeatureControl: issue 15's line features
             log.info("call %s: gone during the hunt (%s); released", channel_id, exc)
             await self.end_call(channel_id)
 
-    # --- transfers (docs/transfers.md) ----------------------------------------------------------
-    async def handle_transfer(self, channel: dict[str, Any], transferer_channel: str) -> None:
-        """A blind transfer's transferee, back in Stasis: its new call is decided as one the
-        transferer places, replacing the call it was in; refused, the transferee is hung up
-        (Asterisk has already taken it from the transferer: there is no call to go back to)."""
-        channel_id = channel["id"]
-        dialled = channel.get("dialplan", {}).get("exten", "")
-        try:
-            linkedid = await self.ari.get_variable(channel_id, "CHANNEL(linkedid)") or channel_id
-            decision = await self._within_deadline(
-                self.transfers.decide(
-                    channel_id=channel_id, linkedid=linkedid,
-                    transferee=endpoint_of_channel(channel.get("name", "")),
-                    transferer=endpoint_of_channel(transferer_channel), dialled=dialled,
-                    now=now(),
-                )
-            )  # fmt: skip
-        except Exception as exc:
-            log.error("transfer of %s: no decision (%r); hanging it up", channel_id, exc)
-            metrics.CALLS_REFUSED.labels("error").inc()
-            await self._hangup_quietly(channel_id, "congestion")
-            return
-        if isinstance(decision, Refuse):
-            log.info("transfer of %s by %s to %s refused: %s", channel_id,
-                     transferer_channel, dialled, decision.why)  # fmt: skip
-            metrics.CALLS_REFUSED.labels(decision.category).inc()
-            await self._hangup_quietly(channel_id, decision.reason)
-            return
-        call = decision.call
-        async with self._locks[channel_id]:
-            for key in dict.fromkeys((linkedid, channel_id)):
-                known = self.calls.pop(key, None)
-                if known is not None:
-                    metrics.CALLS_IN_PROGRESS.labels(known.direction).dec()
-                self.cutoffs.disarm(key)
-            self.calls[channel_id] = CallRef(
-                call.call_id, channel_id, call.limits.max_duration_s, None, decision.deadline_at,
-                None, None, None, call.direction, decision.transfer_of,
-            )  # fmt: skip
-            metrics.CALLS_IN_PROGRESS.labels(call.direction).inc()
-            if linkedid != channel_id:
-                self._transferred[linkedid] = channel_id
-            if decision.deadline_at is not None:
-                self.cutoffs.arm(channel_id, decision.deadline_at)
-        log.info(
-            "transfer of %s by %s to %s admitted, dialling %s (continues call %s)",
-            channel_id, transferer_channel, dialled, call.dial, decision.transfer_of,
-        )  # fmt: skip
-        try:
-            if call.caller_id:
-                await self.ari.set_variable(channel_id, "CALLERID(all)", f"<{call.caller_id}>")
-            # The target's mailbox if nobody answers; never the one the transferee's channel
-            # still names from its first call (voicemail, docs/voicemail.md).
-            await self.ari.set_variable(channel_id, VOICEMAIL_VAR, call.mailbox or "")
-            await self._dial(channel_id, dialled, call.dial, call)
-        except AsteriskError as exc:
-            log.info("transfer of %s: gone before it could proceed (%s)", channel_id, exc)
-            await self.end_call(channel_id)
-
-    def _handed_over(self, event: CallTransferred) -> None:
-        """The transferer's channel held the call (it had placed it): its hangup, which
-        follows, must not release the call the transferee now carries on. The transfer's
-        decision replaces the row; if it never comes, the sweep releases it (channel gone)."""
-        if event.channel_id in self.calls and event.transferee != event.channel_id:
-            known = self.calls.pop(event.channel_id)
-            metrics.CALLS_IN_PROGRESS.labels(known.direction).dec()
-            self.cutoffs.disarm(event.channel_id)
-
-    def _joined(self, event: CallsJoined) -> None:
-        """An attended transfer, done by Asterisk inside its bridges: the transferer's channels'
-        hangups, which follow in the journal, must not release the calls; their rows become
-        one call, keyed by the transferee's channel."""
-        keys = [
-            k for k in dict.fromkeys((event.linkedid, event.channel_id, event.transferee,
-                                      event.channel2, event.target))
-            if k in self.calls
-        ]  # fmt: skip
-        if not keys:
-            return  # not calls of this node
-        for key in keys:
-            known = self.calls.pop(key)
-            metrics.CALLS_IN_PROGRESS.labels(known.direction).dec()
-            self.cutoffs.disarm(key)
-        self._spawn(self._join(event))
-
-    async def _join(self, event: CallsJoined) -> None:
-        try:
-            joined = await self._within_deadline(
-                self.transfers.join(
-                    transferer=(event.channel_id, event.linkedid), transferer2=event.channel2,
-                    transferee=event.transferee, target=event.target, now=now(),
-                )
-            )  # fmt: skip
-        except Exception as exc:
-            log.error("attended transfer by %s: not recorded (%r)", event.channel_id, exc)
-            joined = None
-        if joined is None:
-            # Joined calls nobody counts must not go on: fail closed.
-            log.error("attended transfer by %s: calls not found; hanging the result up",
-                      event.channel_id)  # fmt: skip
-            metrics.CALLS_REFUSED.labels("error").inc()
-            await self._hangup_quietly(event.transferee, "congestion")
-            return
-        key = joined.channel_id
-        async with self._locks[key]:
-            self.calls[key] = CallRef(
-                joined.call_id, key, joined.max_duration_s, joined.answered_at,
-                joined.deadline_at, joined.caller_line_id, joined.callee_line_id, None,
-                joined.direction, joined.transfer_of,
-            )  # fmt: skip
-            metrics.CALLS_IN_PROGRESS.labels(joined.direction).inc()
-            if joined.deadline_at is not None:
-                self.cutoffs.arm(key, joined.deadline_at)
-        log.info("attended transfer by %s: calls joined as %s, cut at %s", event.channel_id,
-                 joined.call_id, joined.deadline_at)  # fmt: skip
-
     async def _hangup_quietly(self, channel_id: str, reason: str) -> None:
         with contextlib.suppress(AsteriskError):
             await self.ari.hangup(channel_id, reason)
@@ -512,242 +376,3 @@ class CallControl(FeatureControl):  # FeatureControl: issue 15's line features
             return await self.ari.channel_exists(channel_id)
         except AsteriskError:
             return True  # cannot tell: cut it anyway (a hangup of a gone channel is harmless)
-
-    # --- agreement with Asterisk --------------------------------------------------------------
-    async def sync_with_asterisk(self) -> None:
-        """Take up every call of this node recorded in the database; release those Asterisk no
-        longer has; arm the cutoff of those answered while nobody was watching."""
-        # The rows before the channels: a call admitted in between is in neither, rather than
-        # in the rows only (and released as gone). A call that ends in between is remembered in
-        # _ended_during_sweep and not taken back from the stale rows.
-        ended: set[str] = set()
-        self._ended_during_sweep = ended
-        try:
-            rows = await self.registry.calls_on_node()
-            channels = {c["id"]: c for c in await self.ari_http.list_channels()}
-        except AsteriskError as exc:
-            log.warning("cannot list Asterisk's channels (%s); calls kept as they are", exc)
-            return
-        finally:
-            self._ended_during_sweep = None
-        for ref in rows:
-            if ref.channel_id in ended:
-                continue
-            channel = channels.get(ref.channel_id)
-            if channel is None:
-                # Ended while we were not looking (daemon down, or Asterisk restarted): it stops
-                # counting now. Its true end time is not known here.
-                log.info("call %s: no longer in Asterisk; released", ref.channel_id)
-                await self.end_call(ref.channel_id)
-                continue
-            async with self._locks[ref.channel_id]:
-                if ref.channel_id in ended:  # ended while we took the lock
-                    continue
-                self.calls.setdefault(ref.channel_id, ref)
-            # A transferred call's channel was answered before the transfer: its answer (of
-            # the target) comes from the journal, not from a stamp of the call it continues.
-            if ref.answered_at is None and ref.transfer_of is None and channel.get("state") == "Up":
-                stamp = await self.ari.get_variable(ref.channel_id, ANSWERED_VAR)
-                at = datetime.fromtimestamp(float(stamp), UTC) if stamp else now()
-                by = None
-                if ref.ring_group_id is not None:
-                    by = await self.ari.get_variable(ref.channel_id, ANSWERED_BY_VAR) or None
-                async with self._locks[ref.channel_id]:
-                    await self._answered(ref.channel_id, at, by)
-            elif ref.deadline_at is not None and not self.cutoffs.armed(ref.channel_id):
-                self.calls[ref.channel_id] = ref
-                self.cutoffs.arm(ref.channel_id, ref.deadline_at)
-        self._publish_calls_in_progress()
-
-    def _publish_calls_in_progress(self) -> None:
-        """The gauge from the table itself (calls taken up after a restart included)."""
-        counts = Counter(ref.direction for ref in self.calls.values())
-        for direction in ("outbound", "inbound", "on-net"):
-            metrics.CALLS_IN_PROGRESS.labels(direction).set(counts.get(direction, 0))
-
-    async def sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.call_sweep_interval_s)
-            if self.connected.is_set():
-                try:
-                    await self.sync_with_asterisk()
-                except Exception:
-                    log.exception("sweep failed; retrying")
-
-    # --- events -------------------------------------------------------------------------------
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def on_ari_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "CentrexConnected":
-            self.connected.set()
-            metrics.ASTERISK_CONNECTED.labels("ari").set(1)
-            metrics.ASTERISK_RECONNECTS.labels("ari").inc()
-            self._spawn(self._filter_events())
-            self._spawn(self.sync_with_asterisk())
-            self._spawn(self.resume_waiting_calls())
-        elif kind == "StasisStart":
-            # Each call is decided in its own task: a slow lookup never delays other calls.
-            self._spawn(self._start(event["channel"], event.get("args", [])))
-
-    def _start(self, channel: dict[str, Any], args: list[str]) -> Any:
-        if args and args[0] == TRANSFER_ARG:
-            return self.handle_transfer(channel, args[1] if len(args) > 1 else "")
-        if args and args[0] == HUNT_ARG:
-            return self.handle_hunt_next(channel, args[1] if len(args) > 1 else "")
-        if args and args[0] == FORWARD_ARG:
-            status, path = [*args[1:], "", ""][:2]
-            return self.handle_forward(channel, status, path)
-        return self.handle_call(channel)
-
-    def on_cel_line(self, line: str) -> None:
-        try:
-            event = call_event_of(parse_line(line))
-        except (ValueError, StopIteration):
-            log.warning("unreadable CEL line skipped: %r", line[:200])
-            return
-        if isinstance(event, CallTransferred):
-            self._handed_over(event)
-            return
-        if isinstance(event, CallsJoined):
-            self._joined(event)
-            return
-        if isinstance(event, CallAnswered) and event.channel_id in self._transferred:
-            event = replace(event, channel_id=self._transferred[event.channel_id])
-        if event is None or event.channel_id not in self.calls:
-            return
-        if isinstance(event, CallAnswered):
-            self._spawn(self.on_answered(event))
-        elif isinstance(event, CallEnded):
-            self._spawn(self.end_call(event.channel_id, ended_at=event.at))
-
-    async def follow_calls(self) -> None:
-        """Read the CEL journal as Asterisk writes it, every ``call_events_poll_s``, from where
-        :meth:`run` opened it."""
-        self.following = True
-        try:
-            while True:
-                try:
-                    for line in self.cel.read_lines():
-                        self.on_cel_line(line)
-                except OSError as exc:
-                    log.warning("CEL journal unreadable (%s); retrying", exc)
-                except Exception:  # one bad record must not stop the following of every call
-                    log.exception("CEL journal: a record could not be handled; reading on")
-                await asyncio.sleep(self.settings.call_events_poll_s)
-        finally:
-            self.following = False
-            self.cel.close()
-
-    async def _filter_events(self) -> None:
-        """Only StasisStart is of use here: without a filter every channel in the app also
-        sends ChannelVarset (our own set_variable), ChannelDialplan, StasisEnd ... each one
-        a JSON frame Asterisk writes and this loop parses for nothing."""
-        try:
-            await self.ari.filter_events(self.settings.stasis_app, APP_EVENTS)
-        except AsteriskError as exc:
-            log.warning("ARI event filter not set (%s); every event comes through", exc)
-
-    async def resume_waiting_calls(self) -> None:
-        """Calls that entered Stasis while we were disconnected are still waiting: decide them."""
-        try:
-            channels = await self.ari_http.list_channels()
-        except AsteriskError as exc:
-            log.warning("could not list channels after connecting: %s", exc)
-            return
-        for channel in channels:
-            dialplan = channel.get("dialplan", {})
-            app, *args = dialplan.get("app_data", "").split(",")
-            if (
-                dialplan.get("app_name") == "Stasis"
-                and app == self.settings.stasis_app
-                and channel.get("state") == "Ring"
-            ):
-                log.info("call %s: was waiting for a decision; deciding now", channel["id"])
-                self._spawn(self._start(channel, args))
-
-    async def run(self, websocket: AriWebSocket) -> None:
-        # Before the first sweep: whatever happens after it is read from the journal.
-        self.cel.start_at_end()
-        self._spawn(self.follow_calls())
-        self._spawn(self.sweep_forever())
-        backoff = 0.5
-
-        def on_event(event: dict[str, Any]) -> None:
-            nonlocal backoff
-            backoff = 0.5
-            self.on_ari_event(event)
-
-        while True:
-            try:
-                await websocket.run(on_event)
-                log.warning("ARI events connection closed by Asterisk; reconnecting")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self.connected.is_set():
-                    log.warning("ARI events connection lost (%s); reconnecting", exc)
-                else:
-                    log.debug("ARI not reachable yet (%s); retrying in %.1fs", exc, backoff)
-            self.connected.clear()
-            metrics.ASTERISK_CONNECTED.labels("ari").set(0)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, RECONNECT_MAX_S)
-
-
-async def run_daemon(settings: Settings) -> None:
-    # The call path has its own asyncpg pool in the registry (a fixed set of connections: a
-    # burst of calls waits its turn for one rather than forking a backend per call); this engine
-    # only records the rare cutoff.
-    engine = make_engine(
-        settings.database_url_required,
-        pool_size=2,
-        max_overflow=2,
-        # A broken connection is dropped by the pool on its first error rather than pinged
-        # before every use.
-        pool_pre_ping=False,
-        pool_timeout=settings.call_path_db_timeout_s,
-        connect_args={
-            "timeout": settings.call_path_db_timeout_s,
-            "command_timeout": settings.call_path_db_timeout_s,
-        },
-    )
-    registry = CallRegistry(
-        engine, settings.node_name, settings.max_call_duration_s, pool_size=20, settings=settings
-    )
-    websocket = AriWebSocket(settings)
-    ari = AriClient(websocket)  # per-call requests ride the events websocket
-    ari_http = AriClient.from_settings(settings, "control")
-    control = CallControl(settings, registry, ari, FileTail(journal_path(settings)), ari_http)
-    # CDRs are another process's business (`centrex cdr`, centrex/cdr/): a slow CDR batch or a
-    # crash of the shipper never delays or stops a call decision.
-
-    async def database_reachable() -> bool:
-        async with engine.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
-        return True
-
-    async def ari_connected() -> bool:
-        return control.connected.is_set()
-
-    async def following_calls() -> bool:
-        # cel_custom writes into this directory (and does not create it): without it, answers
-        # and hang-ups would only be seen by the sweep.
-        return control.following and control.cel.path.parent.is_dir()
-
-    checks = {"ari": ari_connected, "cel": following_calls, "database": database_reachable}
-    try:
-        async with health_served(
-            "centrex call control", DAEMON_REGISTRY, checks,
-            host=settings.control_http_host, port=settings.control_http_port,
-        ):  # fmt: skip
-            await control.run(websocket)
-    finally:
-        control.cutoffs.cancel_all()
-        await ari.aclose()
-        await ari_http.aclose()
-        await registry.aclose()
-        await engine.dispose()
