@@ -199,6 +199,8 @@ DEEPER_RULES: dict[tuple[str, str], tuple[frozenset[int], str]] = {
         "rate; more than is left to dispute"),
     ("POST", "/v1/billing/disputes/{dispute_id}/resolution"): (
         frozenset({400}), "resolved_on before the dispute was received"),
+    ("POST", "/v1/billing/service-credits"): (
+        frozenset({400, 422}), "customer_id names no customer; granted_on in the future"),
     # Contracts (docs/contracts.md).
     ("POST", "/v1/contracts"): (
         frozenset({400, 422}), "customer_id names no customer; accepted_at in the future"),

@@ -201,7 +201,7 @@ class InvoiceLineRow(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     invoice_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_invoices.id"))
     position: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(24))
     label: Mapped[str] = mapped_column(String(300))
     quantity: Mapped[Decimal] = mapped_column(Numeric(14, 4))
     unit_cents: Mapped[int] = mapped_column(Integer)
@@ -214,6 +214,8 @@ class InvoiceLineRow(Base):
         ForeignKey("billing_invoices.id")
     )
     interest_until: Mapped[date | None] = mapped_column(Date)
+    # A device's provision or rent (docs/billing.md, "Equipment").
+    equipment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("equipment.id"))
 
 
 class InvoiceDocument(Base):
@@ -370,3 +372,44 @@ class InvoiceEmail(Base):
 
 
 AUDITED[InvoiceEmail] = Audited("billing_invoice_email")
+
+
+class ServiceCredit(Base):
+    """A service-level credit the operator owes the customer (art. 11.2, 18.1), HT at its VAT
+    rate: deducted from the customer's next invoices until used up (``CreditUse``).
+    Append-only."""
+
+    __tablename__ = "billing_service_credits"
+    __table_args__ = (CheckConstraint("amount_cents > 0", name="ck_billing_credits_amount"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    vat_rate: Mapped[Decimal] = mapped_column(VAT)
+    granted_on: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(Text)
+    # The recorded interruption it compensates, if any (no foreign key: interruptions are
+    # recorded by the contracts domain, docs/contracts.md).
+    interruption_id: Mapped[uuid.UUID | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CreditUse(Base):
+    """The part of a credit one invoice deducted, on which of its lines. Append-only."""
+
+    __tablename__ = "billing_credit_uses"
+    __table_args__ = (CheckConstraint("amount_cents > 0", name="ck_billing_credit_uses_amount"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    credit_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_service_credits.id"),
+                                                 index=True)  # fmt: skip
+    invoice_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_invoices.id"))
+    invoice_line_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("billing_invoice_lines.id"), unique=True
+    )
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+AUDITED[ServiceCredit] = Audited("billing_service_credit")
+AUDITED[CreditUse] = Audited("billing_credit_use")

@@ -317,3 +317,33 @@ class ReferenceRateOut(BaseModel):
     kind: str
     effective_from: date
     rate: Decimal
+
+
+class ServiceCreditIn(StrictInput):
+    customer_id: uuid.UUID
+    amount_ht_cents: IntRange(1, 2_000_000_000)  # type: ignore[valid-type]
+    vat_rate: Vat = Decimal(20)
+    granted_on: Day | None = Field(default=None, description="Default: today (Paris).")
+    reason: Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
+    interruption_id: uuid.UUID | None = Field(
+        default=None, description="The recorded interruption it compensates, if any."
+    )
+
+
+class CreditUseOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    invoice_id: uuid.UUID
+    invoice_line_id: uuid.UUID
+    amount_cents: int
+
+
+class ServiceCreditOut(BaseModel):
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    amount_ht_cents: int
+    vat_rate: Decimal
+    granted_on: date
+    reason: str
+    interruption_id: uuid.UUID | None
+    left_cents: int
+    uses: list[CreditUseOut]

@@ -1,0 +1,94 @@
+"""invoice items: contract charges carried by an invoice line, equipment on invoice lines,
+service-level credits and their uses (issue 17, the invoice side of issue 18)
+
+Revision ID: 0025_invoice_items
+Revises: 0024_voicemail
+Create Date: 2026-12-03
+
+Credits and their uses are append-only like the invoices (``centrex_append_only()``, 0012):
+what is left of a credit is its amount less its uses, never an edited column.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0025_invoice_items"
+down_revision: str | Sequence[str] | None = "0024_voicemail"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+APPEND_ONLY = ("billing_service_credits", "billing_credit_uses")
+
+
+def upgrade() -> None:
+    # A line's kind names its source: contract charge kinds are up to 24 characters.
+    op.alter_column("billing_invoice_lines", "kind", type_=sa.String(24),
+                    existing_type=sa.String(16), existing_nullable=False)  # fmt: skip
+    op.add_column(
+        "contract_charges",
+        sa.Column(
+            "invoice_line_id", sa.Uuid(), sa.ForeignKey("billing_invoice_lines.id"), unique=True
+        ),
+    )
+    op.add_column(
+        "billing_invoice_lines",
+        sa.Column("equipment_id", sa.Uuid(), sa.ForeignKey("equipment.id")),
+    )
+    op.create_table(
+        "billing_service_credits",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("customer_id", sa.Uuid(), sa.ForeignKey("customers.id"), nullable=False),
+        sa.Column("amount_cents", sa.Integer(), nullable=False),
+        sa.Column("vat_rate", sa.Numeric(5, 2), nullable=False),
+        sa.Column("granted_on", sa.Date(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("interruption_id", sa.Uuid()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),  # fmt: skip
+        sa.CheckConstraint("amount_cents > 0", name="ck_billing_credits_amount"),
+    )
+    op.create_index(
+        "ix_billing_service_credits_customer_id", "billing_service_credits", ["customer_id"]
+    )
+    op.create_table(
+        "billing_credit_uses",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column(
+            "credit_id", sa.Uuid(), sa.ForeignKey("billing_service_credits.id"), nullable=False
+        ),  # fmt: skip
+        sa.Column("invoice_id", sa.Uuid(), sa.ForeignKey("billing_invoices.id"), nullable=False),
+        sa.Column(
+            "invoice_line_id",
+            sa.Uuid(),
+            sa.ForeignKey("billing_invoice_lines.id"),
+            nullable=False,
+            unique=True,
+        ),  # fmt: skip
+        sa.Column("amount_cents", sa.Integer(), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),  # fmt: skip
+        sa.CheckConstraint("amount_cents > 0", name="ck_billing_credit_uses_amount"),
+    )
+    op.create_index("ix_billing_credit_uses_credit_id", "billing_credit_uses", ["credit_id"])
+    for table in APPEND_ONLY:
+        op.execute(
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION centrex_append_only()"
+        )
+        op.execute(
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION centrex_append_only()"
+        )
+
+
+def downgrade() -> None:
+    op.drop_table("billing_credit_uses")
+    op.drop_table("billing_service_credits")
+    op.drop_column("billing_invoice_lines", "equipment_id")
+    op.alter_column("billing_invoice_lines", "kind", type_=sa.String(16),
+                    existing_type=sa.String(24), existing_nullable=False)  # fmt: skip
+    op.drop_column("contract_charges", "invoice_line_id")
