@@ -201,6 +201,9 @@ DEEPER_RULES: dict[tuple[str, str], tuple[frozenset[int], str]] = {
         frozenset({400}), "resolved_on before the dispute was received"),
     ("POST", "/v1/billing/service-credits"): (
         frozenset({400, 422}), "customer_id names no customer; granted_on in the future"),
+    ("POST", "/v1/billing/reratings"): (
+        frozenset({400, 422}), "customer_id names no customer; to_month before from_month or a "
+        "month to come"),
     # Contracts (docs/contracts.md).
     ("POST", "/v1/contracts"): (
         frozenset({400, 422}), "customer_id names no customer; accepted_at in the future"),

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.audit.recorder import record
-from centrex.billing import items
+from centrex.billing import items, rerating
 from centrex.billing.document import InvoiceDoc, Party, render
 from centrex.billing.mail import email_pending
 from centrex.billing.models import (
@@ -207,6 +207,7 @@ async def invoice_lines(
                                     .where(Subscription.customer_id == customer_id)
                                     .order_by(Subscription.starts_on.desc()).limit(1))  # fmt: skip
         out = await items.charges_due(session, customer_id)
+        out += await rerating.adjustments_due(session, customer_id)
         return out + await items.credits_due(session, customer_id, out), last or "sepa"
     billed_rows = await session.execute(
         select(InvoiceLineRow.kind, InvoiceLineRow.service_month)
@@ -245,6 +246,7 @@ async def invoice_lines(
     out += await items.equipment_due(session, customer_id, [period, next_month(period)], until)
     out += await _late_lines(session, customer_id, issued_on)
     out += await items.charges_due(session, customer_id)
+    out += await rerating.adjustments_due(session, customer_id)
     method = subs[-1].payment_method
     if sum(x.amount_cents for x in out) > 0 and (extra := surcharge_line(method)):
         out.append(extra)

@@ -12,7 +12,13 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from centrex.billing.models import CreditUse, Invoice, InvoiceLineRow, ServiceCredit
+from centrex.billing.models import (
+    CreditUse,
+    Invoice,
+    InvoiceLineRow,
+    RerateAdjustment,
+    ServiceCredit,
+)
 from centrex.billing.rules.invoice import InvoiceLine
 from centrex.billing.rules.items import (
     Charge,
@@ -107,8 +113,8 @@ def line_row(position: int, line: InvoiceLine) -> InvoiceLineRow:
 async def link_sources(
     session: AsyncSession, invoice: Invoice, lines: Sequence[InvoiceLine]
 ) -> None:
-    """In the invoice's transaction: each charge points to the line that carried it, each
-    credit deduction is recorded as a use of that credit."""
+    """In the invoice's transaction: each charge and re-rating adjustment points to the line
+    that carried it, each credit deduction is recorded as a use of that credit."""
     for line, row in zip(lines, invoice.lines, strict=True):
         if line.source is None or line.kind in EQUIPMENT_KINDS:
             continue
@@ -120,6 +126,12 @@ async def link_sources(
                 amount_cents=-line.amount_cents,
             )
             session.add(use)
+            continue
+        if line.kind == "rerating":
+            adjustment = await session.get(RerateAdjustment, uuid.UUID(line.source))
+            if adjustment is None or adjustment.invoice_line_id is not None:
+                raise RuntimeError(f"re-rating adjustment {line.source} is already carried")
+            adjustment.invoice_id, adjustment.invoice_line_id = invoice.id, row.id
             continue
         charge = await session.get(ContractCharge, uuid.UUID(line.source))
         if charge is None or charge.invoice_line_id is not None:  # locked above: never expected

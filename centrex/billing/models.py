@@ -60,6 +60,8 @@ class Plan(Base):
     bundle_pooled: Mapped[bool] = mapped_column(Boolean)  # shared by the customer's lines
     # Art. 11.2: out-of-bundle usage HT of the month past this: an interim invoice (None: never).
     interim_threshold_cents: Mapped[int | None] = mapped_column(Integer)
+    # A tariff correction (docs/billing.md, "Re-rating"): why it may start in the past.
+    correction_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     tariff_lines: Mapped[list[TariffLineRow]] = relationship(
@@ -413,3 +415,68 @@ class CreditUse(Base):
 
 AUDITED[ServiceCredit] = Audited("billing_service_credit")
 AUDITED[CreditUse] = Audited("billing_credit_use")
+
+
+class Rerating(Base):
+    """An operator's request to rate a period's calls again after a tariff correction: which
+    months, which customer (None: all), why. Append-only."""
+
+    __tablename__ = "billing_reratings"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    from_period: Mapped[date] = mapped_column(Date)
+    to_period: Mapped[date] = mapped_column(Date)
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("customers.id"))
+    reason: Mapped[str] = mapped_column(Text)
+    requested_on: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ReratedCall(Base):
+    """A call whose rating a re-rating changed: what it was (the rated call, or the last
+    re-rating of it) and what it is now. The rated call itself is never edited. Append-only."""
+
+    __tablename__ = "billing_rerated_calls"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    rerating_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_reratings.id"), index=True)
+    rated_call_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_rated_calls.id"))
+    cdr_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column()
+    period: Mapped[date] = mapped_column(Date)
+    plan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_plans.id"))
+    prefix: Mapped[str] = mapped_column(String(15))
+    bundle_s: Mapped[int] = mapped_column(Integer)
+    charged_s: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Integer)  # HT, now
+    vat_rate: Mapped[Decimal] = mapped_column(VAT)
+    previous_cents: Mapped[int] = mapped_column(Integer)
+    previous_vat_rate: Mapped[Decimal] = mapped_column(VAT)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
+
+
+class RerateAdjustment(Base):
+    """What a re-rating changed for one customer, month and VAT rate (HT): carried once by an
+    invoice line (a difference to pay) or a credit note's line (a difference to refund)."""
+
+    __tablename__ = "billing_rerating_adjustments"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    rerating_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_reratings.id"), index=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), index=True)
+    period: Mapped[date] = mapped_column(Date)
+    vat_rate: Mapped[Decimal] = mapped_column(VAT)
+    calls: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    invoice_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("billing_invoices.id"))
+    invoice_line_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("billing_invoice_lines.id"), unique=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+AUDITED[Rerating] = Audited("billing_rerating")
+AUDITED[ReratedCall] = Audited("billing_rerated_call")
+AUDITED[RerateAdjustment] = Audited("billing_rerating_adjustment")

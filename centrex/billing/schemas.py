@@ -84,6 +84,12 @@ class PlanIn(StrictInput):
         "issued (art. 11.2); none: never.",
     )  # fmt: skip
     tariff: Annotated[list[TariffLineIn], Field(min_length=1, max_length=5000)]
+    correction_reason: (
+        Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")] | None
+    ) = Field(
+        None, description="A tariff correction: the version may start in the past (after the "
+        "current one's start); its calls are rated again only by an explicit re-rating.",
+    )  # fmt: skip
 
 
 class TariffLineOut(BaseModel):
@@ -113,6 +119,7 @@ class PlanOut(BaseModel):
     bundle_s: int
     bundle_pooled: bool
     interim_threshold_cents: int | None
+    correction_reason: str | None = None
     created_at: datetime
     tariff_lines: list[TariffLineOut]
 
@@ -347,3 +354,46 @@ class ServiceCreditOut(BaseModel):
     interruption_id: uuid.UUID | None
     left_cents: int
     uses: list[CreditUseOut]
+
+
+class ReratingIn(StrictInput):
+    from_month: Annotated[str, Field(pattern=MONTH, description="YYYY-MM, the first month.")]
+    to_month: (
+        Annotated[str, Field(pattern=MONTH, description="YYYY-MM; default: from_month.")] | None
+    ) = None
+    customer_id: uuid.UUID | None = Field(None, description="Default: every customer.")
+    reason: Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
+
+
+class AdjustmentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    period: date
+    vat_rate: Decimal
+    calls: int
+    amount_cents: int
+    invoice_id: uuid.UUID | None
+    invoice_line_id: uuid.UUID | None
+
+
+class ReratedCallOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    cdr_id: uuid.UUID
+    rated_call_id: uuid.UUID
+    prefix: str
+    previous_cents: int
+    amount_cents: int
+    vat_rate: Decimal
+
+
+class ReratingOut(BaseModel):
+    id: uuid.UUID
+    from_period: date
+    to_period: date
+    customer_id: uuid.UUID | None
+    reason: str
+    requested_on: date
+    calls: list[ReratedCallOut]
+    adjustments: list[AdjustmentOut]
+    credit_notes: list[str] = Field(description="References of the credit notes it issued.")

@@ -19,7 +19,17 @@ down_revision: str | Sequence[str] | None = "0024_voicemail"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-APPEND_ONLY = ("billing_service_credits", "billing_credit_uses")
+APPEND_ONLY = (
+    "billing_service_credits",
+    "billing_credit_uses",
+    "billing_reratings",
+    "billing_rerated_calls",
+)
+
+
+def _at(name: str, default: str = "now()") -> sa.Column:
+    return sa.Column(name, sa.DateTime(timezone=True), server_default=sa.text(default),
+                     nullable=False)  # fmt: skip
 
 
 def upgrade() -> None:
@@ -74,6 +84,67 @@ def upgrade() -> None:
         sa.CheckConstraint("amount_cents > 0", name="ck_billing_credit_uses_amount"),
     )
     op.create_index("ix_billing_credit_uses_credit_id", "billing_credit_uses", ["credit_id"])
+    # Re-rating after a tariff correction (docs/billing.md, "Re-rating").
+    op.add_column("billing_plans", sa.Column("correction_reason", sa.Text()))
+    op.create_table(
+        "billing_reratings",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("from_period", sa.Date(), nullable=False),
+        sa.Column("to_period", sa.Date(), nullable=False),
+        sa.Column("customer_id", sa.Uuid(), sa.ForeignKey("customers.id")),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("requested_on", sa.Date(), nullable=False),
+        _at("created_at"),
+    )
+    op.create_table(
+        "billing_rerated_calls",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column(
+            "rerating_id",
+            sa.Uuid(),
+            sa.ForeignKey("billing_reratings.id"),
+            nullable=False,
+            index=True,
+        ),  # fmt: skip
+        sa.Column(
+            "rated_call_id", sa.Uuid(), sa.ForeignKey("billing_rated_calls.id"), nullable=False
+        ),  # fmt: skip
+        sa.Column("cdr_id", sa.Uuid(), nullable=False, index=True),
+        sa.Column("customer_id", sa.Uuid(), nullable=False),
+        sa.Column("period", sa.Date(), nullable=False),
+        sa.Column("plan_id", sa.Uuid(), sa.ForeignKey("billing_plans.id"), nullable=False),
+        sa.Column("prefix", sa.String(15), nullable=False),
+        sa.Column("bundle_s", sa.Integer(), nullable=False),
+        sa.Column("charged_s", sa.Integer(), nullable=False),
+        sa.Column("amount_cents", sa.Integer(), nullable=False),
+        sa.Column("vat_rate", sa.Numeric(5, 2), nullable=False),
+        sa.Column("previous_cents", sa.Integer(), nullable=False),
+        sa.Column("previous_vat_rate", sa.Numeric(5, 2), nullable=False),
+        _at("created_at", "clock_timestamp()"),
+    )
+    op.create_table(
+        "billing_rerating_adjustments",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column(
+            "rerating_id",
+            sa.Uuid(),
+            sa.ForeignKey("billing_reratings.id"),
+            nullable=False,
+            index=True,
+        ),  # fmt: skip
+        sa.Column(
+            "customer_id", sa.Uuid(), sa.ForeignKey("customers.id"), nullable=False, index=True
+        ),  # fmt: skip
+        sa.Column("period", sa.Date(), nullable=False),
+        sa.Column("vat_rate", sa.Numeric(5, 2), nullable=False),
+        sa.Column("calls", sa.Integer(), nullable=False),
+        sa.Column("amount_cents", sa.Integer(), nullable=False),
+        sa.Column("invoice_id", sa.Uuid(), sa.ForeignKey("billing_invoices.id")),
+        sa.Column(
+            "invoice_line_id", sa.Uuid(), sa.ForeignKey("billing_invoice_lines.id"), unique=True
+        ),  # fmt: skip
+        _at("created_at"),
+    )
     for table in APPEND_ONLY:
         op.execute(
             f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
@@ -86,6 +157,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for table in ("billing_rerating_adjustments", "billing_rerated_calls", "billing_reratings"):
+        op.drop_table(table)
+    op.drop_column("billing_plans", "correction_reason")
     op.drop_table("billing_credit_uses")
     op.drop_table("billing_service_credits")
     op.drop_column("billing_invoice_lines", "equipment_id")
