@@ -20,7 +20,14 @@ from sqlalchemy import select
 
 from centrex.billing import service
 from centrex.billing.invoicing import run_month
-from centrex.billing.models import CreditUse, Invoice, Payment, ServiceCredit
+from centrex.billing.models import (
+    CatalogueItem,
+    CreditUse,
+    Invoice,
+    ItemSubscription,
+    Payment,
+    ServiceCredit,
+)
 from centrex.billing.schemas import PlanIn, SubscriptionIn
 from centrex.config import Settings
 from centrex.contracts import equipment
@@ -199,6 +206,73 @@ async def test_equipment_credits_and_contract_charges_on_the_invoices(tmp_path):
             # Credits and their uses are append-only.
             with pytest.raises(asyncpg.PostgresError):
                 await conn.execute("UPDATE billing_credit_uses SET amount_cents = 1")
+        finally:
+            await conn.close()
+            await engine.dispose()
+
+
+async def test_catalogue_items_monthly_prorated_versioned_and_one_off_once(tmp_path):
+    """Alias numbers (a monthly item, a new price from March), an optional service (a
+    studio-recorded message, for half of February) and a one-off provision."""
+    async with scratch_database(tmp_path, prefix="centrex_catalogue") as db:
+        conn = await asyncpg.connect(asyncpg_dsn(db.url))
+        customer = uuid.uuid4()
+        await conn.execute("INSERT INTO customers (id, name) VALUES ($1, 'Options')", customer)
+        engine = make_engine(db.url)
+        sessions = make_sessionmaker(engine)
+        try:
+            async with sessions() as session:
+                await service.create_plan_version(session, PLAN, today=date(2026, 1, 1))
+                await service.subscribe(session, SubscriptionIn(
+                    customer_id=customer, plan_code="items", starts_on=date(2026, 1, 1),
+                ))  # fmt: skip
+                for code, version, category, billing, since, fee in (
+                    ("alias", 1, "alias_number", "monthly", date(2026, 1, 1), 200),
+                    ("alias", 2, "alias_number", "monthly", date(2026, 3, 1), 300),
+                    ("studio", 1, "option", "monthly", date(2026, 1, 1), 1250),
+                    ("setup", 1, "provision", "one_off", date(2026, 1, 1), 5000),
+                ):
+                    session.add(CatalogueItem(
+                        code=code, version=version, name=code.title(), category=category,
+                        billing=billing, effective_from=since, entered_ttc=False, fee_cents=fee,
+                        vat_rate=Decimal(20)))  # fmt: skip
+                for code, quantity, starts, ends in (
+                    ("alias", 2, date(2026, 1, 10), None),
+                    ("studio", 1, date(2026, 2, 1), date(2026, 2, 14)),
+                    ("setup", 1, date(2026, 1, 10), None),
+                ):
+                    session.add(ItemSubscription(customer_id=customer, item_code=code,
+                                                 quantity=quantity, starts_on=starts,
+                                                 ends_on=ends))  # fmt: skip
+                await session.commit()
+
+            async def items_of(number: int) -> list[tuple[str, int]]:
+                rows = await conn.fetch(
+                    "SELECT l.kind, l.amount_cents, l.service_month FROM billing_invoice_lines l"
+                    " JOIN billing_invoices i ON i.id = l.invoice_id WHERE i.number = $1 AND "
+                    "l.kind LIKE 'item%' ORDER BY l.amount_cents", number)  # fmt: skip
+                return [(r[0], r[1]) for r in rows]
+
+            await run_month(sessions, date(2026, 1, 1), date(2026, 2, 1), SETTINGS)
+            # January from the 10th: 22/31 days of 2 x 2.00; February whole; the studio
+            # message 14/28 days of 12.50; the provision once.
+            assert await items_of(1) == sorted([
+                ("item_fee", half_up(Decimal(400) * 22 / 31)), ("item_fee", 400),
+                ("item_fee", half_up(Decimal(1250) * 14 / 28)), ("item_one_off", 5000),
+            ], key=lambda x: x[1])  # fmt: skip
+            async with sessions() as session:
+                (jan,) = list(await session.scalars(select(Invoice)))
+                session.add(Payment(invoice_id=jan.id, customer_id=customer, kind="payment",
+                                    method="sepa", amount_cents=jan.ttc_cents,
+                                    received_on=date(2026, 2, 5)))  # fmt: skip
+                await session.commit()
+            # February's invoice: March's alias fee at the new version; the message ended,
+            # the provision is not billed again.
+            await run_month(sessions, date(2026, 2, 1), date(2026, 3, 1), SETTINGS)
+            assert await items_of(2) == [("item_fee", 600)]
+            refs = await conn.fetchval("SELECT count(DISTINCT item_subscription_id) FROM "
+                                       "billing_invoice_lines WHERE kind LIKE 'item%'")  # fmt: skip
+            assert refs == 3
         finally:
             await conn.close()
             await engine.dispose()

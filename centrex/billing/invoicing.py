@@ -244,6 +244,7 @@ async def invoice_lines(
     out += number_fee_lines(months, numbers)
     until = None if any(s.ends_on is None for s in subs) else max(s.ends_on for s in subs)
     out += await items.equipment_due(session, customer_id, [period, next_month(period)], until)
+    out += await items.catalogue_due(session, customer_id, [period, next_month(period)], until)
     out += await _late_lines(session, customer_id, issued_on)
     out += await items.charges_due(session, customer_id)
     out += await rerating.adjustments_due(session, customer_id)

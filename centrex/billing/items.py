@@ -13,9 +13,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.billing.models import (
+    CatalogueItem,
     CreditUse,
     Invoice,
     InvoiceLineRow,
+    ItemSubscription,
     RerateAdjustment,
     ServiceCredit,
 )
@@ -24,13 +26,18 @@ from centrex.billing.rules.items import (
     Charge,
     Credit,
     Device,
+    ItemTerms,
+    SubscribedItem,
     charge_lines,
     credit_lines,
     equipment_lines,
+    item_lines,
 )
+from centrex.billing.rules.tariff import in_force
 from centrex.contracts.models import ContractCharge, Equipment
 
 EQUIPMENT_KINDS = ("equipment_provision", "equipment_rent")
+ITEM_KINDS = ("item_fee", "item_one_off")
 
 
 def customers_with_charges():
@@ -74,6 +81,41 @@ async def equipment_due(
     return equipment_lines(devices, months, rent, provision, until)
 
 
+async def catalogue_due(
+    session: AsyncSession, customer_id: uuid.UUID, months: Sequence[date], until: date | None
+) -> list[InvoiceLine]:
+    """The customer's catalogue items (alias and special numbers, options, provisions) for
+    ``months`` not invoiced yet."""
+    subs = list(await session.scalars(
+        select(ItemSubscription).where(ItemSubscription.customer_id == customer_id)
+        .order_by(ItemSubscription.starts_on, ItemSubscription.created_at)
+    ))  # fmt: skip
+    if not subs:
+        return []
+    billed = (await session.execute(
+        select(InvoiceLineRow.item_subscription_id, InvoiceLineRow.kind,
+               InvoiceLineRow.service_month)
+        .join(Invoice, Invoice.id == InvoiceLineRow.invoice_id)
+        .where(Invoice.customer_id == customer_id, InvoiceLineRow.kind.in_(ITEM_KINDS))
+    )).all()  # fmt: skip
+    monthly = {(str(i), m) for i, k, m in billed if k == "item_fee"}
+    once = {str(i) for i, k, _ in billed if k == "item_one_off"}
+    versions: dict[str, list] = {}
+    for item in await session.scalars(
+        select(CatalogueItem).where(CatalogueItem.code.in_({s.item_code for s in subs}))
+    ):
+        versions.setdefault(item.code, []).append((item.effective_from, item))
+    items = []
+    for sub in subs:
+        terms = {}
+        for day in {sub.starts_on, *(max(m, sub.starts_on) for m in months)}:
+            if (v := in_force(versions.get(sub.item_code, []), day)) is not None:
+                terms[day] = ItemTerms(v.name, v.billing, v.fee_cents, v.vat_rate)
+        items.append(SubscribedItem(str(sub.id), sub.reference, sub.quantity, sub.starts_on,
+                                    sub.ends_on, terms))  # fmt: skip
+    return item_lines(items, months, monthly, once, until)
+
+
 async def credits_due(
     session: AsyncSession, customer_id: uuid.UUID, lines: Sequence[InvoiceLine]
 ) -> list[InvoiceLine]:
@@ -107,6 +149,7 @@ def line_row(position: int, line: InvoiceLine) -> InvoiceLineRow:
         refers_to_invoice_id=uuid.UUID(line.refers_to) if line.refers_to else None,
         interest_until=line.interest_until, prefix=line.prefix,
         equipment_id=uuid.UUID(line.source) if line.kind in EQUIPMENT_KINDS else None,
+        item_subscription_id=uuid.UUID(line.source) if line.kind in ITEM_KINDS else None,
     )  # fmt: skip
 
 
@@ -116,7 +159,7 @@ async def link_sources(
     """In the invoice's transaction: each charge and re-rating adjustment points to the line
     that carried it, each credit deduction is recorded as a use of that credit."""
     for line, row in zip(lines, invoice.lines, strict=True):
-        if line.source is None or line.kind in EQUIPMENT_KINDS:
+        if line.source is None or line.kind in EQUIPMENT_KINDS + ITEM_KINDS:
             continue
         if line.kind == "service_credit":
             use = CreditUse(

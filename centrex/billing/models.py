@@ -218,6 +218,10 @@ class InvoiceLineRow(Base):
     interest_until: Mapped[date | None] = mapped_column(Date)
     # A device's provision or rent (docs/billing.md, "Equipment").
     equipment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("equipment.id"))
+    # A catalogue item's fee (docs/billing.md, "Catalogue items").
+    item_subscription_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("billing_item_subscriptions.id")
+    )
 
 
 class InvoiceDocument(Base):
@@ -480,3 +484,58 @@ class RerateAdjustment(Base):
 AUDITED[Rerating] = Audited("billing_rerating")
 AUDITED[ReratedCall] = Audited("billing_rerated_call")
 AUDITED[RerateAdjustment] = Audited("billing_rerating_adjustment")
+
+
+class CatalogueItem(Base):
+    """One version of a catalogue item other than a plan (art. 11, issue 17): an alias or
+    special number's monthly fee, an optional service (a studio-recorded message), a one-off
+    provision. In force from ``effective_from`` until the next version of its code; never
+    edited (append-only). Amounts HT; ``entered_ttc`` as for plans."""
+
+    __tablename__ = "billing_catalogue_items"
+    __table_args__ = (
+        UniqueConstraint("code", "version", name="uq_billing_items_code_version"),
+        UniqueConstraint("code", "effective_from", name="uq_billing_items_code_effective"),
+        CheckConstraint("billing IN ('monthly', 'one_off')", name="ck_billing_items_billing"),
+        CheckConstraint(
+            "category IN ('alias_number', 'special_number', 'option', 'provision', 'other')",
+            name="ck_billing_items_category",
+        ),
+        CheckConstraint("fee_cents >= 0", name="ck_billing_items_fee"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    code: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(16))
+    billing: Mapped[str] = mapped_column(String(8))
+    effective_from: Mapped[date] = mapped_column(Date)
+    entered_ttc: Mapped[bool] = mapped_column(Boolean)
+    fee_cents: Mapped[int] = mapped_column(Integer)
+    vat_rate: Mapped[Decimal] = mapped_column(VAT)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ItemSubscription(Base):
+    """A customer's subscription to a catalogue item (by code: the version in force applies),
+    so many of it, from a day until a day; ``reference`` says what for (a number...)."""
+
+    __tablename__ = "billing_item_subscriptions"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="ck_billing_item_subs_quantity"),
+        CheckConstraint("ends_on IS NULL OR ends_on >= starts_on", name="ck_billing_item_subs"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), index=True)
+    item_code: Mapped[str] = mapped_column(String(32))
+    quantity: Mapped[int] = mapped_column(Integer)
+    reference: Mapped[str | None] = mapped_column(String(100))
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+AUDITED[CatalogueItem] = Audited("billing_catalogue_item")
+AUDITED[ItemSubscription] = Audited("billing_item_subscription")

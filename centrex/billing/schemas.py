@@ -397,3 +397,54 @@ class ReratingOut(BaseModel):
     calls: list[ReratedCallOut]
     adjustments: list[AdjustmentOut]
     credit_notes: list[str] = Field(description="References of the credit notes it issued.")
+
+
+class CatalogueItemIn(StrictInput):
+    code: Code
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+    category: Literal["alias_number", "special_number", "option", "provision", "other"]
+    billing: Literal["monthly", "one_off"]
+    effective_from: Day
+    prices_include_vat: Bool = Field(description="True: the fee is TTC; HT is derived.")
+    fee: Euros
+    vat_rate: Vat = Decimal(20)
+
+
+class CatalogueItemOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    code: str
+    version: int
+    name: str
+    category: str
+    billing: str
+    effective_from: date
+    entered_ttc: bool
+    fee_cents: int
+    vat_rate: Decimal
+
+
+class ItemSubscriptionIn(StrictInput):
+    customer_id: uuid.UUID
+    item_code: Code
+    quantity: IntRange(1, 100_000) = 1  # type: ignore[valid-type]
+    reference: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00]*$")] | None = (
+        Field(None, description="What it is for: a number, a message's name.")
+    )
+    starts_on: Day
+    ends_on: Day | None = None
+
+
+class ItemSubscriptionEndIn(StrictInput):
+    ends_on: Day = Field(description="Its last day.")
+
+
+class ItemSubscriptionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    item_code: str
+    quantity: int
+    reference: str | None
+    starts_on: date
+    ends_on: date | None

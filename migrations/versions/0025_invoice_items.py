@@ -24,6 +24,7 @@ APPEND_ONLY = (
     "billing_credit_uses",
     "billing_reratings",
     "billing_rerated_calls",
+    "billing_catalogue_items",
 )
 
 
@@ -145,6 +146,48 @@ def upgrade() -> None:
         ),  # fmt: skip
         _at("created_at"),
     )
+    # Catalogue items other than plans and the customers' subscriptions to them.
+    op.create_table(
+        "billing_catalogue_items",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("code", sa.String(32), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("category", sa.String(16), nullable=False),
+        sa.Column("billing", sa.String(8), nullable=False),
+        sa.Column("effective_from", sa.Date(), nullable=False),
+        sa.Column("entered_ttc", sa.Boolean(), nullable=False),
+        sa.Column("fee_cents", sa.Integer(), nullable=False),
+        sa.Column("vat_rate", sa.Numeric(5, 2), nullable=False),
+        _at("created_at"),
+        sa.UniqueConstraint("code", "version", name="uq_billing_items_code_version"),
+        sa.UniqueConstraint("code", "effective_from", name="uq_billing_items_code_effective"),
+        sa.CheckConstraint("billing IN ('monthly', 'one_off')", name="ck_billing_items_billing"),
+        sa.CheckConstraint(
+            "category IN ('alias_number', 'special_number', 'option', 'provision', 'other')",
+            name="ck_billing_items_category",
+        ),
+        sa.CheckConstraint("fee_cents >= 0", name="ck_billing_items_fee"),
+    )
+    op.create_table(
+        "billing_item_subscriptions",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("customer_id", sa.Uuid(), sa.ForeignKey("customers.id"), nullable=False,
+                  index=True),  # fmt: skip
+        sa.Column("item_code", sa.String(32), nullable=False),
+        sa.Column("quantity", sa.Integer(), nullable=False),
+        sa.Column("reference", sa.String(100)),
+        sa.Column("starts_on", sa.Date(), nullable=False),
+        sa.Column("ends_on", sa.Date()),
+        _at("created_at"),
+        sa.CheckConstraint("quantity > 0", name="ck_billing_item_subs_quantity"),
+        sa.CheckConstraint("ends_on IS NULL OR ends_on >= starts_on", name="ck_billing_item_subs"),
+    )
+    op.add_column(
+        "billing_invoice_lines",
+        sa.Column("item_subscription_id", sa.Uuid(),
+                  sa.ForeignKey("billing_item_subscriptions.id")),  # fmt: skip
+    )
     for table in APPEND_ONLY:
         op.execute(
             f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
@@ -157,6 +200,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("billing_invoice_lines", "item_subscription_id")
+    op.drop_table("billing_item_subscriptions")
+    op.drop_table("billing_catalogue_items")
     for table in ("billing_rerating_adjustments", "billing_rerated_calls", "billing_reratings"):
         op.drop_table(table)
     op.drop_column("billing_plans", "correction_reason")

@@ -133,3 +133,68 @@ def credit_lines(lines: Sequence[InvoiceLine], credits: Sequence[Credit]) -> lis
         out.append(InvoiceLine("service_credit", label, Decimal(1), -take, -take,
                                credit.vat_rate, source=credit.id))  # fmt: skip
     return out
+
+
+@dataclass(frozen=True)
+class ItemTerms:
+    """A catalogue item's version (HT): a monthly fee or a one-off charge."""
+
+    name: str
+    billing: str  # monthly | one_off
+    fee_cents: int
+    vat_rate: Decimal
+
+
+@dataclass(frozen=True)
+class SubscribedItem:
+    """A customer's subscription to a catalogue item, with the version in force on each day
+    that matters (its start, each invoiced month's first day)."""
+
+    id: str
+    reference: str | None  # what it is for: a number, a message's name
+    quantity: int
+    starts_on: date
+    ends_on: date | None
+    terms_on: dict[date, ItemTerms]
+
+
+def item_lines(
+    items: Sequence[SubscribedItem],
+    months: Sequence[date],
+    monthly_billed: set[tuple[str, date]],
+    one_off_billed: set[str],
+    service_until: date | None,
+) -> list[InvoiceLine]:
+    """A one-off item once, at the price in force on its start, on the first invoice that
+    covers its start; a monthly item for each of ``months`` not billed yet for it, at the
+    price in force on the month's first day (or its start), prorated to its days in the month
+    and not past ``service_until``."""
+    out: list[InvoiceLine] = []
+    for item in items:
+        what = f" ({item.reference})" if item.reference else ""
+        start_terms = item.terms_on.get(item.starts_on)
+        if start_terms is not None and start_terms.billing == "one_off":
+            if item.id in one_off_billed or not months or item.starts_on > month_end(months[-1]):
+                continue
+            amount = start_terms.fee_cents * item.quantity
+            out.append(InvoiceLine(
+                "item_one_off", f"{start_terms.name}{what}, {item.starts_on}",
+                Decimal(item.quantity), start_terms.fee_cents, amount, start_terms.vat_rate,
+                source=item.id,
+            ))  # fmt: skip
+            continue
+        ends = [d for d in (item.ends_on, service_until) if d is not None]
+        for month in months:
+            terms = item.terms_on.get(max(month, item.starts_on))
+            if terms is None or terms.billing != "monthly" or (item.id, month) in monthly_billed:
+                continue
+            days = active_days(month, item.starts_on, min(ends) if ends else None)
+            if days == 0:
+                continue
+            amount = prorated_cents(terms.fee_cents * item.quantity, days, month)
+            out.append(InvoiceLine(
+                "item_fee", f"{terms.name}{what} x{item.quantity}, {month:%Y-%m} ({days}/"
+                f"{month_end(month).day} days)", Decimal(item.quantity), terms.fee_cents,
+                amount, terms.vat_rate, month, source=item.id,
+            ))  # fmt: skip
+    return out
