@@ -27,8 +27,9 @@ def _ht(amount: Decimal, vat: Decimal, entered_ttc: bool) -> Decimal:
 
 async def create_plan_version(session: AsyncSession, body: PlanIn, *, today: date) -> Plan:
     """The next version of plan ``body.code``: in force from ``effective_from``, which must come
-    after the current version's and not be in the past (a past correction is a re-rating, not a
-    new price); a plan's first version may be dated back."""
+    after the current version's and not be in the past, unless it is a tariff correction (its
+    reason given: its calls are rated again only by an explicit re-rating, rerating.py); a
+    plan's first version may be dated back."""
     latest = (
         await session.execute(
             select(func.max(Plan.version), func.max(Plan.effective_from)).where(
