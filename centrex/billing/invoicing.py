@@ -454,7 +454,8 @@ async def run_month(
             select(Subscription.customer_id).where(
                 Subscription.starts_on <= month_end(next_month(period)),
                 (Subscription.ends_on.is_(None)) | (Subscription.ends_on >= period),
-            ).union(items.customers_with_charges()).order_by("customer_id")
+            ).union(items.customers_with_charges(), rerating.customers_with_adjustments())
+            .order_by("customer_id")
         ))  # fmt: skip
     workers = asyncio.Semaphore(RUN_WORKERS)
 

@@ -128,6 +128,12 @@ def adjustment_line(adjustment: RerateAdjustment, reason: str) -> InvoiceLine:
                        source=str(adjustment.id))  # fmt: skip
 
 
+def customers_with_adjustments():
+    """Customers with a difference no invoice carried yet: invoiced by the next run even
+    once their subscription has ended."""
+    return select(RerateAdjustment.customer_id).where(RerateAdjustment.invoice_line_id.is_(None))
+
+
 async def adjustments_due(session: AsyncSession, customer_id: uuid.UUID) -> list[InvoiceLine]:
     """The customer's re-rating differences no invoice or credit note carried yet, locked
     until the invoice commits."""
