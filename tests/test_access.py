@@ -47,6 +47,8 @@ CUSTOMER_MAY = {
     ("GET", "/v1/invoices/{invoice_id}.pdf"),
     ("GET", "/v1/customers/{customer_id}/balance"),
     ("GET", "/v1/invoices/{invoice_id}/disputes"),
+    ("GET", "/v1/customers/{customer_id}/service-credits"),
+    ("GET", "/v1/customers/{customer_id}/item-subscriptions"),
     ("GET", "/v1/contracts"),
     ("GET", "/v1/contracts/{contract_id}"),
     ("GET", "/v1/contracts/{contract_id}/charges"),

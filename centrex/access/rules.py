@@ -68,6 +68,10 @@ CUSTOMER_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/v1/invoices/{invoice_id}.pdf"),
         ("GET", "/v1/customers/{customer_id}/balance"),
         ("GET", "/v1/invoices/{invoice_id}/disputes"),
+        # Its service-level credits and the invoice lines that used them (art. 11.2, 18.1).
+        ("GET", "/v1/customers/{customer_id}/service-credits"),
+        # The catalogue items it subscribes to (alias numbers, options…).
+        ("GET", "/v1/customers/{customer_id}/item-subscriptions"),
         # Its contracts (issue 18): terms, charges, what happened to them. Read only: a notice
         # is a registered letter the operator records.
         ("GET", "/v1/contracts"),

@@ -41,7 +41,10 @@ from centrex.asterisk.ari import AriClient
 from centrex.asterisk.errors import AsteriskUnavailable
 from centrex.audit import routes as audit
 from centrex.audit.recorder import AuditedSession
+from centrex.billing import catalogue as billing_catalogue
+from centrex.billing import credit_routes as billing_credits
 from centrex.billing import payment_routes as billing_payments
+from centrex.billing import rerating_routes as billing_reratings
 from centrex.billing import routes as billing
 from centrex.config import Settings
 from centrex.contracts import routes as contracts
@@ -242,6 +245,9 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(portability.router, dependencies=secured)
     app.include_router(billing.router, dependencies=secured)
     app.include_router(billing_payments.router, dependencies=secured)
+    app.include_router(billing_credits.router, dependencies=secured)
+    app.include_router(billing_reratings.router, dependencies=secured)
+    app.include_router(billing_catalogue.router, dependencies=secured)
     app.include_router(contracts.router, dependencies=secured)
     app.include_router(voicemail.router, dependencies=secured)
     document_errors(app)

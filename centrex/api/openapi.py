@@ -99,6 +99,8 @@ CONFLICTS: dict[tuple[str, str], str] = {
     ("POST", "/v1/billing/interim-runs"): "documents are already issued on a later day "
     "(numbering is chronological)",
     ("POST", "/v1/billing/reference-rates"): "a rate of that kind from that day exists",
+    ("POST", "/v1/billing/items"): "the item changed meanwhile, or a version starts that day",
+    ("POST", "/v1/billing/item-subscriptions/{subscription_id}/end"): "it has ended already",
     ("POST", "/v1/billing/disputes/{dispute_id}/resolution"): "the dispute is already resolved, "
     "or a document is issued on a later day",
     # Contracts (docs/contracts.md).
@@ -199,6 +201,17 @@ DEEPER_RULES: dict[tuple[str, str], tuple[frozenset[int], str]] = {
         "rate; more than is left to dispute"),
     ("POST", "/v1/billing/disputes/{dispute_id}/resolution"): (
         frozenset({400}), "resolved_on before the dispute was received"),
+    ("POST", "/v1/billing/service-credits"): (
+        frozenset({400, 422}), "customer_id names no customer; granted_on in the future"),
+    ("POST", "/v1/billing/items"): (frozenset({400}), "a new version starts in the past"),
+    ("POST", "/v1/billing/item-subscriptions"): (
+        frozenset({400, 422}), "customer_id or item_code names nothing; starts_on before the "
+        "item's first price; ends_on before starts_on"),
+    ("POST", "/v1/billing/item-subscriptions/{subscription_id}/end"): (
+        frozenset({400}), "ends_on before the subscription's start"),
+    ("POST", "/v1/billing/reratings"): (
+        frozenset({400, 422}), "customer_id names no customer; to_month before from_month or a "
+        "month to come"),
     # Contracts (docs/contracts.md).
     ("POST", "/v1/contracts"): (
         frozenset({400, 422}), "customer_id names no customer; accepted_at in the future"),

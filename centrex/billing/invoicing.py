@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.audit.recorder import record
+from centrex.billing import items, rerating
 from centrex.billing.document import InvoiceDoc, Party, render
 from centrex.billing.mail import email_pending
 from centrex.billing.models import (
@@ -201,8 +202,13 @@ async def invoice_lines(
             (Subscription.ends_on.is_(None)) | (Subscription.ends_on >= period),
         ).order_by(Subscription.starts_on)
     ))  # fmt: skip
-    if not subs:
-        return [], "sepa"
+    if not subs:  # ended: only the charges the contract made due since (a final refund…)
+        last = await session.scalar(select(Subscription.payment_method)
+                                    .where(Subscription.customer_id == customer_id)
+                                    .order_by(Subscription.starts_on.desc()).limit(1))  # fmt: skip
+        out = await items.charges_due(session, customer_id)
+        out += await rerating.adjustments_due(session, customer_id)
+        return out + await items.credits_due(session, customer_id, out), last or "sepa"
     billed_rows = await session.execute(
         select(InvoiceLineRow.kind, InvoiceLineRow.service_month)
         .join(Invoice, Invoice.id == InvoiceLineRow.invoice_id)
@@ -236,10 +242,16 @@ async def invoice_lines(
         )
     ]  # fmt: skip
     out += number_fee_lines(months, numbers)
+    until = None if any(s.ends_on is None for s in subs) else max(s.ends_on for s in subs)
+    out += await items.equipment_due(session, customer_id, [period, next_month(period)], until)
+    out += await items.catalogue_due(session, customer_id, [period, next_month(period)], until)
     out += await _late_lines(session, customer_id, issued_on)
+    out += await items.charges_due(session, customer_id)
+    out += await rerating.adjustments_due(session, customer_id)
     method = subs[-1].payment_method
-    if out and (extra := surcharge_line(method)):
+    if sum(x.amount_cents for x in out) > 0 and (extra := surcharge_line(method)):
         out.append(extra)
+    out += await items.credits_due(session, customer_id, out)
     return out, method
 
 
@@ -287,21 +299,16 @@ async def invoice_customer(
         return None
     customer = await session.get(Customer, customer_id)
     invoice = Invoice(
-        number=number, reference=f"{prefix}{number:06d}",
+        id=uuid.uuid4(), number=number, reference=f"{prefix}{number:06d}",
         kind="invoice", customer_id=customer_id, buyer_name=customer.name if customer else "?",
         period=period, issued_on=issued_on, due_on=due_date(issued_on), payment_method=method,
         ht_cents=sums.ht_cents, vat_cents=sums.vat_cents, ttc_cents=sums.ttc_cents,
         vat=[{"rate": str(r), "base": b, "vat": v} for r, (b, v) in sums.vat_by_rate.items()],
     )  # fmt: skip
-    invoice.lines = [
-        InvoiceLineRow(position=n, kind=x.kind, label=x.label[:300], quantity=x.quantity,
-                       unit_cents=x.unit_cents, amount_cents=x.amount_cents,
-                       vat_rate=x.vat_rate, service_month=x.service_month,
-                       refers_to_invoice_id=uuid.UUID(x.refers_to) if x.refers_to else None,
-                       interest_until=x.interest_until, prefix=x.prefix)
-        for n, x in enumerate(lines, 1)
-    ]  # fmt: skip
+    invoice.lines = [items.line_row(n, x) for n, x in enumerate(lines, 1)]
     session.add(invoice)
+    await session.flush()  # the lines exist before the charges and credit uses point to them
+    await items.link_sources(session, invoice, lines)
     await session.commit()
     return invoice.reference
 
@@ -444,10 +451,11 @@ async def run_month(
     result = RunResult()
     async with sessionmaker() as session:
         customers = list(await session.scalars(
-            select(Subscription.customer_id).distinct().where(
+            select(Subscription.customer_id).where(
                 Subscription.starts_on <= month_end(next_month(period)),
                 (Subscription.ends_on.is_(None)) | (Subscription.ends_on >= period),
-            ).order_by(Subscription.customer_id)
+            ).union(items.customers_with_charges(), rerating.customers_with_adjustments())
+            .order_by("customer_id")
         ))  # fmt: skip
     workers = asyncio.Semaphore(RUN_WORKERS)
 

@@ -60,6 +60,8 @@ class Plan(Base):
     bundle_pooled: Mapped[bool] = mapped_column(Boolean)  # shared by the customer's lines
     # Art. 11.2: out-of-bundle usage HT of the month past this: an interim invoice (None: never).
     interim_threshold_cents: Mapped[int | None] = mapped_column(Integer)
+    # A tariff correction (docs/billing.md, "Re-rating"): why it may start in the past.
+    correction_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     tariff_lines: Mapped[list[TariffLineRow]] = relationship(
@@ -201,7 +203,7 @@ class InvoiceLineRow(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     invoice_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_invoices.id"))
     position: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(24))
     label: Mapped[str] = mapped_column(String(300))
     quantity: Mapped[Decimal] = mapped_column(Numeric(14, 4))
     unit_cents: Mapped[int] = mapped_column(Integer)
@@ -214,6 +216,12 @@ class InvoiceLineRow(Base):
         ForeignKey("billing_invoices.id")
     )
     interest_until: Mapped[date | None] = mapped_column(Date)
+    # A device's provision or rent (docs/billing.md, "Equipment").
+    equipment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("equipment.id"))
+    # A catalogue item's fee (docs/billing.md, "Catalogue items").
+    item_subscription_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("billing_item_subscriptions.id")
+    )
 
 
 class InvoiceDocument(Base):
@@ -370,3 +378,164 @@ class InvoiceEmail(Base):
 
 
 AUDITED[InvoiceEmail] = Audited("billing_invoice_email")
+
+
+class ServiceCredit(Base):
+    """A service-level credit the operator owes the customer (art. 11.2, 18.1), HT at its VAT
+    rate: deducted from the customer's next invoices until used up (``CreditUse``).
+    Append-only."""
+
+    __tablename__ = "billing_service_credits"
+    __table_args__ = (CheckConstraint("amount_cents > 0", name="ck_billing_credits_amount"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    vat_rate: Mapped[Decimal] = mapped_column(VAT)
+    granted_on: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(Text)
+    # The recorded interruption it compensates, if any (no foreign key: interruptions are
+    # recorded by the contracts domain, docs/contracts.md).
+    interruption_id: Mapped[uuid.UUID | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CreditUse(Base):
+    """The part of a credit one invoice deducted, on which of its lines. Append-only."""
+
+    __tablename__ = "billing_credit_uses"
+    __table_args__ = (CheckConstraint("amount_cents > 0", name="ck_billing_credit_uses_amount"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    credit_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_service_credits.id"),
+                                                 index=True)  # fmt: skip
+    invoice_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_invoices.id"))
+    invoice_line_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("billing_invoice_lines.id"), unique=True
+    )
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+AUDITED[ServiceCredit] = Audited("billing_service_credit")
+AUDITED[CreditUse] = Audited("billing_credit_use")
+
+
+class Rerating(Base):
+    """An operator's request to rate a period's calls again after a tariff correction: which
+    months, which customer (None: all), why. Append-only."""
+
+    __tablename__ = "billing_reratings"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    from_period: Mapped[date] = mapped_column(Date)
+    to_period: Mapped[date] = mapped_column(Date)
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("customers.id"))
+    reason: Mapped[str] = mapped_column(Text)
+    requested_on: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ReratedCall(Base):
+    """A call whose rating a re-rating changed: what it was (the rated call, or the last
+    re-rating of it) and what it is now. The rated call itself is never edited. Append-only."""
+
+    __tablename__ = "billing_rerated_calls"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    rerating_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_reratings.id"), index=True)
+    rated_call_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_rated_calls.id"))
+    cdr_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column()
+    period: Mapped[date] = mapped_column(Date)
+    plan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_plans.id"))
+    prefix: Mapped[str] = mapped_column(String(15))
+    bundle_s: Mapped[int] = mapped_column(Integer)
+    charged_s: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Integer)  # HT, now
+    vat_rate: Mapped[Decimal] = mapped_column(VAT)
+    previous_cents: Mapped[int] = mapped_column(Integer)
+    previous_vat_rate: Mapped[Decimal] = mapped_column(VAT)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
+
+
+class RerateAdjustment(Base):
+    """What a re-rating changed for one customer, month and VAT rate (HT): carried once by an
+    invoice line (a difference to pay) or a credit note's line (a difference to refund)."""
+
+    __tablename__ = "billing_rerating_adjustments"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    rerating_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing_reratings.id"), index=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), index=True)
+    period: Mapped[date] = mapped_column(Date)
+    vat_rate: Mapped[Decimal] = mapped_column(VAT)
+    calls: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    invoice_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("billing_invoices.id"))
+    invoice_line_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("billing_invoice_lines.id"), unique=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+AUDITED[Rerating] = Audited("billing_rerating")
+AUDITED[ReratedCall] = Audited("billing_rerated_call")
+AUDITED[RerateAdjustment] = Audited("billing_rerating_adjustment")
+
+
+class CatalogueItem(Base):
+    """One version of a catalogue item other than a plan (art. 11, issue 17): an alias or
+    special number's monthly fee, an optional service (a studio-recorded message), a one-off
+    provision. In force from ``effective_from`` until the next version of its code; never
+    edited (append-only). Amounts HT; ``entered_ttc`` as for plans."""
+
+    __tablename__ = "billing_catalogue_items"
+    __table_args__ = (
+        UniqueConstraint("code", "version", name="uq_billing_items_code_version"),
+        UniqueConstraint("code", "effective_from", name="uq_billing_items_code_effective"),
+        CheckConstraint("billing IN ('monthly', 'one_off')", name="ck_billing_items_billing"),
+        CheckConstraint(
+            "category IN ('alias_number', 'special_number', 'option', 'provision', 'other')",
+            name="ck_billing_items_category",
+        ),
+        CheckConstraint("fee_cents >= 0", name="ck_billing_items_fee"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    code: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(16))
+    billing: Mapped[str] = mapped_column(String(8))
+    effective_from: Mapped[date] = mapped_column(Date)
+    entered_ttc: Mapped[bool] = mapped_column(Boolean)
+    fee_cents: Mapped[int] = mapped_column(Integer)
+    vat_rate: Mapped[Decimal] = mapped_column(VAT)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ItemSubscription(Base):
+    """A customer's subscription to a catalogue item (by code: the version in force applies),
+    so many of it, from a day until a day; ``reference`` says what for (a number...)."""
+
+    __tablename__ = "billing_item_subscriptions"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="ck_billing_item_subs_quantity"),
+        CheckConstraint("ends_on IS NULL OR ends_on >= starts_on", name="ck_billing_item_subs"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), index=True)
+    item_code: Mapped[str] = mapped_column(String(32))
+    quantity: Mapped[int] = mapped_column(Integer)
+    reference: Mapped[str | None] = mapped_column(String(100))
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+AUDITED[CatalogueItem] = Audited("billing_catalogue_item")
+AUDITED[ItemSubscription] = Audited("billing_item_subscription")

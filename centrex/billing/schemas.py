@@ -84,6 +84,12 @@ class PlanIn(StrictInput):
         "issued (art. 11.2); none: never.",
     )  # fmt: skip
     tariff: Annotated[list[TariffLineIn], Field(min_length=1, max_length=5000)]
+    correction_reason: (
+        Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")] | None
+    ) = Field(
+        None, description="A tariff correction: the version may start in the past (after the "
+        "current one's start); its calls are rated again only by an explicit re-rating.",
+    )  # fmt: skip
 
 
 class TariffLineOut(BaseModel):
@@ -113,6 +119,7 @@ class PlanOut(BaseModel):
     bundle_s: int
     bundle_pooled: bool
     interim_threshold_cents: int | None
+    correction_reason: str | None = None
     created_at: datetime
     tariff_lines: list[TariffLineOut]
 
@@ -317,3 +324,127 @@ class ReferenceRateOut(BaseModel):
     kind: str
     effective_from: date
     rate: Decimal
+
+
+class ServiceCreditIn(StrictInput):
+    customer_id: uuid.UUID
+    amount_ht_cents: IntRange(1, 2_000_000_000)  # type: ignore[valid-type]
+    vat_rate: Vat = Decimal(20)
+    granted_on: Day | None = Field(default=None, description="Default: today (Paris).")
+    reason: Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
+    interruption_id: uuid.UUID | None = Field(
+        default=None, description="The recorded interruption it compensates, if any."
+    )
+
+
+class CreditUseOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    invoice_id: uuid.UUID
+    invoice_line_id: uuid.UUID
+    amount_cents: int
+
+
+class ServiceCreditOut(BaseModel):
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    amount_ht_cents: int
+    vat_rate: Decimal
+    granted_on: date
+    reason: str
+    interruption_id: uuid.UUID | None
+    left_cents: int
+    uses: list[CreditUseOut]
+
+
+class ReratingIn(StrictInput):
+    from_month: Annotated[str, Field(pattern=MONTH, description="YYYY-MM, the first month.")]
+    to_month: (
+        Annotated[str, Field(pattern=MONTH, description="YYYY-MM; default: from_month.")] | None
+    ) = None
+    customer_id: uuid.UUID | None = Field(None, description="Default: every customer.")
+    reason: Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
+
+
+class AdjustmentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    period: date
+    vat_rate: Decimal
+    calls: int
+    amount_cents: int
+    invoice_id: uuid.UUID | None
+    invoice_line_id: uuid.UUID | None
+
+
+class ReratedCallOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    cdr_id: uuid.UUID
+    rated_call_id: uuid.UUID
+    prefix: str
+    previous_cents: int
+    amount_cents: int
+    vat_rate: Decimal
+
+
+class ReratingOut(BaseModel):
+    id: uuid.UUID
+    from_period: date
+    to_period: date
+    customer_id: uuid.UUID | None
+    reason: str
+    requested_on: date
+    calls: list[ReratedCallOut]
+    adjustments: list[AdjustmentOut]
+    credit_notes: list[str] = Field(description="References of the credit notes it issued.")
+
+
+class CatalogueItemIn(StrictInput):
+    code: Code
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+    category: Literal["alias_number", "special_number", "option", "provision", "other"]
+    billing: Literal["monthly", "one_off"]
+    effective_from: Day
+    prices_include_vat: Bool = Field(description="True: the fee is TTC; HT is derived.")
+    fee: Euros
+    vat_rate: Vat = Decimal(20)
+
+
+class CatalogueItemOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    code: str
+    version: int
+    name: str
+    category: str
+    billing: str
+    effective_from: date
+    entered_ttc: bool
+    fee_cents: int
+    vat_rate: Decimal
+
+
+class ItemSubscriptionIn(StrictInput):
+    customer_id: uuid.UUID
+    item_code: Code
+    quantity: IntRange(1, 100_000) = 1  # type: ignore[valid-type]
+    reference: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00]*$")] | None = (
+        Field(None, description="What it is for: a number, a message's name.")
+    )
+    starts_on: Day
+    ends_on: Day | None = None
+
+
+class ItemSubscriptionEndIn(StrictInput):
+    ends_on: Day = Field(description="Its last day.")
+
+
+class ItemSubscriptionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    item_code: str
+    quantity: int
+    reference: str | None
+    starts_on: date
+    ends_on: date | None

@@ -27,8 +27,9 @@ def _ht(amount: Decimal, vat: Decimal, entered_ttc: bool) -> Decimal:
 
 async def create_plan_version(session: AsyncSession, body: PlanIn, *, today: date) -> Plan:
     """The next version of plan ``body.code``: in force from ``effective_from``, which must come
-    after the current version's and not be in the past (a past correction is a re-rating, not a
-    new price); a plan's first version may be dated back."""
+    after the current version's and not be in the past, unless it is a tariff correction (its
+    reason given: its calls are rated again only by an explicit re-rating, rerating.py); a
+    plan's first version may be dated back."""
     latest = (
         await session.execute(
             select(func.max(Plan.version), func.max(Plan.effective_from)).where(
@@ -40,8 +41,11 @@ async def create_plan_version(session: AsyncSession, body: PlanIn, *, today: dat
         if body.effective_from <= latest[1]:
             raise Conflict("effective_from", f"version {latest[0]} is in force from {latest[1]}; "
                            "a new version starts after it")  # fmt: skip
-        if body.effective_from < today:
-            raise ServiceError("effective_from", "a new version cannot start in the past")
+        if body.effective_from < today and body.correction_reason is None:
+            raise ServiceError("effective_from", "a new version cannot start in the past "
+                               "(unless it is a correction: correction_reason)")  # fmt: skip
+        if body.effective_from > today and body.correction_reason is not None:
+            raise ServiceError("correction_reason", "a correction starts today or earlier")
     prefixes = [line.prefix for line in body.tariff]
     if len(set(prefixes)) != len(prefixes):
         raise ServiceError("tariff", "each prefix once")
@@ -58,6 +62,7 @@ async def create_plan_version(session: AsyncSession, body: PlanIn, *, today: dat
         access_fee_vat=body.access_fee_vat,
         bundle_s=body.bundle_s,
         bundle_pooled=body.bundle_pooled,
+        correction_reason=body.correction_reason,
         interim_threshold_cents=None
         if body.interim_threshold is None
         else cents_half_up(_ht(body.interim_threshold, body.line_fee_vat, ttc)),

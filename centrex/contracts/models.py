@@ -66,7 +66,7 @@ class Contract(Base):
 class ContractCharge(Base):
     """Money the contract makes due outside the monthly run (the early termination fee, a
     device not returned) or owes back (a device's refund: a negative amount), to be carried by
-    the customer's next invoice (docs/contracts.md: billing has no hook yet)."""
+    the customer's next invoice (billing sets ``invoice_id`` and ``invoice_line_id``)."""
 
     __tablename__ = "contract_charges"
 
@@ -81,6 +81,10 @@ class ContractCharge(Base):
     unit_cents: Mapped[int] = mapped_column(Integer)
     amount_cents: Mapped[int] = mapped_column(Integer)  # HT
     invoice_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("billing_invoices.id"))
+    # The invoice line that carried it (billing, once: docs/billing.md "Contract charges").
+    invoice_line_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("billing_invoice_lines.id"), unique=True
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

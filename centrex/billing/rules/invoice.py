@@ -31,6 +31,7 @@ class InvoiceLine:
     refers_to: str | None = None  # a late-payment charge: the id of the invoice it is about
     interest_until: date | None = None  # and the last day of interest it charges
     prefix: str | None = None  # a usage line: its tariff prefix
+    source: str | None = None  # the charge, device or credit a line carries (rules/items.py)
 
 
 @dataclass(frozen=True)
