@@ -258,10 +258,30 @@ VOICEMAIL_MESSAGES_EXPIRED = Counter(
     registry=None,
 )
 
+# --- billing (centrex/billing/; runs in the API process or `centrex billing`) ------------------
+BILLING_DOCUMENTS = Counter(
+    "centrex_billing_documents_total",
+    "Invoice and credit-note PDFs (Factur-X), by outcome: archived, failed (could not be rendered "
+    "or stored; the invoice stays without a PDF and the next run tries it again).",
+    ["outcome"],
+    registry=None,
+)
+BILLING_EMAILS = Counter(
+    "centrex_billing_emails_total",
+    "Invoice emails, by outcome: sent, failed (the SMTP server refused or could not be reached; "
+    "the next run sends it again).",
+    ["outcome"],
+    registry=None,
+)
+for _outcome in ("archived", "failed"):
+    BILLING_DOCUMENTS.labels(outcome=_outcome)
+for _outcome in ("sent", "failed"):
+    BILLING_EMAILS.labels(outcome=_outcome)
+
 #: What the API serves (``centrex api``, its ``/metrics``).
 API_REGISTRY = _registry(
     ASTERISK_CONNECTED, ASTERISK_RECONNECTS, API_REFUSED,
     PROVISIONING_OPS, RECONCILE_REPAIRS, RECONCILE_PASSES, RECONCILE_SECONDS,
     LINES_PROVISIONED, LINES_REGISTERED, API_REQUESTS_REFUSED,
-    VOICEMAIL_EMAILS, VOICEMAIL_MESSAGES_EXPIRED,
+    VOICEMAIL_EMAILS, VOICEMAIL_MESSAGES_EXPIRED, BILLING_DOCUMENTS, BILLING_EMAILS,
 )  # fmt: skip

@@ -21,6 +21,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from centrex import metrics
 from centrex.audit.recorder import record
 from centrex.billing import items, rerating
 from centrex.billing.document import InvoiceDoc, Party, render
@@ -407,14 +408,28 @@ def document_of(
 async def archive_documents(session: AsyncSession, period: date, seller: Party) -> int:
     """Render and store the PDF of each invoice of ``period`` that has none yet."""
     pending = list(await session.scalars(
-        select(Invoice).where(Invoice.period == period,
+        select(Invoice.id).where(Invoice.period == period,
                               ~select(InvoiceDocument.invoice_id)
                               .where(InvoiceDocument.invoice_id == Invoice.id).exists())
         .order_by(Invoice.number)
     ))  # fmt: skip
-    for invoice in pending:
-        await archive_one(session, invoice, seller)
-    return len(pending)
+    archived = 0
+    for invoice_id in pending:  # by id: a failed one's rollback expires every object loaded
+        invoice = await session.get(Invoice, invoice_id)
+        assert invoice is not None  # invoices are never deleted
+        reference = invoice.reference
+        try:
+            await archive_one(session, invoice, seller)
+        except Exception:
+            # One document that cannot be made must not keep the others from their customers;
+            # it stays without a PDF, is counted and logged, and the next run tries it again.
+            await session.rollback()
+            metrics.BILLING_DOCUMENTS.labels("failed").inc()
+            log.exception("billing: the PDF of %s could not be archived", reference)
+            continue
+        metrics.BILLING_DOCUMENTS.labels("archived").inc()
+        archived += 1
+    return archived
 
 
 async def archive_one(session: AsyncSession, invoice: Invoice, seller: Party) -> None:

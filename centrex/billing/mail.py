@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from centrex import metrics
 from centrex.audit.recorder import record
 from centrex.billing.models import Invoice, InvoiceDocument, InvoiceEmail
 from centrex.billing.rules.money import euros
@@ -59,9 +60,11 @@ async def email_pending(session: AsyncSession, settings: Settings) -> int:
         try:
             await asyncio.to_thread(deliver, settings, _message(settings, email, invoice, pdf))
         except (OSError, smtplib.SMTPException) as exc:
+            metrics.BILLING_EMAILS.labels("failed").inc()
             log.warning("billing: %s not emailed (%s); the next run retries", invoice.reference,
                         exc)  # fmt: skip
             continue
+        metrics.BILLING_EMAILS.labels("sent").inc()
         await session.execute(
             pg_insert(InvoiceEmail).values(invoice_id=invoice.id, recipient=email)
             .on_conflict_do_nothing().execution_options(audited="record() below")
