@@ -12,6 +12,7 @@ centrex's own tables), nothing pushed; real Asterisk, PostgreSQL and sipp.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -24,6 +25,7 @@ from test_faults import frozen_postgres
 from test_sandbox_asterisk import started_sandbox
 
 from centrex.asterisk.pjsip_objects import LineSpec, line_objects
+from centrex.asterisk.realtime import ODBC_CLASS
 from centrex.config import Settings
 from centrex.core.sync_plan import same_fields
 from centrex.sandbox.asterisk import AsteriskSandbox
@@ -147,6 +149,29 @@ def test_postgres_frozen_30s_registered_phones_stay_and_calls_are_decided_by_the
     device = bob.answer(bob_port)
     alice.call(bob.username, hold_ms=200).expect_success()
     device.expect_success()
+
+
+def test_a_new_line_registers_at_the_first_attempt_after_a_postgres_restart(
+    make_line, asterisk: AsteriskSandbox, database, control_service
+):
+    """Asterisk's pooled ODBC connections all die with PostgreSQL. psqlODBC reports a connection
+    dead only after a query failed on it, so res_odbc hands them out again (its sanitysql never
+    runs): each used to fail one lookup, and a new line's first REGISTER was refused. The
+    fallback class (fresh connections, extconfig.conf priority 2) answers that lookup instead."""
+    if database.cluster is None:
+        pytest.skip("DATABASE_URL names a server these tests do not own; cannot restart it")
+    # Fill the pool: new lines registering at once are lookups on every pooled connection.
+    phones = [make_line(f"before-{i}")[1] for i in range(12)]
+    for run in [phone.register(free_udp_port()) for phone in phones]:
+        run.expect_success()
+    pooled = re.search(r"active connections: (\d+)", asterisk.cli(f"odbc show {ODBC_CLASS}"))
+    assert pooled and int(pooled.group(1)) >= 3, asterisk.cli(f"odbc show {ODBC_CLASS}")
+    database.cluster.stop()
+    database.cluster.start()
+    for label in ("after-1", "after-2", "after-3"):
+        _, phone = make_line(label)
+        # No retry: every first REGISTER after the restart is accepted.
+        phone.register(free_udp_port()).expect_success()
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,12 @@ from centrex.config import Settings
 ASTERISK_DB_ROLE = "centrex_asterisk"
 #: res_odbc.conf's connection class, named in extconfig.conf.
 ODBC_CLASS = "centrex"
+#: The class a lookup falls back to when the pooled one fails: a fresh connection each time
+#: (res_odbc.conf.j2 says why: a pooled connection that died with PostgreSQL fails once).
+ODBC_FALLBACK_CLASS = "centrex_fresh"
+#: At most this many fresh connections at once: bounds what unknown usernames (which miss both)
+#: can cost the database.
+ODBC_FALLBACK_CONNECTIONS = 2
 #: What a trunk is made of in Asterisk (identify: its calls are recognised by source address).
 TRUNK_OBJECT_TYPES: tuple[str, ...] = ("auth", "aor", "endpoint", "identify")
 #: A value libpq's options can carry (-c name=value): no space, quote, backslash or ';'.
@@ -37,6 +43,8 @@ def odbc_settings(
             raise ValueError(f"{value!r} cannot be given to Asterisk's database connection")
     return {
         "name": ODBC_CLASS,
+        "fallback_name": ODBC_FALLBACK_CLASS,
+        "fallback_max_connections": ODBC_FALLBACK_CONNECTIONS,
         "dsn": f"centrex-{instance}",
         "driver": str(driver or "psqlodbcw.so"),
         "host": (url.host if url else None) or "127.0.0.1",
