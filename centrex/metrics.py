@@ -168,6 +168,20 @@ PROVISIONING_OPS = Counter(
     ["kind", "operation", "outcome"],
     registry=None,
 )
+CACHE_EXPIRIES_UNDELIVERED = Counter(
+    "centrex_cache_expiries_undelivered_total",
+    "Changes of a line or trunk whose cache expiry could not be delivered to an Asterisk node "
+    "(it did not answer, or is known down): committed, left pending for the reconciler.",
+    ["node"],
+    registry=None,
+)
+CACHE_NODE_UP = Gauge(
+    "centrex_asterisk_cache_node_up",
+    "Whether an Asterisk node answered the last AMI connection for a cache expiry (0: known "
+    "down, expiries fail at once and a background probe tries it again).",
+    ["node"],
+    registry=None,
+)
 RECONCILE_REPAIRS = Counter(
     "centrex_reconciler_repairs_total",
     "Cached copies the reconciler expired, and strays it removed from astdb.",
@@ -281,7 +295,8 @@ for _outcome in ("sent", "failed"):
 #: What the API serves (``centrex api``, its ``/metrics``).
 API_REGISTRY = _registry(
     ASTERISK_CONNECTED, ASTERISK_RECONNECTS, API_REFUSED,
-    PROVISIONING_OPS, RECONCILE_REPAIRS, RECONCILE_PASSES, RECONCILE_SECONDS,
+    PROVISIONING_OPS, CACHE_EXPIRIES_UNDELIVERED, CACHE_NODE_UP,
+    RECONCILE_REPAIRS, RECONCILE_PASSES, RECONCILE_SECONDS,
     LINES_PROVISIONED, LINES_REGISTERED, API_REQUESTS_REFUSED,
     VOICEMAIL_EMAILS, VOICEMAIL_MESSAGES_EXPIRED, BILLING_DOCUMENTS, BILLING_EMAILS,
 )  # fmt: skip

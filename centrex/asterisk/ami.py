@@ -30,6 +30,9 @@ class _Manager(Manager):
     after a failed or lost connection) would otherwise open a session again later."""
 
     closed = False
+    #: Told of every failed connection attempt (refused, unreachable): panoramisk only logs it
+    #: and tries again later, so a caller waiting to log in would otherwise wait its timeout.
+    on_connect_error: Callable[[BaseException], None] | None = None
 
     def connect(self, *args: Any, **kwargs: Any) -> Any:
         if self.closed:
@@ -41,6 +44,9 @@ class _Manager(Manager):
             if not f.cancelled() and f.exception() is None:
                 f.result()[0].close()  # a connection that completed after close()
             return
+        error = None if f.cancelled() else f.exception()
+        if error is not None and self.on_connect_error is not None:
+            self.on_connect_error(error)
         super().connection_made(f)
 
 
@@ -69,6 +75,9 @@ class AmiClient:
         # "ami"}); a session opened for one piece of work and closed after it does not.
         self.track_connection = track_connection
         self.logged_in = asyncio.Event()
+        # Set when a connection attempt fails (wait_connected(fail_fast=True) returns at once).
+        self.connect_failed = asyncio.Event()
+        self.connect_error: BaseException | None = None
         self.reconnects = 0
         self._on_login: list[Callable[[], Awaitable[None]]] = []
         self._callbacks: set[asyncio.Future[None]] = set()
@@ -89,6 +98,7 @@ class AmiClient:
             on_disconnect=self._disconnected,
             log=logging.getLogger("centrex.ami.panoramisk"),
         )
+        self._manager.on_connect_error = self._connect_error
 
     @classmethod
     def from_settings(
@@ -175,11 +185,26 @@ class AmiClient:
                 future.set_exception(AsteriskUnavailable("AMI connection lost before the answer"))
         self._in_flight.clear()
 
-    async def wait_connected(self, within_s: float) -> None:
+    def _connect_error(self, error: BaseException) -> None:
+        self.connect_error = error
+        self.connect_failed.set()
+
+    async def wait_connected(self, within_s: float, *, fail_fast: bool = False) -> None:
+        """Wait until logged in. ``fail_fast``: give up at the first failed connection attempt
+        (Asterisk refusing it: not running) instead of waiting for a later one to succeed."""
+        waits = [asyncio.ensure_future(self.logged_in.wait())]
+        if fail_fast:
+            waits.append(asyncio.ensure_future(self.connect_failed.wait()))
         try:
-            await asyncio.wait_for(self.logged_in.wait(), within_s)
-        except TimeoutError:
-            raise AsteriskUnavailable(f"AMI not logged in after {within_s:.0f}s") from None
+            await asyncio.wait(waits, timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        if self.logged_in.is_set():
+            return
+        if self.connect_failed.is_set() and fail_fast:
+            raise AsteriskUnavailable(f"AMI connection failed ({self.connect_error})")
+        raise AsteriskUnavailable(f"AMI not logged in after {within_s:.0f}s")
 
     def on_event(self, pattern: str, handler: Callable[[Message], Any]) -> None:
         self._manager.register_event(pattern, lambda _m, event: handler(event))

@@ -9,12 +9,20 @@ registrar keeps per node in astdb).
 
 Each piece of work opens a short AMI session and closes it: while any AMI session is open,
 Asterisk renders every event of every channel as text (docs/benchmarks.md).
+
+A node whose AMI refused a connection is known down (centrex.core.node_health): changes fail
+at once for it (committed already; the line stays pending and the reconciler delivers the
+expiry later) instead of each waiting for AMI to time out, and a probe in the background tries
+it again with a growing backoff; the first successful login marks it up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from centrex import metrics
@@ -31,7 +39,10 @@ from centrex.asterisk.pjsip_objects import (
 )
 from centrex.asterisk.realtime import contacts_of, line_cache_entries, trunk_cache_entries
 from centrex.config import Settings
+from centrex.core.node_health import NodeHealth
 from centrex.db.models import Line, Trunk
+
+log = logging.getLogger(__name__)
 
 #: The registrar's astdb family: one key ``<aor>;@<hash>`` per registered device.
 CONTACTS_FAMILY = "registrar/contact"
@@ -40,10 +51,15 @@ CONTACTS_FAMILY = "registrar/contact"
 class AsteriskProjector:
     """Expires what Asterisk caches of lines and trunks; every call is idempotent."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.media_address = settings.rtp_address
         self.qualify_frequency_s = settings.sip_qualify_frequency_s
+        self.clock = clock
+        # Per process (each API worker learns for itself): a wrong guess only defers an
+        # expiry to the reconciler, which reads what is pending from the database.
+        self.health = NodeHealth()
+        self._probes: dict[str, asyncio.Task[None]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AsteriskProjector:
@@ -86,10 +102,49 @@ class AsteriskProjector:
         )  # fmt: skip
         ami.start()
         try:
-            await ami.wait_connected(s.asterisk_timeout_s)
+            await ami.wait_connected(s.asterisk_timeout_s, fail_fast=True)
             yield ami
         finally:
             ami.close()
+
+    def nodes(self) -> list[tuple[str, int]]:
+        """This node first, then the others (CENTREX_ASTERISK_CACHE_NODES)."""
+        s = self.settings
+        nodes = [(s.asterisk_host, s.ami_port)]
+        for node in s.asterisk_cache_nodes:
+            host, _, port = node.rpartition(":")
+            nodes.append((host, int(port)))
+        return nodes
+
+    def _node_down(self, node: tuple[str, int], exc: AsteriskError) -> None:
+        name = node_name(node)
+        if not self.health.is_down(name):
+            log.warning("Asterisk %s marked down (%s); cache expiries left to the reconciler "
+                        "until it answers again", name, exc)  # fmt: skip
+            self.health.mark_down(name, self.clock())
+            metrics.CACHE_NODE_UP.labels(name).set(0)
+        probe = self._probes.get(name)
+        if probe is None or probe.done():
+            self._probes[name] = asyncio.get_running_loop().create_task(self._probe(node))
+
+    async def _probe(self, node: tuple[str, int]) -> None:
+        """Try a down node again, after a backoff that grows, until it logs us in."""
+        name = node_name(node)
+        while self.health.is_down(name):
+            await asyncio.sleep(self.health.wait_s(name, self.clock()))
+            try:
+                async with self.ami_session(node):
+                    pass
+            except AsteriskError:
+                self.health.mark_down(name, self.clock())
+                continue
+            self.health.mark_up(name)
+            metrics.CACHE_NODE_UP.labels(name).set(1)
+            log.info("Asterisk %s answers AMI again", name)
+
+    def close(self) -> None:
+        for probe in self._probes.values():
+            probe.cancel()
 
     async def forget_line(
         self, username: str, *, drop_registrations: bool = False, ami: AmiClient | None = None
@@ -126,21 +181,27 @@ class AsteriskProjector:
         the first failure is raised afterwards (the line stays pending, the reconciler retries
         them all: expiring twice is harmless)."""
         failure: AsteriskError | None = None
-        nodes: list[tuple[str, int] | None] = [None]
-        for node in self.settings.asterisk_cache_nodes:
-            host, _, port = node.rpartition(":")
-            nodes.append((host, int(port)))
-        for node in nodes:
+        for index, node in enumerate(self.nodes()):
+            name = node_name(node)
             try:
-                if node is None and ami is not None:
-                    await work(ami)
+                if index == 0 and ami is not None:
+                    await work(ami)  # the caller's own session with this node
                     continue
+                if self.health.is_down(name):
+                    raise AsteriskUnavailable(f"Asterisk {name} known down (probed meanwhile)")
                 async with self.ami_session(node) as session:
                     await work(session)
             except AsteriskError as exc:
+                if isinstance(exc, AsteriskUnavailable) and not self.health.is_down(name):
+                    self._node_down(node, exc)
+                metrics.CACHE_EXPIRIES_UNDELIVERED.labels(name).inc()
                 failure = failure or exc
         if failure is not None:
             raise failure
+
+
+def node_name(node: tuple[str, int]) -> str:
+    return f"{node[0]}:{node[1]}"
 
 
 async def expire(ami: AmiClient, entries: list[tuple[str, str]]) -> None:
