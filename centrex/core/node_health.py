@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 #: First wait before trying a down node again, and the ceiling the doubling stops at.
 FIRST_BACKOFF_S = 0.5
-MAX_BACKOFF_S = 10.0
+MAX_BACKOFF_S = 5.0
 
 
 @dataclass

@@ -60,6 +60,7 @@ class AsteriskProjector:
         # expiry to the reconciler, which reads what is pending from the database.
         self.health = NodeHealth()
         self._probes: dict[str, asyncio.Task[None]] = {}
+        self._wake_probes = asyncio.Event()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AsteriskProjector:
@@ -131,7 +132,12 @@ class AsteriskProjector:
         """Try a down node again, after a backoff that grows, until it logs us in."""
         name = node_name(node)
         while self.health.is_down(name):
-            await asyncio.sleep(self.health.wait_s(name, self.clock()))
+            # Woken early when Asterisk is seen back (the reconciler's ARI watch).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake_probes.wait(), self.health.wait_s(name, self.clock())
+                )
+            self._wake_probes.clear()
             try:
                 async with self.ami_session(node):
                     pass
@@ -141,6 +147,11 @@ class AsteriskProjector:
             self.health.mark_up(name)
             metrics.CACHE_NODE_UP.labels(name).set(1)
             log.info("Asterisk %s answers AMI again", name)
+
+    def asterisk_answers(self) -> None:
+        """Asterisk was seen answering (ARI): probe every node known down now, not at the end
+        of its backoff, so changes reach it again at once."""
+        self._wake_probes.set()
 
     def close(self) -> None:
         for probe in self._probes.values():

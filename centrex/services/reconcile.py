@@ -233,6 +233,7 @@ class Reconciler:
                 started = str(status.get("startup_time", "?"))
                 metrics.ASTERISK_CONNECTED.labels("ari").set(1)
                 if started != self._asterisk_started:
+                    self.projector.asterisk_answers()  # AMI known down: try it again now
                     if self._asterisk_started is not None:
                         log.info("Asterisk restarted (%s); reconciling", started)
                     # Its caches are empty: the trunks are read into them again at once, for
