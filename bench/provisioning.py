@@ -123,14 +123,18 @@ class CpuMeter:
 
 # --- the bench ------------------------------------------------------------------------------------
 class Bench:
-    def __init__(self, lines: int, concurrency: int, *, single: bool = True) -> None:
+    def __init__(
+        self, lines: int, concurrency: int, *, single: bool = True, api_workers: int = 1
+    ) -> None:
         self.n = lines
         self.concurrency = concurrency
         self.single = single
+        self.api_workers = api_workers
         self.work = Path(tempfile.mkdtemp(prefix="centrex-benchprov-"))
         self.results: dict[str, Any] = {
             "lines": lines,
             "concurrency": concurrency,
+            "api_workers": api_workers,
             "machine": machine(),
         }
         self.sandbox: AsteriskSandbox | None = None
@@ -153,6 +157,7 @@ class Bench:
             api_port=48180,
             api_token=TOKEN,
             api_rate_limit_per_s=0,  # the bench measures provisioning at full speed
+            api_workers=self.api_workers,
             ami_secret="benchprov-ami-secret",
             ari_password="benchprov-ari-password",
             ari_control_password="benchprov-ari-control",
@@ -167,7 +172,9 @@ class Bench:
         return [pid] if pid else []
 
     def api_pids(self) -> list[int]:
-        return [self.api.process.pid] if self.api and self.api.running else []
+        if not (self.api and self.api.running):
+            return []
+        return [self.api.process.pid, *children_of(self.api.process.pid)]  # and its workers
 
     def pg_pids(self) -> list[int]:
         if not self.pg_postmaster:
@@ -349,7 +356,8 @@ class Bench:
         await asyncio.to_thread(self.control.start_and_wait, DAEMON_READY, 60)
         await asyncio.sleep(self.settings.call_sweep_interval_s * 2 + 1)  # its startup sweep
         mem = {
-            "api_rss_mib": mib(rss_kib(self.api.process.pid)),
+            # With several workers: the supervisor and every worker, together.
+            "api_rss_mib": mib(sum(rss_kib(pid) or 0 for pid in self.api_pids())),
             "control_rss_mib": mib(rss_kib(self.control.process.pid)),
             "asterisk_rss_mib": mib(rss_kib(self.asterisk_pids()[0])),
         }
@@ -457,8 +465,11 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--no-single", action="store_true", help="skip the POST /v1/lines phase")
+    parser.add_argument("--api-workers", type=int, default=1, help="CENTREX_API_WORKERS")
     args = parser.parse_args()
-    bench = Bench(args.lines, args.concurrency, single=not args.no_single)
+    bench = Bench(
+        args.lines, args.concurrency, single=not args.no_single, api_workers=args.api_workers
+    )
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     started = time.monotonic()
     status = 0

@@ -235,6 +235,18 @@ def api() -> None:
 
     _setup_logging()
     settings = _settings("api")
+    if settings.api_workers > 1:
+        # Processes of their own, each building its app from the same environment.
+        uvicorn.run(
+            "centrex.api.app:app_from_environment",
+            factory=True,
+            workers=settings.api_workers,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_config=None,
+            access_log=True,
+        )
+        return
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

@@ -181,6 +181,15 @@ class Settings(BaseSettings):
     api_rate_limit_burst: int = Field(
         100, ge=1, description="Requests each token may make at once before the rate applies."
     )
+    api_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="API processes serving one port (uvicorn workers; one of them runs the "
+        "reconciler and schedulers). More than one: each serves its own /metrics (a scrape "
+        "reads one worker's counters), so 1 unless the API's CPU is the limit "
+        "(docs/benchmarks-provisioning.md).",
+    )
     control_http_host: str = Field("127.0.0.1", description="The daemon's /metrics and health.")
     control_http_port: int = Field(
         8081, ge=0, le=65535, description="The daemon's /metrics and health; 0: not served."

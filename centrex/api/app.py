@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Literal
 
@@ -21,6 +21,7 @@ from centrex import __version__
 from centrex.access import routes as tokens
 from centrex.access.middleware import Authenticate
 from centrex.api.deps import authorize
+from centrex.api.leader import while_leader
 from centrex.api.limits import BodySizeLimit, RateLimit
 from centrex.api.methods import MethodNotAllowed
 from centrex.api.openapi import install as document_errors
@@ -49,7 +50,7 @@ from centrex.billing import routes as billing
 from centrex.config import Settings
 from centrex.contracts import routes as contracts
 from centrex.contracts.scheduler import ContractScheduler
-from centrex.db.session import SessionMaker, make_engine, make_sessionmaker
+from centrex.db.session import SessionMaker, asyncpg_dsn, make_engine, make_sessionmaker
 from centrex.features import routes as features
 from centrex.metrics import API_REGISTRY
 from centrex.portability import routes as portability
@@ -94,6 +95,15 @@ class Readiness(BaseModel):
     checks: dict[str, bool] = Field(description="database, asterisk: whether each answers.")
 
 
+def app_from_environment() -> FastAPI:
+    """The app of one API worker when there are several (uvicorn's factory): each worker is a
+    process of its own, reading the same configuration as ``centrex api``."""
+    from centrex.cli import _setup_logging
+
+    _setup_logging()
+    return create_app(Settings())
+
+
 def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     async def purge_expired_cdrs_forever(sessionmaker: SessionMaker) -> None:
         """CDRs are kept ``cdr_retention_days`` (art. 11.2: invoices provable for 5 years)."""
@@ -126,13 +136,15 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
         # Portability (issue 16): donor answers and activation at the porting slot.
         donor = HttpDonor(settings.donor_url) if settings.donor_url else None
         app.state.porting_loop = PortingLoop(settings, app.state.sessionmaker, donor)
+        # Background work: one worker's when the API runs several (centrex.api.leader).
+        background: list[Callable[[], Awaitable[None]]] = []
         if run_reconciler:
-            tasks.append(asyncio.create_task(app.state.reconciler.run_forever()))
-            tasks.append(asyncio.create_task(purge_expired_cdrs_forever(app.state.sessionmaker)))
-            tasks.append(asyncio.create_task(app.state.porting_loop.run_forever()))
+            background.append(app.state.reconciler.run_forever)
+            background.append(lambda: purge_expired_cdrs_forever(app.state.sessionmaker))
+            background.append(app.state.porting_loop.run_forever)
             # Contracts (issue 18): renewals and terminations at their dates.
             scheduler = ContractScheduler(settings, app.state.sessionmaker)
-            tasks.append(asyncio.create_task(scheduler.run_forever()))
+            background.append(scheduler.run_forever)
             # The default Asterisk's realtime view applies to lines that never set theirs.
             try:
                 async with app.state.sessionmaker() as session:
@@ -140,8 +152,17 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
             except Exception:  # the previous default stays in force; said loudly
                 log.exception("voicemail: the platform default could not be written")
             mailer = Mailer(settings, app.state.sessionmaker, app.state.voicemail_spool)
-            tasks.append(asyncio.create_task(mailer.deliver_forever()))
-            tasks.append(asyncio.create_task(mailer.expire_forever()))
+            background.append(mailer.deliver_forever)
+            background.append(mailer.expire_forever)
+
+        async def run_background() -> None:
+            await asyncio.gather(*(work() for work in background))
+
+        if background and settings.api_workers > 1:
+            dsn = asyncpg_dsn(settings.database_url_required)
+            tasks.append(asyncio.create_task(while_leader(dsn, run_background)))
+        else:
+            tasks.extend(asyncio.create_task(work()) for work in background)
         try:
             yield
         finally:
@@ -169,8 +190,13 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
         max_bytes=settings.api_max_body_bytes,
         larger=dict.fromkeys(bulk.IMPORT_PATHS, settings.api_max_import_bytes),
     )
+    # In process: with several workers each holds its share of the rate and burst (the kernel
+    # spreads connections over them; a client on one kept-alive connection meets one worker).
+    workers = settings.api_workers
     app.add_middleware(
-        RateLimit, rate=settings.api_rate_limit_per_s, burst=settings.api_rate_limit_burst
+        RateLimit,
+        rate=settings.api_rate_limit_per_s / workers,
+        burst=max(1, settings.api_rate_limit_burst // workers),
     )
     app.add_middleware(
         Authenticate,

@@ -25,15 +25,22 @@ _bearer = HTTPBearer(
 )
 
 
-def get_settings_dep(request: Request) -> Settings:
+# The dependencies are coroutines, even those that compute nothing: FastAPI runs a plain
+# function in a worker thread, a hop that cost ~7 % of the API's CPU per POST /v1/lines
+# (py-spy, docs/benchmarks-provisioning.md).
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_principal(request: Request) -> Principal:
+def principal_of(request: Request) -> Principal:
     principal = getattr(request.state, "principal", None)
     if principal is None:  # a route outside the middleware's prefix: never meant to happen
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing bearer token")
     return principal
+
+
+async def get_principal(request: Request) -> Principal:
+    return principal_of(request)
 
 
 async def authorize(
@@ -91,7 +98,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_projector(request: Request) -> AsteriskProjector:
+async def get_projector(request: Request) -> AsteriskProjector:
     return request.app.state.projector
 
 

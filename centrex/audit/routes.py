@@ -16,7 +16,7 @@ from sqlalchemy import and_, or_, select
 
 from centrex.access.principal import Principal
 from centrex.api.cursor import decode_cursor, encode_cursor
-from centrex.api.deps import SessionDep, get_principal
+from centrex.api.deps import SessionDep, principal_of
 from centrex.api.fields import NO_NUL, DateTime
 from centrex.audit.models import AuditEntry
 from centrex.audit.recorder import audit_context
@@ -27,7 +27,7 @@ from centrex.services.errors import ServiceError
 def request_principal(request: Request) -> Principal:
     """Who is calling: the principal token authentication (centrex.access.middleware) put on
     the request; none is a 401, never a default."""
-    return get_principal(request)
+    return principal_of(request)
 
 
 async def audit_request(request: Request) -> AsyncIterator[None]:

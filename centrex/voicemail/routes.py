@@ -18,7 +18,7 @@ from centrex.voicemail.spool import Spool
 router = APIRouter(prefix="/v1/lines/{line_id}", tags=["voicemail"])
 
 
-def get_spool(request: Request) -> Spool:
+async def get_spool(request: Request) -> Spool:
     return request.app.state.voicemail_spool
 
 

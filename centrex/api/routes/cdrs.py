@@ -38,7 +38,7 @@ def _utc(value: datetime | None) -> datetime | None:
     return value
 
 
-def cdr_filter(
+async def cdr_filter(
     principal: PrincipalDep,
     customer_id: uuid.UUID | None = None,
     line_id: uuid.UUID | None = None,
