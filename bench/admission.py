@@ -59,7 +59,12 @@ from centrex.asterisk.pjsip_objects import LINE_OBJECT_TYPES, LineSpec, line_obj
 from centrex.config import Settings
 from centrex.core.credentials import digest_ha1
 from centrex.sandbox.asterisk import AsteriskSandbox, AsteriskSandboxError
-from centrex.sandbox.postgres import find_pg_bin, free_port, migrated_test_database
+from centrex.sandbox.postgres import (
+    TEST_ASTERISK_DB_PASSWORD,
+    find_pg_bin,
+    free_port,
+    migrated_test_database,
+)
 from centrex.sandbox.processes import (
     API_READY,
     CDR_READY,
@@ -537,6 +542,8 @@ class Bench:
             ari_control_password=secrets.token_urlsafe(16),
             ari_cdr_password=secrets.token_urlsafe(16),
             sip_qualify_frequency_s=0,  # sipp devices answer no OPTIONS outside a call
+            # Asterisk reads the lines from the scratch cluster as its read-only role (issue 14).
+            asterisk_db_password=TEST_ASTERISK_DB_PASSWORD,
             # The API only provisions and is then stopped; its reconciler would delete the bare
             # endpoint (a stray in the centrex astdb family) if it ever ran again.
             reconcile_interval_s=86400,
