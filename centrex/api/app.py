@@ -170,6 +170,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await app.state.reconciler.aclose()
+            app.state.projector.close()  # its probes of nodes known down
             if donor is not None:
                 await donor.aclose()
             await ari.aclose()
