@@ -376,6 +376,52 @@ def up() -> None:
         cluster.stop()
 
 
+@app.command()
+def cluster() -> None:
+    """The clustered shape on this machine (docs/cluster.md): PostgreSQL, Kamailio on
+    CENTREX_CLUSTER_EDGE_ADDRESS:CENTREX_SIP_PORT in front of one Asterisk node per
+    CENTREX_CLUSTER_NODE_ADDRESSES (each with its daemon and CDR shipper) and the API.
+    Ctrl-C stops it all."""
+    from centrex.sandbox.cluster import Cluster
+    from centrex.sandbox.processes import API_READY, ServiceProcess
+
+    _setup_logging()
+    ensure_env_file(Path("var"))
+    settings = _settings()
+    typer.echo("== PostgreSQL")
+    database = _postgres(settings)
+    database_url = start_database(settings)
+    settings = settings.model_copy(update={"database_url": database_url})
+    shape = Cluster(
+        settings,
+        edge_address=settings.cluster_edge_address,
+        node_addresses=settings.cluster_node_addresses,
+        log_dir=settings.var_dir / "cluster",
+    )
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    api_process = ServiceProcess("api", shape.api_settings, settings.var_dir / "cluster")
+    try:
+        typer.echo("== Asterisk nodes and Kamailio")
+        shape.start()
+        api_process.start_and_wait(API_READY)
+        typer.echo(_banner(shape.api_settings, database_url))
+        typer.echo(f"Phones and carriers: SIP udp {shape.edge} (Kamailio), not the nodes'.")
+        typer.echo(f"Logs: {settings.var_dir / 'cluster'}")
+        while not stopping:
+            time.sleep(0.2)
+    finally:
+        api_process.stop()
+        shape.stop()
+        database.stop()
+
+
 def _serve_supervisor_metrics(settings: Settings) -> None:
     if not settings.supervisor_http_port:
         return

@@ -1,0 +1,161 @@
+"""Issue 19: Kamailio in front of two Asterisk nodes, one PostgreSQL, on 127.0.19.0/24.
+
+Real Kamailio (registrar, dispatcher, bans), two real Asterisk nodes each with its daemon and CDR
+shipper, the API, PostgreSQL and sipp phones. Nothing leaves loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import API_TOKEN
+from helpers import sql
+from sip_agent import SipEndpoint, call_many, free_udp_port
+
+from centrex.config import Settings
+from centrex.sandbox.cluster import Cluster
+from centrex.sandbox.postgres import free_port
+from centrex.sandbox.processes import API_READY, ServiceProcess
+
+pytestmark = pytest.mark.integration
+
+EDGE_IP = "127.0.19.1"
+NODE_IPS = ["127.0.19.11", "127.0.19.12"]
+ATTACKER_IP = "127.0.19.66"
+SIPP_DIR = Path(__file__).parent / "sipp"
+
+
+@pytest.fixture(scope="module")
+def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    offset = os.environ.get("CENTREX_TEST_PORT_OFFSET", "")
+    base = settings.model_copy(
+        update={
+            "asterisk_instance": f"cluster{offset}",
+            "sip_port": settings.sip_port + 100,
+            "control_http_port": free_port(),
+            "cdr_http_port": free_port(),
+            "api_port": free_port(),
+            "guard_http_port": 0,
+            # The racing and kill tests send dozens of INVITEs at once from 127.0.0.1: the flood
+            # ban is for more than that (the ban test uses failed digests).
+            "edge_flood_requests": 5000,
+            "edge_auth_failures": 5,
+        }
+    )
+    cl = Cluster(
+        base,
+        edge_address=EDGE_IP,
+        node_addresses=NODE_IPS,
+        log_dir=tmp_path_factory.mktemp("cluster"),
+    )
+    try:
+        cl.start(fresh=True)
+    except BaseException:
+        cl.stop()
+        raise
+    yield cl
+    cl.stop()
+
+
+@pytest.fixture(scope="module")
+def capi(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    s = cluster.api_settings
+    service = ServiceProcess("api", s, tmp_path_factory.mktemp("cluster-api"))
+    service.start_and_wait(API_READY)
+    with httpx.Client(
+        base_url=f"http://{s.api_host}:{s.api_port}",
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+        timeout=15,
+    ) as client:
+        yield client
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def customer(capi: httpx.Client) -> dict:
+    response = capi.post("/v1/customers", json={"name": "Cluster"})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.fixture
+def line(capi: httpx.Client, customer: dict, cluster: Cluster):
+    """Lines whose phones talk only to Kamailio."""
+
+    def make(**fields: object) -> tuple[dict, SipEndpoint]:
+        body = {"customer_id": customer["id"], "label": "cl", **fields}
+        response = capi.post("/v1/lines", json=body)
+        assert response.status_code == 201, response.text
+        created = response.json()
+        return created, SipEndpoint(created["sip_username"], created["sip_password"], cluster.edge)
+
+    return make
+
+
+@pytest.fixture
+def answering(line):
+    devices = []
+
+    def make(**fields: object) -> tuple[dict, SipEndpoint]:
+        created, endpoint = line(max_calls=1000, **fields)
+        port = free_udp_port()
+        endpoint.register(port).expect_success()
+        devices.append(endpoint.answer(port, calls=1000, ring_ms=100, timeout_s=600))
+        return created, endpoint
+
+    yield make
+    for device in devices:
+        device.process.kill()
+
+
+def cdrs_by_node(database_url: str, caller_line: dict, expected: int) -> Counter[str]:
+    """The caller's CDRs as "node:disposition" counts, once all ``expected`` are shipped."""
+
+    def rows() -> list:
+        return sql(
+            database_url,
+            "SELECT node, disposition FROM cdrs WHERE caller_line_id = $1",
+            uuid.UUID(caller_line["id"]),
+        )
+
+    deadline = time.monotonic() + 30
+    while len(found := rows()) < expected and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return Counter(f"{r['node']}:{r['disposition']}" for r in found)
+
+
+def test_a_line_registered_at_the_edge_is_rung_from_either_node(
+    cluster, answering, line, database_url, wait_until
+):
+    """The callee registered with Kamailio only; calls from another line land on both nodes
+    (Call-ID hash) and every one reaches the callee through Kamailio's location lookup."""
+    _, callee = answering()
+    caller_line, caller = line()
+    for _ in range(8):
+        caller.call(callee.username, hold_ms=200).expect_success(timeout=30)
+    nodes = cdrs_by_node(database_url, caller_line, 8)
+    assert set(nodes) == {"n1:answered", "n2:answered"}, nodes
+    assert sum(nodes.values()) == 8, nodes
+
+
+def test_twenty_racing_invites_over_two_nodes_admit_exactly_two(
+    cluster, answering, line, database_url
+):
+    _, target = answering()
+    for run in range(3):
+        caller_line, caller = line()
+        creds = [(caller.username, caller.password)] * 20
+        outcome = call_many(cluster.edge, creds, target.username, hold_ms=1500)
+        assert (outcome.answered, outcome.busy) == (2, 18), f"run {run}: {outcome}"
+        nodes = cdrs_by_node(database_url, caller_line, 20)
+        assert sum(nodes.values()) == 20, nodes
+        assert {k.split(":")[0] for k in nodes} == {"n1", "n2"}, f"run {run}: not spread {nodes}"
+        answered = sum(v for k, v in nodes.items() if k.endswith(":answered"))
+        assert answered == 2, nodes
