@@ -17,12 +17,12 @@ import httpx
 import pytest
 from conftest import API_TOKEN
 from helpers import sql
-from sip_agent import SipEndpoint, call_many, free_udp_port
+from sip_agent import SipEndpoint, call_many, free_udp_port, run_sipp, start_calls
 
 from centrex.config import Settings
 from centrex.sandbox.cluster import Cluster
 from centrex.sandbox.postgres import free_port
-from centrex.sandbox.processes import API_READY, ServiceProcess
+from centrex.sandbox.processes import API_READY, DAEMON_READY, ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +47,9 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
             # ban is for more than that (the ban test uses failed digests).
             "edge_flood_requests": 5000,
             "edge_auth_failures": 5,
+            # Kamailio, two nodes and their daemons share 2 CPUs with other test runs: a call's
+            # decision may take longer than the 1 s a dedicated machine is held to.
+            "call_path_db_timeout_s": 3.0,
         }
     )
     cl = Cluster(
@@ -159,3 +162,108 @@ def test_twenty_racing_invites_over_two_nodes_admit_exactly_two(
         assert {k.split(":")[0] for k in nodes} == {"n1", "n2"}, f"run {run}: not spread {nodes}"
         answered = sum(v for k, v in nodes.items() if k.endswith(":answered"))
         assert answered == 2, nodes
+
+
+def legs_by_node(database_url: str, lines: list[dict]) -> Counter[str]:
+    """Calls counted against ``lines``' limits, per node."""
+    rows = sql(
+        database_url,
+        "SELECT c.node FROM active_call_legs g JOIN active_calls c ON c.id = g.call_id"
+        " WHERE g.line_id = ANY($1::uuid[])",
+        [uuid.UUID(ln["id"]) for ln in lines],
+    )
+    return Counter(r["node"] for r in rows)
+
+
+def test_a_killed_node_leaves_dispatch_and_its_calls_are_released_and_recorded(
+    cluster, answering, line, database_url, wait_until
+):
+    _, callee = answering()
+    callers = [line() for _ in range(20)]
+    caller_lines = [ln for ln, _ in callers]
+    batches = []
+    # In waves of 10 calls (5 lines, 2 calls each): 40 call set-ups at once on this shared
+    # 2-CPU machine would be refused for a slow decision, which is not what this test is about.
+    for wave in range(4):
+        group = callers[wave * 5 : wave * 5 + 5]
+        creds = [(ep.username, ep.password) for _, ep in group for _ in range(2)]
+        batches.append(
+            start_calls(
+                "uac_call_or_busy.xml", cluster.edge, creds, callee.username, hold_ms=20000,
+                timeout_s=45,
+            )
+        )  # fmt: skip
+        expected = (wave + 1) * 10
+        wait_until(
+            lambda n=expected: sum(legs_by_node(database_url, caller_lines).values()) == n,
+            15, f"{expected} calls",
+        )  # fmt: skip
+    carried = legs_by_node(database_url, caller_lines)
+    assert set(carried) == {"n1", "n2"}, carried
+
+    dead, alive = cluster.nodes
+    killed_at = time.monotonic()
+    dead.kill_asterisk()
+    survivor = f"{alive.plan.address}:{alive.plan.sip_port}"
+    # Out of dispatch within a few seconds (one unanswered OPTIONS probe a second).
+    wait_until(lambda: cluster.kamailio.active_nodes() == {survivor}, 5, "dead node out")
+    out_s = time.monotonic() - killed_at
+    # New calls succeed through the survivor within 5 s of the death.
+    while True:
+        _, fresh = line()
+        if fresh.call(callee.username, hold_ms=100, timeout_s=4).wait(10) == 0:
+            break
+        assert time.monotonic() - killed_at < 5, "no call succeeded within 5 s of the kill"
+    failover_s = time.monotonic() - killed_at
+    assert failover_s < 5, failover_s
+    # Registrations keep working (Kamailio is the registrar).
+    _, phone = line()
+    phone.register(free_udp_port()).expect_success()
+
+    # The node comes back: its daemon releases what the node carried, its shipper writes a CDR
+    # for each call (those cut by the kill: "Asterisk stopped before journalling ..."), and
+    # dispatch takes it back.
+    ready = dead.control.log_text().count(DAEMON_READY)
+    dead.asterisk.start()
+    # The survivor's calls end with their phones' BYEs; the dead node's phones get no answer.
+    for run in (run for batch in batches for run in batch.runs):
+        run.wait(60)
+    wait_until(lambda: dead.control.log_text().count(DAEMON_READY) > ready, 20, "reconnect")
+    wait_until(lambda: not legs_by_node(database_url, caller_lines), 20, "calls released")
+    print(f"\ncarried at the kill: {dict(carried)}")
+    cluster.wait_dispatching({f"{n.plan.address}:{n.plan.sip_port}" for n in cluster.nodes})
+    for caller_line, _ in callers:
+        cdrs = cdrs_by_node(database_url, caller_line, 2)
+        assert sum(cdrs.values()) == 2, (caller_line["sip_username"], cdrs)
+    print(f"\nnode kill: out of dispatch {out_s:.1f}s, new calls succeed {failover_s:.1f}s")
+
+
+def test_brute_force_from_one_address_is_banned_at_the_edge(cluster, line):
+    _, victim = line()
+    guesser = SipEndpoint(victim.username, "not-the-password", cluster.edge)
+    limit = cluster.base.edge_auth_failures
+    for attempt in range(limit - 1):
+        refused = run_sipp(
+            SIPP_DIR / "register_refused.xml", cluster.edge, service=guesser.username,
+            user=guesser.username, password=guesser.password, local_ip=ATTACKER_IP,
+            keys={"contact_port": "5999", "expires": "60"}, timeout_s=5,
+        )  # fmt: skip
+        assert refused.wait(15) == 0, f"guess {attempt}: {refused.output}"
+    assert ATTACKER_IP not in cluster.kamailio.banned()
+    last = run_sipp(
+        SIPP_DIR / "register_refused.xml", cluster.edge, service=guesser.username,
+        user=guesser.username, password=guesser.password, local_ip=ATTACKER_IP,
+        keys={"contact_port": "5999", "expires": "60"}, timeout_s=3,
+    )  # fmt: skip
+    assert last.wait(15) != 0, "the guess that reached the limit was answered"
+    assert ATTACKER_IP in cluster.kamailio.banned()
+    # Banned: even the right password from that address gets no answer at all...
+    right = run_sipp(
+        SIPP_DIR / "register.xml", cluster.edge, service=victim.username, user=victim.username,
+        password=victim.password, local_ip=ATTACKER_IP,
+        keys={"contact_port": "5999", "expires": "60"}, timeout_s=3,
+    )  # fmt: skip
+    assert right.wait(15) != 0
+    # ...while the line's phone elsewhere registers.
+    victim.register(free_udp_port()).expect_success()
+    assert "banned 127.0.19.66 (brute force" in cluster.kamailio.log_file.read_text()
