@@ -35,15 +35,26 @@ CHILDREN = ("api", "control", "cdr", "guard")
 SERVICES = frozenset(CHILDREN)
 
 
-def _setup_logging(verbose: bool = False) -> None:
+def _setup_logging(verbose: bool = False, node: str | None = None) -> None:
+    # A node's daemon and shipper in the clustered shape name their node in every line
+    # (docs/cluster.md); the one-node shape's lines stay as they were.
+    where = f"[{node}] " if node else ""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s {where}%(levelname)s %(name)s: %(message)s",
     )
     logsafe.install()  # callers control much of what is logged: one record, one line
     # One line per ARI request or alembic plugin drowns the decisions the operator looks for.
     for noisy in ("httpx", "httpcore", "alembic.runtime.plugins", "centrex.ami.panoramisk"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _node_label(settings: Settings) -> str | None:
+    """The node name for a daemon's or shipper's log lines and metrics (NODE_INFO)."""
+    from centrex.metrics import NODE_INFO
+
+    NODE_INFO.labels(settings.node_name).set(1)
+    return settings.node_name if settings.sip_proxy else None
 
 
 def _settings(process: str | None = None) -> Settings:
@@ -249,8 +260,8 @@ def cdr() -> None:
     """Run the CDR shipper: Asterisk's CEL journal into PostgreSQL, exactly once."""
     from centrex.cdr.service import run_shipper
 
-    _setup_logging()
     settings = _settings("cdr")
+    _setup_logging(node=_node_label(settings))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_shipper(settings))
 
@@ -271,8 +282,8 @@ def control(verbose: bool = False) -> None:
     """Run the call-control daemon (ARI Stasis app + AMI)."""
     from centrex.control.process import run_daemon
 
-    _setup_logging(verbose)
     settings = _settings("control")
+    _setup_logging(verbose, node=_node_label(settings))
     try:
         # uvloop (a dependency of uvicorn[standard]) when present: the daemon is a loop of
         # small network reads and writes (ARI websocket, AMI, PostgreSQL), which libuv's loop

@@ -149,6 +149,14 @@ def test_a_line_registered_at_the_edge_is_rung_from_either_node(
         if set(nodes) == {"n1:answered", "n2:answered"}:
             break
     assert set(nodes) == {"n1:answered", "n2:answered"}, nodes
+    # Each node's daemon and shipper name their node in their log lines and metrics.
+    for node in cluster.nodes:
+        name, s = node.plan.name, node.settings
+        assert f"[{name}] INFO centrex.control" in node.control.log_text()
+        assert f"[{name}] INFO centrex.cdr" in node.cdr.log_text()
+        for port in (s.control_http_port, s.cdr_http_port):
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            assert f'centrex_node_info{{node="{name}"}} 1.0' in metrics, port
 
 
 def test_twenty_racing_invites_over_two_nodes_admit_exactly_two(

@@ -63,7 +63,7 @@ def node_settings(base: Settings, plan: NodePlan, edge: str, others: list[NodePl
             "sip_bind": None,
             "media_address": None,
             "sip_port": plan.sip_port,
-            "tls_port": base.tls_port + i,
+            "sip_tls_port": None,  # the node's SIP port + 1, on the node's address
             "sip_proxy": edge,
             "control_http_port": base.control_http_port + i if base.control_http_port else 0,
             "cdr_http_port": base.cdr_http_port + i if base.cdr_http_port else 0,
