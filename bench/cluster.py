@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from sip_agent import SipEndpoint, _counts, free_udp_port, run_sipp
+from sip_agent import SipEndpoint, SippRun, _counts, free_udp_port, run_sipp
 
 from centrex.config import Settings
 from centrex.sandbox.cluster import Cluster
@@ -48,6 +48,7 @@ EDGE_IP = "127.0.19.101"
 NODE_IPS = ["127.0.19.111", "127.0.19.112"]
 SCENARIO = Path(__file__).resolve().parents[1] / "tests" / "sipp" / "uac_call.xml"
 HOLD_MS = 1000
+OK_CODES = {"100", "180", "183", "200", "401"}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -95,17 +96,39 @@ def step(caller: SipEndpoint, server: str, callee: str, rate: int, seconds: floa
         answered, failed = 0, calls
     failed = max(failed, calls - answered)
     return {"rate": rate, "calls": calls, "answered": answered, "failed": failed,
-            "passed": failed / calls < 0.01}  # fmt: skip
+            "passed": failed / calls < 0.01, "final_codes": final_codes(run)}  # fmt: skip
+
+
+def final_codes(run: SippRun) -> dict[str, int]:
+    """The unexpected responses sipp received (503, 408, ...), summed over the scenario."""
+    codes: dict[str, int] = {}
+    for path in run.workdir.glob("*_counts.csv"):
+        rows = [ln.split(";") for ln in path.read_text().splitlines() if ln.strip()]
+        for column, value in zip(rows[0], rows[-1], strict=False):
+            parts = column.split("_")
+            if len(parts) == 3 and parts[2] == "Recv" and parts[1] not in OK_CODES and value:
+                codes[parts[1]] = codes.get(parts[1], 0) + int(value)
+    return {k: v for k, v in codes.items() if v}
+
+
+def slow_refusals(daemons: list[ServiceProcess]) -> dict[str, int]:
+    """Calls the daemons refused because their decision took longer than allowed."""
+    return {d.settings.node_name + "/" + d.log_path.parent.name: d.log_text().count(
+        "no decision within") for d in daemons}  # fmt: skip
 
 
 def ramp(name: str, caller: SipEndpoint, server: str, callee: str, rates: list[int],
-         seconds: float) -> dict:  # fmt: skip
+         seconds: float, daemons: list[ServiceProcess]) -> dict:  # fmt: skip
     steps, best, misses = [], 0, 0
     for rate in rates:
+        before = slow_refusals(daemons)
         result = step(caller, server, callee, rate, seconds)
+        after = slow_refusals(daemons)
+        result["slow_decision_refusals"] = {k: after[k] - before[k] for k in after}
         steps.append(result)
         print(f"  {name:8} {rate:4d}/s: {result['answered']}/{result['calls']} answered"
-              f" {'ok' if result['passed'] else 'FAILED'}", flush=True)  # fmt: skip
+              f" {'ok' if result['passed'] else 'FAILED'} {result['final_codes']}"
+              f" slow decisions {result['slow_decision_refusals']}", flush=True)  # fmt: skip
         if result["passed"]:
             best, misses = rate, 0
         else:
@@ -211,7 +234,7 @@ def measure(args: argparse.Namespace, tmp: Path, database_url: str) -> dict[str,
         print("== alone: phones on node 1, no Kamailio", flush=True)
         alone.start_and_wait(DAEMON_READY)
         device = Device(callee, node1)
-        shapes = [ramp("alone", caller, node1, callee.username, rates, args.step_s)]
+        shapes = [ramp("alone", caller, node1, callee.username, rates, args.step_s, [alone])]
         device.stop()
         alone.stop()
 
@@ -221,12 +244,17 @@ def measure(args: argparse.Namespace, tmp: Path, database_url: str) -> dict[str,
         cluster.kamailio.start()
         cluster.wait_dispatching({node1})
         device = Device(callee, cluster.edge)
-        shapes.append(ramp("edge+1", caller, cluster.edge, callee.username, rates, args.step_s))
+        shapes.append(
+            ramp("edge+1", caller, cluster.edge, callee.username, rates, args.step_s, [n1.control])
+        )
 
         print("== edge+2: Kamailio, both nodes", flush=True)
         n2.start()
         cluster.wait_dispatching({node1, f"{n2.plan.address}:{n2.plan.sip_port}"})
-        shapes.append(ramp("edge+2", caller, cluster.edge, callee.username, rates, args.step_s))
+        daemons = [n.control for n in cluster.nodes]
+        shapes.append(
+            ramp("edge+2", caller, cluster.edge, callee.username, rates, args.step_s, daemons)
+        )
         report["shapes"] = shapes
 
         print("== failover: node 2 killed under 10 calls/s", flush=True)
