@@ -47,9 +47,6 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
             # ban is for more than that (the ban test uses failed digests).
             "edge_flood_requests": 5000,
             "edge_auth_failures": 5,
-            # Kamailio, two nodes and their daemons share 2 CPUs with other test runs: a call's
-            # decision may take longer than the 1 s a dedicated machine is held to.
-            "call_path_db_timeout_s": 3.0,
         }
     )
     cl = Cluster(
