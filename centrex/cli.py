@@ -387,6 +387,27 @@ def up() -> None:
         cluster.stop()
 
 
+def _cluster_banner(shape, database_url: str) -> str:
+    api = shape.api_settings
+    api_url = f"http://{api.api_host}:{api.api_port}"
+    nodes = "\n".join(
+        f"Node {n.plan.name}      SIP {n.plan.address}:{n.plan.sip_port}, AMI/ARI "
+        f"{n.plan.address}:{api.ami_port}/{api.http_port}, daemon metrics "
+        f"http://{n.settings.control_http_host}:{n.settings.control_http_port}/metrics"
+        for n in shape.nodes
+    )
+    return f"""
+== centrex is running, clustered (docs/cluster.md)
+API          {api_url}   token {api.api_token.get_secret_value()} (in var/centrex.env)
+SIP edge     udp {shape.edge} (Kamailio): phones register and call here, never at a node
+{nodes}
+Database     {database_url.split("@")[-1]}
+Logs         {shape.kamailio.directory.parent}
+Create lines as with `centrex up` (POST /v1/customers, POST /v1/lines), then point a softphone
+at the SIP edge. Nothing is restarted if it dies here. Ctrl-C stops everything.
+"""
+
+
 @app.command()
 def cluster() -> None:
     """The clustered shape on this machine (docs/cluster.md): PostgreSQL, Kamailio on
@@ -422,9 +443,7 @@ def cluster() -> None:
         typer.echo("== Asterisk nodes and Kamailio")
         shape.start()
         api_process.start_and_wait(API_READY)
-        typer.echo(_banner(shape.api_settings, database_url))
-        typer.echo(f"Phones and carriers: SIP udp {shape.edge} (Kamailio), not the nodes'.")
-        typer.echo(f"Logs: {settings.var_dir / 'cluster'}")
+        typer.echo(_cluster_banner(shape, database_url))
         while not stopping:
             time.sleep(0.2)
     finally:

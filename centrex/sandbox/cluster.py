@@ -98,6 +98,10 @@ class Kamailio:
     debug: int = 1
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
+    def __post_init__(self) -> None:
+        # Kamailio changes directory to / once started: every path it is given is absolute.
+        self.directory = self.directory.absolute()
+
     @property
     def address(self) -> str:
         return f"{self.listen_ip}:{self.port}"
