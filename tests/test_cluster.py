@@ -17,7 +17,7 @@ import httpx
 import pytest
 from conftest import API_TOKEN
 from helpers import sql
-from sip_agent import SipEndpoint, call_many, free_udp_port, run_sipp, start_calls
+from sip_agent import SipEndpoint, call_many, free_udp_port, received, run_sipp, start_calls
 
 from centrex.config import Settings
 from centrex.sandbox.cluster import Cluster
@@ -135,8 +135,12 @@ def test_a_line_registered_at_the_edge_is_rung_from_either_node(
     cluster, answering, line, database_url, wait_until
 ):
     """The callee registered with Kamailio only; calls from another line land on both nodes
-    (Call-ID hash) and every one reaches the callee through Kamailio's location lookup."""
-    _, callee = answering()
+    (Call-ID hash) and every one reaches the callee through Kamailio's location lookup, the
+    whole dialog (INVITE, the node's ACK and BYE) through the edge."""
+    _, callee = line()
+    port = free_udp_port()
+    callee.register(port).expect_success()
+    device = callee.answer(port, calls=100, ring_ms=100, timeout_s=120)
     caller_line, caller = line()
     # The node a call lands on is a hash of its Call-ID: call until both have been used.
     for placed in range(1, 21):
@@ -146,6 +150,9 @@ def test_a_line_registered_at_the_edge_is_rung_from_either_node(
         if set(nodes) == {"n1:answered", "n2:answered"}:
             break
     assert set(nodes) == {"n1:answered", "n2:answered"}, nodes
+    device.process.kill()
+    got = Counter(m.first_line.split(" ", 1)[0] for m in received(device))
+    assert got["INVITE"] == got["ACK"] == got["BYE"] == placed, got
     # Each node's daemon and shipper name their node in their log lines and metrics.
     for node in cluster.nodes:
         name, s = node.plan.name, node.settings
@@ -275,3 +282,44 @@ def test_brute_force_from_one_address_is_banned_at_the_edge(cluster, line):
     # ...while the line's phone elsewhere registers.
     victim.register(free_udp_port()).expect_success()
     assert "banned 127.0.19.66 (brute force" in cluster.kamailio.log_file.read_text()
+
+
+def test_a_ring_all_group_rings_its_members_through_the_edge_first_answer_wins(
+    capi, customer, line, database_url
+):
+    """Ring groups hold across nodes: the group's Dial() of several lines goes through the edge
+    (each member where it registered); the first answer wins, the other is cancelled."""
+    capi.patch(
+        f"/v1/customers/{customer['id']}",
+        json={"residence_country": "FR", "documents_verified": True},
+    )
+    block = capi.post("/v1/number-blocks", json={"first": "0319190000", "last": "0319190099"})
+    assert block.status_code in (201, 409), block.text
+    members = []
+    for _ in range(2):
+        created, endpoint = line()
+        port = free_udp_port()
+        endpoint.register(port).expect_success()
+        members.append((created, endpoint, port))
+    body = {
+        "customer_id": customer["id"], "name": "cluster group", "strategy": "ring_all",
+        "ring_timeout_s": 20, "members": [m[0]["id"] for m in members],
+    }  # fmt: skip
+    group = capi.post("/v1/ring-groups", json=body)
+    assert group.status_code == 201, group.text
+    number = capi.post(
+        "/v1/numbers/allocate",
+        json={"customer_id": customer["id"], "kind": "geographic", "zone": "3"},
+    ).json()["e164"]
+    response = capi.put(
+        f"/v1/numbers/{number}/destination", json={"ring_group_id": group.json()["id"]}
+    )
+    assert response.status_code == 200, response.text
+    (_, first, first_port), (_, second, second_port) = members
+    answering = first.answer(first_port, ring_ms=1000)
+    ringing = second.ring_unanswered(second_port)
+    caller_line, caller = line()
+    caller.call("0" + number.removeprefix("+33"), hold_ms=300).expect_success(timeout=30)
+    answering.expect_success()
+    ringing.expect_success()  # rung, then cancelled through the edge
+    assert cdrs_by_node(database_url, caller_line, 1).total() == 1
