@@ -35,15 +35,26 @@ CHILDREN = ("api", "control", "cdr", "guard")
 SERVICES = frozenset(CHILDREN)
 
 
-def _setup_logging(verbose: bool = False) -> None:
+def _setup_logging(verbose: bool = False, node: str | None = None) -> None:
+    # A node's daemon and shipper in the clustered shape name their node in every line
+    # (docs/cluster.md); the one-node shape's lines stay as they were.
+    where = f"[{node}] " if node else ""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s {where}%(levelname)s %(name)s: %(message)s",
     )
     logsafe.install()  # callers control much of what is logged: one record, one line
     # One line per ARI request or alembic plugin drowns the decisions the operator looks for.
     for noisy in ("httpx", "httpcore", "alembic.runtime.plugins", "centrex.ami.panoramisk"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _node_label(settings: Settings) -> str | None:
+    """The node name for a daemon's or shipper's log lines and metrics (NODE_INFO)."""
+    from centrex.metrics import NODE_INFO
+
+    NODE_INFO.labels(settings.node_name).set(1)
+    return settings.node_name if settings.sip_proxy else None
 
 
 def _settings(process: str | None = None) -> Settings:
@@ -261,8 +272,8 @@ def cdr() -> None:
     """Run the CDR shipper: Asterisk's CEL journal into PostgreSQL, exactly once."""
     from centrex.cdr.service import run_shipper
 
-    _setup_logging()
     settings = _settings("cdr")
+    _setup_logging(node=_node_label(settings))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_shipper(settings))
 
@@ -283,8 +294,8 @@ def control(verbose: bool = False) -> None:
     """Run the call-control daemon (ARI Stasis app + AMI)."""
     from centrex.control.process import run_daemon
 
-    _setup_logging(verbose)
     settings = _settings("control")
+    _setup_logging(verbose, node=_node_label(settings))
     try:
         # uvloop (a dependency of uvicorn[standard]) when present: the daemon is a loop of
         # small network reads and writes (ARI websocket, AMI, PostgreSQL), which libuv's loop
@@ -386,6 +397,71 @@ def up() -> None:
         typer.echo("== stopping Asterisk and PostgreSQL")
         sandbox.stop()
         cluster.stop()
+
+
+def _cluster_banner(shape, database_url: str) -> str:
+    api = shape.api_settings
+    api_url = f"http://{api.api_host}:{api.api_port}"
+    nodes = "\n".join(
+        f"Node {n.plan.name}      SIP {n.plan.address}:{n.plan.sip_port}, AMI/ARI "
+        f"{n.plan.address}:{api.ami_port}/{api.http_port}, daemon metrics "
+        f"http://{n.settings.control_http_host}:{n.settings.control_http_port}/metrics"
+        for n in shape.nodes
+    )
+    return f"""
+== centrex is running, clustered (docs/cluster.md)
+API          {api_url}   token {api.api_token.get_secret_value()} (in var/centrex.env)
+SIP edge     udp {shape.edge} (Kamailio): phones register and call here, never at a node
+{nodes}
+Database     {database_url.split("@")[-1]}
+Logs         {shape.kamailio.directory.parent}
+Create lines as with `centrex up` (POST /v1/customers, POST /v1/lines), then point a softphone
+at the SIP edge. Nothing is restarted if it dies here. Ctrl-C stops everything.
+"""
+
+
+@app.command()
+def cluster() -> None:
+    """The clustered shape on this machine (docs/cluster.md): PostgreSQL, Kamailio on
+    CENTREX_CLUSTER_EDGE_ADDRESS:CENTREX_SIP_PORT in front of one Asterisk node per
+    CENTREX_CLUSTER_NODE_ADDRESSES (each with its daemon and CDR shipper) and the API.
+    Ctrl-C stops it all."""
+    from centrex.sandbox.cluster import Cluster
+    from centrex.sandbox.processes import API_READY, ServiceProcess
+
+    _setup_logging()
+    ensure_env_file(Path("var"))
+    settings = _settings()
+    typer.echo("== PostgreSQL")
+    database = _postgres(settings)
+    database_url = start_database(settings)
+    settings = settings.model_copy(update={"database_url": database_url})
+    shape = Cluster(
+        settings,
+        edge_address=settings.cluster_edge_address,
+        node_addresses=settings.cluster_node_addresses,
+        log_dir=settings.var_dir / "cluster",
+    )
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    api_process = ServiceProcess("api", shape.api_settings, settings.var_dir / "cluster")
+    try:
+        typer.echo("== Asterisk nodes and Kamailio")
+        shape.start()
+        api_process.start_and_wait(API_READY)
+        typer.echo(_cluster_banner(shape, database_url))
+        while not stopping:
+            time.sleep(0.2)
+    finally:
+        api_process.stop()
+        shape.stop()
+        database.stop()
 
 
 def _serve_supervisor_metrics(settings: Settings) -> None:

@@ -422,6 +422,32 @@ class Settings(BaseSettings):
         description="Other Asterisk nodes reading the same database, as host:ami_port (same "
         "AMI user and secret): a changed line is expired from their caches too.",
     )
+    # --- clustered shape (docs/cluster.md): Kamailio in front of several Asterisk nodes ----------
+    sip_proxy: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9.-]+:[0-9]{1,5}$",
+        description="host:port of the SIP edge (Kamailio) holding the lines' registrations; "
+        "set, a node dials a line through it (PJSIP/<line>/sip:<line>@<proxy>). Unset: one node.",
+    )
+    cluster_edge_address: str = Field(
+        "127.0.0.1", description="`centrex cluster`: where Kamailio listens (on sip_port)."
+    )
+    cluster_node_addresses: list[str] = Field(
+        default_factory=lambda: ["127.0.0.11", "127.0.0.12"],
+        min_length=1,
+        max_length=8,
+        description="`centrex cluster`: one Asterisk node on each of these addresses.",
+    )
+    edge_flood_requests: int = Field(
+        400, ge=1, description="Kamailio bans an address sending more requests per 2 s (pike)."
+    )
+    edge_auth_failures: int = Field(
+        10, ge=1, description="Kamailio bans an address after this many failed digests."
+    )
+    edge_auth_failure_window_s: int = Field(
+        300, ge=1, description="How long a failed digest counts against its address."
+    )
+    edge_ban_s: int = Field(600, ge=1, description="How long Kamailio's bans last.")
     sip_ban_table: str | None = Field(
         None,
         pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$",

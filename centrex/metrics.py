@@ -225,6 +225,16 @@ FRAUD_SUSPICIONS = Counter(
 )
 
 
+# --- the clustered shape (issue 19, docs/cluster.md) --------------------------------------------
+NODE_INFO = Gauge(
+    "centrex_node_info",
+    "1, labelled with the Asterisk node this daemon or shipper serves (CENTREX_NODE_NAME): "
+    "join on instance to label any of its series by node.",
+    ["node"],
+    registry=None,
+)
+
+
 def _registry(*collectors: object) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR, *collectors):
@@ -236,13 +246,13 @@ def _registry(*collectors: object) -> CollectorRegistry:
 DAEMON_REGISTRY = _registry(
     CALLS_IN_PROGRESS, CALLS_ADMITTED, CALLS_REFUSED, CALLS_CUT, ADMISSION_SECONDS,
     ASTERISK_CONNECTED, ASTERISK_RECONNECTS, DATABASE_TIMEOUTS, EMERGENCY_UNDECIDED,
-    FRAUD_SUSPICIONS,
+    FRAUD_SUSPICIONS, NODE_INFO,
 )  # fmt: skip
 #: What the CDR shipper serves (``centrex cdr``, its ``/metrics``).
 CDR_REGISTRY = _registry(
     CDRS_WRITTEN, CDRS_REFUSED, CDR_WRITE_SECONDS, CDR_WRITE_ERRORS, CEL_LINES_SKIPPED,
     CDR_PENDING_CALLS, CDR_JOURNAL_BACKLOG_BYTES, CDR_CALLS_CLOSED_UNENDED,
-    FRAUD_SUSPICIONS,
+    FRAUD_SUSPICIONS, NODE_INFO,
 )  # fmt: skip
 #: What the guard serves (``centrex guard``, its ``/metrics``).
 GUARD_REGISTRY = _registry(AUTH_FAILURES, SECURITY_LINES_SKIPPED, SIP_BANS, SIP_BANNED_ADDRESSES)

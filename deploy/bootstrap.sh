@@ -38,6 +38,11 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   [ "$had_policy" = 1 ] || rm -f /usr/sbin/policy-rc.d
   rm -f /usr/sbin/policy-rc.d.centrex
 fi
+# The clustered shape (docs/cluster.md) starts Kamailio itself, with its own configuration: the
+# package's system service stays off, or it would hold port 5060 with the stock configuration.
+if dpkg -s kamailio >/dev/null 2>&1; then
+  { systemctl disable --now kamailio.service || update-rc.d kamailio disable; } >/dev/null 2>&1 || true
+fi
 
 stamp="$VENV/.centrex-installed${EXTRAS:+-$EXTRAS}"
 if [ ! -x "$VENV/bin/python" ]; then

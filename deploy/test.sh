@@ -3,7 +3,8 @@
 # Needs root on a fresh host (packages, the Asterisk chroot). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CENTREX_EXTRAS=dev deploy/bootstrap.sh sip-tester prometheus nftables poppler-utils
+CENTREX_EXTRAS=dev deploy/bootstrap.sh sip-tester prometheus nftables poppler-utils \
+  kamailio kamailio-postgres-modules  # tests/test_cluster.py: the SIP edge
 
 echo "== ruff"
 .venv/bin/ruff check .

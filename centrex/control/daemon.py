@@ -40,7 +40,7 @@ from centrex.control.cutoff_timer import CutoffTimer
 from centrex.control.events import CallEvents
 from centrex.core.call_events import CallAnswered
 from centrex.core.numbering import DialledKind, classify_dialled
-from centrex.core.routing import endpoint_of_channel
+from centrex.core.routing import endpoint_of_channel, through_proxy
 from centrex.features.call_path import LOOP
 from centrex.features.control import FeatureControl
 from centrex.features.rules import parse_code, strip_privacy
@@ -247,6 +247,7 @@ class CallControl(CallEvents, FeatureControl, TransferControl, AsteriskSync):
 
     async def _dial(self, channel_id: str, dialled: str, dial: str, call: AdmittedCall) -> None:
         ring_s = call.ring_timeout_s or self.settings.ring_timeout_s
+        dial = through_proxy(dial, self.settings.sip_proxy)
         dial_args = f"{dial},{ring_s},L({call.limits.asterisk_limit_ms})U(centrex-answered)"
         await self.ari.set_variable(channel_id, "CENTREX_DIAL", dial_args)
         await self.ari.continue_in_dialplan(channel_id, DIAL_CONTEXT, dialled or "s")

@@ -154,3 +154,20 @@ def endpoint_of_channel(channel_name: str) -> str | None:
         return None
     endpoint, _, _seq = rest.rpartition("-")
     return endpoint or None
+
+
+def through_proxy(dial: str, proxy: str | None) -> str:
+    """A Dial() target list with every line reached through the SIP edge (clustered shape,
+    docs/cluster.md): ``PJSIP/abc`` -> ``PJSIP/abc/sip:abc@<proxy>``. The line's registration is
+    the edge's, not this node's; the endpoint stays the line's (its codecs, its caller ID, its
+    channel name). Trunk targets (``@trunk``) and anything already with a URI are left alone.
+    Without a proxy the targets are returned unchanged (one node)."""
+    if not proxy:
+        return dial
+    targets = []
+    for target in dial.split("&"):
+        tech, _, rest = target.partition("/")
+        if tech == "PJSIP" and rest and "@" not in rest and "/" not in rest:
+            target = f"PJSIP/{rest}/sip:{rest}@{proxy}"
+        targets.append(target)
+    return "&".join(targets)

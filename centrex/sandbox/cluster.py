@@ -1,0 +1,343 @@
+"""The clustered shape on one machine (docs/cluster.md): one Kamailio in front of N Asterisk
+nodes on distinct loopback addresses, each node with its own call-control daemon and CDR shipper
+(its node name in every call row, CDR and log line), one PostgreSQL, one API expiring every
+node's cache. Used by ``centrex cluster``, tests/test_cluster.py and bench/cluster.py.
+
+Kamailio runs in the foreground (``-DD -E``) as a child process with its own rendered
+configuration (deploy/kamailio/kamailio.cfg.j2), pid file and control socket, never as the
+package's system service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+from sqlalchemy.engine import make_url
+
+from centrex.config import Settings
+from centrex.sandbox import processes
+from centrex.sandbox.asterisk import AsteriskSandbox
+from centrex.sandbox.processes import CDR_READY, DAEMON_READY, ServiceProcess
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "kamailio" / "kamailio.cfg.j2"
+MODULE_DIRS = ("/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules")
+#: The dispatcher set holding the nodes (kamailio.cfg.j2 uses set 1).
+DISPATCH_SET = 1
+
+
+class ClusterError(RuntimeError):
+    """Kamailio or a node could not be started."""
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """Where one node listens: its address, and ports that differ from its neighbours' (the SIP
+    port picks the node's RTP block, centrex.sandbox.asterisk.rtp_port_range)."""
+
+    name: str
+    address: str
+    sip_port: int
+
+
+def plan_nodes(base: Settings, addresses: list[str]) -> list[NodePlan]:
+    """Node names n1, n2, ... on ``addresses``; SIP on sip_port+1, +2, ... (Kamailio has
+    sip_port itself)."""
+    return [NodePlan(f"n{i}", address, base.sip_port + i) for i, address in enumerate(addresses, 1)]
+
+
+def node_settings(base: Settings, plan: NodePlan, edge: str, others: list[NodePlan]) -> Settings:
+    """The settings of one node's Asterisk, daemon and CDR shipper, derived from the cluster's."""
+    i = int(plan.name.removeprefix("n"))
+    return base.model_copy(
+        update={
+            "asterisk_instance": f"{base.asterisk_instance}-{plan.name}",
+            "node_name": plan.name,
+            "asterisk_host": plan.address,
+            "sip_bind": None,
+            "media_address": None,
+            "sip_port": plan.sip_port,
+            "sip_tls_port": None,  # the node's SIP port + 1, on the node's address
+            "sip_proxy": edge,
+            "control_http_port": base.control_http_port + i if base.control_http_port else 0,
+            "cdr_http_port": base.cdr_http_port + i if base.cdr_http_port else 0,
+            # Every other node's AMI: a line changed through this node's API is expired there.
+            "asterisk_cache_nodes": [f"{o.address}:{base.ami_port}" for o in others],
+        }
+    )
+
+
+def kamailio_db_url(settings: Settings) -> str:
+    """Kamailio reads line credentials as Asterisk's read-only database role."""
+    from centrex.asterisk.realtime import ASTERISK_DB_ROLE
+
+    url = make_url(settings.database_url) if settings.database_url else None
+    host = (url.host if url else None) or "127.0.0.1"
+    port = (url.port if url else None) or 5432
+    database = (url.database if url else None) or "centrex"
+    password = settings.asterisk_db_password.get_secret_value()
+    return f"postgres://{ASTERISK_DB_ROLE}:{password}@{host}:{port}/{database}"
+
+
+@dataclass
+class Kamailio:
+    """One Kamailio process in front of ``nodes`` (address, SIP port)."""
+
+    settings: Settings
+    directory: Path
+    listen_ip: str
+    port: int
+    nodes: list[tuple[str, int]]
+    children: int = 4
+    debug: int = 1
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        # Kamailio changes directory to / once started: every path it is given is absolute.
+        self.directory = self.directory.absolute()
+
+    @property
+    def address(self) -> str:
+        return f"{self.listen_ip}:{self.port}"
+
+    @property
+    def config_file(self) -> Path:
+        return self.directory / "kamailio.cfg"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "kamailio.pid"
+
+    @property
+    def ctl_socket(self) -> Path:
+        return self.directory / "kamailio.ctl"
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "kamailio.log"
+
+    def render(self) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        module_dir = next((d for d in MODULE_DIRS if Path(d, "dispatcher.so").is_file()), None)
+        if module_dir is None or not shutil.which("kamailio"):
+            raise ClusterError(
+                "Kamailio is not installed: apt-get install kamailio kamailio-extra-modules "
+                "kamailio-postgres-modules (deploy/bootstrap.sh does it)"
+            )
+        dispatcher_list = self.directory / "dispatcher.list"
+        dispatcher_list.write_text(
+            "".join(f"{DISPATCH_SET} sip:{ip}:{port}\n" for ip, port in self.nodes)
+        )
+        s = self.settings
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(TEMPLATE.parent)),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+        text = env.get_template(TEMPLATE.name).render(
+            header="Generated by centrex.sandbox.cluster; do not edit.",
+            debug=self.debug,
+            children=self.children,
+            listen_ip=self.listen_ip,
+            port=self.port,
+            module_dir=module_dir,
+            ctl_socket=self.ctl_socket,
+            db_url=kamailio_db_url(s),
+            realm=s.sip_realm,
+            dispatcher_list=dispatcher_list,
+            pike_density=s.edge_flood_requests,
+            authfail_limit=s.edge_auth_failures,
+            authfail_window_s=s.edge_auth_failure_window_s,
+            ban_s=s.edge_ban_s,
+        )
+        self.config_file.write_text(text)
+        self.config_file.chmod(0o600)  # holds the database password
+        return self.config_file
+
+    def start(self, timeout: float = 20) -> None:
+        self.render()
+        check = subprocess.run(
+            ["kamailio", "-c", "-f", str(self.config_file)], capture_output=True, text=True
+        )
+        if check.returncode != 0:
+            raise ClusterError(f"kamailio.cfg does not check:\n{check.stderr[-3000:]}")
+        self.ctl_socket.unlink(missing_ok=True)
+        with self.log_file.open("ab") as out:
+            self.process = subprocess.Popen(
+                ["kamailio", "-f", str(self.config_file), "-DD", "-E",
+                 "-P", str(self.pid_file), "-m", "128", "-M", "16"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        try:
+            processes.wait_until(
+                lambda: self.ctl_socket.exists() or self.process.poll() is not None,  # type: ignore[union-attr]
+                timeout,
+                "Kamailio's control socket",
+            )
+        except TimeoutError:
+            self.stop()
+            raise ClusterError(f"Kamailio did not start:\n{self.log_tail()}") from None
+        if self.process.poll() is not None:
+            raise ClusterError(f"Kamailio exited:\n{self.log_tail()}")
+
+    def rpc(self, *command: str, timeout: float = 10) -> str:
+        """A Kamailio RPC command through its control socket (kamcmd)."""
+        proc = subprocess.run(
+            ["kamcmd", "-s", f"unix:{self.ctl_socket}", *command],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise ClusterError(f"kamcmd {' '.join(command)}: {proc.stdout}{proc.stderr}")
+        return proc.stdout
+
+    def active_nodes(self) -> set[str]:
+        """The nodes dispatch sends new calls to, as ``ip:port`` (flags without I/D)."""
+        text = self.rpc("dispatcher.list")
+        active, uri = set(), None
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("URI:"):
+                uri = line.split("sip:", 1)[-1]
+            elif line.startswith("FLAGS:") and uri is not None:
+                if line.split(":", 1)[1].strip().startswith("A"):
+                    active.add(uri)
+                uri = None
+        return active
+
+    def banned(self) -> set[str]:
+        """Addresses in the edge's ban table."""
+        text = self.rpc("htable.dump", "ipban")
+        return {
+            line.split(":", 1)[1].strip()
+            for line in text.splitlines()
+            if line.strip().startswith("name:")
+        }
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.pid_file.unlink(missing_ok=True)
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        return "(no log)"
+
+
+@dataclass
+class Node:
+    """One Asterisk node with its daemon and CDR shipper."""
+
+    plan: NodePlan
+    settings: Settings
+    asterisk: AsteriskSandbox
+    control: ServiceProcess
+    cdr: ServiceProcess
+
+    def start(self, *, fresh: bool = False) -> None:
+        self.asterisk.ensure_installed()
+        self.asterisk.render_config()
+        if fresh:
+            self.asterisk.wipe_provisioned_state()
+            self.asterisk.wipe_call_journal()
+        self.asterisk.start()
+        self.start_services()
+
+    def start_services(self) -> None:
+        if not self.cdr.running:
+            self.cdr.start_and_wait(CDR_READY)
+        if not self.control.running:
+            self.control.start_and_wait(DAEMON_READY)
+
+    def kill_asterisk(self) -> None:
+        """``kill -9`` of the node's Asterisk: no goodbye to anyone."""
+        pid = self.asterisk.status().pid
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            processes.wait_until(lambda: not self.asterisk.is_running(), 10, "Asterisk to die")
+
+    def stop(self) -> None:
+        self.control.stop()
+        self.cdr.stop()
+        self.asterisk.stop()
+
+
+class Cluster:
+    """Kamailio + nodes; the API and PostgreSQL are the caller's (they are not per node)."""
+
+    def __init__(
+        self,
+        base: Settings,
+        *,
+        edge_address: str,
+        node_addresses: list[str],
+        log_dir: Path,
+    ) -> None:
+        plans = plan_nodes(base, node_addresses)
+        edge = f"{edge_address}:{base.sip_port}"
+        self.base = base
+        self.nodes = []
+        for plan in plans:
+            settings = node_settings(base, plan, edge, [p for p in plans if p != plan])
+            self.nodes.append(
+                Node(
+                    plan,
+                    settings,
+                    AsteriskSandbox(settings),
+                    ServiceProcess("control", settings, log_dir / plan.name),
+                    ServiceProcess("cdr", settings, log_dir / plan.name),
+                )
+            )
+        self.kamailio = Kamailio(
+            base,
+            log_dir / "kamailio",
+            edge_address,
+            base.sip_port,
+            [(p.address, p.sip_port) for p in plans],
+        )
+
+    @property
+    def edge(self) -> str:
+        return self.kamailio.address
+
+    @property
+    def api_settings(self) -> Settings:
+        """The API's settings: it drives node 1 and expires the others' caches over AMI."""
+        return self.nodes[0].settings
+
+    def start(self, *, fresh: bool = False, timeout: float = 15) -> None:
+        for node in self.nodes:
+            node.start(fresh=fresh)
+        self.kamailio.start()
+        self.wait_dispatching({f"{n.plan.address}:{n.plan.sip_port}" for n in self.nodes}, timeout)
+
+    def wait_dispatching(self, expected: set[str], timeout: float = 15) -> None:
+        """Until exactly ``expected`` nodes are in dispatch (probes answered or missed)."""
+        try:
+            processes.wait_until(lambda: self.kamailio.active_nodes() == expected, timeout,
+                                 f"dispatch to be {sorted(expected)}")  # fmt: skip
+        except TimeoutError:
+            raise ClusterError(
+                f"dispatch is {sorted(self.kamailio.active_nodes())}, not {sorted(expected)}\n"
+                f"{self.kamailio.log_tail()}"
+            ) from None
+
+    def stop(self) -> None:
+        self.kamailio.stop()
+        for node in self.nodes:
+            node.stop()
