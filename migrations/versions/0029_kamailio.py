@@ -5,13 +5,13 @@ against the line's HA1 (the same md5(user:realm:password) Asterisk's realtime ps
 read through this view by the read-only role Asterisk uses. Deleted lines are not in it.
 
 Revision ID: 0029_kamailio
-Revises: 0024_voicemail
+Revises: 0025_invoice_items
 """
 
 from alembic import op
 
 revision = "0029_kamailio"
-down_revision = "0024_voicemail"
+down_revision = "0025_invoice_items"
 branch_labels = None
 depends_on = None
 
