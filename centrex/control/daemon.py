@@ -196,8 +196,9 @@ class CallControl(CallEvents, FeatureControl, TransferControl, AsteriskSync):
             if decision.own_mailbox:
                 await self.ari.continue_in_dialplan(channel_id, VOICEMAIL_MAIN_CONTEXT, "s")
             elif decision.mailbox_only:
-                # The called line is at its limit: its mailbox, as for a busy phone.
-                await self.ari.set_variable(channel_id, "DIALSTATUS", "BUSY")
+                # The called line is at its limit: its mailbox, as for a busy phone; or it
+                # forwards to a mailbox before ringing (issue 15).
+                await self.ari.set_variable(channel_id, "DIALSTATUS", decision.mailbox_status)
                 await self.ari.continue_in_dialplan(channel_id, VOICEMAIL_CONTEXT, "s")
             else:
                 await self._dial(channel_id, dialled, decision.dial, decision)
