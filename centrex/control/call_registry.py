@@ -46,6 +46,7 @@ from centrex.db.models import ActiveCall, ActiveCallLeg, CallCutoff
 from centrex.db.session import make_sessionmaker
 from centrex.features.call_path import FeatureCalls, Plan
 from centrex.features.rules import CallFeatures, Condition
+from centrex.moh.call_path import MusicClasses
 from centrex.voicemail.rules import VOICEMAIL_CODE, busy_goes_to_mailbox
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,7 @@ class CallRegistry:
         self._pool_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self.features = FeatureCalls(self)  # issue 15: forwarding, do-not-disturb, privacy
+        self.music = MusicClasses(self)  # issue 15: per-customer music on hold
 
     async def _db(self) -> asyncpg.Pool:
         if self._pool is None:

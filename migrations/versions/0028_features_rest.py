@@ -1,6 +1,6 @@
-"""group pickup: a pickup takes a ring group's call too (issue 15)
+"""features rest (issue 15): a pickup takes a ring group's call too; music on hold per customer
 
-Revision ID: 0028_group_pickup
+Revision ID: 0028_features_rest
 Revises: 0024_voicemail
 Create Date: 2026-12-03
 
@@ -8,13 +8,20 @@ Create Date: 2026-12-03
 line rung, or the members of the ring group rung), in one statement under the picker's row
 lock, refused at the picker's limit. A picker that is itself one of the ringing members is not
 counted twice: its member leg becomes the callee's.
+
+``customer_music_on_hold``: a customer's uploaded music, and the view ``asterisk_musiconhold``
+Asterisk's res_musiconhold reads its realtime classes from (res_config_pgsql, as voicemail):
+one class ``customer-<id>`` per customer with music, its files in
+``/usr/share/asterisk/centrex-moh/<id>`` (centrex/moh/rules.py). Realtime classes are looked
+up at each hold (``cachertclasses=no``): an upload or a deletion needs no reload.
 """
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0028_group_pickup"
+revision: str = "0028_features_rest"
 down_revision: str | Sequence[str] | None = "0024_voicemail"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -52,9 +59,29 @@ $$;
 """
 
 
+MOH_VIEW = """
+CREATE VIEW asterisk_musiconhold AS
+SELECT 'customer-' || m.customer_id AS name, 'files'::text AS mode,
+       '/usr/share/asterisk/centrex-moh/' || m.customer_id AS directory, 'alpha'::text AS sort
+FROM customer_music_on_hold m
+"""
+
+
 def upgrade() -> None:
     op.execute(PICKUP_LEG)
+    op.create_table(
+        "customer_music_on_hold",
+        sa.Column("customer_id", sa.Uuid(), sa.ForeignKey("customers.id", ondelete="CASCADE"),
+                  primary_key=True),  # fmt: skip
+        sa.Column("seconds", sa.Float(), nullable=False),
+        sa.Column("size_bytes", sa.Integer(), nullable=False),
+        sa.Column("uploaded_at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.now()),  # fmt: skip
+    )
+    op.execute(MOH_VIEW)
 
 
 def downgrade() -> None:
+    op.execute("DROP VIEW asterisk_musiconhold")
+    op.drop_table("customer_music_on_hold")
     op.execute("DROP FUNCTION centrex_pickup_leg(text, text, uuid, text)")
