@@ -34,6 +34,13 @@ def wav(seconds: float, *, hz: float = TONE_HZ, rate: int = 8000, channels: int 
     return out.getvalue()
 
 
+def customer_client(api: httpx.Client, customer_id: str) -> httpx.Client:
+    body = {"name": "moh", "scope": "customer", "customer_id": customer_id}
+    token = api.post("/v1/tokens", json=body).json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.Client(base_url=str(api.base_url), timeout=15, headers=headers)
+
+
 @pytest.fixture(scope="module")
 def customer(api: httpx.Client) -> dict:
     return api.post("/v1/customers", json={"name": "hold music"}).json()
@@ -75,10 +82,7 @@ def test_the_held_party_hears_the_customer_s_own_music(api, make_line, control_s
         assert refused.json()["detail"][0]["loc"][-1] == "music", refused.text
     assert api.get(url).json()["music"] == "default"
     other = api.post("/v1/customers", json={"name": "someone else"}).json()
-    token = api.post("/v1/tokens", json={"name": "moh", "scope": "customer",
-                                         "customer_id": other["id"]}).json()["token"]  # fmt: skip
-    with httpx.Client(base_url=str(api.base_url), timeout=15,
-                      headers={"Authorization": f"Bearer {token}"}) as theirs:  # fmt: skip
+    with customer_client(api, other["id"]) as theirs:
         assert theirs.put(url, content=wav(2.0)).status_code == 404
         assert theirs.get(url).status_code == 404
 
@@ -86,7 +90,8 @@ def test_the_held_party_hears_the_customer_s_own_music(api, make_line, control_s
     default = held_audio(api, make_line)
     assert tone_share(default, TONE_HZ) < 0.3, tone_share(default, TONE_HZ)
 
-    uploaded = api.put(url, content=wav(3.0), headers={"Content-Type": "audio/wav"})
+    with customer_client(api, customer["id"]) as own:  # the customer's own token
+        uploaded = own.put(url, content=wav(3.0), headers={"Content-Type": "audio/wav"})
     assert uploaded.status_code == 200, uploaded.text
     assert uploaded.json()["music"] == "uploaded" and uploaded.json()["seconds"] == 3.0
     # The daemon reads which customers have music every 2 s: the next held calls hear it
