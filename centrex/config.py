@@ -352,6 +352,15 @@ class Settings(BaseSettings):
         "FA", pattern=r"^[A-Z0-9-]{0,8}$", description="Before the invoice number: FA000042."
     )
 
+    # --- music on hold per customer (centrex/moh/, docs/transfers.md "Hold") -------------------
+    moh_max_bytes: int = Field(
+        1_000_000,
+        ge=1000,
+        description="Largest music-on-hold WAV a customer may upload "
+        "(also bounded by CENTREX_API_MAX_BODY_BYTES).",
+    )
+    moh_max_s: int = Field(600, ge=1, le=3600, description="Longest music on hold, in seconds.")
+
     # --- voicemail (centrex/voicemail/, docs/voicemail.md) -------------------------------------
     voicemail_default_enabled: bool = Field(
         True,

@@ -20,6 +20,7 @@ import centrex.billing.models
 import centrex.contracts.models
 import centrex.extensions.models
 import centrex.features.models
+import centrex.moh.models
 import centrex.portability.models
 import centrex.voicemail.models  # noqa: F401
 from centrex.db.models import Base

@@ -64,10 +64,14 @@ CUSTOMER_MAY = {
     ("GET", "/v1/lines/{line_id}/voicemails"),
     ("GET", "/v1/lines/{line_id}/voicemails/{msg_id}"),
     ("DELETE", "/v1/lines/{line_id}/voicemails/{msg_id}"),
+    ("GET", "/v1/customers/{customer_id}/music-on-hold"),
+    ("PUT", "/v1/customers/{customer_id}/music-on-hold"),
+    ("DELETE", "/v1/customers/{customer_id}/music-on-hold"),
 }
 # Allowed, but shown on real objects elsewhere (a WAV upload, messages a caller left):
-# tests/test_voicemail.py.
+# tests/test_voicemail.py, tests/test_customer_moh.py.
 SHOWN_ELSEWHERE = {
+    ("PUT", "/v1/customers/{customer_id}/music-on-hold"),
     ("PUT", "/v1/lines/{line_id}/voicemail/greeting"),
     ("GET", "/v1/lines/{line_id}/voicemails/{msg_id}"),
     ("DELETE", "/v1/lines/{line_id}/voicemails/{msg_id}"),
@@ -84,7 +88,7 @@ ON_REAL_OBJECTS = {"/v1/calls/{call_id}", "/v1/invoices/{invoice_id}",
 API_TABLES = ["customers", "lines", "numbers", "number_blocks", "number_tier_rules", "trunks",
               "ring_groups", "ring_group_members", "destinations", "policy_restrictions",
               "credential_renewals", "sip_bans", "api_tokens", "line_features",
-              "voicemail_boxes"]  # fmt: skip
+              "voicemail_boxes", "customer_music_on_hold"]  # fmt: skip
 WHO = {"actor": "self-service", "reason": "a test"}
 PERIOD = {"since": "2026-01-01T00:00:00Z", "until": "2026-02-01T00:00:00Z"}
 

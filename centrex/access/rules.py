@@ -41,6 +41,10 @@ CUSTOMER_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/v1/lines/{line_id}/voicemails"),
         ("GET", "/v1/lines/{line_id}/voicemails/{msg_id}"),
         ("DELETE", "/v1/lines/{line_id}/voicemails/{msg_id}"),
+        # Its music on hold (issue 15): what its held calls hear.
+        ("GET", "/v1/customers/{customer_id}/music-on-hold"),
+        ("PUT", "/v1/customers/{customer_id}/music-on-hold"),
+        ("DELETE", "/v1/customers/{customer_id}/music-on-hold"),
         # Its numbers and where its aliases ring, among its own lines and groups.
         ("GET", "/v1/numbers/{number}"),
         ("PUT", "/v1/numbers/{number}/destination"),

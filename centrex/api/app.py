@@ -53,6 +53,8 @@ from centrex.contracts.scheduler import ContractScheduler
 from centrex.db.session import SessionMaker, asyncpg_dsn, make_engine, make_sessionmaker
 from centrex.features import routes as features
 from centrex.metrics import API_REGISTRY
+from centrex.moh import routes as moh
+from centrex.moh.service import moh_root
 from centrex.portability import routes as portability
 from centrex.portability.donor_http import HttpDonor
 from centrex.portability.scheduler import PortingLoop
@@ -132,6 +134,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
             settings, app.state.sessionmaker, app.state.projector, ari
         )
         app.state.voicemail_spool = Spool(spool_of(settings))
+        app.state.moh_root = moh_root(settings)
         tasks = []
         # Portability (issue 16): donor answers and activation at the porting slot.
         donor = HttpDonor(settings.donor_url) if settings.donor_url else None
@@ -277,5 +280,6 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(billing_catalogue.router, dependencies=secured)
     app.include_router(contracts.router, dependencies=secured)
     app.include_router(voicemail.router, dependencies=secured)
+    app.include_router(moh.router, dependencies=secured)
     document_errors(app)
     return app

@@ -159,6 +159,9 @@ DEEPER_RULES: dict[tuple[str, str], tuple[frozenset[int], str]] = {
     ("PUT", "/v1/lines/{line_id}/voicemail/greeting"): (
         frozenset({400}), "the body is not an 8000 Hz 16-bit mono PCM WAV, or is shorter than "
         "0.5 s or longer than CENTREX_VOICEMAIL_MAX_GREETING_S"),
+    ("PUT", "/v1/customers/{customer_id}/music-on-hold"): (
+        frozenset({400}), "the body is not an 8000 Hz 16-bit mono PCM WAV, or is shorter than "
+        "1 s, longer than CENTREX_MOH_MAX_S or larger than CENTREX_MOH_MAX_BYTES"),
     ("GET", "/v1/lines/{line_id}/voicemails/{msg_id}"): (
         frozenset({400}), "msg_id is not a message id"),
     ("DELETE", "/v1/lines/{line_id}/voicemails/{msg_id}"): (

@@ -43,6 +43,7 @@ from centrex.audit.models import AuditEntry
 from centrex.db import models as m
 from centrex.extensions.models import Extension
 from centrex.features.models import CallForward, LineFeatureSettings
+from centrex.moh.models import CustomerMusicOnHold
 from centrex.portability.models import PortIn, PortOut
 from centrex.voicemail.models import VoicemailBox, VoicemailDelivery, VoicemailPlatform
 
@@ -126,6 +127,7 @@ AUDITED: dict[type, Audited] = {
     VoicemailBox: _audited("voicemail_box", secret=("pin",)),
     VoicemailPlatform: _audited("voicemail_platform"),
     VoicemailDelivery: _audited("voicemail_delivery"),
+    CustomerMusicOnHold: _audited("music_on_hold"),
     # Written by the daemon, the CDR shipper or fraud control, not by the API; declared so that
     # an API change to them one day is recorded like any other.
     m.ActiveCall: _audited("call"),

@@ -18,6 +18,8 @@ from centrex.billing.models import Invoice, Payment, Subscription
 from centrex.contracts.models import Contract, ContractCharge, ContractEvent, Equipment
 from centrex.db.models import Cdr, Customer, Line, PhoneNumber, PolicyRestriction
 from centrex.services.errors import Conflict, NotFound
+from centrex.voicemail import personal_data as voicemail_data
+from centrex.voicemail.spool import Spool
 
 ERASED = "erased (art. 13)"
 
@@ -39,7 +41,9 @@ async def _customer(session: AsyncSession, customer_id: uuid.UUID) -> Customer:
     return customer
 
 
-async def export(session: AsyncSession, customer_id: uuid.UUID) -> dict[str, Any]:
+async def export(
+    session: AsyncSession, customer_id: uuid.UUID, spool: Spool | None = None
+) -> dict[str, Any]:
     customer = await _customer(session, customer_id)
 
     async def all_of(model, *where) -> list[dict[str, Any]]:
@@ -47,7 +51,7 @@ async def export(session: AsyncSession, customer_id: uuid.UUID) -> dict[str, Any
 
     contracts = await all_of(Contract, Contract.customer_id == customer_id)
     contract_ids = [c["id"] for c in contracts]
-    return {
+    out = {
         "customer": _rows([customer])[0],
         "lines": await all_of(Line, Line.customer_id == customer_id),
         "numbers": await all_of(PhoneNumber, PhoneNumber.customer_id == customer_id),
@@ -67,9 +71,15 @@ async def export(session: AsyncSession, customer_id: uuid.UUID) -> dict[str, Any
             "export": f"/v1/cdrs.csv?customer_id={customer_id}",
         },
     }
+    if spool is not None:  # mailboxes and messages (centrex/voicemail/personal_data.py)
+        lines = list(await session.scalars(select(Line).where(Line.customer_id == customer_id)))
+        out["voicemail"] = await voicemail_data.export(session, spool, lines)
+    return out
 
 
-async def erase(session: AsyncSession, customer_id: uuid.UUID, *, now: datetime) -> dict:
+async def erase(
+    session: AsyncSession, customer_id: uuid.UUID, *, now: datetime, spool: Spool | None = None
+) -> dict:
     """Pseudonymise what identifies the customer's people; refuse while a contract is in force
     (the service needs them). Invoices (append-only, 10 years) and CDRs (evidence) are kept."""
     customer = await _customer(session, customer_id)
@@ -93,6 +103,8 @@ async def erase(session: AsyncSession, customer_id: uuid.UUID, *, now: datetime)
     lines = list(await session.scalars(select(Line).where(Line.customer_id == customer_id)))
     for line in lines:
         line.label = ERASED
+    # Voicemail: messages (audio and metadata) and greetings deleted, mailboxes' emails removed.
+    messages = await voicemail_data.erase(session, spool, lines) if spool is not None else 0
     contracts = list(await session.scalars(
         select(Contract).where(Contract.customer_id == customer_id)))  # fmt: skip
     for contract in contracts:
@@ -100,6 +112,6 @@ async def erase(session: AsyncSession, customer_id: uuid.UUID, *, now: datetime)
         contract.termination_reason = ERASED if contract.termination_reason else None
     await session.commit()
     return {"erased_at": now, "customer": customer.name, "lines": len(lines),
-            "contracts": len(contracts),
+            "contracts": len(contracts), "voicemail_messages": messages,
             "kept": ["invoices (accounting, 10 years)", "cdrs (evidence, retention period)",
                      "payments", "numbers' history"]}  # fmt: skip

@@ -23,6 +23,7 @@ from centrex.contracts.schemas import (
     NoticeIn,
     ReturnIn,
 )
+from centrex.voicemail.routes import SpoolDep
 
 router = APIRouter(tags=["contracts"])
 
@@ -129,14 +130,14 @@ async def return_equipment(equipment_id: uuid.UUID, body: ReturnIn,
 
 @router.get("/v1/customers/{customer_id}/personal-data")
 async def personal_data(customer_id: uuid.UUID, session: SessionDep,
-                        principal: PrincipalDep) -> dict:  # fmt: skip
+                        principal: PrincipalDep, spool: SpoolDep) -> dict:  # fmt: skip
     """Everything held on the customer (art. 13), machine readable; secrets left out."""
     visible(principal, customer_id, "customer_id", f"no customer with id {customer_id}")
-    return await gdpr.export(session, customer_id)
+    return await gdpr.export(session, customer_id, spool)
 
 
 @router.post("/v1/customers/{customer_id}/erasure")
-async def erase(customer_id: uuid.UUID, session: SessionDep) -> dict:
+async def erase(customer_id: uuid.UUID, session: SessionDep, spool: SpoolDep) -> dict:
     """Pseudonymise the customer's personal data (its contracts ended, its lines gone);
     invoices and CDRs are kept (docs/contracts.md)."""
-    return await gdpr.erase(session, customer_id, now=_now())
+    return await gdpr.erase(session, customer_id, now=_now(), spool=spool)

@@ -34,11 +34,19 @@ from centrex.core.policy import (
     destination_of,
     period_start,
 )
-from centrex.core.routing import LineInfo, NumberTarget, Refuse, RingGroupInfo, route_call
+from centrex.core.routing import (
+    Admit,
+    LineInfo,
+    NumberTarget,
+    Refuse,
+    RingGroupInfo,
+    route_call,
+)
 from centrex.db.models import ActiveCall, ActiveCallLeg, CallCutoff
 from centrex.db.session import make_sessionmaker
-from centrex.features.call_path import FeatureCalls
-from centrex.features.rules import CallFeatures
+from centrex.features.call_path import FeatureCalls, Plan
+from centrex.features.rules import CallFeatures, Condition
+from centrex.moh.call_path import MusicClasses
 from centrex.voicemail.rules import VOICEMAIL_CODE, busy_goes_to_mailbox
 
 log = logging.getLogger(__name__)
@@ -66,6 +74,9 @@ class AdmittedCall:
     mailbox_only: bool = False
     # The line dialled the voicemail code: VoiceMailMain on its own mailbox.
     own_mailbox: bool = False
+    # The DIALSTATUS a mailbox_only call reaches the mailbox with: BUSY (a full line, a busy
+    # forward: the "busy" greeting) or NOANSWER (an unconditional forward: "unavailable").
+    mailbox_status: str = "BUSY"
 
 
 @dataclass(frozen=True)
@@ -213,6 +224,7 @@ class CallRegistry:
         self._pool_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self.features = FeatureCalls(self)  # issue 15: forwarding, do-not-disturb, privacy
+        self.music = MusicClasses(self)  # issue 15: per-customer music on hold
 
     async def _db(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -350,6 +362,12 @@ class CallRegistry:
                 target_line.id if target_line else None, now, refusal.why,
             )  # fmt: skip
             return refusal
+        if not isinstance(plan, Refuse) and plan.mailbox is not None:
+            return await self._forward_to_mailbox(
+                channel_id, caller, route, plan, now, caller_number,
+                what.e164 or (target_line.main_number if target_line else None) or dialled,
+                emergency,
+            )  # fmt: skip
         callee = route.target_line
         group = route.group
         members = group.members if group else ()
@@ -481,6 +499,29 @@ class CallRegistry:
         return AdmittedCall(
             call_id, "", limits, resumed=bool(result["duplicate"]), mailbox=caller.username,
             own_mailbox=True,
+        )  # fmt: skip
+
+    async def _forward_to_mailbox(
+        self, channel_id: str, caller: LineInfo | None, route: Admit, plan: Plan,
+        now: datetime, caller_number: str, callee_as: str, emergency: bool,
+    ) -> AdmittedCall | Refuse:  # fmt: skip
+        """The line called forwards to a mailbox before ringing (unconditional, do-not-disturb
+        or at its limit with a busy forward): as a full line's call to its own mailbox, the
+        call counts on the caller's line alone (no phone of the line is involved)."""
+        assert plan.mailbox is not None
+        limits = call_limits(self.default_max_s, caller, route.target_line)
+        admitted = await self._admit_to_mailbox(
+            uuid.uuid4(), channel_id, route.direction, caller, plan.mailbox, limits, now,
+            caller_number, callee_as, emergency,
+        )  # fmt: skip
+        if admitted is None:
+            return Refuse("busy", "caller line at its limit", category="line_limit")
+        if not admitted.resumed:
+            await self.features.record(channel_id, plan, now)
+        unconditional = plan.features.divert_reason == Condition.unconditional.value
+        return replace(
+            admitted, caller_id=route.caller_id, features=plan.features,
+            mailbox_status="NOANSWER" if unconditional else "BUSY",
         )  # fmt: skip
 
     async def _mailbox_on(self, username: str) -> bool:

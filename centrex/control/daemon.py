@@ -189,6 +189,7 @@ class CallControl(CallEvents, FeatureControl, TransferControl, AsteriskSync):
                 # with no name: the SIP username is the platform's business, nobody else's.
                 await self.ari.set_variable(channel_id, "CALLERID(all)", f"<{decision.caller_id}>")
             await self._apply_features(channel_id, decision.features)
+            await self._apply_music(channel_id)
             if decision.hunt:
                 await self.ari.set_variable(channel_id, "CENTREX_HUNT", "yes")
             if decision.mailbox:
@@ -196,8 +197,9 @@ class CallControl(CallEvents, FeatureControl, TransferControl, AsteriskSync):
             if decision.own_mailbox:
                 await self.ari.continue_in_dialplan(channel_id, VOICEMAIL_MAIN_CONTEXT, "s")
             elif decision.mailbox_only:
-                # The called line is at its limit: its mailbox, as for a busy phone.
-                await self.ari.set_variable(channel_id, "DIALSTATUS", "BUSY")
+                # The called line is at its limit: its mailbox, as for a busy phone; or it
+                # forwards to a mailbox before ringing (issue 15).
+                await self.ari.set_variable(channel_id, "DIALSTATUS", decision.mailbox_status)
                 await self.ari.continue_in_dialplan(channel_id, VOICEMAIL_CONTEXT, "s")
             else:
                 await self._dial(channel_id, dialled, decision.dial, decision)
@@ -211,6 +213,23 @@ class CallControl(CallEvents, FeatureControl, TransferControl, AsteriskSync):
             # The caller hung up while we decided: the call never happened.
             log.info("call %s: gone before it could proceed (%s); released", channel_id, exc)
             await self.end_call(channel_id)
+
+    async def _apply_music(self, channel_id: str) -> None:
+        """The customers' own music on hold for this call (centrex/moh/call_path.py); without
+        it (or if it cannot be read now) the held party hears the default music."""
+        if self.registry.music.surely_none():
+            return
+        try:
+            caller_hears, callee_hears = await self._within_deadline(
+                self.registry.music.of_call(channel_id)
+            )
+        except Exception as exc:  # the call goes on: music is no reason to refuse it
+            log.warning("call %s: music on hold not read (%r); default music", channel_id, exc)
+            return
+        if caller_hears:
+            await self.ari.set_variable(channel_id, "CHANNEL(musicclass)", caller_hears)
+        if callee_hears:  # inherited by the channel Dial creates; set there on answer
+            await self.ari.set_variable(channel_id, "__CENTREX_MOH", callee_hears)
 
     async def _undecided(self, channel_id: str, caller: str | None, dialled: str) -> None:
         """No decision could be taken: refused with 503 (fail closed), except an emergency

@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING
 from centrex.asterisk.pjsip_objects import TRUNK_PREFIX
 from centrex.core.policy import CallPolicyFacts, check_call, destination_of
 from centrex.core.routing import Admit, LineInfo, Refuse, route_to_number
+from centrex.features.codes import VOICEMAIL_TARGET
 from centrex.features.rules import (
     CallFeatures,
     CodeKind,
     Condition,
     DialledCode,
+    ForwardTarget,
     LineFeatures,
     TargetError,
     TargetFacts,
@@ -59,6 +61,7 @@ CALL_OF_CHANNEL = (
     " WHERE node = $1 AND channel_id = $2"
 )
 FORWARD_LEG = "SELECT centrex_forward_leg($1, $2, $3, $4)"
+PICKUP_LEG = "SELECT centrex_pickup_leg($1, $2, $3, $4)"  # migration 0028_features_rest
 # The refusal the admission statement recorded for a line at its limit, forgotten when the call
 # is admitted again along the line's busy forward: the CDR must say what finally happened.
 FORGET_REFUSAL = (
@@ -73,15 +76,19 @@ SET_FEATURE = """
 INSERT INTO line_features (line_id, {column}) VALUES ($1, $2)
 ON CONFLICT (line_id) DO UPDATE SET {column} = EXCLUDED.{column}, updated_at = now()
 """
-# A ringing call of another line of the customer, to pick up: its called line's channel.
-# Not a call that line forwarded outside: that one rings at the carrier, not on the line.
+# A ringing call of the customer's lines, to pick up: the oldest unanswered call with a line of
+# the customer ringing for it (the line called, or the members of a ring group rung), other than
+# the picker's own; its caller's channel and the endpoints ringing. Not a call the picker placed,
+# nor one a line forwarded outside: that one rings at the carrier, not on the line.
 RINGING_IN_CUSTOMER = """
-SELECT c.channel_id, l.id, l.sip_username, l.main_number FROM active_calls c
-JOIN active_call_legs g ON g.call_id = c.id AND g.role = 'callee'
+SELECT c.channel_id, array_agg(l.sip_username ORDER BY l.sip_username) FROM active_calls c
+JOIN active_call_legs g ON g.call_id = c.id AND g.role IN ('callee', 'member')
 JOIN lines l ON l.id = g.line_id
 WHERE c.node = $1 AND c.answered_at IS NULL AND l.customer_id = $2 AND l.id <> $3
+  AND c.caller_line_id IS DISTINCT FROM $3
   AND NOT EXISTS (SELECT 1 FROM call_forwards f WHERE f.node = c.node
                   AND f.channel_id = c.channel_id AND f.direction = 'outbound')
+GROUP BY c.id, c.channel_id, c.started_at
 ORDER BY c.started_at LIMIT 1
 """
 
@@ -95,14 +102,17 @@ class Plan:
     # The line whose forward left through the trunk, and the number: its distinct numbers.
     count_number: tuple[LineInfo, str] | None = None
     busy_forward: bool = False  # the line called forwards on busy (at its limit, say)
+    # A forward to voicemail: the line whose mailbox takes the call (no line is rung).
+    mailbox: LineInfo | None = None
 
 
 @dataclass(frozen=True)
 class Pickup:
-    """A ringing call the picker takes: its caller's channel and the line it rang."""
+    """A ringing call the picker takes: its caller's channel and the lines ringing for it (one
+    line, or a ring group's members)."""
 
     call_channel: str
-    ringing_endpoint: str
+    ringing_endpoints: tuple[str, ...]
 
 
 class FeatureCalls:
@@ -175,14 +185,14 @@ class FeatureCalls:
         caller_number: str, direction: str, path: tuple[str, ...], hidden: bool,
     ) -> Plan | Refuse | None:  # fmt: skip
         """Where ``forwarding``'s forward to ``text`` leads; None: nowhere usable (its
-        extension deleted since, or voicemail, not there yet): as if it had none."""
+        extension deleted since, a mailbox that is off): as if it had none."""
         try:
             target = parse_target(text)
         except TargetError:
             return None
         path = (*path, str(forwarding.id))
         if target.kind is TargetKind.voicemail:
-            return None
+            return await self._mailbox(forwarding, target, condition, direction, path, hidden)
         if target.kind is TargetKind.extension:
             found = await self.registry.resolve_extension(forwarding.customer_id, target.value)
             if found is None:
@@ -216,6 +226,28 @@ class FeatureCalls:
                           category="dnd")  # fmt: skip
         return Plan(route, self._ringing(theirs, hidden, path, **diverted),
                     busy_forward=bool(theirs.forward_busy))  # fmt: skip
+
+    async def _mailbox(
+        self, forwarding: LineInfo, target: ForwardTarget, condition: Condition, direction: str,
+        path: tuple[str, ...], hidden: bool,
+    ) -> Plan | None:  # fmt: skip
+        """A forward to a mailbox: the line's own, or the customer's line's whose extension the
+        target names. None (as if there were no forward): that extension is gone or is no longer
+        a line's, or the mailbox is off (the caller would only hear the line's status)."""
+        box: LineInfo | None = forwarding
+        if target.mailbox_extension is not None:
+            found = await self.registry.resolve_extension(
+                forwarding.customer_id, target.mailbox_extension
+            )
+            box = found.line if found is not None and found.group is None else None
+        if box is None or not await self.registry._mailbox_on(box.username):
+            return None
+        route = Admit(dial="", target_line=forwarding, direction=direction)
+        features = CallFeatures(
+            hidden=hidden, path=path, diverted_from=forwarding.main_number,
+            divert_reason=condition.value,
+        )  # fmt: skip
+        return Plan(route, features, mailbox=box)
 
     async def _outside(
         self, caller: LineInfo | None, forwarding: LineInfo, e164: str,
@@ -286,7 +318,9 @@ class FeatureCalls:
         if not features.path:
             return
         line, group = plan.route.target_line, plan.route.group
-        if plan.count_number is not None:
+        if plan.mailbox is not None:  # left as a message: the mailbox's line, nobody rung
+            target, target_line, direction = VOICEMAIL_TARGET, plan.mailbox.id, "on-net"
+        elif plan.count_number is not None:
             target, target_line, direction = plan.count_number[1], None, "outbound"
         elif line is not None:
             target, target_line, direction = line.main_number or line.username, line.id, "on-net"
@@ -337,10 +371,14 @@ class FeatureCalls:
             if not rows:
                 return Refuse("unallocated", "no line of the customer is ringing",
                               category="features")  # fmt: skip
-            channel, _line_id, endpoint, _number = rows[0]
-            if not await self.move_callee(channel, caller):
+            channel, endpoints = rows[0]
+            moved = await self.registry._fetch(
+                PICKUP_LEG, self.registry.node, channel, caller.id,
+                caller.main_number or caller.username,
+            )  # fmt: skip
+            if not moved[0][0]:
                 return Refuse("busy", "the picking line is at its limit", category="line_limit")
-            return Pickup(channel, endpoint)
+            return Pickup(channel, tuple(endpoints))
         return None
 
     async def _set(self, line: LineInfo, column: str, value: object) -> None:

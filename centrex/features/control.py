@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from centrex import metrics
 from centrex.asterisk.errors import AsteriskError
 from centrex.core.routing import Refuse
-from centrex.features.call_path import LOOP, Pickup
+from centrex.features.call_path import LOOP, Pickup, Plan
 from centrex.features.rules import BadCode, CallFeatures, DialledCode
 
 if TYPE_CHECKING:
@@ -29,6 +29,8 @@ log = logging.getLogger("centrex.control.daemon")
 FORWARD_ARG = "forward"  # Stasis argument of a line rung that forwards on its outcome
 FEATURES_CONTEXT = "centrex-features"  # feature codes' endings, pickup, forwarding loops
 DIAL_CONTEXT = "centrex-dial"  # as the daemon's (its status-<DIALSTATUS> endings)
+VOICEMAIL_VAR = "CENTREX_VOICEMAIL"  # as the daemon's: the mailbox centrex-voicemail opens
+VOICEMAIL_CONTEXT = "centrex-voicemail"
 
 
 class FeatureControl:
@@ -88,9 +90,12 @@ class FeatureControl:
         if line is None:
             await self._hangup_quietly(channel_id, "rejected")
         elif isinstance(outcome, Pickup):
-            log.info("call %s: %s picks up %s", channel_id, endpoint, outcome.ringing_endpoint)
+            ringing = outcome.ringing_endpoints
+            log.info("call %s: %s picks up %s", channel_id, endpoint, ",".join(ringing))
+            # PickupChan takes the first of these channel-name prefixes that rings (a ring
+            # group's members: any of them; Dial then cancels the others).
             await self.ari.set_variable(
-                channel_id, "CENTREX_PICKUP", f"PJSIP/{outcome.ringing_endpoint}-"
+                channel_id, "CENTREX_PICKUP", "&".join(f"PJSIP/{e}-" for e in ringing)
             )
             await self._to_features(channel_id, "pickup")
         elif outcome is not None:
@@ -118,7 +123,10 @@ class FeatureControl:
         try:
             plan = await self._within_deadline(features.after_dial(channel_id, status, path))
             route = None if plan is None or isinstance(plan, Refuse) else plan.route
-            if plan is not None and route is not None and route.group is None:
+            if isinstance(plan, Plan) and plan.mailbox is not None:
+                # To a mailbox: the call stays counted as it is (the line rung, the caller).
+                await features.record(channel_id, plan, datetime.now(UTC))
+            elif plan is not None and route is not None and route.group is None:
                 line = route.target_line
                 forwarder = plan.features.path[-1] if plan.features.path else None
                 if line is not None and str(line.id) != forwarder:
@@ -145,6 +153,16 @@ class FeatureControl:
             # ends with the line's own status.
             with contextlib.suppress(AsteriskError):
                 await self.ari.continue_in_dialplan(channel_id, DIAL_CONTEXT, f"status-{status}")
+            return
+        if plan.mailbox is not None:
+            log.info("call %s: line rung %s, forwarded to the mailbox of %s", channel_id, status,
+                     plan.mailbox.username)  # fmt: skip
+            try:
+                await self.ari.set_variable(channel_id, VOICEMAIL_VAR, plan.mailbox.username)
+                await self.ari.continue_in_dialplan(channel_id, VOICEMAIL_CONTEXT, "s")
+            except AsteriskError as exc:
+                log.info("call %s: gone during the forward (%s); released", channel_id, exc)
+                await self.end_call(channel_id)
             return
         log.info("call %s: line rung %s, forwarded to %s", channel_id, status, route.dial)
         call = replace(

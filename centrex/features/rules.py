@@ -30,13 +30,15 @@ class Condition(enum.StrEnum):
 class TargetKind(enum.StrEnum):
     extension = "extension"  # a line or ring group of the same customer
     number = "number"  # E.164: one of the platform's (on-net) or outside (through the trunk)
-    voicemail = "voicemail"  # the line's mailbox (used once voicemail exists)
+    voicemail = "voicemail"  # a mailbox: the line's own, or another line's of the customer
 
 
 @dataclass(frozen=True)
 class ForwardTarget:
     kind: TargetKind
-    value: str  # the extension, the E.164 number, or "voicemail"
+    value: str  # the extension, the E.164 number, "voicemail" or "voicemail:<extension>"
+    # voicemail: the extension of the line whose mailbox takes the call; None: the line's own.
+    mailbox_extension: str | None = None
 
 
 class TargetError(ValueError):
@@ -44,10 +46,16 @@ class TargetError(ValueError):
 
 
 def parse_target(text: str) -> ForwardTarget:
-    """``"201"``, ``"0145678901"``, ``"+442071234567"`` or ``"voicemail"`` -> a target."""
+    """``"201"``, ``"0145678901"``, ``"+442071234567"``, ``"voicemail"`` (the line's own
+    mailbox) or ``"voicemail:201"`` (the mailbox of the customer's line 201) -> a target."""
     cleaned = re.sub(r"[\s.\-()]", "", text)  # "01 45 67 89 01" as people write numbers
     if cleaned.lower() == VOICEMAIL_TARGET:
         return ForwardTarget(TargetKind.voicemail, VOICEMAIL_TARGET)
+    kind, colon, extension = cleaned.partition(":")
+    if colon and kind.lower() == VOICEMAIL_TARGET:
+        if not is_extension(extension):
+            raise TargetError("'voicemail:' is followed by an extension of the customer's line")
+        return ForwardTarget(TargetKind.voicemail, f"{VOICEMAIL_TARGET}:{extension}", extension)
     if is_extension(cleaned):
         return ForwardTarget(TargetKind.extension, cleaned)
     dialled = classify_dialled(cleaned)
@@ -185,6 +193,7 @@ class TargetFacts:
 
     names_line_itself: bool = False
     extension_exists: bool = False
+    extension_is_line: bool = False  # a line's extension (not a ring group's): it has a mailbox
     on_platform: bool = False  # a number assigned on this platform (the call stays on-net)
     destination: str | None = None
     destination_listed: bool = False
@@ -198,6 +207,13 @@ def target_refusal(target: ForwardTarget, facts: TargetFacts) -> str | None:
     forwarding line: it passes the line's own restrictions and the destination list."""
     from centrex.core.policy import CallPolicyFacts, check_call
 
+    if target.kind is TargetKind.voicemail:
+        # The line's own mailbox, or a line's of the customer (the line itself included).
+        if target.mailbox_extension is None:
+            return None
+        if not facts.extension_exists:
+            return f"no extension {target.mailbox_extension} in this customer"
+        return None if facts.extension_is_line else "a ring group has no mailbox"
     if facts.names_line_itself:
         return "a line cannot forward to itself"
     if target.kind is TargetKind.extension and not facts.extension_exists:

@@ -13,14 +13,15 @@ from centrex.api.schemas import StrictInput
 
 #: An extension, a number as written, or "voicemail": whether the line may forward there is
 #: a deeper rule (centrex.api.openapi.DEEPER_RULES), checked against the database.
-TARGET_PATTERN = r"^(voicemail|\+?[0-9][0-9 .()-]{1,23})$"
+TARGET_PATTERN = r"^(voicemail(:[0-9]{2,6})?|\+?[0-9][0-9 .()-]{1,23})$"
 Target = Annotated[
     str,
     StringConstraints(pattern=TARGET_PATTERN, max_length=24),
     Field(
         description="An extension of the line's customer, a phone number (national or E.164: "
         "one of the platform's stays on-net, others are calls of this line through the "
-        "trunk), or 'voicemail'. null: no forward."
+        "trunk), 'voicemail' (the line's own mailbox) or 'voicemail:<extension>' (the "
+        "mailbox of another line of the customer). null: no forward."
     ),
 ]
 NoAnswerSeconds = IntRange(5, 120, "Seconds the line rings before the no-answer forward.")

@@ -38,7 +38,9 @@ SELECT l.main_number IS NOT NULL,
         WHERE e.customer_id = l.customer_id AND e.extension = $2),
        (SELECT coalesce(n.line_id = l.id, false) OR n.e164 = l.main_number FROM numbers n
         WHERE n.e164 = $3 AND n.status = 'assigned'),
-       d.code IS NOT NULL, d.suspended_at IS NOT NULL
+       d.code IS NOT NULL, d.suspended_at IS NOT NULL,
+       (SELECT e.line_id IS NOT NULL FROM extensions e
+        WHERE e.customer_id = l.customer_id AND e.extension = $2)
 FROM lines l LEFT JOIN destinations d ON d.code = $4
 WHERE l.id = $1
 """
@@ -51,19 +53,21 @@ class FeatureRefused(ServiceError):
 
 def target_query_args(line_id: uuid.UUID, target: ForwardTarget) -> tuple[Any, ...]:
     number = target.value if target.kind is TargetKind.number else None
+    extension = target.value if target.kind is TargetKind.extension else None
     return (
         line_id,
-        target.value if target.kind is TargetKind.extension else None,
+        extension or target.mailbox_extension,
         number,
         destination_of(number) if number else None,
     )
 
 
 def facts_of_row(row: Any) -> TargetFacts:
-    has_number, level, ext_is_self, number_is_self, listed, suspended = row
+    has_number, level, ext_is_self, number_is_self, listed, suspended, ext_is_line = row
     return TargetFacts(
         names_line_itself=bool(ext_is_self) or bool(number_is_self),
         extension_exists=ext_is_self is not None,
+        extension_is_line=bool(ext_is_line),
         on_platform=number_is_self is not None,
         destination_listed=bool(listed),
         destination_suspended=bool(suspended),

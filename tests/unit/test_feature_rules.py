@@ -39,6 +39,29 @@ def test_targets(text, kind, value):
     assert parse_target(text) == ForwardTarget(kind, value)
 
 
+def test_another_line_s_mailbox_is_named_by_its_extension():
+    assert parse_target("voicemail:201") == ForwardTarget(
+        TargetKind.voicemail, "voicemail:201", mailbox_extension="201"
+    )
+    for bad in ("voicemail:", "voicemail:1", "voicemail:abc", "voicemail:1234567", "mail:201"):
+        with pytest.raises(TargetError):
+            parse_target(bad)
+
+
+def test_mailbox_targets():
+    own = parse_target("voicemail")
+    assert target_refusal(own, TargetFacts()) is None
+    other = parse_target("voicemail:201")
+    assert "no extension 201" in (target_refusal(other, TargetFacts()) or "")
+    group = TargetFacts(extension_exists=True, extension_is_line=False)
+    assert "ring group" in (target_refusal(other, group) or "")
+    line = TargetFacts(extension_exists=True, extension_is_line=True)
+    assert target_refusal(other, line) is None
+    # Its own extension's mailbox is its own mailbox: not "a line cannot forward to itself".
+    itself = TargetFacts(extension_exists=True, extension_is_line=True, names_line_itself=True)
+    assert target_refusal(other, itself) is None
+
+
 @pytest.mark.parametrize("text", ["112", "15", "abc", "", "12", "*21", "0145'; DROP", "+"])
 def test_bad_targets_are_refused(text):
     with pytest.raises(TargetError):

@@ -1,0 +1,1 @@
+"""Per-customer music on hold (issue 15)."""
