@@ -61,7 +61,7 @@ CALL_OF_CHANNEL = (
     " WHERE node = $1 AND channel_id = $2"
 )
 FORWARD_LEG = "SELECT centrex_forward_leg($1, $2, $3, $4)"
-PICKUP_LEG = "SELECT centrex_pickup_leg($1, $2, $3, $4)"  # migration 0028_features_rest
+PICKUP_LEG = "SELECT centrex_pickup_leg($1, $2, $3, $4)"  # migration 0027_features_rest
 # The refusal the admission statement recorded for a line at its limit, forgotten when the call
 # is admitted again along the line's busy forward: the CDR must say what finally happened.
 FORGET_REFUSAL = (

@@ -1,7 +1,7 @@
 """features rest (issue 15): a pickup takes a ring group's call too; music on hold per customer
 
-Revision ID: 0028_features_rest
-Revises: 0024_voicemail
+Revision ID: 0027_features_rest
+Revises: 0026_kamailio
 Create Date: 2026-12-03
 
 ``centrex_pickup_leg``: the picking line's leg replaces every leg that rings for the call (the
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0028_features_rest"
-down_revision: str | Sequence[str] | None = "0024_voicemail"
+revision: str = "0027_features_rest"
+down_revision: str | Sequence[str] | None = "0026_kamailio"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

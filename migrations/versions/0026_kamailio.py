@@ -4,13 +4,13 @@ In the clustered shape Kamailio is the registrar: its auth_db module checks a RE
 against the line's HA1 (the same md5(user:realm:password) Asterisk's realtime ps_auths serves),
 read through this view by the read-only role Asterisk uses. Deleted lines are not in it.
 
-Revision ID: 0029_kamailio
+Revision ID: 0026_kamailio
 Revises: 0025_invoice_items
 """
 
 from alembic import op
 
-revision = "0029_kamailio"
+revision = "0026_kamailio"
 down_revision = "0025_invoice_items"
 branch_labels = None
 depends_on = None
