@@ -43,6 +43,7 @@ from centrex.audit import routes as audit
 from centrex.audit.recorder import AuditedSession
 from centrex.billing import catalogue as billing_catalogue
 from centrex.billing import credit_routes as billing_credits
+from centrex.billing import bank_routes as billing_bank_files
 from centrex.billing import payment_routes as billing_payments
 from centrex.billing import rerating_routes as billing_reratings
 from centrex.billing import routes as billing
@@ -248,6 +249,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(billing_credits.router, dependencies=secured)
     app.include_router(billing_reratings.router, dependencies=secured)
     app.include_router(billing_catalogue.router, dependencies=secured)
+    app.include_router(billing_bank_files.router, dependencies=secured)
     app.include_router(contracts.router, dependencies=secured)
     app.include_router(voicemail.router, dependencies=secured)
     document_errors(app)
