@@ -41,9 +41,9 @@ from centrex.asterisk.ari import AriClient
 from centrex.asterisk.errors import AsteriskUnavailable
 from centrex.audit import routes as audit
 from centrex.audit.recorder import AuditedSession
+from centrex.billing import bank_routes as billing_bank_files
 from centrex.billing import catalogue as billing_catalogue
 from centrex.billing import credit_routes as billing_credits
-from centrex.billing import bank_routes as billing_bank_files
 from centrex.billing import payment_routes as billing_payments
 from centrex.billing import rerating_routes as billing_reratings
 from centrex.billing import routes as billing
