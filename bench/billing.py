@@ -119,8 +119,10 @@ async def load(url: str, customers: int, lines: int, cdrs: int) -> None:
         rng = random.Random(2)
         plan_id = uuid.uuid4()
         await conn.execute(
-            "INSERT INTO billing_plans VALUES ($1, 'bench', 1, 'Bench', '2026-01-01', false,"
-            " 2000, 20, 5000, 20, 3600, true, now())",
+            "INSERT INTO billing_plans (id, code, version, name, effective_from, entered_ttc,"
+            " line_fee_cents, line_fee_vat, access_fee_cents, access_fee_vat, bundle_s,"
+            " bundle_pooled) VALUES ($1, 'bench', 1, 'Bench', '2026-01-01', false,"
+            " 2000, 20, 5000, 20, 3600, true)",
             plan_id,
         )
         await conn.copy_records_to_table(

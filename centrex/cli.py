@@ -24,8 +24,10 @@ from centrex.supervisor import Supervisor
 app = typer.Typer(no_args_is_help=True, help=__doc__)
 sandbox_app = typer.Typer(no_args_is_help=True, help="The local Asterisk (real, on loopback).")
 db_app = typer.Typer(no_args_is_help=True, help="The local PostgreSQL cluster.")
+billing_app = typer.Typer(no_args_is_help=True, help="Billing runs, without an HTTP request.")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(db_app, name="db")
+app.add_typer(billing_app, name="billing")
 
 log = logging.getLogger("centrex")
 
@@ -234,6 +236,62 @@ def migrate() -> None:
 
     _setup_logging()
     upgrade_to_head(_settings().database_url_required)
+
+
+# --- billing runs (docs/billing.md): the API's runs, from a shell or a timer ----------------
+async def _with_sessions(work):
+    from centrex.db.session import make_engine, make_sessionmaker
+
+    engine = make_engine(_settings("billing").database_url_required)
+    try:
+        return await work(make_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+
+
+@billing_app.command("rate")
+def billing_rate() -> None:
+    """Rate every answered call not rated yet (as POST /v1/billing/rating-runs)."""
+    from centrex.billing.rating import rate_pending
+
+    async def work(sessions):
+        async with sessions() as session:
+            return await rate_pending(session)
+
+    _setup_logging()
+    result = asyncio.run(_with_sessions(work))
+    typer.echo(f"rated {result.rated}, unpriced {len(result.unpriced)}")
+
+
+@billing_app.command("invoice-run")
+def billing_invoice_run(
+    month: str = typer.Option(..., help="The usage month, YYYY-MM (it must have ended)."),
+    issued_on: str = typer.Option(None, help="Issue date, YYYY-MM-DD (default: today, Paris)."),
+) -> None:
+    """Invoice a month (as POST /v1/billing/invoice-runs): safe to repeat or to resume."""
+    from datetime import UTC, date, datetime
+
+    from centrex.billing.invoicing import run_month
+    from centrex.billing.rules.rating import billing_day
+    from centrex.services.errors import ServiceError
+
+    try:
+        period = date.fromisoformat(f"{month}-01")
+        issued = date.fromisoformat(issued_on) if issued_on else billing_day(datetime.now(UTC))
+    except ValueError as exc:
+        typer.echo(f"centrex billing invoice-run: {exc}", err=True)
+        raise typer.Exit(2) from None
+    _setup_logging()
+    settings = _settings("billing")
+    try:
+        result = asyncio.run(_with_sessions(lambda s: run_month(s, period, issued, settings)))
+    except ServiceError as exc:
+        typer.echo(f"centrex billing invoice-run: {exc.field}: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"issued {len(result.issued)}, already there {result.not_issued}, held back "
+        f"{len(result.unpriced)}, documents {result.documents}, emailed {result.emailed}"
+    )
 
 
 # --- the services -------------------------------------------------------------------------

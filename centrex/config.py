@@ -42,6 +42,7 @@ SECRETS_OF: dict[str, tuple[str, ...]] = {
     "control": ("CENTREX_ARI_CONTROL_PASSWORD",),
     "cdr": ("CENTREX_ARI_CDR_PASSWORD",),
     "guard": (),
+    "billing": (),  # `centrex billing ...`: the database only
     "asterisk": (
         "CENTREX_AMI_SECRET",
         "CENTREX_ARI_PASSWORD",
@@ -351,6 +352,13 @@ class Settings(BaseSettings):
     billing_invoice_prefix: str = Field(
         "FA", pattern=r"^[A-Z0-9-]{0,8}$", description="Before the invoice number: FA000042."
     )
+    # The monthly invoice run as a step of the contracts' scheduler (centrex/billing/schedule.py)
+    # on this day of the month, at this hour (Paris), for the month before. Unset: the run is
+    # started by hand (``centrex billing invoice-run``, or the API).
+    billing_run_day: int | None = Field(
+        None, ge=1, le=28, description="Day of the month of the scheduled invoice run."
+    )
+    billing_run_hour: int = Field(6, ge=0, le=23, description="Its hour, Europe/Paris.")
 
     # --- music on hold per customer (centrex/moh/, docs/transfers.md "Hold") -------------------
     moh_max_bytes: int = Field(

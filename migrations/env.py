@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 # Each domain's tables join Base.metadata when its models are imported.
 import centrex.access.models
 import centrex.audit.models
+import centrex.billing.bank_models
 import centrex.billing.models
 import centrex.contracts.models
 import centrex.extensions.models

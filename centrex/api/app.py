@@ -42,6 +42,7 @@ from centrex.asterisk.ari import AriClient
 from centrex.asterisk.errors import AsteriskUnavailable
 from centrex.audit import routes as audit
 from centrex.audit.recorder import AuditedSession
+from centrex.billing import bank_routes as billing_bank_files
 from centrex.billing import catalogue as billing_catalogue
 from centrex.billing import credit_routes as billing_credits
 from centrex.billing import payment_routes as billing_payments
@@ -278,6 +279,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(billing_credits.router, dependencies=secured)
     app.include_router(billing_reratings.router, dependencies=secured)
     app.include_router(billing_catalogue.router, dependencies=secured)
+    app.include_router(billing_bank_files.router, dependencies=secured)
     app.include_router(contracts.router, dependencies=secured)
     app.include_router(voicemail.router, dependencies=secured)
     app.include_router(moh.router, dependencies=secured)

@@ -101,6 +101,8 @@ CONFLICTS: dict[tuple[str, str], str] = {
     ("POST", "/v1/billing/reference-rates"): "a rate of that kind from that day exists",
     ("POST", "/v1/billing/items"): "the item changed meanwhile, or a version starts that day",
     ("POST", "/v1/billing/item-subscriptions/{subscription_id}/end"): "it has ended already",
+    ("POST", "/v1/billing/bank-files"): "the file was imported before, or an entry was already "
+    "booked by an earlier file",
     ("POST", "/v1/billing/disputes/{dispute_id}/resolution"): "the dispute is already resolved, "
     "or a document is issued on a later day",
     # Contracts (docs/contracts.md).
@@ -199,6 +201,10 @@ DEEPER_RULES: dict[tuple[str, str], tuple[frozenset[int], str]] = {
     ("POST", "/v1/billing/sepa-collections"): (
         frozenset({400}), "no SEPA creditor is configured"),
     ("POST", "/v1/billing/payments"): (frozenset({422}), "invoice_id names no invoice"),
+    ("POST", "/v1/billing/bank-files"): (
+        frozenset({400, 422}), "the body is not a pain.002.001.11 or camt.054.001.08 file valid "
+        "against its XSD (or has a DOCTYPE); an entry's amount differs from the debit's (400); "
+        "an end-to-end id or mandate names no debit of ours (422)"),
     ("POST", "/v1/invoices/{invoice_id}/disputes"): (
         frozenset({400}), "received more than 30 days after the invoice; no line at that VAT "
         "rate; more than is left to dispute"),

@@ -1,6 +1,11 @@
-"""Rating the CDRs: each answered outbound call, once, against the tariff in force when it
+"""Rating the CDRs: each answered leg someone pays, once, against the tariff in force when it
 started. One customer at a time, under a transaction-scoped advisory lock on that customer, so
-two rating passes never share a bundle; the unique ``cdr_id`` is the last guard."""
+two rating passes never share a bundle; the unique ``cdr_id`` is the last guard.
+
+Who pays which leg (docs/billing.md, "Rating"): an outbound call, and a forward's outbound leg
+(centrex/features/cdr_legs.py), are their caller line's; a transferred part is its
+``paid_by_line_id``'s (docs/transfers.md), for its outside leg: the callee when the part goes
+out, else the outside transferee kept (the part's caller), rated as the rest of that leg."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import and_, func, insert, or_, select, text
+from sqlalchemy import and_, case, func, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.audit.recorder import record
@@ -39,18 +44,35 @@ class RatingResult:
     unpriced_periods: set[date] = field(default_factory=set)
 
 
-def _pending(customer_id: uuid.UUID | None = None):
-    """Answered calls to the public network, not emergency, not rated yet."""
-    query = select(Cdr).where(
-        Cdr.direction == "outbound",
-        Cdr.disposition.in_(RATED_DISPOSITIONS),
-        Cdr.customer_id.is_not(None),
-        Cdr.caller_line_id.is_not(None),
-        or_(Cdr.destination.is_(None), Cdr.destination != "emergency"),
-        ~select(RatedCall.id).where(RatedCall.cdr_id == Cdr.id).exists(),
-    )
+#: The line that pays a leg: a transferred part's payer, else the caller's line.
+PAYER = func.coalesce(Cdr.paid_by_line_id, Cdr.caller_line_id)
+#: A transferred part that is not itself outbound but keeps a paid outside leg (an outside
+#: transferee called out by the payer): that leg's number is the part's caller.
+KEPT_LEG = and_(Cdr.paid_by_line_id.is_not(None), Cdr.direction != "outbound")
+NUMBER = case((KEPT_LEG, Cdr.caller), else_=Cdr.callee)
+
+
+def _pending(customer_id: uuid.UUID | None = None, line_ids: list[uuid.UUID] | None = None):
+    """Answered legs to the public network that a line pays, not emergency, not rated yet;
+    the customer is the paying line's (``line_ids``: its lines)."""
+    query = (
+        select(Cdr)
+        .join(Line, Line.id == PAYER)
+        .where(
+            Cdr.disposition.in_(RATED_DISPOSITIONS),
+            or_(Cdr.paid_by_line_id.is_not(None),
+                and_(Cdr.direction == "outbound", Cdr.caller_line_id.is_not(None))),
+            or_(Cdr.destination.is_(None), Cdr.destination != "emergency"),
+            ~select(RatedCall.id).where(RatedCall.cdr_id == Cdr.id).exists(),
+        )
+    )  # fmt: skip
     if customer_id is not None:
-        query = query.where(Cdr.customer_id == customer_id)
+        # Each arm on an index (the customer's calls; the parts its lines pay, a partial index):
+        # a condition on the joined line alone would read every CDR for every customer.
+        query = query.where(Line.customer_id == customer_id, or_(
+            and_(Cdr.customer_id == customer_id, Cdr.paid_by_line_id.is_(None)),
+            Cdr.paid_by_line_id.in_(line_ids or []),
+        ))  # fmt: skip
     return query
 
 
@@ -112,9 +134,11 @@ async def rate_customer(session: AsyncSession, customer_id: uuid.UUID) -> Rating
         {"k": f"billing-rating:{customer_id}"},
     )
     # Only the columns rating reads: no ORM objects for what may be a month of calls.
-    query = _pending(customer_id).with_only_columns(
-        Cdr.id, Cdr.caller_line_id, Cdr.start_at, Cdr.callee, Cdr.destination, Cdr.billed_s
-    )
+    line_ids = list(await session.scalars(select(Line.id).where(Line.customer_id == customer_id)))
+    query = _pending(customer_id, line_ids).with_only_columns(
+        Cdr.id, PAYER.label("line_id"), Cdr.start_at, NUMBER.label("number"), Cdr.destination,
+        Cdr.billed_s, KEPT_LEG.label("continued"),
+    )  # fmt: skip
     calls = (await session.execute(query.order_by(Cdr.start_at, Cdr.id))).all()
     result = RatingResult()
     if not calls:
@@ -132,19 +156,19 @@ async def rate_customer(session: AsyncSession, customer_id: uuid.UUID) -> Rating
     line_counts: dict[date, int] = {}  # a pooled bundle: lines of the customer in the period
     rows = []
     for cdr in calls:
-        if is_emergency(cdr.callee, cdr.destination):
+        if is_emergency(cdr.number, cdr.destination):
             continue  # free, never rated (a record without the emergency mark)
         day = billing_day(cdr.start_at)
         sub = next((s for s in subscriptions if s.starts_on <= day
                     and (s.ends_on is None or day <= s.ends_on)), None)  # fmt: skip
         plan = in_force(versions.get(sub.plan_code, []), day) if sub else None
-        line = indexes[plan.id].find(cdr.callee) if plan else None
+        line = indexes[plan.id].find(cdr.number) if plan else None
         if plan is None or line is None:
             result.unpriced.append(cdr.id)
             result.unpriced_periods.add(billing_month(cdr.start_at))
             continue
         period = billing_month(cdr.start_at)
-        scope = None if plan.bundle_pooled else cdr.caller_line_id
+        scope = None if plan.bundle_pooled else cdr.line_id
         key = (period, scope)
         if key not in states:
             states[key] = await _period_state(session, customer_id, period, scope)
@@ -152,12 +176,13 @@ async def rate_customer(session: AsyncSession, customer_id: uuid.UUID) -> Rating
         if scope is None and period not in line_counts:
             line_counts[period] = await _lines_in_period(session, customer_id, period)
         state.bundle_total_s = plan.bundle_s * (line_counts[period] if scope is None else 1)
-        call = CallToRate(cdr.id, cdr.caller_line_id, cdr.start_at, cdr.callee, cdr.billed_s)
+        call = CallToRate(cdr.id, cdr.line_id, cdr.start_at, cdr.number, cdr.billed_s,
+                          continued=bool(cdr.continued))  # fmt: skip
         rated = rate_call(call, line, state)
         rows.append({
             "id": uuid.uuid4(), "cdr_id": cdr.id, "customer_id": customer_id,
-            "line_id": cdr.caller_line_id, "period": period, "start_at": cdr.start_at,
-            "callee": cdr.callee, "plan_id": plan.id, "prefix": rated.prefix,
+            "line_id": cdr.line_id, "period": period, "start_at": cdr.start_at,
+            "callee": cdr.number, "plan_id": plan.id, "prefix": rated.prefix,
             "billed_s": cdr.billed_s, "bundle_s": rated.bundle_s, "out_s": rated.out_s,
             "charged_s": rated.charged_s, "amount_cents": rated.amount_cents,
             "vat_rate": rated.vat_rate, "fraud": rated.fraud,
@@ -178,7 +203,7 @@ async def rate_customer(session: AsyncSession, customer_id: uuid.UUID) -> Rating
 
 async def rate_pending(session: AsyncSession) -> RatingResult:
     """Rate every customer's pending calls, one transaction per customer (committed here)."""
-    customers = list(await session.scalars(_pending().with_only_columns(Cdr.customer_id)
+    customers = list(await session.scalars(_pending().with_only_columns(Line.customer_id)
                                            .distinct()))  # fmt: skip
     total = RatingResult()
     for customer_id in customers:

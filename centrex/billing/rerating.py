@@ -25,11 +25,12 @@ from centrex.billing.models import (
     Rerating,
     Subscription,
 )
-from centrex.billing.rating import _lines_in_period, _tariff
+from centrex.billing.rating import KEPT_LEG, _lines_in_period, _tariff
 from centrex.billing.rules.invoice import InvoiceLine
 from centrex.billing.rules.money import euros
 from centrex.billing.rules.rating import CallToRate, PeriodState, billing_day, rate_call
 from centrex.billing.rules.tariff import in_force
+from centrex.db.models import Cdr
 
 
 async def _current(session: AsyncSession, rated: list[RatedCall]) -> dict[uuid.UUID, tuple]:
@@ -61,6 +62,9 @@ async def rerate_month(
     if not rated:
         return []
     current = await _current(session, rated)
+    # Kept outside legs of transferred calls are rated as the rest of a connected leg (rating.py).
+    kept = set(await session.scalars(
+        select(Cdr.id).where(Cdr.id.in_([c.cdr_id for c in rated]), KEPT_LEG)))  # fmt: skip
     subs = list(await session.scalars(
         select(Subscription).where(Subscription.customer_id == customer_id)))  # fmt: skip
     plans = list(await session.scalars(
@@ -87,7 +91,7 @@ async def rerate_month(
         state = states.setdefault(scope, PeriodState(bundle_total_s=0))
         state.bundle_total_s = plan.bundle_s * (pool_lines if scope is None else 1)
         new = rate_call(CallToRate(call.cdr_id, call.line_id, call.start_at, call.callee,
-                                   call.billed_s), line, state)  # fmt: skip
+                                   call.billed_s, call.cdr_id in kept), line, state)  # fmt: skip
         was = current[call.cdr_id]
         if (new.amount_cents, new.vat_rate, new.prefix, new.bundle_s, new.charged_s) == was:
             continue

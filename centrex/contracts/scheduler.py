@@ -1,4 +1,5 @@
-"""The one scheduler of the contracts' deadlines (renewals, terminations, non-payment): steps
+"""The one scheduler of the contracts' deadlines (renewals, terminations, non-payment; and
+the monthly invoice run when it is scheduled: centrex/billing/schedule.py): steps
 are rows of ``scheduled_steps``. Each is claimed ``FOR UPDATE SKIP LOCKED`` and marked done in
 the same transaction as its effect, so a process killed at any point leaves every step either done
 once or pending (done by the next run), and several processes share the work.
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
+from centrex.billing import schedule as billing_schedule
 from centrex.config import Settings
 from centrex.contracts import equipment, nonpayment, service
 from centrex.contracts.models import ScheduledStep
@@ -45,7 +47,7 @@ async def run_one(sessions: SessionMaker, settings: Settings, now: datetime) -> 
             return None
         step_id, kind, subject = step.id, step.kind, step.subject_id
         try:
-            outcome = await _apply(session, settings, step, now)
+            outcome = await _apply(session, settings, step, now, sessions)
         except OSError as exc:  # a mail server down: this step later, the others now
             await session.rollback()
             log.warning("step %s %s: %s; tried again in %s", kind, subject, exc, RETRY_AFTER)
@@ -67,7 +69,9 @@ async def run_one(sessions: SessionMaker, settings: Settings, now: datetime) -> 
         return 1
 
 
-async def _apply(session, settings: Settings, step: ScheduledStep, now: datetime) -> str | None:
+async def _apply(
+    session, settings: Settings, step: ScheduledStep, now: datetime, sessions: SessionMaker
+) -> str | None:
     if step.kind == "renew":
         return await service.renew(session, step, now)
     if step.kind == "terminate":
@@ -80,6 +84,8 @@ async def _apply(session, settings: Settings, step: ScheduledStep, now: datetime
         return await nonpayment.suspend(session, step, now, settings)
     if step.kind == "nonpayment_end":
         return await nonpayment.end_if_persisting(session, step, now, settings)
+    if step.kind == billing_schedule.KIND:  # the month's invoices: in their own transactions
+        return await billing_schedule.run_step(sessions, step, now, settings)
     # A step of a kind this version does not know: left for one that does.
     log.error("scheduled step %s: unknown kind %r", step.id, step.kind)
     return None
@@ -90,6 +96,7 @@ async def run_due(sessions: SessionMaker, settings: Settings, now: datetime) -> 
     contract renewed twice in a replay). Returns how many were done."""
     async with sessions() as session:  # invoices fallen past due get their reminder step
         await nonpayment.schedule_reminders(session, now)
+        await billing_schedule.schedule_month_run(session, now, settings)  # if it is scheduled
         await session.commit()
     done = 0
     while (result := await run_one(sessions, settings, now)) is not None:

@@ -51,6 +51,10 @@ class CallToRate:
     start: datetime
     callee: str  # E.164
     billed_s: int  # answered seconds (the CDR's, to the nearest second)
+    # The rest of an outside leg already connected (a transferred part that keeps the paid leg
+    # to an outside transferee): charged like the remainder of a call the bundle began, no
+    # minimum and no connection fee a second time.
+    continued: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,7 @@ def rate_call(call: CallToRate, line: TariffLine, state: PeriodState) -> Rated:
     bundle_s = min(eligible, left)
     state.bundle_used_s += bundle_s
     out_s = duration - bundle_s
-    fresh = bundle_s == 0
+    fresh = bundle_s == 0 and not call.continued
     charged = charged_seconds(out_s, line, from_first_second=fresh)
     return Rated(
         cdr_id=call.cdr_id,
