@@ -1,7 +1,7 @@
 """billing: the bank's return files (pain.002, camt.054) imported and their entries (issue 17)
 
-Revision ID: 0026_bank_files
-Revises: 0025_invoice_items
+Revision ID: 0028_bank_files
+Revises: 0027_features_rest
 Create Date: 2026-12-03
 
 Append-only like the payments they make (``centrex_append_only()``, 0012).
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0026_bank_files"
-down_revision: str | Sequence[str] | None = "0025_invoice_items"
+revision: str = "0028_bank_files"
+down_revision: str | Sequence[str] | None = "0027_features_rest"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
