@@ -82,8 +82,18 @@ CUSTOMER_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/v1/contracts/{contract_id}"),
         ("GET", "/v1/contracts/{contract_id}/charges"),
         ("GET", "/v1/contracts/{contract_id}/events"),
-        # The devices it was lent (art. 12): read.
+        # The changes notified to it (art. 21) and the interruptions recorded (art. 10).
+        ("GET", "/v1/contracts/{contract_id}/changes"),
+        ("GET", "/v1/interruptions"),
+        # The devices it was lent (art. 12): read, their repairs, and what its phone is set up
+        # with (never the password: not stored). It accepts or declines a repair quote.
         ("GET", "/v1/equipment"),
+        ("GET", "/v1/equipment/{equipment_id}/repairs"),
+        ("POST", "/v1/equipment/{equipment_id}/repairs/{repair_id}/decision"),
+        ("GET", "/v1/equipment/{equipment_id}/provisioning"),
+        # Its numbers' universal directory preferences (art. 13): its own choice.
+        ("GET", "/v1/numbers/{number}/directory"),
+        ("PUT", "/v1/numbers/{number}/directory"),
         # What the platform holds on it (art. 13: right of access).
         ("GET", "/v1/customers/{customer_id}/personal-data"),
     }

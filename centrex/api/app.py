@@ -49,6 +49,7 @@ from centrex.billing import payment_routes as billing_payments
 from centrex.billing import rerating_routes as billing_reratings
 from centrex.billing import routes as billing
 from centrex.config import Settings
+from centrex.contracts import life_routes as contract_life
 from centrex.contracts import routes as contracts
 from centrex.contracts.scheduler import ContractScheduler
 from centrex.db.session import SessionMaker, asyncpg_dsn, make_engine, make_sessionmaker
@@ -281,6 +282,7 @@ def create_app(settings: Settings, *, run_reconciler: bool = True) -> FastAPI:
     app.include_router(billing_catalogue.router, dependencies=secured)
     app.include_router(billing_bank_files.router, dependencies=secured)
     app.include_router(contracts.router, dependencies=secured)
+    app.include_router(contract_life.router, dependencies=secured)  # issue 18, art. 10-13, 21
     app.include_router(voicemail.router, dependencies=secured)
     app.include_router(moh.router, dependencies=secured)
     document_errors(app)

@@ -109,10 +109,23 @@ CONFLICTS: dict[tuple[str, str], str] = {
     ("POST", "/v1/contracts"): "the customer already has a contract in force",
     ("POST", "/v1/contracts/{contract_id}/notice"): "the contract is already ending or ended",
     ("POST", "/v1/contracts/{contract_id}/early-termination"): "the contract is already ending "
-    "or ended",
+    "or ended; the special termination (ground interruption) without 30 consecutive days of "
+    "interruption attributable to the operator (art. 10)",
     ("POST", "/v1/equipment"): "a device with this serial or MAC is in the ledger",
     ("POST", "/v1/equipment/{equipment_id}/return"): "the device was already returned",
     ("POST", "/v1/customers/{customer_id}/erasure"): "a contract is in force, or lines are",
+    ("POST", "/v1/interruptions/{interruption_id}/end"): "the interruption has already ended",
+    ("POST", "/v1/contracts/{contract_id}/changes"): "the contract is ending or ended",
+    ("POST", "/v1/equipment/{equipment_id}/condition"): "the device is not returned, or its "
+    "condition already checked, or the 45 days of the check are over (art. 12)",
+    ("POST", "/v1/equipment/{equipment_id}/repairs"): "the device is not in service; the "
+    "replacement's serial or MAC is in the ledger",
+    ("POST", "/v1/equipment/{equipment_id}/repairs/{repair_id}/decision"): "the quote is "
+    "already decided; the replacement's serial or MAC is in the ledger",
+    ("GET", "/v1/equipment/{equipment_id}/provisioning"): "the device is tied to no line in "
+    "service",
+    ("GET", "/v1/numbers/{number}/directory"): "the number is not assigned to a customer",
+    ("PUT", "/v1/numbers/{number}/directory"): "the number is not assigned to a customer",
 }
 
 #: Rules a schema-valid request can still break, that no JSON schema can say: (the statuses
@@ -228,11 +241,33 @@ DEEPER_RULES: dict[tuple[str, str], tuple[frozenset[int], str]] = {
         frozenset({400}), "received_on in the future, or too late for the term (the message "
         "names the day it needed)"),
     ("POST", "/v1/contracts/{contract_id}/early-termination"): (
-        frozenset({400}), "effective_on in the past, or on or after the term (a notice then)"),
+        frozenset({400}), "effective_on in the past, or on or after the term (a notice then); "
+        "the special termination asked by the operator"),
     ("POST", "/v1/equipment"): (
         frozenset({422}), "customer_id names no customer, line_id no line of it"),
     ("POST", "/v1/equipment/{equipment_id}/return"): (
         frozenset({400}), "returned_on before the device was provided, or in the future"),
+    ("POST", "/v1/interruptions"): (
+        frozenset({400, 422}), "customer_id names no customer, line_ids lines of another; "
+        "started_at in the future; ended_at not after started_at or in the future"),
+    ("POST", "/v1/interruptions/{interruption_id}/end"): (
+        frozenset({400}), "ended_at not after started_at, or in the future"),
+    ("POST", "/v1/contracts/{contract_id}/changes"): (
+        frozenset({400, 422}), "a tariff change without plan_code or naming no plan; "
+        "plan_code on a conditions change"),
+    ("POST", "/v1/equipment/{equipment_id}/condition"): (
+        frozenset({400}), "checked_on before the return or in the future"),
+    ("POST", "/v1/equipment/{equipment_id}/repairs"): (
+        frozenset({400}), "reported_on before the device was provided or in the future; no "
+        "quote_cents when the warranty does not cover it; an exchange without the "
+        "replacement's serial and MAC"),
+    ("POST", "/v1/equipment/{equipment_id}/repairs/{repair_id}/decision"): (
+        frozenset({400}), "decided_on before the report or in the future; an accepted "
+        "exchange without the replacement's serial and MAC"),
+    ("GET", "/v1/numbers/{number}/directory"): (frozenset({400}), "number is not a French "
+                                                "number"),
+    ("PUT", "/v1/numbers/{number}/directory"): (frozenset({400}), "number is not a French "
+                                                "number"),
 }  # fmt: skip
 
 

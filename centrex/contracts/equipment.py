@@ -5,7 +5,7 @@ not returned within 10 days of the contract's end (an ``unreturned`` step of the
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.contracts import rules
 from centrex.contracts.models import Contract, ContractCharge, Equipment, ScheduledStep
-from centrex.contracts.schemas import EquipmentIn, ReturnIn
+from centrex.contracts.schemas import ConditionIn, EquipmentIn, ReturnIn
 from centrex.contracts.service import schedule
 from centrex.db.models import Customer, Line
 from centrex.services.errors import Conflict, NotFound, ServiceError, UnknownReference
@@ -62,28 +62,77 @@ def _charge(device: Equipment, contract_id, kind: str, label: str, cents: int) -
 
 async def record_return(session: AsyncSession, equipment_id: uuid.UUID, body: ReturnIn, *,
                         today: date) -> Equipment:  # fmt: skip
-    """The device is back and its condition checked: a provided one in good condition is
-    refunded (a negative charge), price less 20 % per year of use (rules)."""
+    """The device is back. Its condition checked now (``body.condition``) or later, within
+    45 days (``check_condition``); a provided one in good condition is refunded (a negative
+    charge), price less 20 % per year of use (rules). Not checked within 45 days: the
+    ``condition_lapsed`` step refunds it as in good condition (art. 12)."""
     device = await get(session, equipment_id, lock=True)
-    if device.status == "returned":
-        raise Conflict("equipment_id", f"returned on {device.returned_on}", location="path")
+    if device.status in ("returned", "exchanged"):
+        raise Conflict("equipment_id", f"the device is {device.status}", location="path")
     if body.returned_on > today or body.returned_on < device.provided_on:
         raise ServiceError("returned_on", f"between {device.provided_on} and today ({today})")
-    device.status, device.returned_on, device.condition = (
-        "returned",
-        body.returned_on,
-        body.condition,
-    )
-    if device.mode == "provided" and body.condition == "good":
-        refund = rules.equipment_refund_cents(device.value_cents, device.provided_on,
-                                              body.returned_on)  # fmt: skip
-        used = rules.months_between(device.provided_on, body.returned_on)
-        session.add(_charge(
-            device, await _contract_of(session, device.customer_id), "equipment_refund",
-            f"Refund of {device.model} {device.serial}: {used} months of use", -refund,
-        ))  # fmt: skip
+    device.status, device.returned_on = "returned", body.returned_on
+    if body.condition is not None:
+        await _checked(session, device, body.condition, body.returned_on)
+    else:
+        last = rules.condition_check_deadline(body.returned_on)
+        await schedule(session, "condition_lapsed", device.id, last + timedelta(days=1))
     await session.commit()
     return device
+
+
+async def _checked(session: AsyncSession, device: Equipment, condition: str, on: date) -> None:
+    device.condition, device.checked_on = condition, on
+    if device.mode == "provided" and condition == "good":
+        refund = rules.equipment_refund_cents(
+            device.value_cents, device.provided_on, device.returned_on
+        )
+        used = rules.months_between(device.provided_on, device.returned_on)
+        session.add(
+            _charge(
+                device,
+                await _contract_of(session, device.customer_id),
+                "equipment_refund",
+                f"Refund of {device.model} {device.serial}: {used} months of use",
+                -refund,
+            )
+        )
+
+
+async def check_condition(
+    session: AsyncSession, equipment_id: uuid.UUID, body: ConditionIn, *, today: date
+) -> Equipment:
+    """The condition check of a returned device, within 45 days of its return (art. 12)."""
+    device = await get(session, equipment_id, lock=True)
+    if device.status != "returned" or device.condition is not None:
+        raise Conflict(
+            "equipment_id",
+            f"not a returned device awaiting its check "
+            f"({device.status}, condition {device.condition})",
+            location="path",
+        )
+    if body.checked_on > today or body.checked_on < device.returned_on:
+        raise ServiceError("checked_on", f"between {device.returned_on} and today ({today})")
+    last = rules.condition_check_deadline(device.returned_on)
+    if body.checked_on > last:
+        raise Conflict(
+            "checked_on",
+            f"art. 12: the condition check had to be done within 45 "
+            f"days of the return, by {last}; the device is refunded as in good "
+            f"condition",
+        )
+    await _checked(session, device, body.condition, body.checked_on)
+    await session.commit()
+    return device
+
+
+async def condition_lapsed(session: AsyncSession, step: ScheduledStep, now: datetime) -> str:
+    device = await get(session, step.subject_id, lock=True)
+    if device.status != "returned" or device.condition is not None:
+        return f"nothing to do: checked ({device.condition})"
+    # No check within 45 days: the operator can no longer say it came back damaged.
+    await _checked(session, device, "good", None)
+    return "not checked within 45 days of the return: deemed in good condition"
 
 
 async def schedule_returns(session: AsyncSession, customer_id: uuid.UUID, ends_on: date) -> int:

@@ -7,6 +7,8 @@ import uuid
 from datetime import date, datetime
 
 from sqlalchemy import (
+    ARRAY,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -15,6 +17,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    Uuid,
     func,
     text,
 )
@@ -132,7 +135,8 @@ class Equipment(Base):
     __table_args__ = (
         CheckConstraint("mode IN ('rented', 'provided')", name="ck_equipment_mode"),
         CheckConstraint(
-            "status IN ('in_service', 'returned', 'not_returned')", name="ck_equipment_status"
+            "status IN ('in_service', 'returned', 'not_returned', 'exchanged')",
+            name="ck_equipment_status",
         ),
     )
 
@@ -148,11 +152,111 @@ class Equipment(Base):
     provided_on: Mapped[date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(12), default="in_service")
     returned_on: Mapped[date | None] = mapped_column(Date)
-    condition: Mapped[str | None] = mapped_column(String(8))  # good | damaged
+    condition: Mapped[str | None] = mapped_column(String(8))  # good | damaged; None: unchecked
+    checked_on: Mapped[date | None] = mapped_column(Date)  # the condition check (art. 12: 45 days)
+    # An exchange under warranty: the device this one replaces (both stay in the ledger).
+    replaces_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("equipment.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class ServiceInterruption(Base):
+    """An interruption of the service (art. 10): the whole customer (``line_ids`` None) or some
+    of its lines, from ``started_at`` until ``ended_at`` (None while it lasts). Only those
+    attributable to the operator count towards the special termination (30 consecutive days)."""
+
+    __tablename__ = "service_interruptions"
+    __table_args__ = (
+        CheckConstraint(
+            "ended_at IS NULL OR ended_at > started_at", name="ck_service_interruptions_dates"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), index=True)
+    line_ids: Mapped[list[uuid.UUID] | None] = mapped_column(ARRAY(Uuid))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cause: Mapped[str] = mapped_column(Text)
+    attributable_to_operator: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class EquipmentRepair(Base):
+    """A device reported faulty (art. 12): an inherent defect during the initial term is
+    repaired or exchanged free; excluded damage (lightning, abnormal use, unauthorised repair)
+    or a defect after the warranty is repaired on a quote, charged only once accepted."""
+
+    __tablename__ = "equipment_repairs"
+    __table_args__ = (
+        CheckConstraint(
+            "cause IN ('inherent_defect', 'lightning', 'abnormal_use', 'unauthorised_repair')",
+            name="ck_equipment_repairs_cause",
+        ),
+        CheckConstraint(
+            "status IN ('quoted', 'accepted', 'declined', 'done')",
+            name="ck_equipment_repairs_status",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    equipment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("equipment.id"), index=True)
+    reported_on: Mapped[date] = mapped_column(Date)
+    cause: Mapped[str] = mapped_column(String(24))
+    action: Mapped[str] = mapped_column(String(8))  # repair | exchange
+    covered: Mapped[bool] = mapped_column(Boolean)  # under warranty: free
+    status: Mapped[str] = mapped_column(String(8))
+    quote_cents: Mapped[int | None] = mapped_column(Integer)  # HT, not covered only
+    decided_on: Mapped[date | None] = mapped_column(Date)  # the quote accepted or declined
+    replacement_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("equipment.id"))
+    charge_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contract_charges.id"))
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ContractChange(Base):
+    """New conditions or a new tariff notified to the customer (art. 21): conditions take
+    effect one month after the notice; a tariff at the renewal the customer can still refuse."""
+
+    __tablename__ = "contract_changes"
+    __table_args__ = (
+        CheckConstraint("kind IN ('conditions', 'tariff')", name="ck_contract_changes_kind"),
+        CheckConstraint(
+            "status IN ('notifying', 'notified', 'in_effect', 'lapsed')",
+            name="ck_contract_changes_status",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    summary: Mapped[str] = mapped_column(Text)
+    plan_code: Mapped[str | None] = mapped_column(String(32))  # tariff: the plan from renewal
+    status: Mapped[str] = mapped_column(String(10))
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # emailed
+    effective_on: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DirectoryListing(Base):
+    """A number's universal directory preferences (art. 13), chosen by its customer: listed or
+    not (free), and opposition to prospection use and to reverse look-up."""
+
+    __tablename__ = "directory_listings"
+
+    e164: Mapped[str] = mapped_column(ForeignKey("numbers.e164"), primary_key=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), index=True)
+    listed: Mapped[bool] = mapped_column(Boolean)
+    listing_name: Mapped[str | None] = mapped_column(String(200))  # None: the customer's name
+    opposes_prospection: Mapped[bool] = mapped_column(Boolean)
+    opposes_reverse_lookup: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 AUDITED[Contract] = Audited("contract")
+AUDITED[ServiceInterruption] = Audited("service_interruption")
+AUDITED[EquipmentRepair] = Audited("equipment_repair")
+AUDITED[ContractChange] = Audited("contract_change")
+AUDITED[DirectoryListing] = Audited("directory_listing")
 AUDITED[Equipment] = Audited("equipment")
 AUDITED[ContractCharge] = Audited("contract_charge")
 AUDITED[ContractEvent] = Audited("contract_event")

@@ -139,3 +139,57 @@ def nonpayment_steps(due_on: date) -> NonPaymentSteps:
     reminder = due_on + REMINDER_AFTER_DUE
     suspension = reminder + SUSPENSION_AFTER_REMINDER
     return NonPaymentSteps(reminder, suspension, suspension + TERMINATION_AFTER_SUSPENSION)
+
+
+# --- art. 10: special termination, art. 12: warranty and condition check, art. 21: changes ---
+
+SPECIAL_TERMINATION_AFTER = timedelta(days=30)  # consecutive days of interruption (art. 10)
+CONDITION_CHECK_DAYS = timedelta(days=45)  # art. 12: the returned device's condition check
+CHANGE_NOTICE_MONTHS = 1  # art. 21: new conditions take effect one month after the notice
+WARRANTY_EXCLUSIONS = frozenset({"lightning", "abnormal_use", "unauthorised_repair"})
+
+
+def longest_interruption(spans: list[tuple[datetime, datetime | None]], now: datetime) -> timedelta:
+    """The longest consecutive interruption among ``spans`` (start, end or None while it
+    lasts, counted to ``now``): spans that overlap or touch make one (an outage recorded in
+    two pieces, or on two lines one after the other, is one interruption of the service)."""
+    longest, start, end = timedelta(0), None, None
+    for s, e in sorted((s, min(e or now, now)) for s, e in spans if s < now):
+        if start is None or s > end:
+            start, end = s, e
+        else:
+            end = max(end, e)
+        longest = max(longest, end - start)
+    return longest
+
+
+def condition_check_deadline(returned_on: date) -> date:
+    """The last day the operator may check a returned device's condition (art. 12); a check
+    not done by then cannot find it damaged: the refund is due as for good condition."""
+    return returned_on + CONDITION_CHECK_DAYS
+
+
+def in_warranty(starts_on: date, initial_months: int, day: date) -> bool:
+    """Art. 12: the warranty runs for the initial contract term (not its renewals)."""
+    return starts_on <= day < add_months(starts_on, initial_months)
+
+
+def conditions_effective_on(notified_on: date) -> date:
+    return add_months(notified_on, CHANGE_NOTICE_MONTHS)
+
+
+def tariff_change_term(
+    start: date,
+    notified_on: date,
+    initial_months: int = INITIAL_MONTHS,
+    renewal_months: int = RENEWAL_MONTHS,
+) -> Period:
+    """The renewal a tariff change notified on ``notified_on`` applies at (art. 21: tariffs
+    change at renewal): the first term at least one month after the notice for which the
+    customer can still refuse the renewal by a notice in time (3 months before the term).
+    Returns the period that starts at that term (its ``start`` is the term)."""
+    period = period_on(start, notified_on, initial_months, renewal_months)
+    # 3 months before the term is also "at least one month after the notice".
+    while notified_on > add_months(period.end, -NOTICE_MONTHS):
+        period = period_on(start, period.end, initial_months, renewal_months)
+    return period_on(start, period.end, initial_months, renewal_months)

@@ -1,5 +1,6 @@
-"""The one scheduler of the contracts' deadlines (renewals, terminations, non-payment; and
-the monthly invoice run when it is scheduled: centrex/billing/schedule.py): steps
+"""The one scheduler of the contracts' deadlines (renewals, terminations, non-payment, devices'
+condition checks, contract changes; and the monthly invoice run when it is scheduled:
+centrex/billing/schedule.py): steps
 are rows of ``scheduled_steps``. Each is claimed ``FOR UPDATE SKIP LOCKED`` and marked done in
 the same transaction as its effect, so a process killed at any point leaves every step either done
 once or pending (done by the next run), and several processes share the work.
@@ -20,7 +21,7 @@ from sqlalchemy import select, update
 
 from centrex.billing import schedule as billing_schedule
 from centrex.config import Settings
-from centrex.contracts import equipment, nonpayment, service
+from centrex.contracts import changes, equipment, nonpayment, service
 from centrex.contracts.models import ScheduledStep
 from centrex.db.session import SessionMaker, make_engine, make_sessionmaker
 
@@ -78,6 +79,12 @@ async def _apply(
         return await service.terminate(session, step, now, settings.number_quarantine_s)
     if step.kind == "unreturned":
         return await equipment.bill_unreturned(session, step, now)
+    if step.kind == "condition_lapsed":
+        return await equipment.condition_lapsed(session, step, now)
+    if step.kind == "change_notify":
+        return await changes.send_notice(session, step, now, settings)
+    if step.kind == "change_effective":
+        return await changes.take_effect(session, step, now)
     if step.kind == "reminder":
         return await nonpayment.remind(session, step, now, settings)
     if step.kind == "suspend":

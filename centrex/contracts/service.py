@@ -15,7 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from centrex.billing.models import Subscription
 from centrex.contracts import rules
-from centrex.contracts.models import Contract, ContractCharge, ContractEvent, ScheduledStep
+from centrex.contracts.models import (
+    Contract,
+    ContractCharge,
+    ContractEvent,
+    DirectoryListing,
+    ScheduledStep,
+)
 from centrex.contracts.schemas import ContractIn, EarlyTerminationIn, NoticeIn
 from centrex.db.models import Customer, Line, NumberStatus, PhoneNumber
 from centrex.extensions import service as extensions
@@ -157,15 +163,53 @@ async def terminate_early(
             f"on or after the term ({contract.term_ends_on}): "
             "that is a notice of non-renewal, not an early termination",
         )
-    await end_early(session, contract, body.effective_on, body.by, body.reason, now)
+    if body.ground == "interruption":
+        await _special_termination_allowed(session, contract, body, now)
+    await end_early(
+        session, contract, body.effective_on, body.by, body.reason, now, ground=body.ground
+    )
     await session.commit()
     return contract
 
 
+async def _special_termination_allowed(
+    session: AsyncSession, contract: Contract, body: EarlyTerminationIn, now: datetime
+) -> None:
+    """Art. 10: the customer may terminate without fee after 30 consecutive days of
+    interruption attributable to the operator, as recorded."""
+    from centrex.contracts.interruptions import longest  # it imports the schemas of this one
+
+    if body.by != "customer":
+        raise ServiceError("by", "the special termination (art. 10) is the customer's right")
+    lasted = await longest(session, contract.customer_id, now)
+    if lasted < rules.SPECIAL_TERMINATION_AFTER:
+        days = lasted.total_seconds() / 86400
+        raise Conflict(
+            "ground",
+            "art. 10 special termination needs 30 consecutive days of interruption "
+            f"attributable to the operator; the longest recorded lasted {days:.1f} days",
+        )
+
+
 async def end_early(session: AsyncSession, contract: Contract, effective_on: date, by: str,
-                    reason: str, now: datetime) -> None:  # fmt: skip
-    """The fee recorded, the termination scheduled; in the caller's transaction."""
+                    reason: str, now: datetime, *, ground: str = "early") -> None:  # fmt: skip
+    """The fee recorded (none for the special termination after an interruption), the
+    termination scheduled; in the caller's transaction."""
     today = rules.paris_day(now)
+    if ground == "interruption":
+        contract.status, contract.notice_by, contract.notice_received_on = "ending", by, today
+        contract.termination_kind, contract.termination_reason = "interruption", reason
+        contract.ends_on = effective_on
+        session.add(
+            _event(
+                contract,
+                "special_termination",
+                now,
+                f"by {by}, effective {effective_on}, no fee: 30 days of interruption (art. 10)",
+            )
+        )
+        await schedule(session, "terminate", contract.id, effective_on)
+        return
     fee = rules.early_termination(
         contract.starts_on,
         effective_on,
@@ -257,6 +301,11 @@ async def terminate(
     )
     for number in numbers:
         await release_uncommitted(session, number, now=now, quarantine_s=quarantine_s)
+    # The numbers leave the directory with the customer (art. 13: its professional details).
+    for listing in await session.scalars(
+        select(DirectoryListing).where(DirectoryListing.customer_id == contract.customer_id)
+    ):
+        await session.delete(listing)
     for line in lines:
         line.deleted_at = now
         line.main_number = None
