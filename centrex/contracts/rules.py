@@ -153,6 +153,9 @@ def longest_interruption(spans: list[tuple[datetime, datetime | None]], now: dat
     """The longest consecutive interruption among ``spans`` (start, end or None while it
     lasts, counted to ``now``): spans that overlap or touch make one (an outage recorded in
     two pieces, or on two lines one after the other, is one interruption of the service)."""
+    utc = ZoneInfo("UTC")  # real durations: Paris wall-clock arithmetic skips DST hours
+    now = now.astimezone(utc)
+    spans = [(s.astimezone(utc), e.astimezone(utc) if e else None) for s, e in spans]
     longest, start, end = timedelta(0), None, None
     for s, e in sorted((s, min(e or now, now)) for s, e in spans if s < now):
         if start is None or s > end:

@@ -183,11 +183,11 @@ async def _special_termination_allowed(
         raise ServiceError("by", "the special termination (art. 10) is the customer's right")
     lasted = await longest(session, contract.customer_id, now)
     if lasted < rules.SPECIAL_TERMINATION_AFTER:
-        days = lasted.total_seconds() / 86400
+        lasted -= timedelta(microseconds=lasted.microseconds)
         raise Conflict(
             "ground",
             "art. 10 special termination needs 30 consecutive days of interruption "
-            f"attributable to the operator; the longest recorded lasted {days:.1f} days",
+            f"attributable to the operator; the longest recorded lasted {lasted}",
         )
 
 
