@@ -55,6 +55,13 @@ CUSTOMER_MAY = {
     ("GET", "/v1/contracts/{contract_id}/events"),
     ("GET", "/v1/equipment"),
     ("GET", "/v1/customers/{customer_id}/personal-data"),
+    ("GET", "/v1/contracts/{contract_id}/changes"),
+    ("GET", "/v1/interruptions"),
+    ("GET", "/v1/equipment/{equipment_id}/repairs"),
+    ("POST", "/v1/equipment/{equipment_id}/repairs/{repair_id}/decision"),
+    ("GET", "/v1/equipment/{equipment_id}/provisioning"),
+    ("GET", "/v1/numbers/{number}/directory"),
+    ("PUT", "/v1/numbers/{number}/directory"),
     ("GET", "/v1/lines/{line_id}/features"),
     ("PATCH", "/v1/lines/{line_id}/features"),
     ("GET", "/v1/lines/{line_id}/voicemail"),
@@ -79,16 +86,21 @@ SHOWN_ELSEWHERE = {
 # Lists a customer token sees filtered to its own customer: another's id is a 404.
 FILTERED_LISTS = {"/v1/lines", "/v1/ring-groups", "/v1/cdrs", "/v1/cdrs.csv",
                   "/v1/fraud-suspicions", "/v1/invoices", "/v1/contracts",
-                  "/v1/equipment"}  # fmt: skip
+                  "/v1/equipment", "/v1/interruptions"}  # fmt: skip
 # Its own invoice: read in tests/test_billing_invoices.py on a real one (a tenant here has none).
 ON_REAL_OBJECTS = {"/v1/calls/{call_id}", "/v1/invoices/{invoice_id}",
                    "/v1/invoices/{invoice_id}.pdf",
-                   "/v1/invoices/{invoice_id}/disputes"}  # fmt: skip
+                   "/v1/invoices/{invoice_id}/disputes",
+                   # A device's repairs, quote and provisioning: tests/test_contract_life_api.py.
+                   "/v1/equipment/{equipment_id}/repairs",
+                   "/v1/equipment/{equipment_id}/repairs/{repair_id}/decision",
+                   "/v1/equipment/{equipment_id}/provisioning"}  # fmt: skip
 # Tables the API writes: a refused request must leave every one as it was.
 API_TABLES = ["customers", "lines", "numbers", "number_blocks", "number_tier_rules", "trunks",
               "ring_groups", "ring_group_members", "destinations", "policy_restrictions",
               "credential_renewals", "sip_bans", "api_tokens", "line_features",
-              "voicemail_boxes", "customer_music_on_hold"]  # fmt: skip
+              "voicemail_boxes", "customer_music_on_hold", "service_interruptions",
+              "equipment_repairs", "contract_changes", "directory_listings"]  # fmt: skip
 WHO = {"actor": "self-service", "reason": "a test"}
 PERIOD = {"since": "2026-01-01T00:00:00Z", "until": "2026-02-01T00:00:00Z"}
 
@@ -135,6 +147,8 @@ class Tenant:
             .replace("{dispute_id}", str(uuid.uuid4()))
             .replace("{contract_id}", self.contract)
             .replace("{equipment_id}", str(uuid.uuid4()))
+            .replace("{repair_id}", str(uuid.uuid4()))
+            .replace("{interruption_id}", str(uuid.uuid4()))
             .replace("{msg_id}", "1796278227-00000001")
         )  # fmt: skip
 
@@ -153,6 +167,11 @@ class Tenant:
             "/v1/ring-groups/{ring_group_id}": {"members": [self.line["id"]]},
             "/v1/lines/{line_id}/features": {"dnd": True},
             "/v1/lines/{line_id}/voicemail": {"email": "desk@example.com"},
+            "/v1/numbers/{number}/directory": {"listed": False},
+            "/v1/equipment/{equipment_id}/repairs/{repair_id}/decision": {
+                "decided_on": "2026-01-01",
+                "accepted": False,
+            },
         }.get(template, {})
 
 

@@ -171,6 +171,41 @@ def test_provisioning_shows_the_line_account_to_its_customer_never_the_password(
                   "equipment_id")  # fmt: skip
 
 
+def test_the_customer_accepts_its_own_repair_quote_and_only_then_pays(api, tenants, as_customer):
+    a, b = tenants["a"], tenants["b"]
+    tag = uuid.uuid4().hex[:10]
+    device = api.post("/v1/equipment", json={
+        "customer_id": a["customer"]["id"], "model": "Yealink W73P", "serial": f"R{tag}",
+        "mac": ":".join(tag[i : i + 2] for i in range(0, 10, 2)) + ":03", "mode": "provided",
+        "value_cents": 12000, "provided_on": str(date.today())}).json()  # fmt: skip
+    today = str(date.today())
+    path = f"/v1/equipment/{device['id']}/repairs"
+    refused_field(api.post(path, json={"reported_on": today, "cause": "lightning",
+                                       "note": "storm"}), 400, "quote_cents")  # fmt: skip
+    refused_field(api.post(path, json={"reported_on": today, "cause": "fire",
+                                       "note": "x", "quote_cents": 1}), 422, "cause")  # fmt: skip
+    quote = api.post(path, json={"reported_on": today, "cause": "lightning", "note": "storm",
+                                 "quote_cents": 3900})  # fmt: skip
+    assert quote.status_code == 201 and quote.json()["status"] == "quoted", quote.text
+    assert audited(api, "equipment_repair", quote.json()["id"])
+    customer = as_customer(a["customer"]["id"])
+    assert [r["id"] for r in customer.get(path).json()] == [quote.json()["id"]]
+    assert (
+        customer.post(
+            path, json={"reported_on": today, "cause": "inherent_defect", "note": "x"}
+        ).status_code
+        == 403
+    )  # the operator's record
+    decision = f"{path}/{quote.json()['id']}/decision"
+    other = as_customer(b["customer"]["id"])
+    assert other.post(decision, json={"decided_on": today, "accepted": True}).status_code == 404
+    accepted = customer.post(decision, json={"decided_on": today, "accepted": True})
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["status"] == "accepted" and accepted.json()["charge_id"]
+    refused_field(customer.post(decision, json={"decided_on": today, "accepted": False}), 409,
+                  "repair_id")  # fmt: skip
+
+
 def test_directory_preferences_by_the_customer_and_the_file(api, tenants, as_customer):
     a, b = tenants["a"], tenants["b"]
     number = a["number"]["national"]
