@@ -38,6 +38,7 @@ from centrex.contracts.schemas import (
     EquipmentIn,
     InterruptionEndIn,
     InterruptionIn,
+    NoticeIn,
     QuoteDecisionIn,
     RepairIn,
     ReturnIn,
@@ -357,6 +358,35 @@ async def test_changes_emailed_conditions_in_a_month_tariff_at_a_renewal_it_can_
             .order_by(Subscription.starts_on))]  # fmt: skip
     assert subs == [(old_plan, date(2026, 1, 15), date(2030, 1, 14)),
                     (new_plan, date(2030, 1, 15), None)]  # fmt: skip
+
+
+async def test_a_tariff_change_lapses_when_the_customer_refuses_the_renewal(db):
+    db, sessions = db
+    customer, _, _ = await base.new_customer(db)  # no email: the customer area only
+    plan = f"lapse{customer.hex[:6]}"
+    await sql(db, "INSERT INTO billing_plans (id, code, version, name, effective_from, "
+              "entered_ttc, line_fee_cents, line_fee_vat, access_fee_cents, access_fee_vat, "
+              "bundle_s, bundle_pooled) VALUES ($1, $2, 1, 'L', '2026-01-01', false, 1000, 20, "
+              "0, 20, 0, false)", uuid.uuid4(), plan)  # fmt: skip
+    contract_id = await contract_for(sessions, customer)
+    notified = datetime(2027, 6, 1, 9, 0, tzinfo=rules.PARIS)
+    async with sessions() as session:
+        change = (await changes.notify(session, contract_id, ChangeIn(
+            kind="tariff", summary="New prices", plan_code=plan), now=notified)).id  # fmt: skip
+    await run_due(sessions, SETTINGS, notified)
+    async with sessions() as session:  # the customer answers with a notice in time
+        await service.give_notice(session, contract_id, NoticeIn(received_on=date(2028, 9, 1)),
+                                  now=datetime(2028, 9, 2, tzinfo=rules.PARIS))  # fmt: skip
+    await run_due(sessions, SETTINGS, midnight(date(2029, 1, 15)))
+    async with sessions() as session:
+        found = await session.get(changes.ContractChange, change)
+        assert (found.status, found.effective_on) == ("lapsed", date(2029, 1, 15))
+        subs = list(await session.scalars(select(Subscription).where(
+            Subscription.customer_id == customer)))  # fmt: skip
+        assert subs == []  # none started on the new plan
+        kinds = list(await session.scalars(select(ContractEvent.kind).where(
+            ContractEvent.contract_id == contract_id)))  # fmt: skip
+        assert "change_lapsed" in kinds and "change_in_effect" not in kinds
 
 
 # --- art. 13: directory preferences and the directory file ------------------------------------
