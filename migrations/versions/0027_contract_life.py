@@ -2,7 +2,7 @@
 changes, directory preferences per number (issue 18, art. 10, 12, 13, 21)
 
 Revision ID: 0027_contract_life
-Revises: 0024_voicemail
+Revises: 0025_invoice_items
 Create Date: 2026-12-03
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0027_contract_life"
-down_revision: str | Sequence[str] | None = "0024_voicemail"
+down_revision: str | Sequence[str] | None = "0025_invoice_items"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
