@@ -1,8 +1,8 @@
 """contract life: service interruptions, equipment repairs and condition checks, contract
 changes, directory preferences per number (issue 18, art. 10, 12, 13, 21)
 
-Revision ID: 0027_contract_life
-Revises: 0025_invoice_items
+Revision ID: 0029_contract_life
+Revises: 0028_bank_files
 Create Date: 2026-12-03
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0027_contract_life"
-down_revision: str | Sequence[str] | None = "0025_invoice_items"
+revision: str = "0029_contract_life"
+down_revision: str | Sequence[str] | None = "0028_bank_files"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
