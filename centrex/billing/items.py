@@ -70,13 +70,17 @@ async def equipment_due(
     )).all()  # fmt: skip
     rent = {(str(e), m) for e, k, m in billed if k == "equipment_rent"}
     provision = {str(e) for e, k, _ in billed if k == "equipment_provision"}
+    rows = list(await session.scalars(
+        select(Equipment).where(Equipment.customer_id == customer_id)
+        .order_by(Equipment.provided_on, Equipment.serial)
+    ))  # fmt: skip
+    returned = {d.id: d.returned_on for d in rows}
     devices = [
         Device(str(d.id), f"{d.model} {d.serial}", d.mode, d.value_cents, d.monthly_fee_cents,
-               d.provided_on, d.returned_on)
-        for d in await session.scalars(
-            select(Equipment).where(Equipment.customer_id == customer_id)
-            .order_by(Equipment.provided_on, Equipment.serial)
-        )
+               d.provided_on, d.returned_on,
+               returned.get(d.replaces_id) if d.replaces_id else None,
+               d.replaces_id is not None)
+        for d in rows
     ]  # fmt: skip
     return equipment_lines(devices, months, rent, provision, until)
 

@@ -58,6 +58,11 @@ class Device:
     monthly_fee_cents: int  # rented
     provided_on: date
     returned_on: date | None  # rent stops the day before
+    # A warranty exchange's replacement (art. 12) keeps the device it replaces' provided_on (its
+    # depreciation runs from then) but is the same provision: never charged again, and its
+    # rent runs from the exchange day, when the replaced one's stopped.
+    replaces_returned_on: date | None = None
+    replaces: bool = False
 
 
 def equipment_lines(
@@ -75,7 +80,8 @@ def equipment_lines(
     last_month = months[-1] if months else None
     for device in devices:
         if device.mode == "provided":
-            if device.id in provision_billed or device.value_cents <= 0 or last_month is None:
+            if (device.replaces or device.id in provision_billed or device.value_cents <= 0
+                    or last_month is None):  # fmt: skip
                 continue
             if device.provided_on > month_end(last_month):
                 continue
@@ -92,7 +98,8 @@ def equipment_lines(
         for month in months:
             if (device.id, month) in rent_billed or device.monthly_fee_cents <= 0:
                 continue
-            days = active_days(month, device.provided_on, last)
+            rent_from = device.replaces_returned_on or device.provided_on
+            days = active_days(month, rent_from, last)
             if days == 0:
                 continue
             amount = prorated_cents(device.monthly_fee_cents, days, month)
