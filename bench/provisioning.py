@@ -2,6 +2,7 @@
 read by Asterisk from PostgreSQL (sorcery realtime, docs/provisioning-realtime.md).
 
     .venv/bin/python bench/provisioning.py [--lines N] [--concurrency C] [--no-single]
+                                           [--single-sample K]
 
 Builds a private stack (PostgreSQL, an Asterisk instance named ``benchprov`` on ports 46060/
 46038/48188, the API on 48180, ``reconcile_interval_s`` = 3600 so only the start passes run),
@@ -18,6 +19,13 @@ then:
    the 200 drawn lines are all served again, and how long Asterisk's own start took.
 5. One reconcile pass with nothing to change, in-process (as tests/test_reconcile.py).
 6. Resident memory (VmRSS) of the API, the call-control daemon and Asterisk with 2N lines.
+
+With ``--single-sample K`` the order changes so that the single rate is measured *at* N lines
+without creating N lines one by one (100,000 single POSTs take ~40 minutes on a loaded machine):
+the N lines are imported first (phase 2, its 60 s of Asterisk CPU after it included), then
+phase 1 makes K single ``POST /v1/lines`` (C in flight) with those N lines already in the same
+customer. Served, restore, the quiet pass and memory then run with N + K lines (not 2N).
+With ``--no-single`` only the import runs: N lines.
 
 Writes a table to stdout and ``bench/results/provisioning-<UTC>.json``. Everything it starts is
 stopped and removed at the end, also on failure and Ctrl-C. See docs/benchmarks-provisioning.md.
@@ -124,17 +132,25 @@ class CpuMeter:
 # --- the bench ------------------------------------------------------------------------------------
 class Bench:
     def __init__(
-        self, lines: int, concurrency: int, *, single: bool = True, api_workers: int = 1
+        self,
+        lines: int,
+        concurrency: int,
+        *,
+        single: bool = True,
+        api_workers: int = 1,
+        single_sample: int | None = None,
     ) -> None:
         self.n = lines
         self.concurrency = concurrency
         self.single = single
+        self.single_sample = single_sample  # K single POSTs after importing the N lines
         self.api_workers = api_workers
         self.work = Path(tempfile.mkdtemp(prefix="centrex-benchprov-"))
         self.results: dict[str, Any] = {
             "lines": lines,
             "concurrency": concurrency,
             "api_workers": api_workers,
+            "single_sample": single_sample,
             "machine": machine(),
         }
         self.sandbox: AsteriskSandbox | None = None
@@ -206,9 +222,16 @@ class Bench:
                 await asyncio.to_thread(self.api.start_and_wait, API_READY)
                 async with self.client() as api:
                     cid = (await ok(api.post("/v1/customers", json={"name": "Bench"})))["id"]
-                    if self.single:
-                        await self.single_posts(api, cid)
-                    await self.bulk_import(api, cid)
+                    if self.single_sample:
+                        # N lines present first (fast), then K single creations among them.
+                        await self.bulk_import(api, cid)
+                        await self.single_posts(api, cid, self.single_sample, present=self.n)
+                    else:
+                        if self.single:
+                            await self.single_posts(api, cid, self.n, present=0)
+                        await self.bulk_import(api, cid)
+                self.results["lines_at_end"] = len(self.made)
+                self.results["load_avg_at_end"] = os.getloadavg()
                 self.results["served"] = await self.served()
                 await self.restore()
                 await self.quiet_pass()
@@ -232,7 +255,9 @@ class Bench:
             limits=httpx.Limits(max_connections=self.concurrency + 4),
         )
 
-    async def single_posts(self, api: httpx.AsyncClient, cid: str) -> None:
+    async def single_posts(
+        self, api: httpx.AsyncClient, cid: str, count: int, *, present: int
+    ) -> None:
         not_synced = 0
         latencies: list[float] = []
 
@@ -241,29 +266,42 @@ class Bench:
             t = time.perf_counter()
             # Its own extension: 16 creations at once for one customer that each take "the
             # lowest free one" collide, and five collisions in a row answer 500 (reported).
+            # From 200000 up: the imported lines took the lowest free ones from 200.
             body = {"customer_id": cid, "label": f"l{i}", "extension": str(200_000 + i)}
             line = await ok(api.post("/v1/lines", json=body))
             latencies.append(time.perf_counter() - t)
             not_synced += line["sync_state"] != "synced"
             self.made.append((line["sip_username"], line["sip_password"]))
 
-        log(f"phase single: {self.n} x POST /v1/lines, {self.concurrency} in flight")
+        log(
+            f"phase single: {count} x POST /v1/lines, {self.concurrency} in flight, "
+            f"{present} lines present before"
+        )
+        load_before = os.getloadavg()
         meter = self.meter()
         meter.start()
         t0 = time.monotonic()
-        await bounded(create, self.n, self.concurrency)
+        await bounded(create, count, self.concurrency)
         elapsed = time.monotonic() - t0
+        cpu = meter.stop()
         self.results["single"] = out = {
+            "count": count,
+            "lines_present_before": present,
             "seconds": round(elapsed, 2),
-            "per_s": round(self.n / elapsed, 1),
+            "per_s": round(count / elapsed, 1),
             "latency_s": summary(latencies),
-            "cpu_pct": meter.stop(),
+            "cpu_pct": cpu,
+            # CPU seconds per line: the rate on a shared machine depends on the share it got
+            "cpu_ms_per_line": {k: round(10 * v * elapsed / count, 2) for k, v in cpu.items()},
+            "load_avg_before": load_before,
+            "load_avg_after": os.getloadavg(),
             "responses_not_synced": not_synced,
         }
         log(f"  {out}")
 
     async def bulk_import(self, api: httpx.AsyncClient, cid: str) -> None:
         log(f"phase import: {self.n} lines, at most {IMPORT_MAX} a request")
+        load_before = os.getloadavg()
         meter = self.meter()
         meter.start()
         t0 = time.monotonic()
@@ -289,6 +327,7 @@ class Bench:
             "cpu_pct": cpu,
             "asterisk_after_pct_per_s": after,
             "asterisk_after_max_pct": max(after),
+            "load_avg_before": load_before,
         }
         log(f"  {out}")
 
@@ -433,13 +472,17 @@ def print_table(r: dict[str, Any]) -> None:
     p, i, rs = r.get("single", {}), r.get("import", {}), r.get("restore", {})
     m, q = r.get("memory", {}), r.get("quiet_pass", {})
     rows = [
-        ("lines per phase", r["lines"]),
+        ("lines imported (N)", r["lines"]),
+        ("single POSTs / lines present before them",
+         f"{p.get('count')} / {p.get('lines_present_before')}"),
         ("POST /v1/lines, 16 in flight (lines/s)", p.get("per_s")),
         ("  latency p50/p99 (s)", _pair(p.get("latency_s"))),
         ("  CPU % api/asterisk/pg", _cpu(p.get("cpu_pct"))),
+        ("  CPU ms per line api/asterisk/pg", _cpu(p.get("cpu_ms_per_line"))),
         ("bulk import (lines/s)", i.get("per_s")),
         ("  CPU % api/asterisk/pg", _cpu(i.get("cpu_pct"))),
         ("  Asterisk CPU % in the 60 s after (max)", i.get("asterisk_after_max_pct")),
+        ("lines at the end", r.get("lines_at_end")),
         ("served in Asterisk (of sample)", r.get("served")),
         ("restore: Asterisk start (s)", rs.get("asterisk_start_s")),
         ("restore: start to sample served (s)", rs.get("seconds")),
@@ -465,10 +508,22 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--no-single", action="store_true", help="skip the POST /v1/lines phase")
+    parser.add_argument(
+        "--single-sample",
+        type=int,
+        metavar="K",
+        help="import the N lines first, then time K single POST /v1/lines among them",
+    )
     parser.add_argument("--api-workers", type=int, default=1, help="CENTREX_API_WORKERS")
     args = parser.parse_args()
+    if args.single_sample is not None and (args.single_sample < 1 or args.no_single):
+        parser.error("--single-sample takes K >= 1 and excludes --no-single")
     bench = Bench(
-        args.lines, args.concurrency, single=not args.no_single, api_workers=args.api_workers
+        args.lines,
+        args.concurrency,
+        single=not args.no_single,
+        api_workers=args.api_workers,
+        single_sample=args.single_sample,
     )
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     started = time.monotonic()
