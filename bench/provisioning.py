@@ -114,19 +114,26 @@ class CpuMeter:
 
     def __init__(self, groups: dict[str, Any]) -> None:
         self.groups = groups  # name -> callable returning the group's pids now
-        self.before: dict[str, float] = {}
+        self.before: dict[str, dict[int, float]] = {}
         self.t0 = 0.0
 
-    def _sample(self) -> dict[str, float]:
-        return {name: sum(cpu_seconds(p) for p in pids()) for name, pids in self.groups.items()}
+    def _sample(self) -> dict[str, dict[int, float]]:
+        return {name: {p: cpu_seconds(p) for p in pids()} for name, pids in self.groups.items()}
 
     def start(self) -> None:
         self.before, self.t0 = self._sample(), time.monotonic()
 
     def stop(self) -> dict[str, float]:
         after, elapsed = self._sample(), time.monotonic() - self.t0
+
+        # Per process: a PostgreSQL backend that exits between the samples took its CPU with it
+        # (a lower bound then, never a negative share); one born since counts from zero.
+        def used(name: str) -> float:
+            was = self.before.get(name, {})
+            return sum(now - was.get(pid, 0.0) for pid, now in after[name].items())
+
         # share of one CPU, in %: 100 = one core busy the whole time
-        return {n: round(100 * (after[n] - self.before[n]) / elapsed, 1) for n in after}
+        return {n: round(100 * used(n) / elapsed, 1) for n in after}
 
 
 # --- the bench ------------------------------------------------------------------------------------
