@@ -38,7 +38,7 @@ FORWARD_TO, TRANSFER_TO, OUTSIDE_CALLER = "+33145678901", "+442079460123", "+336
 
 @pytest.fixture(scope="module")
 def company(api: httpx.Client, settings):
-    assert api.post("/v1/number-blocks", json={"first": "0236300000", "last": "0236300099"})
+    assert api.post("/v1/number-blocks", json={"first": "0236500000", "last": "0236500099"})
     assert api.post("/v1/billing/plans", json=PLAN).status_code == 201
     api.post("/v1/destinations", json={"code": "44"})
     phones = make_company(api, settings, "Legs")

@@ -17,7 +17,7 @@ from helpers import sql
 
 pytestmark = pytest.mark.integration
 
-PERIOD = date(2020, 1, 1)  # a month no subscription of the other tests reaches
+PERIOD = date(2000, 1, 1)  # a month no subscription of the other tests reaches
 
 
 def metric(api, name: str) -> float:
@@ -35,8 +35,8 @@ def forged_invoice(database_url: str, customer_id: str, *, with_line: bool) -> s
         "period, issued_on, due_on, payment_method, ht_cents, vat_cents, ttc_cents, vat) "
         "VALUES ($1, $2, $3, 'invoice', $4, 'Archive Co', $5, $6, $7, 'transfer', 5000, 1000, "
         "6000, '[{\"rate\": \"20.00\", \"base\": 5000, \"vat\": 1000}]')",
-        invoice, number, f"AR{number}", uuid.UUID(customer_id), PERIOD, date(2020, 2, 1),
-        date(2020, 2, 11),
+        invoice, number, f"AR{number}", uuid.UUID(customer_id), PERIOD, date(2000, 2, 1),
+        date(2000, 2, 11),
     )  # fmt: skip
     if with_line:
         sql(

@@ -151,7 +151,11 @@ def test_a_caller_s_transfer_moves_the_callee_and_the_cutoff_still_cuts_at_the_f
     transferee.expect_success()
     target.expect_success()
     wait_until(lambda: counts(api, a, b, c) == [0, 0, 0], 10, "every line free")
-    (cut,) = sql(database_url, "SELECT * FROM call_cutoffs WHERE call_id = $1", moved["id"])
+    # The cutoff's record is written after the hangup (evidence, not control): the line may be
+    # free a moment before it is there.
+    query = "SELECT * FROM call_cutoffs WHERE call_id = $1"
+    wait_until(lambda: sql(database_url, query, moved["id"]), 10, "the cutoff recorded")
+    (cut,) = sql(database_url, query, moved["id"])
     assert cut["enforced_by"] == "daemon" and cut["callee_line_id"] is not None
     # It was cut 6 s after the first answer (Alice's call), not 6 s after Carol's.
     assert moved["deadline_at"] is not None

@@ -268,9 +268,10 @@ async def take_number(session: AsyncSession, issued_on: date, *, unless=None) ->
         raise RuntimeError("no invoice counter row: is migration 0023 applied?")
     if unless is not None and await session.scalar(unless) is not None:
         return None
-    if counter.last_issued_on is not None and issued_on < counter.last_issued_on:
-        await session.rollback()
-        raise Conflict("issued_on", f"documents are already issued on {counter.last_issued_on}:"
+    last_issued_on = counter.last_issued_on
+    if last_issued_on is not None and issued_on < last_issued_on:
+        await session.rollback()  # expires ``counter``: its date was read before
+        raise Conflict("issued_on", f"documents are already issued on {last_issued_on}:"
                        " numbering is chronological")  # fmt: skip
     counter.last_number += 1
     counter.last_issued_on = issued_on
