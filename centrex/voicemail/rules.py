@@ -3,13 +3,12 @@ file says, how long messages are kept, when a failed email is tried again. No I/
 
 from __future__ import annotations
 
-import io
 import itertools
 import re
-import wave
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from centrex.core.asterisk_wav import playable_seconds
 from centrex.features.codes import VOICEMAIL
 
 #: Asterisk's voicemail context every line's mailbox lives in (voicemail.conf, the realtime
@@ -86,27 +85,10 @@ class Greeting:
 
 
 def greeting_error(data: bytes, max_s: int) -> tuple[Greeting | None, str | None]:
-    """The greeting a line uploaded, or why it is refused. Asterisk plays ``.wav`` files as
-    8 kHz 16-bit mono PCM (format_wav): anything else would be silence or noise to callers."""
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return None, "must be a WAV file (RIFF/WAVE)"
-    try:
-        with wave.open(io.BytesIO(data)) as w:
-            channels, width, rate, frames = (
-                w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes(),
-            )  # fmt: skip
-    except (wave.Error, EOFError) as exc:
-        return None, f"not a readable PCM WAV file ({exc})"
-    if (channels, width, rate) != (1, 2, 8000):
-        return None, (
-            f"must be 8000 Hz, 16-bit, mono PCM (got {rate} Hz, {width * 8}-bit, "
-            f"{channels} channel(s))"
-        )
-    seconds = frames / rate
-    if seconds < MIN_GREETING_S:
-        return None, f"too short ({seconds:.1f} s; at least {MIN_GREETING_S} s)"
-    if seconds > max_s:
-        return None, f"too long ({seconds:.1f} s; at most {max_s} s)"
+    """The greeting a line uploaded, or why it is refused (:mod:`centrex.core.asterisk_wav`)."""
+    seconds, error = playable_seconds(data, min_s=MIN_GREETING_S, max_s=max_s)
+    if seconds is None:
+        return None, error
     return Greeting(seconds), None
 
 
