@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from centrex import metrics
@@ -626,21 +627,30 @@ class CallRegistry:
 
     async def record_cutoff(self, call: CallRef, *, ended_at: datetime, enforced_by: str) -> None:
         assert call.answered_at is not None
-        async with self.sessionmaker() as session, session.begin():
-            session.add(
-                CallCutoff(
-                    call_id=call.call_id,
-                    node=self.node,
-                    channel_id=call.channel_id,
-                    caller_line_id=call.caller_line_id,
-                    callee_line_id=call.callee_line_id,
-                    answered_at=call.answered_at,
-                    ended_at=ended_at,
-                    max_duration_s=call.max_duration_s,
-                    reason="max_duration",
-                    enforced_by=enforced_by,
-                )
-            )
+        # The engine does not ping before use (the call path must not pay for it): after a
+        # PostgreSQL restart its pooled connection is dead, and the first cutoff would be lost.
+        # A disconnect invalidates that connection; the next attempt opens a fresh one.
+        for attempt in range(3):
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    session.add(
+                        CallCutoff(
+                            call_id=call.call_id,
+                            node=self.node,
+                            channel_id=call.channel_id,
+                            caller_line_id=call.caller_line_id,
+                            callee_line_id=call.callee_line_id,
+                            answered_at=call.answered_at,
+                            ended_at=ended_at,
+                            max_duration_s=call.max_duration_s,
+                            reason="max_duration",
+                            enforced_by=enforced_by,
+                        )
+                    )
+                return
+            except DBAPIError as exc:
+                if not exc.connection_invalidated or attempt == 2:
+                    raise
 
 
 def dial_lines(lines: Sequence[LineInfo] | Sequence[str]) -> str:
