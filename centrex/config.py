@@ -465,6 +465,14 @@ class Settings(BaseSettings):
         300, ge=1, description="How long a failed digest counts against its address."
     )
     edge_ban_s: int = Field(600, ge=1, description="How long Kamailio's bans last.")
+    edge_keepalive_s: int = Field(
+        30,
+        ge=0,
+        le=3600,
+        description="Kamailio sends every phone registered with it an OPTIONS this often "
+        "(nathelper SIP ping): it keeps the phone's NAT binding open; in the clustered shape the "
+        "nodes do not qualify lines (docs/cluster.md). 0: never.",
+    )
     sip_ban_table: str | None = Field(
         None,
         pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$",

@@ -295,6 +295,12 @@ def _transfer_scenario(name: str, refer_to: str, notifies: int, *, hung_up: bool
     )  # fmt: skip
 
 
+#: A device answers an out-of-call OPTIONS (or NOTIFY, INFO, UPDATE) with 200 by itself, as a
+#: phone does: registered at Kamailio, it gets the edge's keepalive OPTIONS (docs/cluster.md),
+#: which sipp would otherwise take as an unexpected first message and count as a failed call.
+KEEPALIVE_ANSWERED = ["-aa"]
+
+
 @dataclass
 class SipEndpoint:
     """A line as a device sees it: credentials and the Asterisk to talk to."""
@@ -344,20 +350,22 @@ class SipEndpoint:
             local_port=port,
             calls=calls,
             timeout_s=timeout_s,
-            extra=["-d", str(ring_ms), "-trace_msg", *(["-rtp_echo"] if rtp_echo else [])],
-        )
+            extra=["-d", str(ring_ms), "-trace_msg", *(["-rtp_echo"] if rtp_echo else []),
+                   *KEEPALIVE_ANSWERED],
+        )  # fmt: skip
         return wait_bound(run, port)
 
     def busy(self, port: int, *, timeout_s: int = 30) -> SippRun:
         """The device answers 486 Busy Here."""
-        run = run_sipp(_scenario("uas_busy.xml"), self.server, local_port=port, timeout_s=timeout_s)
+        run = run_sipp(_scenario("uas_busy.xml"), self.server, local_port=port, timeout_s=timeout_s,
+                       extra=KEEPALIVE_ANSWERED)  # fmt: skip
         return wait_bound(run, port)
 
     def ring_unanswered(self, port: int, *, timeout_s: int = 30) -> SippRun:
         """The device rings and never answers: it succeeds when the call is cancelled."""
         run = run_sipp(
             _scenario("uas_ring_cancelled.xml"), self.server, local_port=port,
-            timeout_s=timeout_s, extra=["-trace_msg"],
+            timeout_s=timeout_s, extra=["-trace_msg", *KEEPALIVE_ANSWERED],
         )  # fmt: skip
         return wait_bound(run, port)
 

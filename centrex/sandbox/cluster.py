@@ -65,6 +65,10 @@ def node_settings(base: Settings, plan: NodePlan, edge: str, others: list[NodePl
             "sip_port": plan.sip_port,
             "sip_tls_port": None,  # the node's SIP port + 1, on the node's address
             "sip_proxy": edge,
+            # The edge keeps phones' NAT bindings open (Kamailio's keepalive, edge_keepalive_s);
+            # a node holds no contact for a line, and N nodes each sending OPTIONS to every line
+            # would be N x lines requests for what one sender does (docs/cluster.md).
+            "sip_qualify_frequency_s": 0,
             "control_http_port": base.control_http_port + i if base.control_http_port else 0,
             "cdr_http_port": base.cdr_http_port + i if base.cdr_http_port else 0,
             # Every other node's AMI: a line changed through this node's API is expired there.
@@ -156,6 +160,7 @@ class Kamailio:
             authfail_limit=s.edge_auth_failures,
             authfail_window_s=s.edge_auth_failure_window_s,
             ban_s=s.edge_ban_s,
+            keepalive_s=s.edge_keepalive_s,
         )
         self.config_file.write_text(text)
         self.config_file.chmod(0o600)  # holds the database password
@@ -237,6 +242,27 @@ class Kamailio:
         with contextlib.suppress(OSError):
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         return "(no log)"
+
+
+def share_voicemail_spool(node: AsteriskSandbox, first: AsteriskSandbox) -> None:
+    """``node``'s voicemail spool becomes ``first``'s (a relative symlink, the same inside
+    Asterisk's chroot and on the host): a message left on whichever node is in the one spool
+    the API lists, serves, deletes and emails from, and every node's app_voicemail counts it
+    for the lamps (docs/cluster.md, "Voicemail and MWI"). On several hosts, this is a shared
+    filesystem (NFS) mounted at each node's spool."""
+    own = node.host_path(node.dirs.spool / "voicemail")
+    shared = first.host_path(first.dirs.spool / "voicemail")
+    shared.mkdir(parents=True, exist_ok=True)
+    link = os.path.relpath(shared, own.parent)
+    if own.is_symlink():
+        if os.readlink(own) == link:
+            return
+        own.unlink()
+    elif own.exists():
+        # Messages left before the spool was shared: kept aside, never deleted.
+        own.rename(own.with_name(f"voicemail.unshared-{os.getpid()}-{id(own)}"))
+    own.parent.mkdir(parents=True, exist_ok=True)
+    own.symlink_to(link)
 
 
 @dataclass
@@ -321,6 +347,9 @@ class Cluster:
         return self.nodes[0].settings
 
     def start(self, *, fresh: bool = False, timeout: float = 15) -> None:
+        first = self.nodes[0].asterisk
+        for node in self.nodes[1:]:
+            share_voicemail_spool(node.asterisk, first)
         for node in self.nodes:
             node.start(fresh=fresh)
         self.kamailio.start()
