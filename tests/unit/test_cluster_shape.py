@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
 from centrex.config import Settings
 from centrex.core.routing import through_proxy
-from centrex.sandbox.cluster import kamailio_db_url, node_settings, plan_nodes
+from centrex.sandbox.asterisk import AsteriskSandbox
+from centrex.sandbox.cluster import (
+    Kamailio,
+    kamailio_db_url,
+    node_settings,
+    plan_nodes,
+    share_voicemail_spool,
+)
 
 
 def test_lines_are_dialled_through_the_edge_trunks_are_not() -> None:
@@ -43,3 +56,40 @@ def test_kamailio_reads_credentials_as_the_read_only_role() -> None:
         asterisk_db_password="ro-pass",
     )
     assert kamailio_db_url(base) == "postgres://centrex_asterisk:ro-pass@db.example:6432/centrex"
+
+
+def test_nodes_do_not_qualify_lines_the_edge_keeps_phones_alive(tmp_path: Path) -> None:
+    base = Settings(_env_file=None, sip_port=5060, asterisk_instance="main", edge_keepalive_s=25)
+    (plan,) = plan_nodes(base, ["127.0.0.11"])
+    assert base.sip_qualify_frequency_s > 0
+    assert node_settings(base, plan, "127.0.0.1:5060", []).sip_qualify_frequency_s == 0
+    if not shutil.which("kamailio"):
+        pytest.skip("Kamailio is not installed")
+    text = Kamailio(base, tmp_path / "k", "127.0.0.1", 5060, [("127.0.0.11", 5061)]).render()
+    config = text.read_text()
+    assert 'modparam("nathelper", "natping_interval", 25)' in config
+    assert 'modparam("nathelper", "ping_nated_only", 0)' in config
+    assert 'setbflag(FLB_PING);\n\tif (!save("location"))' in config
+    off = base.model_copy(update={"edge_keepalive_s": 0})
+    config = Kamailio(off, tmp_path / "o", "127.0.0.1", 5060, [("127.0.0.11", 5061)]).render()
+    assert "natping_interval" not in config.read_text()
+
+
+def test_every_node_records_voicemail_in_the_first_node_s_spool(tmp_path: Path) -> None:
+    def sandbox(name: str) -> AsteriskSandbox:
+        s = Settings(_env_file=None, asterisk_root=tmp_path / "root", var_dir=tmp_path / "var",
+                     asterisk_instance=name)  # fmt: skip
+        return AsteriskSandbox(s)
+
+    first, second = sandbox("c-n1"), sandbox("c-n2")
+    own = second.host_path(second.dirs.spool / "voicemail")
+    own.mkdir(parents=True)
+    (own / "old-message").write_text("kept")
+    for _ in range(2):  # a second start changes nothing
+        share_voicemail_spool(second, first)
+    shared = first.host_path(first.dirs.spool / "voicemail")
+    (own / "centrex").mkdir()
+    assert (shared / "centrex").is_dir()
+    assert not os.path.isabs(os.readlink(own))  # the same inside Asterisk's chroot
+    (aside,) = own.parent.glob("voicemail.unshared-*")
+    assert (aside / "old-message").read_text() == "kept"
