@@ -246,11 +246,14 @@ def test_calls_on_both_nodes_are_cut_at_the_maximum_duration(
             batch.outcomes()
             held = batch.held_ms()
             assert len(held) == 2 and all(2900 <= ms < 4000 for ms in held), held
+            # Cut by the node's daemon at the deadline (not by Asterisk's backstop half a second
+            # later), and recorded.
             wait_until(
-                lambda ln=caller_line: len(sql(
-                    database_url, "SELECT reason FROM call_cutoffs WHERE caller_line_id = $1",
+                lambda ln=caller_line: [tuple(r) for r in sql(
+                    database_url,
+                    "SELECT reason, enforced_by FROM call_cutoffs WHERE caller_line_id = $1",
                     uuid.UUID(ln["id"]),
-                )) == 2, 10, "the cutoffs' records",
+                )] == [("max_duration", "daemon")] * 2, 10, "the cutoffs' records",
             )  # fmt: skip
             cut += cdr_nodes(database_url, caller_line, 2)
             if nodes_of(cut) == {"n1", "n2"}:
