@@ -63,6 +63,7 @@ def base_settings(var_dir: Path, database_url: str) -> Settings:
         ami_port=46038,
         http_port=48088,
         api_port=free_port(),
+        edge_metrics_port=free_port(),
         control_http_port=0,
         cdr_http_port=0,
         guard_http_port=0,

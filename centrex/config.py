@@ -473,6 +473,17 @@ class Settings(BaseSettings):
         "(nathelper SIP ping): it keeps the phone's NAT binding open; in the clustered shape the "
         "nodes do not qualify lines (docs/cluster.md). 0: never.",
     )
+    edge_ban_sync_s: int = Field(
+        1,
+        ge=1,
+        le=60,
+        description="How often Kamailio reads the bans in force from sip_bans: a ban lifted or "
+        "added through the API applies at the edge within this (docs/cluster.md).",
+    )
+    edge_metrics_host: str = Field("127.0.0.1", description="Kamailio's /metrics (TCP).")
+    edge_metrics_port: int = Field(
+        8085, ge=1, le=65535, description="Kamailio's /metrics: centrex_edge_bans_total."
+    )
     sip_ban_table: str | None = Field(
         None,
         pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$",

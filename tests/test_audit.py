@@ -313,6 +313,15 @@ def test_lifting_a_sip_ban_is_recorded(api: httpx.Client, database_url: str):
     assert row["after"]["lifted_by"] == "api" and row["after"]["lifted_at"]
 
 
+def test_a_manual_sip_ban_is_recorded(api: httpx.Client):
+    response = api.post("/v1/sip-bans", json={"address": "192.0.2.78", "seconds": 60})
+    assert response.status_code == 201, response.text
+    (ban,) = [b for b in api.get("/v1/sip-bans").json() if b["address"] == "192.0.2.78"]
+    row = one_row(api, "sip_ban", ban["id"], "POST /v1/sip-bans")
+    assert row["change"] == "created" and row["after"]["rule"] == "manual"
+    assert api.delete("/v1/sip-bans/192.0.2.78").status_code == 204
+
+
 # --- a call: hung up through ARI, nothing changed in the database ---------------------------------
 def test_hanging_up_a_call_is_recorded_and_the_daemons_admissions_are_not(
     api: httpx.Client, make_line, answering_line, settings: Settings, control_service, wait_until

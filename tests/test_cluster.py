@@ -43,6 +43,7 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "cdr_http_port": free_port(),
             "api_port": free_port(),
             "guard_http_port": 0,
+            "edge_metrics_port": free_port(),
             # The racing and kill tests send dozens of INVITEs at once from 127.0.0.1: the flood
             # ban is for more than that (the ban test uses failed digests).
             "edge_flood_requests": 5000,

@@ -234,3 +234,20 @@ def test_a_forged_address_in_the_callers_text_bans_only_the_real_source(
     )
     assert "127.0.0.80" not in bans(api)
     assert "127.0.0.80" not in kernel_bans(settings)
+
+
+def test_a_manual_ban_through_the_api_reaches_the_kernel(
+    api, settings, make_line, start_guard, wait_until
+):
+    """POST /v1/sip-bans (issue 19): the guard applies a ban it did not issue, like any other
+    ban in force in the database, and lets the address through once it is lifted."""
+    _, endpoint = make_line("manual")
+    start_guard()
+    added = api.post("/v1/sip-bans", json={"address": "127.0.0.84", "seconds": 300})
+    assert added.status_code == 201, added.text
+    assert added.json()["rule"] == "manual" and added.json()["evidence"]["reason"] == ""
+    wait_until(lambda: "127.0.0.84" in kernel_bans(settings), 10, "the manual ban in the kernel")
+    assert register(settings, endpoint.username, endpoint.password, "127.0.0.84") != 0
+    assert api.delete("/v1/sip-bans/127.0.0.84").status_code == 204
+    wait_until(lambda: "127.0.0.84" not in kernel_bans(settings), 10, "the manual ban lifted")
+    assert register(settings, endpoint.username, endpoint.password, "127.0.0.84") == 0

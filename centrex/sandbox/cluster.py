@@ -161,6 +161,12 @@ class Kamailio:
             authfail_window_s=s.edge_auth_failure_window_s,
             ban_s=s.edge_ban_s,
             keepalive_s=s.edge_keepalive_s,
+            ban_sync_s=s.edge_ban_sync_s,
+            # The edge's name in the rows it writes into sip_bans (edge_ban() checks its shape).
+            node=f"edge@{self.listen_ip}",
+            metrics_ip=s.edge_metrics_host,
+            metrics_port=s.edge_metrics_port,
+            allow=[str(net) for net in s.sip_ban_allow],
         )
         self.config_file.write_text(text)
         self.config_file.chmod(0o600)  # holds the database password
@@ -218,13 +224,23 @@ class Kamailio:
         return active
 
     def banned(self) -> set[str]:
-        """Addresses in the edge's ban table."""
-        text = self.rpc("htable.dump", "ipban")
-        return {
-            line.split(":", 1)[1].strip()
-            for line in text.splitlines()
-            if line.strip().startswith("name:")
-        }
+        """Addresses the edge drops now: the items of its ban table whose generation is at
+        least the current sync's (kamailio.cfg.j2, BANSYNC; a lifted ban's item stays in the
+        table, one generation behind, until it expires)."""
+        generation = self.ban_generation()
+        items, name = {}, None
+        for line in self.rpc("htable.dump", "ipban").splitlines():
+            key, _, value = line.strip().partition(":")
+            if key == "name":
+                name = value.strip()
+            elif key == "value" and name is not None:
+                items[name] = int(value.strip())
+                name = None
+        return {address for address, item in items.items() if item >= generation}
+
+    def ban_generation(self) -> int:
+        """How many ban syncs have succeeded since start (kamailio.cfg.j2, BANSYNC)."""
+        return int(self.rpc("pv.shvGet", "bangen").split("value:", 1)[1].split()[0])
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,22 @@ def test_every_node_records_voicemail_in_the_first_node_s_spool(tmp_path: Path) 
     assert not os.path.isabs(os.readlink(own))  # the same inside Asterisk's chroot
     (aside,) = own.parent.glob("voicemail.unshared-*")
     assert (aside / "old-message").read_text() == "kept"
+
+
+def test_the_edge_config_checks_and_carries_the_allow_list(tmp_path) -> None:
+    """Rendered with an allow-list of both families, Kamailio's own parser accepts the config,
+    and each CIDR is a check of the edge route (issue 19, docs/cluster.md)."""
+    if shutil.which("kamailio") is None:
+        pytest.skip("Kamailio is not installed")
+    base = Settings(
+        _env_file=None,
+        database_url="postgresql+asyncpg://app:secret@127.0.0.1:5432/centrex",
+        sip_ban_allow=["192.0.2.0/24", "2001:db8::/32"],
+    )
+    edge = Kamailio(base, tmp_path, "127.0.22.1", 5060, [("127.0.22.11", 5061)])
+    text = edge.render().read_text()
+    assert 'is_in_subnet("$si", "192.0.2.0/24")' in text
+    assert 'is_in_subnet("$si", "2001:db8::/32")' in text
+    assert "listen=tcp:127.0.22.1:5060" in text
+    check = subprocess.run(["kamailio", "-c", "-f", str(edge.config_file)], capture_output=True)
+    assert check.returncode == 0, check.stderr.decode()[-2000:]

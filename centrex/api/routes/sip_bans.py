@@ -1,15 +1,26 @@
-"""SIP bans: the addresses the guard banned for failed authentications (docs/sip-bans.md)."""
+"""SIP bans: addresses the guard or the edge banned, or an operator banned by hand
+(docs/sip-bans.md, docs/cluster.md)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, ConfigDict, IPvAnyAddress, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    IPvAnyAddress,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 
 from centrex.api.deps import SessionDep
+from centrex.api.fields import IntRange, Text
 from centrex.db.models import SipBan
 from centrex.services import sip_bans as service
 from centrex.services.errors import NotFound
@@ -23,9 +34,22 @@ Address = Annotated[
 ]
 
 
+def _text_only(value: Any) -> Any:
+    # pydantic would take a number (or false) as an address: 0 is 0.0.0.0.
+    if not isinstance(value, str):
+        raise PydanticCustomError("string_type", "Input should be an IP address as text")
+    return value
+
+
+BodyAddress = Annotated[Address, BeforeValidator(_text_only)]
+BanSeconds = IntRange(1, 604800, "How long the ban lasts (at most 7 days).")
+BanReason = Text(200, min_length=0)
+
+
 class SipBanOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
+    id: uuid.UUID
     address: str
     banned_at: datetime
     until: datetime
@@ -35,6 +59,35 @@ class SipBanOut(BaseModel):
     node: str
     lifted_at: datetime | None
     lifted_by: str | None
+
+
+class SipBanIn(BaseModel):
+    """A manual ban: the guard's nftables and every edge's Kamailio apply it (within
+    ``CENTREX_SIP_BAN_RECONCILE_S`` and ``CENTREX_EDGE_BAN_SYNC_S``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: BodyAddress
+    seconds: BanSeconds
+    reason: BanReason = Field("", description="Kept as the ban's evidence.")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=SipBanOut)
+async def add_sip_ban(body: SipBanIn, session: SessionDep) -> SipBanOut:
+    """Ban ``address`` by hand (rule ``manual``); a ban already in force on it stays too."""
+    now = datetime.now(UTC)
+    ban = SipBan(
+        address=str(body.address),
+        banned_at=now,
+        until=now + timedelta(seconds=body.seconds),
+        failures=0,
+        rule="manual",
+        evidence={"events": [], "reason": body.reason},
+        node="api",
+    )
+    session.add(ban)
+    await session.commit()
+    return SipBanOut.model_validate({**_row(ban), "address": str(ban.address)})
 
 
 @router.get("", response_model=list[SipBanOut])
