@@ -53,6 +53,7 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "cdr_http_port": free_port(),
             "api_port": free_port(),
             "guard_http_port": 0,
+            "edge_metrics_port": free_port(),
             "edge_flood_requests": 5000,
             "edge_keepalive_s": KEEPALIVE_S,
             "fraud_distinct_numbers": DISTINCT_LIMIT,
