@@ -12,13 +12,13 @@ Asterisk's read-only role ``centrex_asterisk``, which may only:
   edge, the guard or the API), in the columns Kamailio's htable module loads at start
   (key_name, key_type, value_type, key_value, expires as a Unix time).
 
-Revision ID: 0031_edge_bans
+Revision ID: 0030_edge_bans
 Revises: 0029_contract_life
 """
 
 from alembic import op
 
-revision = "0031_edge_bans"
+revision = "0030_edge_bans"
 down_revision = "0029_contract_life"
 branch_labels = None
 depends_on = None
