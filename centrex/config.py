@@ -231,6 +231,19 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How often the daemon checks its calls against Asterisk's."
     )
 
+    node_heartbeat_s: float = Field(
+        5.0, gt=0, le=60,
+        description="Issue 19: how often the daemon records in PostgreSQL that its Asterisk "
+        "answers (its node's heartbeat), and looks for other nodes that stopped doing so.",
+    )  # fmt: skip
+    node_lost_after_s: float = Field(
+        60.0, gt=0, le=86400,
+        description="Issue 19: a node whose heartbeat is older than this is lost: another "
+        "node's daemon releases its calls and records each as 'lost'. Must exceed a daemon "
+        "restart: a node's daemon down this long while its Asterisk carries calls has them "
+        "released too (docs/cluster.md).",
+    )  # fmt: skip
+
     call_path_db_timeout_s: float = Field(
         1.0,
         gt=0,

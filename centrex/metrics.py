@@ -51,6 +51,18 @@ CALLS_CUT = Counter(
     ["enforced_by"],
     registry=None,
 )
+CALLS_REAPED = Counter(
+    "centrex_calls_reaped_total",
+    "Calls of a lost node (its heartbeat too old) this daemon released and recorded as lost, "
+    "by the lost node's name.",
+    ["node"],
+    registry=None,
+)
+NODES_LOST = Gauge(
+    "centrex_nodes_lost",
+    "Other nodes this daemon last judged lost (heartbeat older than CENTREX_NODE_LOST_AFTER_S).",
+    registry=None,
+)
 ADMISSION_SECONDS = Histogram(
     "centrex_admission_decision_seconds",
     "Time from StasisStart to the daemon's decision (routing + atomic admission).",
@@ -246,7 +258,7 @@ def _registry(*collectors: object) -> CollectorRegistry:
 DAEMON_REGISTRY = _registry(
     CALLS_IN_PROGRESS, CALLS_ADMITTED, CALLS_REFUSED, CALLS_CUT, ADMISSION_SECONDS,
     ASTERISK_CONNECTED, ASTERISK_RECONNECTS, DATABASE_TIMEOUTS, EMERGENCY_UNDECIDED,
-    FRAUD_SUSPICIONS, NODE_INFO,
+    FRAUD_SUSPICIONS, NODE_INFO, CALLS_REAPED, NODES_LOST,
 )  # fmt: skip
 #: What the CDR shipper serves (``centrex cdr``, its ``/metrics``).
 CDR_REGISTRY = _registry(

@@ -386,7 +386,7 @@ class CdrOut(BaseModel):
     billed_s: int
     disposition: str = Field(
         description="answered | busy | no_answer | failed | refused_limit | refused_policy | cut"
-        " | voicemail"
+        " | voicemail | lost (the call's node was lost: its end is the node's last heartbeat)"
     )
     q850_cause: int | None
     sip_code: int

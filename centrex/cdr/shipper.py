@@ -37,6 +37,7 @@ from centrex.core.cdr import (
     build_cdr,
     feed_all,
 )
+from centrex.core.node_liveness import LOST
 from centrex.core.policy import DiallerThresholds, WindowStats, dialler_signs, period_start
 from centrex.core.routing import endpoint_of_channel
 from centrex.db.session import asyncpg_dsn
@@ -69,6 +70,15 @@ DIALLER_WINDOW = """
            count(*) FILTER (WHERE abs(n - prev) = 1)::int
     FROM w GROUP BY line HAVING count(*) >= $3
 """
+# A call's record is written once; the one exception is a call a surviving node recorded
+# "lost" with this node (centrex/control/reaper.py): the journal's record, the call as
+# Asterisk saw it, takes its place, its id included (no rating refers to a lost record).
+INSERT_BATCH = (
+    "INSERT INTO cdrs SELECT * FROM cdr_batch ON CONFLICT (node, linkedid) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in CDR_COLUMNS if c not in ("node", "linkedid"))
+    + ", written_at = clock_timestamp()"
+    + f" WHERE cdrs.disposition = '{LOST}'"
+)
 LOST_CALLS_CHECK_S = 2.0
 STALE_ATTEMPTS_EVERY_S = 600.0  # decisions whose call never reached the journal: cleaned up
 
@@ -433,9 +443,7 @@ class CdrShipper:
                 " ON COMMIT DELETE ROWS"
             )
             await conn.copy_records_to_table("cdr_batch", records=rows, columns=CDR_COLUMNS)
-            status = await conn.execute(
-                "INSERT INTO cdrs SELECT * FROM cdr_batch ON CONFLICT (node, linkedid) DO NOTHING"
-            )
+            status = await conn.execute(INSERT_BATCH)
             await write_forward_legs(conn, self.node, rows)  # issue 15: a forward's own record
             await conn.execute(
                 "DELETE FROM call_attempts WHERE node = $1 AND channel_id = ANY($2::text[])",

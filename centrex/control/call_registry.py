@@ -248,6 +248,10 @@ class CallRegistry:
                     )
         return self._pool
 
+    async def pool(self) -> asyncpg.Pool:
+        """The call path's pool, also for the node's heartbeat and reaper (.reaper)."""
+        return await self._db()
+
     async def aclose(self) -> None:
         if self._pool is not None:
             await self._pool.close()

@@ -38,6 +38,7 @@ from centrex.control.call_registry import AdmittedCall, CallRef, CallRegistry
 from centrex.control.channel_vars import VOICEMAIL_VAR, now
 from centrex.control.cutoff_timer import CutoffTimer
 from centrex.control.events import CallEvents
+from centrex.control.liveness import NodeLiveness
 from centrex.core.call_events import CallAnswered
 from centrex.core.numbering import DialledKind, classify_dialled
 from centrex.core.routing import endpoint_of_channel, through_proxy
@@ -60,11 +61,12 @@ VOICEMAIL_CONTEXT = "centrex-voicemail"
 CUT_TOLERANCE_S = 0.25
 
 
-class CallControl(CallEvents, FeatureControl, TransferControl, AsteriskSync):
+class CallControl(CallEvents, FeatureControl, TransferControl, AsteriskSync, NodeLiveness):
     """Admission, answer, end and cutoff of this node's calls. Mixins in files of their own:
     what the daemon hears (:class:`CallEvents`), line features (:class:`FeatureControl`),
     transfers (:class:`TransferControl`), the agreement with Asterisk's channels
-    (:class:`AsteriskSync`)."""
+    (:class:`AsteriskSync`), the node's heartbeat and the reaper of lost nodes
+    (:class:`NodeLiveness`)."""
 
     def __init__(
         self,

@@ -50,6 +50,7 @@ class CallEvents:
             self.connected.set()
             metrics.ASTERISK_CONNECTED.labels("ari").set(1)
             metrics.ASTERISK_RECONNECTS.labels("ari").inc()
+            self._spawn(self.beat())  # at once: a node back from the dead is alive again
             self._spawn(self._filter_events())
             self._spawn(self.sync_with_asterisk())
             self._spawn(self.resume_waiting_calls())
@@ -138,6 +139,7 @@ class CallEvents:
         self.cel.start_at_end()
         self._spawn(self.follow_calls())
         self._spawn(self.sweep_forever())
+        self._spawn(self.liveness_forever())
         backoff = 0.5
 
         def on_event(event: dict[str, Any]) -> None:

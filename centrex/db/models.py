@@ -159,6 +159,22 @@ class ActiveCallLeg(Base):
     call: Mapped[ActiveCall] = relationship(back_populates="legs")
 
 
+class ClusterNode(Base):
+    """A node's heartbeat (issue 19): its daemon sets ``last_seen_at`` to PostgreSQL's now()
+    every few seconds while its Asterisk answers over ARI. Another node's daemon judges it by
+    the same clock and releases the calls of a node silent for longer than
+    ``CENTREX_NODE_LOST_AFTER_S`` (centrex/control/reaper.py). A node with no row is never
+    judged (the single-machine shape, older daemons)."""
+
+    __tablename__ = "cluster_nodes"
+
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    first_seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
 class CallCutoff(Base):
     """A call hung up because its answered duration reached the maximum (contract art. 8)."""
 

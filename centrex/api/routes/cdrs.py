@@ -28,6 +28,7 @@ DispositionName = Literal[
     "refused_policy",
     "cut",
     "voicemail",
+    "lost",  # released with a lost node (docs/cluster.md "Node failure")
 ]
 
 
