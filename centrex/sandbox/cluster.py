@@ -313,6 +313,13 @@ class Node:
             os.kill(pid, signal.SIGKILL)
             processes.wait_until(lambda: not self.asterisk.is_running(), 10, "Asterisk to die")
 
+    def kill(self) -> None:
+        """``kill -9`` of the whole node, as when its host is lost: daemon, CDR shipper and
+        Asterisk; nothing of it says goodbye, nothing of it is left to clean up after itself."""
+        self.control.kill()
+        self.cdr.kill()
+        self.kill_asterisk()
+
     def stop(self) -> None:
         self.control.stop()
         self.cdr.stop()

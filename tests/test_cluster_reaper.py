@@ -1,0 +1,200 @@
+"""Issue 19: a node that never returns does not leak its calls' counts (docs/cluster.md "Node
+failure"). Kamailio in front of two real Asterisk nodes on 127.0.21.0/24, each with its daemon
+and CDR shipper, the API, PostgreSQL and sipp. One node is lost whole (Asterisk, daemon and
+shipper ``kill -9``); the survivor's daemon releases its calls and records each "lost"; when
+the node is started again, its journal's record replaces each lost one and nothing is counted
+again.
+
+The callers' calls go straight to a chosen node (Asterisk authenticates them as behind the
+edge), so which calls die with the node is known; the called phone is registered at the edge.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from conftest import API_TOKEN
+from helpers import sql
+from sip_agent import SipEndpoint, call_many, free_udp_port, start_calls
+
+from centrex.config import Settings
+from centrex.sandbox.cluster import Cluster, Node
+from centrex.sandbox.postgres import free_port
+from centrex.sandbox.processes import API_READY, DAEMON_READY, ServiceProcess
+
+pytestmark = pytest.mark.integration
+
+EDGE_IP = "127.0.21.1"
+NODE_IPS = ["127.0.21.11", "127.0.21.12"]
+HEARTBEAT_S = 0.5
+# Above the default heartbeat (5 s) of the session's own daemon (node "main"), which shares
+# this database and must not look lost to these nodes.
+LOST_AFTER_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    offset = os.environ.get("CENTREX_TEST_PORT_OFFSET", "")
+    base = settings.model_copy(
+        update={
+            "asterisk_instance": f"reaper{offset}",
+            "sip_port": settings.sip_port + 200,
+            "control_http_port": free_port(),
+            "cdr_http_port": free_port(),
+            "api_port": free_port(),
+            "guard_http_port": 0,
+            "edge_flood_requests": 5000,
+            "node_heartbeat_s": HEARTBEAT_S,
+            "node_lost_after_s": LOST_AFTER_S,
+        }
+    )
+    cl = Cluster(
+        base, edge_address=EDGE_IP, node_addresses=NODE_IPS,
+        log_dir=tmp_path_factory.mktemp("reaper-cluster"),
+    )  # fmt: skip
+    try:
+        cl.start(fresh=True)
+    except BaseException:
+        cl.stop()
+        raise
+    yield cl
+    cl.stop()
+
+
+@pytest.fixture(scope="module")
+def capi(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    s = cluster.api_settings
+    service = ServiceProcess("api", s, tmp_path_factory.mktemp("reaper-api"))
+    service.start_and_wait(API_READY)
+    with httpx.Client(
+        base_url=f"http://{s.api_host}:{s.api_port}",
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+        timeout=15,
+    ) as client:
+        yield client
+    service.stop()
+
+
+def sip_address(node: Node) -> str:
+    return f"{node.plan.address}:{node.plan.sip_port}"
+
+
+def counted(database_url: str, lines: list[dict]) -> Counter[str]:
+    """Calls counted against ``lines``' limits, per node."""
+    rows = sql(
+        database_url,
+        "SELECT c.node FROM active_call_legs g JOIN active_calls c ON c.id = g.call_id"
+        " WHERE g.line_id = ANY($1::uuid[]) AND g.role = 'caller'",
+        [uuid.UUID(ln["id"]) for ln in lines],
+    )
+    return Counter(r["node"] for r in rows)
+
+
+def records(database_url: str, lines: list[dict], node: str) -> list:
+    return sql(
+        database_url,
+        "SELECT c.linkedid, c.disposition, c.billed_s, c.answer_at, c.reason,"
+        " c.end_at = n.last_seen_at AS ends_when_last_seen"
+        " FROM cdrs c LEFT JOIN cluster_nodes n ON n.node = c.node"
+        " WHERE c.caller_line_id = ANY($1::uuid[]) AND c.node = $2",
+        [uuid.UUID(ln["id"]) for ln in lines],
+        node,
+    )
+
+
+def metric(node: Node, text: str) -> bool:
+    port = node.settings.control_http_port
+    return text in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+
+def test_a_lost_nodes_calls_are_released_by_the_survivor_and_recorded_once(
+    cluster, capi, database_url, wait_until
+):
+    customer = capi.post("/v1/customers", json={"name": "Reaper"}).json()
+
+    def line(**fields: object) -> tuple[dict, SipEndpoint]:
+        body = {"customer_id": customer["id"], "label": "reaper", **fields}
+        response = capi.post("/v1/lines", json=body)
+        assert response.status_code == 201, response.text
+        created = response.json()
+        return created, SipEndpoint(created["sip_username"], created["sip_password"], cluster.edge)
+
+    _, callee = line(max_calls=1000)
+    port = free_udp_port()
+    callee.register(port).expect_success()
+    phone = callee.answer(port, calls=1000, ring_ms=100, timeout_s=600)
+    dead, alive = cluster.nodes
+    on_dead = [line() for _ in range(3)]  # two calls each: every line at its limit
+    on_alive = [line()]
+    dead_lines, alive_lines = [ln for ln, _ in on_dead], [ln for ln, _ in on_alive]
+
+    def creds(group: list[tuple[dict, SipEndpoint]]) -> list[tuple[str, str]]:
+        return [(ep.username, ep.password) for _, ep in group for _ in range(2)]
+
+    doomed = start_calls("uac_call_or_busy.xml", sip_address(dead), creds(on_dead),
+                         callee.username, hold_ms=120_000, timeout_s=150)  # fmt: skip
+    kept = start_calls("uac_call_or_busy.xml", sip_address(alive), creds(on_alive),
+                       callee.username, hold_ms=30_000, timeout_s=60)  # fmt: skip
+    try:
+        wait_until(lambda: counted(database_url, dead_lines) == {dead.plan.name: 6}, 20, "6 calls")
+        wait_until(lambda: counted(database_url, alive_lines) == {alive.plan.name: 2}, 20, "2")
+        wait_until(
+            lambda: sql(database_url, "SELECT count(*) FROM active_calls WHERE node = $1"
+                        " AND answered_at < now() - interval '2 seconds'", dead.plan.name)[0][0]
+            == 6, 20, "the 6 calls answered 2 s ago",
+        )  # fmt: skip
+
+        # --- the node is lost, and stays lost -------------------------------------------------
+        killed_at = time.monotonic()
+        dead.kill()
+        wait_until(lambda: not counted(database_url, dead_lines), LOST_AFTER_S + 10,
+                   "the lost node's calls released")  # fmt: skip
+        released_s = time.monotonic() - killed_at
+        assert released_s > LOST_AFTER_S - 2 * HEARTBEAT_S, "released before the bound"
+        # The survivor's calls are still in progress, and still counted.
+        assert counted(database_url, alive_lines) == {alive.plan.name: 2}
+        # One "lost with the node" record per call, ending when the node was last seen.
+        lost = records(database_url, dead_lines, dead.plan.name)
+        assert len(lost) == 6 and len({r["linkedid"] for r in lost}) == 6, lost
+        assert {r["disposition"] for r in lost} == {"lost"}
+        ends = [(r["ends_when_last_seen"], r["answer_at"] is not None, r["billed_s"]) for r in lost]
+        assert all(at_seen and answered and billed >= 2 for at_seen, answered, billed in ends), ends
+        assert all(f"lost with node {dead.plan.name}" in r["reason"] for r in lost)
+        assert metric(alive, f'centrex_calls_reaped_total{{node="{dead.plan.name}"}} 6.0')
+        assert metric(alive, "centrex_nodes_lost 1.0")
+        assert f"node {dead.plan.name} lost" in alive.control.log_text()
+        # Each line that had both its calls on the lost node can make two calls again.
+        for _, ep in on_dead:
+            outcome = call_many(sip_address(alive), [(ep.username, ep.password)] * 2,
+                                callee.username, hold_ms=300)  # fmt: skip
+            assert (outcome.answered, outcome.busy) == (2, 0), outcome
+        print(f"\nlost node's calls released {released_s:.1f}s after the kill "
+              f"(bound {LOST_AFTER_S:.0f}s)")  # fmt: skip
+    finally:
+        for run in doomed.runs:
+            run.process.kill()
+
+    # --- the node comes back anyway -----------------------------------------------------------
+    dead.asterisk.start()
+    dead.start_services()
+    assert DAEMON_READY in dead.control.log_text()
+    # Its shipper's record of each call (from its journal) takes the lost record's place.
+    wait_until(
+        lambda: {r["disposition"] for r in records(database_url, dead_lines, dead.plan.name)}
+        == {"answered"}, 30, "the journal's records in place of the lost ones",
+    )  # fmt: skip
+    back = records(database_url, dead_lines, dead.plan.name)
+    assert len(back) == 6 and {r["linkedid"] for r in back} == {r["linkedid"] for r in lost}
+    # Its daemon took none of the released calls back, and the node is alive again.
+    assert not counted(database_url, dead_lines)
+    wait_until(lambda: metric(alive, "centrex_nodes_lost 0.0"), 10, "the node alive again")
+    for run in kept.runs:
+        run.wait(60)
+    assert not counted(database_url, dead_lines + alive_lines)
+    phone.process.kill()
