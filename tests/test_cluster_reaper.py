@@ -198,3 +198,15 @@ def test_a_lost_nodes_calls_are_released_by_the_survivor_and_recorded_once(
         run.wait(60)
     assert not counted(database_url, dead_lines + alive_lines)
     phone.process.kill()
+
+    # --- a daemon whose Asterisk is dead does not keep its node alive ---------------------------
+    def silent_for(seconds: float) -> bool:
+        rows = sql(database_url, "SELECT now() - last_seen_at > make_interval(secs => $2)"
+                   " FROM cluster_nodes WHERE node = $1", dead.plan.name, seconds)  # fmt: skip
+        return bool(rows[0][0])
+
+    assert not silent_for(4 * HEARTBEAT_S)
+    dead.kill_asterisk()
+    assert dead.control.running
+    wait_until(lambda: silent_for(4 * HEARTBEAT_S), 10, "the heartbeat to stop")
+    dead.asterisk.start()
