@@ -197,16 +197,41 @@ def test_a_lost_nodes_calls_are_released_by_the_survivor_and_recorded_once(
     for run in kept.runs:
         run.wait(60)
     assert not counted(database_url, dead_lines + alive_lines)
-    phone.process.kill()
 
-    # --- a daemon whose Asterisk is dead does not keep its node alive ---------------------------
+    # --- a node whose Asterisk alone dies, its daemon running -----------------------------------
+    # Its heartbeat stops; the survivor releases its calls; once its Asterisk is back, its
+    # daemon follows none of them any more and counts none again.
     def silent_for(seconds: float) -> bool:
         rows = sql(database_url, "SELECT now() - last_seen_at > make_interval(secs => $2)"
                    " FROM cluster_nodes WHERE node = $1", dead.plan.name, seconds)  # fmt: skip
         return bool(rows[0][0])
 
-    assert not silent_for(4 * HEARTBEAT_S)
-    dead.kill_asterisk()
-    assert dead.control.running
-    wait_until(lambda: silent_for(4 * HEARTBEAT_S), 10, "the heartbeat to stop")
+    in_progress = 'centrex_calls_in_progress{direction="on-net"} '
+    orphaned = [line()]
+    orphaned_lines = [orphaned[0][0]]
+    held = start_calls("uac_call_or_busy.xml", sip_address(dead), creds(orphaned),
+                       callee.username, hold_ms=120_000, timeout_s=150)  # fmt: skip
+    try:
+        wait_until(lambda: counted(database_url, orphaned_lines) == {dead.plan.name: 2}, 20, "2")
+        wait_until(lambda: metric(dead, in_progress + "2.0"), 10, "2 calls followed")
+        assert not silent_for(4 * HEARTBEAT_S)
+        ready = dead.control.log_text().count(DAEMON_READY)
+        dead.kill_asterisk()
+        assert dead.control.running
+        wait_until(lambda: silent_for(4 * HEARTBEAT_S), 10, "the heartbeat to stop")
+        wait_until(lambda: not counted(database_url, orphaned_lines), LOST_AFTER_S + 10,
+                   "the calls released by the survivor")  # fmt: skip
+    finally:
+        for run in held.runs:
+            run.process.kill()
     dead.asterisk.start()
+    wait_until(lambda: dead.control.log_text().count(DAEMON_READY) > ready, 30, "reconnection")
+    wait_until(lambda: metric(dead, in_progress + "0.0"), 15, "the released calls forgotten")
+    assert "released by another node (this node was judged lost)" in dead.control.log_text()
+    assert not counted(database_url, orphaned_lines)
+    wait_until(
+        lambda: sorted(r["disposition"] for r in records(database_url, orphaned_lines,
+                                                         dead.plan.name)) == ["answered"] * 2,
+        30, "one record per call, the journal's",
+    )  # fmt: skip
+    phone.process.kill()

@@ -32,6 +32,9 @@ class AsteriskSync:
         # _ended_during_sweep and not taken back from the stale rows.
         ended: set[str] = set()
         self._ended_during_sweep = ended
+        # Followed before the rows are read, so each has its row written already (admission
+        # writes the row first): one not in the rows was released by someone else.
+        followed = set(self.calls)
         try:
             rows = await self.registry.calls_on_node()
             channels = {c["id"]: c for c in await self.ari_http.list_channels()}
@@ -67,7 +70,23 @@ class AsteriskSync:
             elif ref.deadline_at is not None and not self.cutoffs.armed(ref.channel_id):
                 self.calls[ref.channel_id] = ref
                 self.cutoffs.arm(ref.channel_id, ref.deadline_at)
+        released = followed - {ref.channel_id for ref in rows} - set(channels) - ended
+        for channel_id in released:
+            await self._forget_released(channel_id)
         self._publish_calls_in_progress()
+
+    async def _forget_released(self: CallControl, channel_id: str) -> None:
+        """A call this daemon follows, gone from Asterisk, whose row another node's daemon
+        released (it judged this node lost, docs/cluster.md): stop following it. Nothing to
+        release, and it is not counted again."""
+        async with self._locks[channel_id]:
+            if self.calls.pop(channel_id, None) is None:
+                return
+            self.cutoffs.disarm(channel_id)
+            for linkedid in [k for k, v in self._transferred.items() if v == channel_id]:
+                del self._transferred[linkedid]
+        self._locks.pop(channel_id, None)
+        log.warning("call %s: released by another node (this node was judged lost)", channel_id)
 
     def _publish_calls_in_progress(self: CallControl) -> None:
         """The gauge from the table itself (calls taken up after a restart included)."""
