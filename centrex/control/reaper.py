@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from centrex.core.cdr import CDR_COLUMNS
-from centrex.core.node_liveness import LOST, LostCall, lost_cdr, lost_nodes
+from centrex.core.node_liveness import LostCall, lost_cdr, lost_nodes
 
 HEARTBEAT = (
     "INSERT INTO cluster_nodes (node, last_seen_at) VALUES ($1, now())"
@@ -59,6 +59,9 @@ WRITE_LOST = (
 )
 # Decisions whose call never reached a journal: the node's own shipper cleans these after a
 # day; a node that never returns cannot.
+# A lost node's calls go in one transaction, however many: past the call path's 1 s statement
+# limit (the reaper borrows the call path's pool), within reason.
+REAP_TIMEOUT_S = 30.0
 STALE_ATTEMPTS = (
     "DELETE FROM call_attempts"
     " WHERE node = ANY($1::text[]) AND decided_at < now() - interval '1 day'"
@@ -79,7 +82,7 @@ async def heartbeat(conn: asyncpg.Connection | asyncpg.Pool, node: str) -> None:
 async def reap(conn: asyncpg.Connection, own: str, lost_after_s: float) -> Reaped:
     """Release the calls of the nodes lost at PostgreSQL's now(), in one transaction."""
     async with conn.transaction():
-        rows = await conn.fetch(HEARTBEATS, own)
+        rows = await conn.fetch(HEARTBEATS, own, timeout=REAP_TIMEOUT_S)
         if not rows:
             return Reaped(frozenset(), Counter(), 0)
         lost = lost_nodes(
@@ -87,14 +90,13 @@ async def reap(conn: asyncpg.Connection, own: str, lost_after_s: float) -> Reape
         )
         if not lost:
             return Reaped(lost, Counter(), 0)
-        released = [LostCall(*r.values()) for r in await conn.fetch(RELEASE_LOST, list(lost))]
+        gone = await conn.fetch(RELEASE_LOST, list(lost), timeout=REAP_TIMEOUT_S)
+        released = [LostCall(*r.values()) for r in gone]
         records = 0
         if released:
             columns = list(zip(*(lost_cdr(c) for c in released), strict=True))
-            status = await conn.execute(WRITE_LOST, *[list(col) for col in columns])
+            arrays = [list(col) for col in columns]
+            status = await conn.execute(WRITE_LOST, *arrays, timeout=REAP_TIMEOUT_S)
             records = int(status.rsplit(" ", 1)[-1])
-        await conn.execute(STALE_ATTEMPTS, list(lost))
+        await conn.execute(STALE_ATTEMPTS, list(lost), timeout=REAP_TIMEOUT_S)
     return Reaped(lost, Counter(c.node for c in released), records)
-
-
-__all__ = ["LOST", "Reaped", "heartbeat", "reap"]
