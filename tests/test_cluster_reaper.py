@@ -166,6 +166,9 @@ def test_a_lost_nodes_calls_are_released_by_the_survivor_and_recorded_once(
         ends = [(r["ends_when_last_seen"], r["answer_at"] is not None, r["billed_s"]) for r in lost]
         assert all(at_seen and answered and billed >= 2 for at_seen, answered, billed in ends), ends
         assert all(f"lost with node {dead.plan.name}" in r["reason"] for r in lost)
+        listed = capi.get("/v1/cdrs", params={"customer_id": customer["id"], "disposition": "lost"})
+        assert listed.status_code == 200, listed.text
+        assert len(listed.json()["items"]) == 6
         assert metric(alive, f'centrex_calls_reaped_total{{node="{dead.plan.name}"}} 6.0')
         assert metric(alive, "centrex_nodes_lost 1.0")
         assert f"node {dead.plan.name} lost" in alive.control.log_text()

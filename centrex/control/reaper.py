@@ -2,11 +2,11 @@
 
 Every daemon records its node's heartbeat while its Asterisk answers, and releases the calls of
 other nodes whose heartbeat is too old (:func:`centrex.core.node_liveness.lost_nodes` decides
-which). Several daemons may reap at once: the heartbeat rows of the judged nodes are locked
-(``FOR UPDATE SKIP LOCKED``) for the transaction that deletes their calls, so one reaper
-releases a node's calls and the others skip it; a call is deleted once (``DELETE ...
-RETURNING``) and its "lost" record written in the same transaction. A lost node's heartbeat
-waits for that transaction, so it cannot come back to life halfway through a reap.
+which). Several daemons may reap at once: the heartbeat rows of the nodes judged lost are
+locked (``FOR UPDATE SKIP LOCKED``) and judged again in the transaction that deletes their
+calls, so one reaper releases a node's calls and the others skip it; a call is deleted once
+(``DELETE ... RETURNING``) and its "lost" record written in the same transaction. A lost node's
+heartbeat waits for that transaction, so it cannot come back to life halfway through a reap.
 """
 
 from __future__ import annotations
@@ -23,9 +23,13 @@ HEARTBEAT = (
     "INSERT INTO cluster_nodes (node, last_seen_at) VALUES ($1, now())"
     " ON CONFLICT (node) DO UPDATE SET last_seen_at = now()"
 )
-# The other nodes' heartbeats, with PostgreSQL's now() to judge them by.
-HEARTBEATS = (
-    "SELECT node, last_seen_at, now() AS db_now FROM cluster_nodes WHERE node <> $1"
+# The other nodes' heartbeats, with PostgreSQL's now() to judge them by; read without a lock,
+# so a live node's heartbeat never waits for a reaper.
+HEARTBEATS = "SELECT node, last_seen_at, now() AS db_now FROM cluster_nodes WHERE node <> $1"
+# The nodes judged lost, locked and read again (the latest heartbeat) before their calls go; a
+# row another reaper (or the node's own heartbeat) holds is skipped this time.
+LOCK_LOST = (
+    "SELECT node, last_seen_at, now() AS db_now FROM cluster_nodes WHERE node = ANY($1::text[])"
     " FOR UPDATE SKIP LOCKED"
 )
 # The lost nodes' calls, released (their legs cascade), with what their record needs.
@@ -70,7 +74,7 @@ STALE_ATTEMPTS = (
 
 @dataclass(frozen=True)
 class Reaped:
-    lost: frozenset[str]  # the nodes judged lost (whose calls this reaper could lock)
+    lost: frozenset[str]  # the nodes judged lost
     calls: Counter[str]  # calls released, per lost node
     records: int  # "lost" records written
 
@@ -81,16 +85,21 @@ async def heartbeat(conn: asyncpg.Connection | asyncpg.Pool, node: str) -> None:
 
 async def reap(conn: asyncpg.Connection, own: str, lost_after_s: float) -> Reaped:
     """Release the calls of the nodes lost at PostgreSQL's now(), in one transaction."""
-    async with conn.transaction():
-        rows = await conn.fetch(HEARTBEATS, own, timeout=REAP_TIMEOUT_S)
+
+    def judged(rows: list[asyncpg.Record]) -> frozenset[str]:
         if not rows:
-            return Reaped(frozenset(), Counter(), 0)
-        lost = lost_nodes(
-            {r["node"]: r["last_seen_at"] for r in rows}, rows[0]["db_now"], lost_after_s, own
-        )
+            return frozenset()
+        seen = {r["node"]: r["last_seen_at"] for r in rows}
+        return lost_nodes(seen, rows[0]["db_now"], lost_after_s, own)
+
+    async with conn.transaction():
+        lost = judged(await conn.fetch(HEARTBEATS, own, timeout=REAP_TIMEOUT_S))
         if not lost:
             return Reaped(lost, Counter(), 0)
-        gone = await conn.fetch(RELEASE_LOST, list(lost), timeout=REAP_TIMEOUT_S)
+        locked = judged(await conn.fetch(LOCK_LOST, list(lost), timeout=REAP_TIMEOUT_S))
+        if not locked:
+            return Reaped(lost, Counter(), 0)
+        gone = await conn.fetch(RELEASE_LOST, list(locked), timeout=REAP_TIMEOUT_S)
         released = [LostCall(*r.values()) for r in gone]
         records = 0
         if released:
@@ -98,5 +107,5 @@ async def reap(conn: asyncpg.Connection, own: str, lost_after_s: float) -> Reape
             arrays = [list(col) for col in columns]
             status = await conn.execute(WRITE_LOST, *arrays, timeout=REAP_TIMEOUT_S)
             records = int(status.rsplit(" ", 1)[-1])
-        await conn.execute(STALE_ATTEMPTS, list(lost), timeout=REAP_TIMEOUT_S)
+        await conn.execute(STALE_ATTEMPTS, list(locked), timeout=REAP_TIMEOUT_S)
     return Reaped(lost, Counter(c.node for c in released), records)
