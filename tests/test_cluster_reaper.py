@@ -44,7 +44,7 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
     base = settings.model_copy(
         update={
             "asterisk_instance": f"reaper{offset}",
-            "sip_port": settings.sip_port + 200,
+            "sip_port": settings.sip_port + 300,  # test_cluster.py +100, test_cluster_features +200
             "control_http_port": free_port(),
             "cdr_http_port": free_port(),
             "api_port": free_port(),
