@@ -50,7 +50,7 @@ def cluster(
     base = settings.model_copy(
         update={
             "asterisk_instance": f"reaper{offset}",
-            "sip_port": settings.sip_port + 300,  # test_cluster.py +100, test_cluster_features +200
+            "sip_port": settings.sip_port + 400,  # +100, +200, +300: test_cluster{,_features,_bans}
             "control_http_port": free_port(),
             "cdr_http_port": free_port(),
             "api_port": free_port(),

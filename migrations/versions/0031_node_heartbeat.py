@@ -1,8 +1,8 @@
 """node heartbeat: each node's daemon records when it last saw its Asterisk, so the surviving
 nodes can release the calls of a node that never returns (issue 19, docs/cluster.md)
 
-Revision ID: 0030_node_heartbeat
-Revises: 0029_contract_life
+Revision ID: 0031_node_heartbeat
+Revises: 0030_edge_bans
 Create Date: 2026-12-03
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0030_node_heartbeat"
-down_revision: str | Sequence[str] | None = "0029_contract_life"
+revision: str = "0031_node_heartbeat"
+down_revision: str | Sequence[str] | None = "0030_edge_bans"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
