@@ -66,6 +66,11 @@ class Journal:
             return Position(rotated[0], offset)
         if segment != LIVE and segment not in rotated:
             return Position(rotated[0] if rotated else LIVE, 0)  # replays; the key dedups
+        if segment == LIVE and self.live_size() < offset:
+            # A live file shorter than the checkpoint is not the one the checkpoint was taken in
+            # (the node reinstalled, its journal replaced): resuming at the old offset would skip
+            # its calls, then cut a line in two. Read it all; the key (node, linkedid) dedups.
+            return Position(LIVE, 0)
         return Position(segment, offset)
 
     def read(

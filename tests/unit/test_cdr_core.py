@@ -3,6 +3,7 @@
 import os
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +170,14 @@ def test_the_journal_reads_across_rotated_segments_and_resumes(tmp_path):
     assert [text for _, text in lines] == ["c\n"] and at == Position(LIVE, 2)
     journal.drop_segments_before(LIVE)
     assert journal.rotated_segments() == []
+
+
+def test_a_journal_shorter_than_its_checkpoint_is_read_from_its_start(tmp_path: Path) -> None:
+    """A node reinstalled (or another cluster reusing its name) keeps its old checkpoint in
+    PostgreSQL while its journal starts again: its calls must not be skipped."""
+    journal = Journal(tmp_path / "cel.csv")
+    journal.path.write_text("a\nb\n")
+    assert journal.resume_from("cel.csv", 4) == Position(LIVE, 4)  # the same file: resume there
+    assert journal.resume_from("cel.csv", 4000) == Position(LIVE, 0)
+    lines, _ = journal.read(journal.resume_from("cel.csv", 4000))
+    assert [text for _, text in lines] == ["a\n", "b\n"]
