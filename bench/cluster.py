@@ -200,7 +200,10 @@ def measure(args: argparse.Namespace, tmp: Path, database_url: str) -> dict[str,
     rates = [int(r) for r in args.rates.split(",")]
     report: dict[str, Any] = {"started": datetime.now(UTC).isoformat(), "cpus": os.cpu_count()}
     base = base_settings(tmp / "var", database_url)
-    cluster = Cluster(base, edge_address=EDGE_IP, node_addresses=NODE_IPS, log_dir=tmp)
+    # edge_only off: the "alone" shape's phones talk to node 1 directly.
+    cluster = Cluster(
+        base, edge_address=EDGE_IP, node_addresses=NODE_IPS, log_dir=tmp, edge_only=False
+    )
     n1, n2 = cluster.nodes
     alone = ServiceProcess(
         "control", n1.settings.model_copy(update={"sip_proxy": None}), tmp / "alone"

@@ -459,6 +459,12 @@ class Settings(BaseSettings):
         description="host:port of the SIP edge (Kamailio) holding the lines' registrations; "
         "set, a node dials a line through it (PJSIP/<line>/sip:<line>@<proxy>). Unset: one node.",
     )
+    sip_accept_from: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (a.b.c.d[/n]) a node accepts SIP requests from "
+        "(pjsip acl: others get 403). Empty: any. `centrex cluster` sets the edge's address on "
+        "every node, so nothing reaches a node around Kamailio (docs/cluster.md).",
+    )
     cluster_edge_address: str = Field(
         "127.0.0.1", description="`centrex cluster`: where Kamailio listens (on sip_port)."
     )
@@ -497,6 +503,13 @@ class Settings(BaseSettings):
     edge_metrics_port: int = Field(
         8085, ge=1, le=65535, description="Kamailio's /metrics: centrex_edge_bans_total."
     )
+    edge_trunk_cache_s: int = Field(
+        5,
+        ge=1,
+        le=3600,
+        description="How long Kamailio keeps what a source address is (a trunk or not): a trunk "
+        "created, changed or deleted is recognised at the edge within this long.",
+    )
     sip_ban_table: str | None = Field(
         None,
         pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$",
@@ -534,6 +547,18 @@ class Settings(BaseSettings):
         # start a setting (or a comment) of the secret's choosing.
         if not CONFIG_SECRET.fullmatch(value.get_secret_value() or "x"):
             raise ValueError("printable ASCII without spaces or ';' only")
+        return value
+
+    @field_validator("sip_accept_from")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            try:  # written into pjsip.conf: nothing but an address or network may get there
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r}: an address or network expected") from None
         return value
 
     @field_validator("asterisk_cache_nodes")

@@ -17,6 +17,8 @@ LINE_OBJECT_TYPES: tuple[str, ...] = ("auth", "aor", "endpoint")
 LINES_CONTEXT = "centrex-lines"
 TRUNKS_CONTEXT = "centrex-trunks"
 TRUNK_PREFIX = "trunk-"  # line usernames never contain "-": the two can't collide
+# The header the SIP edge stamps on a recognised carrier's requests (docs/cluster.md)
+TRUNK_HEADER = "X-Centrex-Trunk"
 # astdb family and key of the trunk emergency calls leave through when the daemon cannot decide
 # them: the reconciler writes it, ${DB(centrex_routes/emergency_trunk)} in extensions.conf.j2
 # reads it. A family of its own: "centrex" holds the provisioned objects, read whole.
@@ -147,15 +149,27 @@ class TrunkSpec:
     username: str | None  # digest credentials the carrier asks of us, if any
     password: str | None
     media_address: str
+    # The SIP edge's host:port in the clustered shape (docs/cluster.md), else None.
+    edge: str | None = None
 
     @property
     def endpoint_id(self) -> str:
         return f"{TRUNK_PREFIX}{self.name}"
 
 
+def trunk_identify(trunk: TrunkSpec) -> dict[str, str]:
+    """How a node recognises the trunk's requests. Asterisk ORs ``match`` and ``match_header``
+    within one identify, so behind the edge only the header (every request there comes from
+    the edge's address; the edge stamps the header on the carrier's requests only)."""
+    if trunk.edge:
+        return {"match_header": f"{TRUNK_HEADER}: {trunk.endpoint_id}"}
+    return {"match": trunk.host}
+
+
 def trunk_objects(trunk: TrunkSpec) -> list[PjsipObject]:
     """aor (where the carrier is), endpoint, identify (its calls are recognised by source
-    address), and an outbound auth when the carrier wants credentials."""
+    address; behind the SIP edge by the header the edge adds, and calls to it leave through the
+    edge), and an outbound auth when the carrier wants credentials."""
     ident = trunk.endpoint_id
     endpoint = {
         "context": TRUNKS_CONTEXT,
@@ -176,8 +190,10 @@ def trunk_objects(trunk: TrunkSpec) -> list[PjsipObject]:
     objects = [
         PjsipObject("aor", ident, {"contact": f"sip:{trunk.host}:{trunk.port}"}),
         PjsipObject("endpoint", ident, endpoint),
-        PjsipObject("identify", ident, {"endpoint": ident, "match": trunk.host}),
+        PjsipObject("identify", ident, {"endpoint": ident, **trunk_identify(trunk)}),
     ]
+    if trunk.edge:
+        endpoint["outbound_proxy"] = f"sip:{trunk.edge};lr"
     if trunk.username:
         endpoint["outbound_auth"] = ident
         objects.insert(

@@ -25,7 +25,8 @@ ODBC_FALLBACK_CLASS = "centrex_fresh"
 #: At most this many fresh connections at once: bounds what unknown usernames (which miss both)
 #: can cost the database.
 ODBC_FALLBACK_CONNECTIONS = 2
-#: What a trunk is made of in Asterisk (identify: its calls are recognised by source address).
+#: What a trunk is made of in Asterisk (identify: its calls are recognised by source address, or
+#: behind the SIP edge by the header the edge adds).
 TRUNK_OBJECT_TYPES: tuple[str, ...] = ("auth", "aor", "endpoint", "identify")
 #: A value libpq's options can carry (-c name=value): no space, quote, backslash or ';'.
 _CONN_VALUE = re.compile(r"[^\"';\\\s]+")
@@ -38,9 +39,15 @@ def odbc_settings(
     tests) the DSN points nowhere: realtime lookups fail and only astdb serves."""
     url = make_url(settings.database_url) if settings.database_url else None
     media, qualify = settings.rtp_address, str(settings.sip_qualify_frequency_s)
-    for value in (media, qualify):
+    # The SIP edge (clustered shape, docs/cluster.md): trunks are identified by the header the
+    # edge stamps and reached through it (migration 0030_edge_trunks). Unset on one machine.
+    edge = settings.sip_proxy
+    for value in (media, qualify, *([edge] if edge else [])):
         if not _CONN_VALUE.fullmatch(value):
             raise ValueError(f"{value!r} cannot be given to Asterisk's database connection")
+    gucs = f"-c centrex.media_address={media} -c centrex.qualify_frequency={qualify}"
+    if edge:
+        gucs += f" -c centrex.sip_edge={edge}"
     return {
         "name": ODBC_CLASS,
         "fallback_name": ODBC_FALLBACK_CLASS,
@@ -58,10 +65,7 @@ def odbc_settings(
         # libpq's options, not psqlODBC's ConnSettings, which ReadOnly=1 silently disables.
         # tcp_user_timeout: a database cut off by the network (no ACK) breaks the connection in
         # 5 s instead of leaving a lookup waiting for minutes (docs/provisioning-realtime.md).
-        "pqopt": (
-            "tcp_user_timeout=5000 "
-            f"options='-c centrex.media_address={media} -c centrex.qualify_frequency={qualify}'"
-        ),
+        "pqopt": f"tcp_user_timeout=5000 options='{gucs}'",
     }
 
 

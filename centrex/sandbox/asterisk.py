@@ -427,6 +427,9 @@ class AsteriskSandbox:
             "sip_bind": self.ports.sip_bind,
             "sip_port": self.ports.sip,
             "sip_tls_port": self.ports.sip_tls,
+            # Behind the SIP edge (docs/cluster.md): trunks identified by the edge's header.
+            "behind_edge": bool(s.sip_proxy),
+            "sip_accept_from": s.sip_accept_from,
             "tls_cert_file": self.tls_files[0],
             "tls_key_file": self.tls_files[1],
             "ami_port": self.ports.ami,

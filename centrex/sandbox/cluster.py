@@ -21,6 +21,7 @@ from pathlib import Path
 import jinja2
 from sqlalchemy.engine import make_url
 
+from centrex.asterisk.pjsip_objects import TRUNK_HEADER
 from centrex.config import Settings
 from centrex.sandbox import processes
 from centrex.sandbox.asterisk import AsteriskSandbox
@@ -52,8 +53,11 @@ def plan_nodes(base: Settings, addresses: list[str]) -> list[NodePlan]:
     return [NodePlan(f"n{i}", address, base.sip_port + i) for i, address in enumerate(addresses, 1)]
 
 
-def node_settings(base: Settings, plan: NodePlan, edge: str, others: list[NodePlan]) -> Settings:
-    """The settings of one node's Asterisk, daemon and CDR shipper, derived from the cluster's."""
+def node_settings(
+    base: Settings, plan: NodePlan, edge: str, others: list[NodePlan], *, edge_only: bool = True
+) -> Settings:
+    """The settings of one node's Asterisk, daemon and CDR shipper, derived from the cluster's.
+    ``edge_only``: the node accepts SIP requests from the edge's address only (pjsip acl)."""
     i = int(plan.name.removeprefix("n"))
     return base.model_copy(
         update={
@@ -69,6 +73,7 @@ def node_settings(base: Settings, plan: NodePlan, edge: str, others: list[NodePl
             # a node holds no contact for a line, and N nodes each sending OPTIONS to every line
             # would be N x lines requests for what one sender does (docs/cluster.md).
             "sip_qualify_frequency_s": 0,
+            "sip_accept_from": [edge.rpartition(":")[0]] if edge_only else [],
             "control_http_port": base.control_http_port + i if base.control_http_port else 0,
             "cdr_http_port": base.cdr_http_port + i if base.cdr_http_port else 0,
             # Every other node's AMI: a line changed through this node's API is expired there.
@@ -167,6 +172,8 @@ class Kamailio:
             metrics_ip=s.edge_metrics_host,
             metrics_port=s.edge_metrics_port,
             allow=[str(net) for net in s.sip_ban_allow],
+            trunk_header=TRUNK_HEADER,
+            trunk_cache_s=s.edge_trunk_cache_s,
         )
         self.config_file.write_text(text)
         self.config_file.chmod(0o600)  # holds the database password
@@ -336,13 +343,15 @@ class Cluster:
         edge_address: str,
         node_addresses: list[str],
         log_dir: Path,
+        edge_only: bool = True,
     ) -> None:
         plans = plan_nodes(base, node_addresses)
         edge = f"{edge_address}:{base.sip_port}"
         self.base = base
         self.nodes = []
         for plan in plans:
-            settings = node_settings(base, plan, edge, [p for p in plans if p != plan])
+            others = [p for p in plans if p != plan]
+            settings = node_settings(base, plan, edge, others, edge_only=edge_only)
             self.nodes.append(
                 Node(
                     plan,

@@ -89,6 +89,7 @@ class AsteriskProjector:
                 username=trunk.username,
                 password=trunk.password,
                 media_address=self.media_address,
+                edge=self.settings.sip_proxy,
             )
         )
 

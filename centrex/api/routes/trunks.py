@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 
 from fastapi import APIRouter, Response, status
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from centrex.api.deps import ProjectorDep, SessionDep
+from centrex.api.deps import ProjectorDep, SessionDep, SettingsDep
 from centrex.api.schemas import TrunkIn, TrunkOut
 from centrex.asterisk.errors import AsteriskError
 from centrex.db.lookup import get_or_404
 from centrex.db.models import Trunk
-from centrex.services.errors import Conflict
+from centrex.services.errors import Conflict, ServiceError
 
 router = APIRouter(prefix="/v1/trunks", tags=["trunks"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TrunkOut)
-async def create_trunk(body: TrunkIn, session: SessionDep, projector: ProjectorDep) -> Trunk:
+async def create_trunk(
+    body: TrunkIn, session: SessionDep, projector: ProjectorDep, settings: SettingsDep
+) -> Trunk:
+    if settings.sip_proxy and not _is_ipv4(body.host):
+        # The edge recognises a carrier by the source address of its packets (docs/cluster.md):
+        # a name would have to be resolved, and re-resolved, where the edge cannot do it safely.
+        raise ServiceError(
+            "host",
+            "behind the SIP edge (clustered shape) a trunk's host must be an IPv4 address: "
+            "Kamailio recognises the carrier by its source address",
+        )
     trunk = Trunk(**body.model_dump())
     session.add(trunk)
     try:
@@ -32,6 +43,14 @@ async def create_trunk(body: TrunkIn, session: SessionDep, projector: ProjectorD
     except AsteriskError:
         pass  # saved; the reconciler expires Asterisk's trunk cache when Asterisk answers
     return trunk
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 @router.get("", response_model=list[TrunkOut])
