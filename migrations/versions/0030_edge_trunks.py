@@ -42,7 +42,9 @@ IPV4 = r"'^[0-9]{1,3}(\.[0-9]{1,3}){3}$'"
 
 def _ps_endpoints(edge: bool) -> str:
     line_proxy = ",\n               NULL::text AS outbound_proxy" if edge else ""
-    trunk_proxy = f", 'sip:' || {EDGE} || ';lr'" if edge else ""
+    # Asterisk's realtime splits a value at ';' (several values of one option) and decodes
+    # ^3B back to ';' (ast_realtime_decode_chunk): ";lr" arrives as a separate value "lr".
+    trunk_proxy = f", 'sip:' || {EDGE} || '^3Blr'" if edge else ""
     verb = "CREATE OR REPLACE VIEW" if edge else "CREATE VIEW"
     return f"""
         {verb} ps_endpoints AS

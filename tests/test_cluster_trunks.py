@@ -1,0 +1,231 @@
+"""Issue 19: the carrier talks only to Kamailio, both ways, in the clustered shape (127.0.23.0/24).
+
+Real Kamailio in front of two real Asterisk nodes (each with its daemon and CDR shipper), the API,
+PostgreSQL; the carrier is sipp on its own address (CARRIER_IP), the lines' phones sipp on
+127.0.0.1 (or ATTACKER_IP). Kamailio recognises the carrier by source address and stamps
+X-Centrex-Trunk on its requests; nodes identify the trunk by that header and accept SIP from the
+edge only (docs/cluster.md, "Carrier through the edge").
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from conftest import API_TOKEN
+from helpers import sql
+from sip_agent import (
+    Carrier,
+    SipEndpoint,
+    _scenario,
+    free_udp_port,
+    received,
+    run_sipp,
+    wait_bound,
+)
+
+from centrex.asterisk.pjsip_objects import TRUNK_HEADER
+from centrex.config import Settings
+from centrex.sandbox.cluster import Cluster
+from centrex.sandbox.postgres import free_port
+from centrex.sandbox.processes import API_READY, ServiceProcess
+
+pytestmark = pytest.mark.integration
+
+EDGE_IP = "127.0.23.1"
+NODE_IPS = ["127.0.23.11", "127.0.23.12"]
+CARRIER_IP = "127.0.23.50"
+ATTACKER_IP = "127.0.23.66"
+TRUNK = "edgecarrier"
+FORGED = f"{TRUNK_HEADER}: trunk-{TRUNK}"
+
+
+@pytest.fixture(scope="module")
+def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    offset = os.environ.get("CENTREX_TEST_PORT_OFFSET", "")
+    base = settings.model_copy(
+        update={
+            "asterisk_instance": f"ctrunks{offset}",
+            "sip_port": settings.sip_port + 200,  # test_cluster.py's is +100
+            "control_http_port": free_port(),
+            "cdr_http_port": free_port(),
+            "api_port": free_port(),
+            "guard_http_port": 0,
+        }
+    )
+    cl = Cluster(
+        base, edge_address=EDGE_IP, node_addresses=NODE_IPS,
+        log_dir=tmp_path_factory.mktemp("cluster-trunks"),
+    )  # fmt: skip
+    try:
+        cl.start(fresh=True)
+    except BaseException:
+        cl.stop()
+        raise
+    yield cl
+    cl.stop()
+
+
+@pytest.fixture(scope="module")
+def capi(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    s = cluster.api_settings
+    service = ServiceProcess("api", s, tmp_path_factory.mktemp("cluster-trunks-api"))
+    service.start_and_wait(API_READY)
+    with httpx.Client(
+        base_url=f"http://{s.api_host}:{s.api_port}",
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+        timeout=15,
+    ) as client:
+        yield client
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def customer(capi: httpx.Client) -> dict:
+    response = capi.post("/v1/customers", json={"name": "Edge trunks", "residence_country": "FR"})
+    assert response.status_code == 201, response.text
+    created = response.json()
+    capi.patch(f"/v1/customers/{created['id']}", json={"documents_verified": True})
+    block = capi.post("/v1/number-blocks", json={"first": "0523230000", "last": "0523230099"})
+    assert block.status_code in (201, 409), block.text
+    return created
+
+
+@pytest.fixture(scope="module")
+def carrier(capi: httpx.Client, cluster: Cluster) -> Iterator[Carrier]:
+    """The public network on CARRIER_IP; it knows only Kamailio's address."""
+    port = free_udp_port(CARRIER_IP)
+    response = capi.post("/v1/trunks", json={"name": TRUNK, "host": CARRIER_IP, "port": port})
+    assert response.status_code == 201, response.text
+    yield Carrier(CARRIER_IP, port, cluster.edge)
+    capi.delete(f"/v1/trunks/{response.json()['id']}")
+
+
+@pytest.fixture
+def numbered_line(capi: httpx.Client, customer: dict, cluster: Cluster):
+    def make() -> tuple[dict, SipEndpoint]:
+        body = {"customer_id": customer["id"], "label": "edge", "max_calls": 10}
+        line = capi.post("/v1/lines", json=body).json()
+        number = capi.post(
+            "/v1/numbers/allocate",
+            json={"customer_id": customer["id"], "kind": "geographic", "zone": "5"},
+        ).json()
+        response = capi.patch(f"/v1/lines/{line['id']}", json={"main_number": number["national"]})
+        assert response.status_code == 200, response.text
+        phone = SipEndpoint(line["sip_username"], line["sip_password"], cluster.edge)
+        return response.json(), phone
+
+    return make
+
+
+def first_lines(run) -> list[str]:
+    return [m.first_line.split(" ", 1)[0] for m in received(run)]
+
+
+def cdrs_of(database_url: str, wait_until, column: str, line: dict, count: int = 1) -> list:
+    def rows() -> list:
+        return sql(
+            database_url,
+            f"SELECT node, direction, caller, callee, disposition FROM cdrs WHERE {column} = $1",
+            uuid.UUID(line["id"]),
+        )
+
+    wait_until(lambda: len(rows()) >= count, 30, f"{count} CDR(s) of {line['sip_username']}")
+    return rows()
+
+
+def test_a_carrier_call_to_the_edge_lands_on_a_node_as_the_trunk(
+    carrier, numbered_line, database_url, wait_until
+):
+    """The carrier sends to Kamailio only; the call reaches a node as the trunk (the number's
+    line rings through the edge, the CDR is the trunk's: inbound), the carrier's BYE ends it."""
+    bob_line, bob = numbered_line()
+    port = free_udp_port()
+    bob.register(port).expect_success()
+    device = bob.answer(port, calls=2, timeout_s=60)
+    for _ in range(2):  # two calls: a Call-ID hash may put them on different nodes
+        carrier.call(bob_line["main_number"], hold_ms=300).expect_success(timeout=30)
+    device.expect_success(timeout=30)
+    assert first_lines(device).count("INVITE") == first_lines(device).count("BYE") == 2
+    # Nothing internal reaches the line either: the stamp is the edge's word to the nodes.
+    assert all(TRUNK_HEADER not in m.text for m in received(device))
+    rows = cdrs_of(database_url, wait_until, "callee_line_id", bob_line, 2)
+    assert {(r["direction"], r["disposition"]) for r in rows} == {("inbound", "answered")}, rows
+    assert {r["caller"] for r in rows} == {"+33611223344"}
+    assert {r["node"] for r in rows} <= {"n1", "n2"}
+
+
+def test_a_phone_forging_the_trunk_header_through_the_edge_is_not_the_trunk(
+    carrier, numbered_line, cluster
+):
+    """Kamailio strips the header from everyone: a phone naming the trunk gets the challenge
+    any unknown caller gets (401), and the number's line never rings."""
+    bob_line, bob = numbered_line()
+    port = free_udp_port()
+    bob.register(port).expect_success()
+    device = bob.answer(port, timeout_s=8)
+    forged = run_sipp(
+        _scenario("uac_header_refused.xml.tmpl", code="401", header=FORGED), cluster.edge,
+        service=bob_line["main_number"], local_ip=ATTACKER_IP,
+        keys={"caller": "+33611223344"}, extra=["-trace_msg"], timeout_s=10,
+    )  # fmt: skip
+    forged.expect_success(timeout=20)
+    device.wait(15)
+    assert "INVITE" not in first_lines(device)
+
+
+def test_a_line_calling_out_reaches_the_carrier_from_the_edge_only(
+    carrier, numbered_line, cluster, database_url, wait_until
+):
+    """A node's call to the trunk leaves through Kamailio (outbound_proxy): the carrier gets
+    the INVITE with Kamailio's Via on top and its Record-Route, and the BYE the same way."""
+    alice_line, alice = numbered_line()
+    network = run_sipp(
+        _scenario("uas_carrier.xml"), cluster.edge, local_port=carrier.port, local_ip=CARRIER_IP,
+        timeout_s=30, extra=["-d", "100", "-trace_msg"],
+    )  # fmt: skip
+    wait_bound(network, carrier.port, CARRIER_IP)
+    alice.call("0145678901", hold_ms=300).expect_success(timeout=30)
+    network.expect_success(timeout=30)
+    messages = {m.first_line.split(" ", 1)[0]: m.text for m in received(network)}
+    assert {"INVITE", "ACK", "BYE"} <= set(messages), list(messages)
+    edge = cluster.edge
+    for method in ("INVITE", "BYE"):
+        vias = [h for h in messages[method].splitlines() if h.lower().startswith("via:")]
+        assert edge in vias[0], (method, vias)  # sent by Kamailio...
+        assert not any(ip in vias[0] for ip in NODE_IPS), vias
+    assert f"Record-Route: <sip:{edge};lr" in messages["INVITE"]
+    assert "INVITE sip:+33145678901@" in messages["INVITE"]
+    # The preloaded route to the edge was consumed there, not handed to the carrier.
+    assert "\nRoute:" not in messages["INVITE"]
+    (row,) = cdrs_of(database_url, wait_until, "caller_line_id", alice_line)
+    assert (row["direction"], row["disposition"]) == ("outbound", "answered"), row
+
+
+def test_a_forged_header_sent_straight_to_a_node_is_refused(carrier, numbered_line, cluster):
+    """Around the edge: a node takes requests from Kamailio's address only (pjsip acl)."""
+    bob_line, bob = numbered_line()
+    port = free_udp_port()
+    bob.register(port).expect_success()
+    device = bob.answer(port, timeout_s=8)
+    for node in cluster.nodes:
+        direct = f"{node.plan.address}:{node.plan.sip_port}"
+        for source in (ATTACKER_IP, CARRIER_IP):  # not even the carrier's own address
+            refused = run_sipp(
+                _scenario("uac_header_refused.xml.tmpl", code="403", header=FORGED), direct,
+                service=bob_line["main_number"], local_ip=source,
+                keys={"caller": "+33611223344"}, timeout_s=10,
+            )  # fmt: skip
+            refused.expect_success(timeout=20)
+    device.wait(15)
+    assert "INVITE" not in first_lines(device)
+
+
+def test_behind_the_edge_a_trunk_host_must_be_an_address(capi):
+    response = capi.post("/v1/trunks", json={"name": "byname", "host": "sip.carrier.example"})
+    assert response.status_code == 400, response.text
+    assert ["body", "host"] in [e["loc"] for e in response.json()["detail"]]
+    assert all(t["name"] != "byname" for t in capi.get("/v1/trunks").json())
