@@ -229,3 +229,15 @@ def test_behind_the_edge_a_trunk_host_must_be_an_address(capi):
     assert response.status_code == 400, response.text
     assert ["body", "host"] in [e["loc"] for e in response.json()["detail"]]
     assert all(t["name"] != "byname" for t in capi.get("/v1/trunks").json())
+
+
+@pytest.mark.parametrize("route", ["", "Route: <sip:{edge};lr>"])
+def test_the_edge_relays_no_stray_in_dialog_request_from_outside(cluster, route):
+    """Only nodes' requests leave the edge for anywhere: a forged in-dialog BYE (with or without
+    a Route naming the edge) towards an outside address gets 403, not relayed."""
+    stray = run_sipp(
+        _scenario("stray_bye_refused.xml.tmpl", target="127.0.23.77:5999",
+                  route=route.format(edge=cluster.edge)),
+        cluster.edge, local_ip=ATTACKER_IP, timeout_s=8,
+    )  # fmt: skip
+    stray.expect_success(timeout=20)
