@@ -10,6 +10,7 @@ edge only (docs/cluster.md, "Carrier through the edge").
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -56,9 +57,10 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "guard_http_port": 0,
         }
     )
+    # Nodes e1, e2: test_cluster.py's n1, n2 write to the same database (calls, CDR checkpoints).
     cl = Cluster(
         base, edge_address=EDGE_IP, node_addresses=NODE_IPS,
-        log_dir=tmp_path_factory.mktemp("cluster-trunks"),
+        log_dir=tmp_path_factory.mktemp("cluster-trunks"), node_prefix="e",
     )  # fmt: skip
     try:
         cl.start(fresh=True)
@@ -138,7 +140,7 @@ def cdrs_of(database_url: str, wait_until, column: str, line: dict, count: int =
 
 
 def test_a_carrier_call_to_the_edge_lands_on_a_node_as_the_trunk(
-    carrier, numbered_line, database_url, wait_until
+    carrier, numbered_line, cluster, database_url, wait_until
 ):
     """The carrier sends to Kamailio only; the call reaches a node as the trunk (the number's
     line rings through the edge, the CDR is the trunk's: inbound), the carrier's BYE ends it."""
@@ -155,7 +157,10 @@ def test_a_carrier_call_to_the_edge_lands_on_a_node_as_the_trunk(
     rows = cdrs_of(database_url, wait_until, "callee_line_id", bob_line, 2)
     assert {(r["direction"], r["disposition"]) for r in rows} == {("inbound", "answered")}, rows
     assert {r["caller"] for r in rows} == {"+33611223344"}
-    assert {r["node"] for r in rows} <= {"n1", "n2"}
+    assert {r["node"] for r in rows} <= {"e1", "e2"}
+    # The edge counts what it stamped (INVITE, ACK, BYE of each call), and no failed lookup.
+    assert int(cluster.kamailio.rpc("cnt.get", "script", "carrier_requests")) >= 6
+    assert int(cluster.kamailio.rpc("cnt.get", "script", "trunk_lookup_failed")) == 0
 
 
 def test_a_phone_forging_the_trunk_header_through_the_edge_is_not_the_trunk(
@@ -241,3 +246,33 @@ def test_the_edge_relays_no_stray_in_dialog_request_from_outside(cluster, route)
         cluster.edge, local_ip=ATTACKER_IP, timeout_s=8,
     )  # fmt: skip
     stray.expect_success(timeout=20)
+
+
+def test_a_trunk_created_later_is_recognised_at_the_edge_within_its_cache_time(
+    capi, cluster, carrier, numbered_line
+):
+    """The edge remembers what an address is (a trunk or "none") for edge_trunk_cache_s: an
+    address first seen as a phone's becomes the trunk's within that bound, and stops being it
+    within that bound of the trunk's deletion."""
+    bob_line, bob = numbered_line()
+    port = free_udp_port()
+    bob.register(port).expect_success()
+    device = bob.answer(port, calls=1, timeout_s=60)
+    late = Carrier("127.0.23.51", 0, cluster.edge)
+    number = bob_line["main_number"]
+    late.call_refused(number, 401).expect_success(timeout=20)  # now cached as "none"
+    bound = cluster.base.edge_trunk_cache_s
+    response = capi.post("/v1/trunks", json={"name": "late", "host": late.ip, "port": 5060})
+    assert response.status_code == 201, response.text
+    created = time.monotonic()
+    while late.call(number, hold_ms=100).wait(20) != 0:
+        assert time.monotonic() - created < bound + 3, "not recognised within the cache time"
+    recognised_s = time.monotonic() - created
+    device.expect_success(timeout=20)
+    assert capi.delete(f"/v1/trunks/{response.json()['id']}").status_code == 204
+    deleted = time.monotonic()
+    # A number nobody has: the trunk's call to it gets 404 at once, anyone else's the 401.
+    while late.call_refused("+33523239999", 401).wait(20) != 0:
+        assert time.monotonic() - deleted < bound + 3, "still the trunk after the cache time"
+    print(f"\nnew trunk recognised after {recognised_s:.1f}s, deletion after "
+          f"{time.monotonic() - deleted:.1f}s (cache {bound}s)")  # fmt: skip

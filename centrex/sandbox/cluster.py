@@ -47,10 +47,14 @@ class NodePlan:
     sip_port: int
 
 
-def plan_nodes(base: Settings, addresses: list[str]) -> list[NodePlan]:
+def plan_nodes(base: Settings, addresses: list[str], prefix: str = "n") -> list[NodePlan]:
     """Node names n1, n2, ... on ``addresses``; SIP on sip_port+1, +2, ... (Kamailio has
-    sip_port itself)."""
-    return [NodePlan(f"n{i}", address, base.sip_port + i) for i, address in enumerate(addresses, 1)]
+    sip_port itself). Two clusters sharing one database (the tests) need distinct ``prefix``es:
+    calls and CDR checkpoints are keyed by node name."""
+    return [
+        NodePlan(f"{prefix}{i}", address, base.sip_port + i)
+        for i, address in enumerate(addresses, 1)
+    ]
 
 
 def node_settings(
@@ -58,7 +62,7 @@ def node_settings(
 ) -> Settings:
     """The settings of one node's Asterisk, daemon and CDR shipper, derived from the cluster's.
     ``edge_only``: the node accepts SIP requests from the edge's address only (pjsip acl)."""
-    i = int(plan.name.removeprefix("n"))
+    i = plan.sip_port - base.sip_port  # the node's rank, 1, 2, ... (plan_nodes)
     return base.model_copy(
         update={
             "asterisk_instance": f"{base.asterisk_instance}-{plan.name}",
@@ -344,8 +348,9 @@ class Cluster:
         node_addresses: list[str],
         log_dir: Path,
         edge_only: bool = True,
+        node_prefix: str = "n",
     ) -> None:
-        plans = plan_nodes(base, node_addresses)
+        plans = plan_nodes(base, node_addresses, node_prefix)
         edge = f"{edge_address}:{base.sip_port}"
         self.base = base
         self.nodes = []
