@@ -50,7 +50,9 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
     base = settings.model_copy(
         update={
             "asterisk_instance": f"ctrunks{offset}",
-            "sip_port": settings.sip_port + 200,  # test_cluster.py's is +100
+            # test_cluster.py has +100, test_cluster_features.py +200; +300 would share the
+            # session Asterisk's RTP block (rtp_port_range: SIP ports 301 apart, 301 = 7 x 43).
+            "sip_port": settings.sip_port + 250,
             "control_http_port": free_port(),
             "cdr_http_port": free_port(),
             "api_port": free_port(),
