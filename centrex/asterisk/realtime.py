@@ -40,7 +40,7 @@ def odbc_settings(
     url = make_url(settings.database_url) if settings.database_url else None
     media, qualify = settings.rtp_address, str(settings.sip_qualify_frequency_s)
     # The SIP edge (clustered shape, docs/cluster.md): trunks are identified by the header the
-    # edge stamps and reached through it (migration 0031_edge_trunks). Unset on one machine.
+    # edge stamps and reached through it (migration 0032_edge_trunks). Unset on one machine.
     edge = settings.sip_proxy
     for value in (media, qualify, *([edge] if edge else [])):
         if not _CONN_VALUE.fullmatch(value):

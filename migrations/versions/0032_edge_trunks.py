@@ -1,7 +1,7 @@
 """edge trunks: in the clustered shape a carrier talks only to Kamailio (issue 19)
 
-Revision ID: 0031_edge_trunks
-Revises: 0030_edge_bans
+Revision ID: 0032_edge_trunks
+Revises: 0031_node_heartbeat
 Create Date: 2026-12-03
 
 Through Kamailio every request reaches a node from Kamailio's address, so a trunk can no longer
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0031_edge_trunks"
-down_revision: str | Sequence[str] | None = "0030_edge_bans"
+revision: str = "0032_edge_trunks"
+down_revision: str | Sequence[str] | None = "0031_node_heartbeat"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
