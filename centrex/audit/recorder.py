@@ -136,6 +136,7 @@ AUDITED: dict[type, Audited] = {
     m.CallAttempt: _audited("call_attempt"),
     m.Cdr: _audited("cdr"),
     m.CdrCheckpoint: _audited("cdr_checkpoint"),
+    m.ClusterNode: _audited("cluster_node"),
     m.FraudSuspicion: _audited("fraud_suspicion"),
     m.LinePeriodNumber: _audited("line_period_number"),
     m.LinePeriodCount: _audited("line_period_count"),
