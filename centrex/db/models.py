@@ -461,7 +461,11 @@ class CredentialRenewal(Base):
     its hash. Append-only: a trigger refuses UPDATE and DELETE (migration 0012)."""
 
     __tablename__ = "credential_renewals"
-    __table_args__ = (Index("ix_credential_renewals_line", "line_id"),)
+    __table_args__ = (
+        Index("ix_credential_renewals_line", "line_id"),
+        # The edge reads the last hour's renewals every second (migration 0033_edge_purges).
+        Index("ix_credential_renewals_created_at", "created_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"))
