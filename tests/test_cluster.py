@@ -360,3 +360,7 @@ def test_renewed_credentials_unregister_the_old_device_at_the_edge(cluster, capi
     s = cluster.base
     metrics = httpx.get(f"http://{s.edge_metrics_host}:{s.edge_metrics_port}/metrics", timeout=5)
     assert "centrex_edge_registrations_purged_total 1" in metrics.text, metrics.text
+    # The registrations are the edge's to count (the nodes hold none).
+    registered = [line for line in metrics.text.splitlines()
+                  if line.startswith("usrloc_registered_users ")]  # fmt: skip
+    assert registered and int(registered[0].split()[1]) >= 1, metrics.text
