@@ -170,6 +170,7 @@ class Kamailio:
             authfail_window_s=s.edge_auth_failure_window_s,
             ban_s=s.edge_ban_s,
             keepalive_s=s.edge_keepalive_s,
+            keepalive_timeout_s=s.edge_keepalive_timeout_s if s.edge_keepalive_s else 0,
             ban_sync_s=s.edge_ban_sync_s,
             # The edge's name in the rows it writes into sip_bans (edge_ban() checks its shape).
             node=f"edge@{self.listen_ip}",
@@ -233,6 +234,14 @@ class Kamailio:
                     active.add(uri)
                 uri = None
         return active
+
+    def contacts(self, username: str) -> int:
+        """How many contacts the edge's location table holds for a line (0: unregistered)."""
+        try:
+            text = self.rpc("ul.lookup", "location", username)
+        except ClusterError:  # "AOR not found"
+            return 0
+        return text.count("Address:")
 
     def banned(self) -> set[str]:
         """Addresses the edge drops now: the items of its ban table whose generation is at
