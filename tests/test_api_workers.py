@@ -48,7 +48,7 @@ def leaders(service: ServiceProcess) -> list[int]:
 def test_both_workers_serve_and_one_runs_the_background_work(two_workers, wait_until):
     s = two_workers.settings
     # Both started (uvicorn logs one start per worker) and answer.
-    wait_until(lambda: two_workers.log_text().count(API_READY) >= 2, 30, "two workers up")
+    wait_until(lambda: two_workers.log_text().count(API_READY[0]) >= 2, 30, "two workers up")
     headers = {"Authorization": f"Bearer {API_TOKEN}"}
     with httpx.Client(base_url=f"http://{s.api_host}:{s.api_port}", headers=headers) as api:
         for i in range(40):

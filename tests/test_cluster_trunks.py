@@ -94,7 +94,7 @@ def customer(capi: httpx.Client) -> dict:
     assert response.status_code == 201, response.text
     created = response.json()
     capi.patch(f"/v1/customers/{created['id']}", json={"documents_verified": True})
-    block = capi.post("/v1/number-blocks", json={"first": "0523230000", "last": "0523230099"})
+    block = capi.post("/v1/number-blocks", json={"first": "0239230000", "last": "0239230099"})
     assert block.status_code in (201, 409), block.text
     return created
 
@@ -116,7 +116,7 @@ def numbered_line(capi: httpx.Client, customer: dict, cluster: Cluster):
         line = capi.post("/v1/lines", json=body).json()
         number = capi.post(
             "/v1/numbers/allocate",
-            json={"customer_id": customer["id"], "kind": "geographic", "zone": "5"},
+            json={"customer_id": customer["id"], "kind": "geographic", "zone": "2"},
         ).json()
         response = capi.patch(f"/v1/lines/{line['id']}", json={"main_number": number["national"]})
         assert response.status_code == 200, response.text
