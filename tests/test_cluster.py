@@ -6,7 +6,6 @@ shipper, the API, PostgreSQL and sipp phones. Nothing leaves loopback.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections import Counter
@@ -15,14 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import API_TOKEN
+from cluster_harness import cluster_api, running_cluster
 from helpers import sql
 from sip_agent import SipEndpoint, call_many, free_udp_port, received, run_sipp, start_calls
 
 from centrex.config import Settings
 from centrex.sandbox.cluster import Cluster
-from centrex.sandbox.postgres import free_port
-from centrex.sandbox.processes import API_READY, DAEMON_READY, ServiceProcess
+from centrex.sandbox.processes import DAEMON_READY
 
 pytestmark = pytest.mark.integration
 
@@ -34,49 +32,20 @@ SIPP_DIR = Path(__file__).parent / "sipp"
 
 @pytest.fixture(scope="module")
 def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    offset = os.environ.get("CENTREX_TEST_PORT_OFFSET", "")
-    base = settings.model_copy(
-        update={
-            "asterisk_instance": f"cluster{offset}",
-            "sip_port": settings.sip_port + 100,
-            "control_http_port": free_port(),
-            "cdr_http_port": free_port(),
-            "api_port": free_port(),
-            "guard_http_port": 0,
-            "edge_metrics_port": free_port(),
-            # The racing and kill tests send dozens of INVITEs at once from 127.0.0.1: the flood
-            # ban is for more than that (the ban test uses failed digests).
-            "edge_flood_requests": 5000,
-            "edge_auth_failures": 5,
-        }
-    )
-    cl = Cluster(
-        base,
-        edge_address=EDGE_IP,
-        node_addresses=NODE_IPS,
-        log_dir=tmp_path_factory.mktemp("cluster"),
-    )
-    try:
-        cl.start(fresh=True)
-    except BaseException:
-        cl.stop()
-        raise
-    yield cl
-    cl.stop()
+    with running_cluster(
+        settings, tmp_path_factory, name="cluster", sip_port_step=100,
+        edge_address=EDGE_IP, node_addresses=NODE_IPS,
+        # The racing and kill tests send dozens of INVITEs at once from 127.0.0.1: the flood
+        # ban is for more than that (the ban test uses failed digests).
+        edge_flood_requests=5000, edge_auth_failures=5,
+    ) as cluster:  # fmt: skip
+        yield cluster
 
 
 @pytest.fixture(scope="module")
 def capi(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    s = cluster.api_settings
-    service = ServiceProcess("api", s, tmp_path_factory.mktemp("cluster-api"))
-    service.start_and_wait(API_READY)
-    with httpx.Client(
-        base_url=f"http://{s.api_host}:{s.api_port}",
-        headers={"Authorization": f"Bearer {API_TOKEN}"},
-        timeout=15,
-    ) as client:
+    with cluster_api(cluster, tmp_path_factory) as client:
         yield client
-    service.stop()
 
 
 @pytest.fixture(scope="module")

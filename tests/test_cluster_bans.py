@@ -4,7 +4,6 @@ edge. Real Kamailio, two real Asterisk nodes, PostgreSQL, the API and sipp, on 1
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -12,13 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import API_TOKEN
+from cluster_harness import cluster_api, running_cluster
 from sip_agent import SipEndpoint, SippRun, free_udp_port, run_sipp
 
 from centrex.config import Settings
 from centrex.sandbox.cluster import Cluster
-from centrex.sandbox.postgres import free_port
-from centrex.sandbox.processes import API_READY, ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -31,47 +28,19 @@ ALLOWED = "127.0.22.95"  # CENTREX_SIP_BAN_ALLOW
 
 @pytest.fixture(scope="module")
 def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    offset = os.environ.get("CENTREX_TEST_PORT_OFFSET", "")
-    base = settings.model_copy(
-        update={
-            "asterisk_instance": f"clbans{offset}",
-            "sip_port": settings.sip_port + 300,  # test_cluster.py +100, _features.py +200
-            "control_http_port": free_port(),
-            "cdr_http_port": free_port(),
-            "api_port": free_port(),
-            "guard_http_port": 0,
-            "edge_flood_requests": FLOOD,
-            "edge_auth_failures": 3,
-            "edge_ban_sync_s": 1,
-            "edge_metrics_port": free_port(),
-            "sip_ban_allow": [f"{ALLOWED}/32"],
-        }
-    )
-    cl = Cluster(
-        base, edge_address=EDGE_IP, node_addresses=NODE_IPS,
-        log_dir=tmp_path_factory.mktemp("cluster-bans"),
-    )  # fmt: skip
-    try:
-        cl.start(fresh=True)
-    except BaseException:
-        cl.stop()
-        raise
-    yield cl
-    cl.stop()
+    with running_cluster(
+        settings, tmp_path_factory, name="clbans", sip_port_step=300,
+        edge_address=EDGE_IP, node_addresses=NODE_IPS,
+        edge_flood_requests=FLOOD, edge_auth_failures=3, edge_ban_sync_s=1,
+        sip_ban_allow=[f"{ALLOWED}/32"],
+    ) as cluster:  # fmt: skip
+        yield cluster
 
 
 @pytest.fixture(scope="module")
 def capi(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    s = cluster.api_settings
-    service = ServiceProcess("api", s, tmp_path_factory.mktemp("cluster-bans-api"))
-    service.start_and_wait(API_READY)
-    with httpx.Client(
-        base_url=f"http://{s.api_host}:{s.api_port}",
-        headers={"Authorization": f"Bearer {API_TOKEN}"},
-        timeout=15,
-    ) as client:
+    with cluster_api(cluster, tmp_path_factory) as client:
         yield client
-    service.stop()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ two real Asterisk nodes with their daemons and CDR shippers, the API, PostgreSQL
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections import Counter
@@ -14,7 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import API_TOKEN
+from cluster_harness import cluster_api, running_cluster
 from helpers import sql
 from sip_agent import (
     KEEPALIVE_ANSWERED,
@@ -30,8 +29,6 @@ from test_voicemail import leave_message, mwi_log, notifies, wav_bytes
 
 from centrex.config import Settings
 from centrex.sandbox.cluster import Cluster
-from centrex.sandbox.postgres import free_port
-from centrex.sandbox.processes import API_READY, ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -45,49 +42,19 @@ DISTINCT_LIMIT = 8  # fraud_distinct_numbers for this cluster (500 in production
 
 @pytest.fixture(scope="module")
 def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    offset = os.environ.get("CENTREX_TEST_PORT_OFFSET", "")
-    base = settings.model_copy(
-        update={
-            "asterisk_instance": f"clfeat{offset}",
-            "sip_port": settings.sip_port + 200,  # tests/test_cluster.py has +100
-            "control_http_port": free_port(),
-            "cdr_http_port": free_port(),
-            "api_port": free_port(),
-            "guard_http_port": 0,
-            "edge_metrics_port": free_port(),
-            "edge_flood_requests": 5000,
-            "edge_keepalive_s": KEEPALIVE_S,
-            "edge_keepalive_timeout_s": KEEPALIVE_TIMEOUT_S,
-            "fraud_distinct_numbers": DISTINCT_LIMIT,
-        }
-    )
-    cl = Cluster(
-        base,
-        edge_address=EDGE_IP,
-        node_addresses=NODE_IPS,
-        log_dir=tmp_path_factory.mktemp("cluster-features"),
-    )
-    try:
-        cl.start(fresh=True)
-    except BaseException:
-        cl.stop()
-        raise
-    yield cl
-    cl.stop()
+    with running_cluster(
+        settings, tmp_path_factory, name="clfeat", sip_port_step=200,
+        edge_address=EDGE_IP, node_addresses=NODE_IPS,
+        edge_flood_requests=5000, edge_keepalive_s=KEEPALIVE_S,
+        edge_keepalive_timeout_s=KEEPALIVE_TIMEOUT_S, fraud_distinct_numbers=DISTINCT_LIMIT,
+    ) as cluster:  # fmt: skip
+        yield cluster
 
 
 @pytest.fixture(scope="module")
 def capi(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    s = cluster.api_settings
-    service = ServiceProcess("api", s, tmp_path_factory.mktemp("cluster-features-api"))
-    service.start_and_wait(API_READY)
-    with httpx.Client(
-        base_url=f"http://{s.api_host}:{s.api_port}",
-        headers={"Authorization": f"Bearer {API_TOKEN}"},
-        timeout=15,
-    ) as client:
+    with cluster_api(cluster, tmp_path_factory) as client:
         yield client
-    service.stop()
 
 
 @pytest.fixture(scope="module")

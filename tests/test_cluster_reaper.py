@@ -11,7 +11,6 @@ edge), so which calls die with the node is known; the called phone is registered
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections import Counter
@@ -19,14 +18,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import API_TOKEN
+from cluster_harness import cluster_api, running_cluster
 from helpers import sql
 from sip_agent import SipEndpoint, call_many, free_udp_port, start_calls
 
 from centrex.config import Settings
 from centrex.sandbox.cluster import Cluster, Node
-from centrex.sandbox.postgres import free_port
-from centrex.sandbox.processes import API_READY, DAEMON_READY, ServiceProcess
+from centrex.sandbox.processes import DAEMON_READY
 
 pytestmark = pytest.mark.integration
 
@@ -39,51 +37,22 @@ LOST_AFTER_S = 10.0
 
 
 @pytest.fixture(scope="module")
-def cluster(
-    settings: Settings, database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    offset = os.environ.get("CENTREX_TEST_PORT_OFFSET", "")
-    base = settings.model_copy(
-        update={
-            "asterisk_instance": f"reaper{offset}",
-            "sip_port": settings.sip_port + 400,  # +100, +200, +300: test_cluster{,_features,_bans}
-            "control_http_port": free_port(),
-            "cdr_http_port": free_port(),
-            "api_port": free_port(),
-            "guard_http_port": 0,
-            "edge_flood_requests": 5000,
-            "node_heartbeat_s": HEARTBEAT_S,
-            "node_lost_after_s": LOST_AFTER_S,
-        }
-    )
+def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     # edge_only off: the test places calls on the node it will kill by sending them to that
     # node directly (through the edge, the Call-ID hash decides), which a node accepting SIP
     # from the edge only would refuse.
-    cl = Cluster(
-        base, edge_address=EDGE_IP, node_addresses=NODE_IPS,
-        log_dir=tmp_path_factory.mktemp("reaper-cluster"), edge_only=False,
-    )  # fmt: skip
-    try:
-        cl.start(fresh=True)
-    except BaseException:
-        cl.stop()
-        raise
-    yield cl
-    cl.stop()
+    with running_cluster(
+        settings, tmp_path_factory, name="reaper", sip_port_step=400,
+        edge_address=EDGE_IP, node_addresses=NODE_IPS, edge_only=False,
+        edge_flood_requests=5000, node_heartbeat_s=HEARTBEAT_S, node_lost_after_s=LOST_AFTER_S,
+    ) as cluster:  # fmt: skip
+        yield cluster
 
 
 @pytest.fixture(scope="module")
 def capi(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    s = cluster.api_settings
-    service = ServiceProcess("api", s, tmp_path_factory.mktemp("reaper-api"))
-    service.start_and_wait(API_READY)
-    with httpx.Client(
-        base_url=f"http://{s.api_host}:{s.api_port}",
-        headers={"Authorization": f"Bearer {API_TOKEN}"},
-        timeout=15,
-    ) as client:
+    with cluster_api(cluster, tmp_path_factory) as client:
         yield client
-    service.stop()
 
 
 def sip_address(node: Node) -> str:

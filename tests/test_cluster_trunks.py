@@ -9,14 +9,13 @@ edge only (docs/cluster.md, "Carrier through the edge").
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import API_TOKEN
+from cluster_harness import cluster_api, running_cluster
 from helpers import sql
 from sip_agent import (
     Carrier,
@@ -31,8 +30,6 @@ from sip_agent import (
 from centrex.asterisk.pjsip_objects import TRUNK_HEADER
 from centrex.config import Settings
 from centrex.sandbox.cluster import Cluster
-from centrex.sandbox.postgres import free_port
-from centrex.sandbox.processes import API_READY, ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -46,46 +43,18 @@ FORGED = f"{TRUNK_HEADER}: trunk-{TRUNK}"
 
 @pytest.fixture(scope="module")
 def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    offset = os.environ.get("CENTREX_TEST_PORT_OFFSET", "")
-    base = settings.model_copy(
-        update={
-            "asterisk_instance": f"ctrunks{offset}",
-            # test_cluster.py has +100, test_cluster_features.py +200; +300 would share the
-            # session Asterisk's RTP block (rtp_port_range: SIP ports 301 apart, 301 = 7 x 43).
-            "sip_port": settings.sip_port + 250,
-            "control_http_port": free_port(),
-            "cdr_http_port": free_port(),
-            "api_port": free_port(),
-            "guard_http_port": 0,
-            "edge_metrics_port": free_port(),
-        }
-    )
     # Nodes e1, e2: test_cluster.py's n1, n2 write to the same database (calls, CDR checkpoints).
-    cl = Cluster(
-        base, edge_address=EDGE_IP, node_addresses=NODE_IPS,
-        log_dir=tmp_path_factory.mktemp("cluster-trunks"), node_prefix="e",
-    )  # fmt: skip
-    try:
-        cl.start(fresh=True)
-    except BaseException:
-        cl.stop()
-        raise
-    yield cl
-    cl.stop()
+    with running_cluster(
+        settings, tmp_path_factory, name="cltrunks", sip_port_step=250,
+        edge_address=EDGE_IP, node_addresses=NODE_IPS, node_prefix="e",
+    ) as cluster:  # fmt: skip
+        yield cluster
 
 
 @pytest.fixture(scope="module")
 def capi(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    s = cluster.api_settings
-    service = ServiceProcess("api", s, tmp_path_factory.mktemp("cluster-trunks-api"))
-    service.start_and_wait(API_READY)
-    with httpx.Client(
-        base_url=f"http://{s.api_host}:{s.api_port}",
-        headers={"Authorization": f"Bearer {API_TOKEN}"},
-        timeout=15,
-    ) as client:
+    with cluster_api(cluster, tmp_path_factory) as client:
         yield client
-    service.stop()
 
 
 @pytest.fixture(scope="module")
