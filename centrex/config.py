@@ -492,16 +492,6 @@ class Settings(BaseSettings):
         "(nathelper SIP ping): it keeps the phone's NAT binding open; in the clustered shape the "
         "nodes do not qualify lines (docs/cluster.md). 0: never.",
     )
-    edge_keepalive_timeout_s: int = Field(
-        120,
-        ge=0,
-        le=86400,
-        description="A phone registered with Kamailio that has answered none of its keepalive "
-        "OPTIONS for this long is removed from the edge's registrations (nathelper "
-        "keepalive_timeout): calls to its line then meet an unregistered line (its forward, its "
-        "mailbox) instead of ringing an address that answers nothing. A few keepalive periods; "
-        "0: kept until the registration expires.",
-    )
     edge_ban_sync_s: int = Field(
         1,
         ge=1,

@@ -170,7 +170,6 @@ class Kamailio:
             authfail_window_s=s.edge_auth_failure_window_s,
             ban_s=s.edge_ban_s,
             keepalive_s=s.edge_keepalive_s,
-            keepalive_timeout_s=s.edge_keepalive_timeout_s if s.edge_keepalive_s else 0,
             ban_sync_s=s.edge_ban_sync_s,
             # The edge's name in the rows it writes into sip_bans (edge_ban() checks its shape).
             node=f"edge@{self.listen_ip}",
