@@ -469,7 +469,7 @@ def _cluster_banner(shape, database_url: str) -> str:
     return f"""
 == centrex is running, clustered (docs/cluster.md)
 API          {api_url}   token {api.api_token.get_secret_value()} (in var/centrex.env)
-SIP edge     udp {shape.edge} (Kamailio): phones register and call here, never at a node
+SIP edge     udp and tcp {shape.edge} (Kamailio): phones register and call here, never at a node
 {nodes}
 Database     {database_url.split("@")[-1]}
 Logs         {shape.kamailio.directory.parent}
