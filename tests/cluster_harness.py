@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 from conftest import API_TOKEN
+from sip_agent import SipEndpoint
 
 from centrex.config import Settings
 from centrex.sandbox.cluster import Cluster
@@ -83,3 +84,13 @@ def cluster_api(
             yield client
     finally:
         service.stop()
+
+
+def edge_line(
+    capi: httpx.Client, cluster: Cluster, customer_id: str, label: str, **fields: object
+) -> tuple[dict, SipEndpoint]:
+    """A new line of the customer, and its phone, which talks only to Kamailio."""
+    response = capi.post("/v1/lines", json={"customer_id": customer_id, "label": label, **fields})
+    assert response.status_code == 201, response.text
+    created = response.json()
+    return created, SipEndpoint(created["sip_username"], created["sip_password"], cluster.edge)

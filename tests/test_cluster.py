@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cluster_harness import cluster_api, running_cluster
+from cluster_harness import cluster_api, edge_line, running_cluster
 from helpers import sql
 from sip_agent import SipEndpoint, call_many, free_udp_port, received, run_sipp, start_calls
 
@@ -60,11 +60,7 @@ def line(capi: httpx.Client, customer: dict, cluster: Cluster):
     """Lines whose phones talk only to Kamailio."""
 
     def make(**fields: object) -> tuple[dict, SipEndpoint]:
-        body = {"customer_id": customer["id"], "label": "cl", **fields}
-        response = capi.post("/v1/lines", json=body)
-        assert response.status_code == 201, response.text
-        created = response.json()
-        return created, SipEndpoint(created["sip_username"], created["sip_password"], cluster.edge)
+        return edge_line(capi, cluster, customer["id"], "cl", **fields)
 
     return make
 

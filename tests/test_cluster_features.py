@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from cluster_harness import cluster_api, running_cluster
+from cluster_harness import cluster_api, edge_line, running_cluster
 from helpers import sql
 from sip_agent import (
     KEEPALIVE_ANSWERED,
@@ -76,11 +76,7 @@ def line(capi: httpx.Client, customer: dict, cluster: Cluster):
     """Lines whose phones talk only to Kamailio."""
 
     def make(**fields: object) -> tuple[dict, SipEndpoint]:
-        body = {"customer_id": customer["id"], "label": "clf", **fields}
-        response = capi.post("/v1/lines", json=body)
-        assert response.status_code == 201, response.text
-        created = response.json()
-        return created, SipEndpoint(created["sip_username"], created["sip_password"], cluster.edge)
+        return edge_line(capi, cluster, customer["id"], "clf", **fields)
 
     return make
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from cluster_harness import cluster_api, running_cluster
+from cluster_harness import cluster_api, edge_line, running_cluster
 from helpers import sql
 from sip_agent import SipEndpoint, call_many, free_udp_port, start_calls
 
@@ -103,11 +103,7 @@ def test_a_lost_nodes_calls_are_released_by_the_survivor_and_recorded_once(
     customer = capi.post("/v1/customers", json={"name": "Reaper"}).json()
 
     def line(**fields: object) -> tuple[dict, SipEndpoint]:
-        body = {"customer_id": customer["id"], "label": "reaper", **fields}
-        response = capi.post("/v1/lines", json=body)
-        assert response.status_code == 201, response.text
-        created = response.json()
-        return created, SipEndpoint(created["sip_username"], created["sip_password"], cluster.edge)
+        return edge_line(capi, cluster, customer["id"], "reaper", **fields)
 
     _, callee = line(max_calls=1000)
     port = free_udp_port()
