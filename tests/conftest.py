@@ -6,6 +6,7 @@ is not disturbed.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,6 +188,11 @@ CARRIER_IP = "127.0.0.2"
 def carrier(api: httpx.Client, settings: Settings) -> Iterator[Carrier]:
     """The public network: a trunk to sipp on its own loopback address (Asterisk recognises a
     trunk's calls by source address; lines all speak from 127.0.0.1)."""
+    # Calls out take the oldest trunk: one an earlier module failed to delete would take this
+    # module's calls elsewhere (one leaked trunk once failed 24 tests after it). Removed, said.
+    for leaked in api.get("/v1/trunks").json():
+        warnings.warn(f"trunk {leaked['name']} left by an earlier module: deleted", stacklevel=1)
+        assert api.delete(f"/v1/trunks/{leaked['id']}").status_code == 204
     port = free_udp_port(CARRIER_IP)
     body = {"name": "carrier", "host": CARRIER_IP, "port": port}
     response = api.post("/v1/trunks", json=body)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import shutil
 import socket
 import string
@@ -136,6 +137,11 @@ def run_sipp(
         str(workdir / "errors.log"),
         "-recv_timeout",
         f"{timeout_s * 1000}",
+        # A random Call-ID, as a phone's: sipp's default (call number, pid, address) differs in
+        # a digit or two between runs, and Kamailio's dispatcher hashes the Call-ID to pick a
+        # node; consecutive pids sent runs of ten calls to one node (tests/test_cluster_*).
+        "-cid_str",
+        f"%u-{secrets.token_hex(8)}@%s",
     ]
     if service:
         argv += ["-s", service]

@@ -248,17 +248,30 @@ def test_a_trunk_created_later_is_recognised_at_the_edge_within_its_cache_time(
     number = bob_line["main_number"]
     late.call_refused(number, 401).expect_success(timeout=20)  # now cached as "none"
     bound = cluster.base.edge_trunk_cache_s
+    # Kamailio's htable keeps an entry until a whole second past its expiry: the bound + 1 s.
+    # An attempt is judged by when it started, not ended (sipp is slow to start on a busy machine).
+    deadline_s = bound + 1.5
     response = capi.post("/v1/trunks", json={"name": "late", "host": late.ip, "port": 5060})
     assert response.status_code == 201, response.text
-    created = time.monotonic()
-    while late.call(number, hold_ms=100).wait(20) != 0:
-        assert time.monotonic() - created < bound + 3, "not recognised within the cache time"
-    recognised_s = time.monotonic() - created
-    device.expect_success(timeout=20)
-    assert capi.delete(f"/v1/trunks/{response.json()['id']}").status_code == 204
+    trunk_url = f"/v1/trunks/{response.json()['id']}"
+    try:
+        created = time.monotonic()
+        while True:
+            started = time.monotonic() - created
+            if late.call(number, hold_ms=100).wait(20) == 0:
+                break
+            assert started < deadline_s, f"not recognised {started:.1f}s after (cache {bound}s)"
+        recognised_s = started
+        device.expect_success(timeout=20)
+    finally:
+        deletion = capi.delete(trunk_url)  # never left behind: the oldest trunk routes out
+    assert deletion.status_code == 204, deletion.text
     deleted = time.monotonic()
     # A number nobody has: the trunk's call to it gets 404 at once, anyone else's the 401.
-    while late.call_refused("+33523239999", 401).wait(20) != 0:
-        assert time.monotonic() - deleted < bound + 3, "still the trunk after the cache time"
+    while True:
+        started = time.monotonic() - deleted
+        if late.call_refused("+33523239999", 401).wait(20) == 0:
+            break
+        assert started < deadline_s, f"still the trunk {started:.1f}s after (cache {bound}s)"
     print(f"\nnew trunk recognised after {recognised_s:.1f}s, deletion after "
-          f"{time.monotonic() - deleted:.1f}s (cache {bound}s)")  # fmt: skip
+          f"{started:.1f}s (cache {bound}s)")  # fmt: skip
