@@ -215,7 +215,11 @@ class AmiClient:
     ) -> Any:
         if not self.connected:
             raise AsteriskUnavailable(f"AMI not connected (action {action.get('Action')})")
-        future = self._manager.send_action(action, as_list=as_list)
+        # A list action is left to panoramisk to recognise by its first answer ("EventList:
+        # start"): told as_list=True, panoramisk never delivers an error answer (it waits for a
+        # list the error never starts), so PJSIPShowEndpoint on a deleted endpoint, for one,
+        # waited out the whole timeout on every node (a trunk's deletion took 10 s on two).
+        future = self._manager.send_action(action, as_list=None if as_list else as_list)
         self._in_flight.add(future)
         future.add_done_callback(self._answered)
         try:
@@ -227,7 +231,7 @@ class AmiClient:
         first = result[0] if isinstance(result, list) else result
         if first.get("Response") == "Error":
             raise AsteriskError(f"AMI {action.get('Action')}: {first.get('Message')}")
-        return result
+        return [result] if as_list and not isinstance(result, list) else result
 
     async def db_get_tree(self, family: str) -> dict[str, str]:
         """Every astdb key under ``family`` (keys without the family prefix) and its value."""
