@@ -466,10 +466,12 @@ def _cluster_banner(shape, database_url: str) -> str:
         f"http://{n.settings.control_http_host}:{n.settings.control_http_port}/metrics"
         for n in shape.nodes
     )
+    edge_tls = f"{shape.kamailio.listen_ip}:{shape.kamailio.tls_port}"
     return f"""
 == centrex is running, clustered (docs/cluster.md)
 API          {api_url}   token {api.api_token.get_secret_value()} (in var/centrex.env)
-SIP edge     udp and tcp {shape.edge} (Kamailio): phones register and call here, never at a node
+SIP edge     udp and tcp {shape.edge}, tls {edge_tls} (Kamailio): phones register and call
+             here, never at a node
 {nodes}
 Database     {database_url.split("@")[-1]}
 Logs         {shape.kamailio.directory.parent}

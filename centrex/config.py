@@ -623,6 +623,20 @@ class Settings(BaseSettings):
         return self.sip_tls_port if self.sip_tls_port is not None else self.sip_port + 1
 
     @property
+    def phones_sip_server(self) -> str:
+        """host:port phones register to (UDP, TCP): the SIP edge when there is one (the
+        clustered shape, sip_proxy; docs/cluster.md), else this Asterisk."""
+        return self.sip_proxy or f"{self.asterisk_host}:{self.sip_port}"
+
+    @property
+    def phones_sip_tls_server(self) -> str:
+        """host:port for SIP over TLS: the edge's listens on its SIP port + 1."""
+        if self.sip_proxy:
+            host, _, port = self.sip_proxy.rpartition(":")
+            return f"{host}:{int(port) + 1}"
+        return f"{self.asterisk_host}:{self.tls_port}"
+
+    @property
     def database_url_required(self) -> str:
         if not self.database_url:
             raise RuntimeError(

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--cluster" ]; then
   # Kamailio in front of two Asterisk nodes on loopback addresses (docs/cluster.md).
   shift
-  deploy/bootstrap.sh kamailio kamailio-postgres-modules
+  deploy/bootstrap.sh kamailio kamailio-postgres-modules kamailio-tls-modules
   exec .venv/bin/centrex cluster "$@"
 fi
 deploy/bootstrap.sh nftables  # the guard bans addresses with nft

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CENTREX_EXTRAS=dev deploy/bootstrap.sh sip-tester prometheus nftables poppler-utils \
-  kamailio kamailio-postgres-modules  # tests/test_cluster.py: the SIP edge
+  kamailio kamailio-postgres-modules kamailio-tls-modules  # tests/test_cluster.py: the SIP edge
 
 echo "== ruff"
 .venv/bin/ruff check .

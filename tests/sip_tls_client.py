@@ -306,6 +306,33 @@ class SipTlsClient:
         call.remote_target = contact.group(1) if contact else uri
         return call
 
+    def answer_call(self, sdp: str, *, within_s: float = 30) -> SipMessage:
+        """Wait for an INVITE and answer it 200 with *sdp* (its Record-Route kept, so the
+        dialog goes on through the proxy), then for the caller's BYE (answered 200). Returns
+        the INVITE."""
+        deadline = time.monotonic() + within_s
+        invite: SipMessage | None = None
+        while True:
+            message = self._read_message(deadline)
+            if message.status is not None:
+                continue
+            self.received_requests.append(message)
+            if message.method == "INVITE" and invite is None:
+                invite = message
+                keep = ("via", "record-route", "from", "call-id", "cseq")
+                headers = [(k, v) for k, v in message.headers if k.lower() in keep]
+                headers += [
+                    ("To", f"{message.header('To')};tag={secrets.token_hex(6)}"),
+                    ("Contact", self.contact),
+                    ("Content-Type", "application/sdp"),
+                ]
+                self.send(SipMessage("SIP/2.0 200 OK", headers, sdp))
+            elif message.method == "BYE" and invite is not None:
+                self._answer_ok(message)
+                return invite
+            elif message.method != "ACK":
+                self._answer_ok(message)
+
     def ack(self, call: Call) -> None:
         """ACK of the 2xx: a request of its own (new branch), CSeq number of the INVITE."""
         self.send(self._request("ACK", call.remote_target, call, to=call.to_header))

@@ -6,6 +6,7 @@ shipper, the API, PostgreSQL and sipp phones. Nothing leaves loopback.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections import Counter
@@ -15,8 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 from cluster_harness import cluster_api, edge_line, running_cluster
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from helpers import sql
 from sip_agent import SipEndpoint, call_many, free_udp_port, received, run_sipp, start_calls
+from sip_tls_client import SipTlsClient, parse_sdp, sdp_offer
 
 from centrex.config import Settings
 from centrex.sandbox.cluster import Cluster
@@ -320,3 +324,68 @@ def test_renewed_credentials_unregister_the_old_device_at_the_edge(cluster, capi
     registered = [line for line in metrics.text.splitlines()
                   if line.startswith("usrloc_registered_users ")]  # fmt: skip
     assert registered and int(registered[0].split()[1]) >= 1, metrics.text
+
+
+def test_a_phone_on_tls_registers_calls_and_is_called_through_the_edge(
+    cluster, line, answering, settings, database_url
+):
+    """TLS at the edge: the edge presents the operator's certificate (the one Asterisk presents
+    in the one-machine shape) on its SIP port + 1, which the API tells phones; a phone on TLS
+    registers with Kamailio, calls a line on UDP, and is called down the connection it opened
+    from calls landing on either node."""
+    created, phone = line()
+    edge_ip = cluster.edge.split(":")[0]
+    assert created["sip_server"] == cluster.edge
+    assert created["sip_tls_server"] == f"{edge_ip}:{cluster.kamailio.tls_port}"
+    cert = settings.sip_tls_cert_file
+    tls = SipTlsClient(edge_ip, cluster.kamailio.tls_port, phone.username, phone.password,
+                       trust=cert, timeout=20)  # fmt: skip
+    try:
+        configured = x509.load_pem_x509_certificate(cert.read_bytes())
+        assert tls.peer_certificate == configured.public_bytes(Encoding.DER)
+        assert tls.register().status == 200
+        assert cluster.kamailio.contacts(phone.username) == 1
+        # Out, to a UDP line registered at the edge.
+        _, callee = answering()
+        call = tls.invite(callee.username, sdp_offer(free_udp_port(), srtp_key=None))
+        assert call.final.status == 200, call.final
+        tls.ack(call)
+        assert tls.bye(call).status == 200
+        # In, from a UDP line, until both nodes have rung it.
+        caller_line, caller = line()
+        for placed in range(1, 21):
+            run = caller.call(phone.username, hold_ms=200)
+            invite = tls.answer_call(sdp_offer(free_udp_port(), srtp_key=None))
+            run.expect_success(timeout=30)
+            assert (invite.header("Via") or "").startswith("SIP/2.0/TLS " + edge_ip)
+            nodes = cdrs_by_node(database_url, caller_line, placed)
+            if set(nodes) == {"n1:answered", "n2:answered"}:
+                break
+        assert set(nodes) == {"n1:answered", "n2:answered"}, nodes
+    finally:
+        tls.close()
+
+
+def test_a_line_requiring_srtp_gets_it_over_tls_through_the_edge(
+    cluster, line, answering, settings
+):
+    """SDES through the edge: the node answers a TLS phone's SRTP offer with its own key, and
+    refuses a plain one (488), as in the one-machine shape. Between the edge and the nodes the
+    keys travel in clear (UDP): that network is private (docs/cluster.md, "TLS at the edge")."""
+    _, phone = line(media_encryption="sdes_required")
+    edge_ip = cluster.edge.split(":")[0]
+    tls = SipTlsClient(edge_ip, cluster.kamailio.tls_port, phone.username, phone.password,
+                       trust=settings.sip_tls_cert_file, timeout=20)  # fmt: skip
+    try:
+        assert tls.register().status == 200
+        _, callee = answering()
+        call = tls.invite(callee.username, sdp_offer(free_udp_port(), srtp_key=os.urandom(30)))
+        assert call.final.status == 200, call.final
+        media = parse_sdp(call.final.body)
+        assert media.profile == "RTP/SAVP" and media.crypto_key, call.final.body
+        tls.ack(call)
+        assert tls.bye(call).status == 200
+        plain = tls.invite(callee.username, sdp_offer(free_udp_port(), srtp_key=None))
+        assert plain.final.status == 488, plain.final
+    finally:
+        tls.close()

@@ -47,7 +47,7 @@ async def renew_credentials(
     return CredentialsRenewed(
         **LineOut.model_validate(renewed.line).model_dump(),
         sip_password=renewed.password,
-        sip_server=f"{settings.asterisk_host}:{settings.sip_port}",
+        sip_server=settings.phones_sip_server,
         renewal=CredentialRenewalOut.model_validate(renewed.renewal),
     )
 

@@ -41,8 +41,8 @@ async def create_line(
     return LineCreated(
         **LineOut.model_validate(created.line).model_dump(),
         sip_password=created.password,
-        sip_server=f"{settings.asterisk_host}:{settings.sip_port}",
-        sip_tls_server=f"{settings.asterisk_host}:{settings.tls_port}",
+        sip_server=settings.phones_sip_server,
+        sip_tls_server=settings.phones_sip_tls_server,
     )
 
 
