@@ -128,6 +128,7 @@ _GENERATED_SECRETS = (
     "CENTREX_ARI_CONTROL_PASSWORD",
     "CENTREX_ARI_CDR_PASSWORD",
     "CENTREX_ASTERISK_DB_PASSWORD",
+    "CENTREX_EDGE_DB_PASSWORD",
 )
 
 
@@ -492,6 +493,7 @@ def cluster() -> None:
     _setup_logging()
     ensure_env_file(Path("var"))
     settings = _settings()
+    _settings("edge")  # and the edge's own database role's password
     typer.echo("== PostgreSQL")
     database = _postgres(settings)
     database_url = start_database(settings)

@@ -34,6 +34,7 @@ SECRET_FIELDS = {
     "CENTREX_ARI_CONTROL_PASSWORD": "ari_control_password",
     "CENTREX_ARI_CDR_PASSWORD": "ari_cdr_password",
     "CENTREX_ASTERISK_DB_PASSWORD": "asterisk_db_password",
+    "CENTREX_EDGE_DB_PASSWORD": "edge_db_password",
 }
 #: The secrets each process uses, and so needs set: a unit of its own may be given only these
 #: (deploy/systemd/README.md). Asterisk's configuration holds every Asterisk user's.
@@ -50,7 +51,12 @@ SECRETS_OF: dict[str, tuple[str, ...]] = {
         "CENTREX_ARI_CDR_PASSWORD",
         "CENTREX_ASTERISK_DB_PASSWORD",
     ),
+    # Kamailio's configuration (the clustered shape's SIP edge): both roles it connects as.
+    "edge": ("CENTREX_ASTERISK_DB_PASSWORD", "CENTREX_EDGE_DB_PASSWORD"),
 }
+
+#: Used only by the clustered shape's SIP edge (Kamailio).
+EDGE_ONLY_SECRETS = frozenset({"CENTREX_EDGE_DB_PASSWORD"})
 
 USER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 CONFIG_SECRET = re.compile(r"[!-:<-~]+")  # printable ASCII but space and ';'
@@ -68,6 +74,7 @@ PLACEHOLDER_SECRETS = frozenset(
         "centrex-ari-control-change-me",
         "centrex-ari-cdr-change-me",
         "centrex-asterisk-db-change-me",
+        "centrex-edge-db-change-me",
         "CHANGE-ME",  # deploy/systemd/centrex.env.example's
     }
 )
@@ -444,6 +451,9 @@ class Settings(BaseSettings):
     # Asterisk reads lines and trunks from PostgreSQL (docs/provisioning-realtime.md) as this
     # role, which may only SELECT the ps_* views: its password is in Asterisk's res_odbc.conf.
     asterisk_db_password: SecretStr = SecretStr("centrex-asterisk-db-change-me")
+    # The SIP edge (Kamailio, clustered shape) writes its registrations as this role, which may
+    # only use kamailio_location (migration 0034_edge_location): its password is in kamailio.cfg.
+    edge_db_password: SecretStr = SecretStr("centrex-edge-db-change-me")
     asterisk_db_connections: int = Field(
         4, ge=1, le=64, description="Asterisk's pooled ODBC connections to PostgreSQL."
     )
@@ -540,6 +550,7 @@ class Settings(BaseSettings):
         "ari_control_password",
         "ari_cdr_password",
         "asterisk_db_password",
+        "edge_db_password",
     )
     @classmethod
     def _secret_asterisk_can_hold(cls, value: SecretStr) -> SecretStr:
@@ -659,9 +670,12 @@ class Settings(BaseSettings):
         return self.asterisk_host
 
     def default_secrets(self, process: str | None = None) -> list[str]:
-        """The secrets ``process`` uses (SECRETS_OF; None: every one) that are empty or at a
-        shipped placeholder: nothing may start with one (the placeholders are public)."""
-        names = SECRETS_OF[process] if process else tuple(SECRET_FIELDS)
+        """The secrets ``process`` uses (SECRETS_OF; None: every one but the edge's) that are
+        empty or at a shipped placeholder: nothing may start with one (they are public)."""
+        # None: every secret of the one-machine shape; the edge's only where there is an edge
+        # (`centrex cluster` asks for "edge" too), so a one-machine install need not set it.
+        everyone = tuple(name for name in SECRET_FIELDS if name not in EDGE_ONLY_SECRETS)
+        names = SECRETS_OF[process] if process else everyone
         found = []
         for name in names:
             secret = getattr(self, SECRET_FIELDS[name]).get_secret_value()

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 from conftest import API_TOKEN
+from helpers import sql
 from sip_agent import SipEndpoint
 
 from centrex.config import Settings
@@ -56,6 +57,9 @@ def running_cluster(
         edge_only=edge_only,
         node_prefix=node_prefix,
     )
+    # Modules share the session's database: the edge would load an earlier module's phones
+    # (kamailio_location) and keep pinging their sipp ports, which later tests reuse.
+    sql(settings.database_url_required, "DELETE FROM kamailio_location")
     try:
         cluster.start(fresh=True)
     except BaseException:

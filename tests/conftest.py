@@ -20,6 +20,7 @@ from centrex.sandbox import processes
 from centrex.sandbox.asterisk import AsteriskSandbox
 from centrex.sandbox.postgres import (
     TEST_ASTERISK_DB_PASSWORD,
+    TEST_EDGE_DB_PASSWORD,
     ScratchDatabase,
     free_port,
     scratch_database,
@@ -85,6 +86,7 @@ def settings(
         ari_cdr_password="test-ari-cdr-password",
         # What Asterisk reads lines and trunks from the database as (the scratch cluster's).
         asterisk_db_password=TEST_ASTERISK_DB_PASSWORD,
+        edge_db_password=TEST_EDGE_DB_PASSWORD,  # what Kamailio writes registrations as
         # sipp 3.6.1 devices cannot answer an OPTIONS outside a call (each new Call-ID is a
         # call of their scenario): no keep-alives here, test_nat.py shows them on its own.
         sip_qualify_frequency_s=0,

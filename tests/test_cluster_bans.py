@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cluster_harness import cluster_api, running_cluster
+from helpers import sql
 from sip_agent import SipEndpoint, SippRun, free_udp_port, run_sipp
 
 from centrex.config import Settings
@@ -200,6 +201,25 @@ def test_ban_routes_refuse_bad_input_naming_the_field(capi):
     response = capi.delete("/v1/sip-bans/not-an-ip")
     assert response.status_code == 422 and "address" in response.text, response.text
     assert bans(capi, "127.0.22.72") == []
+
+
+def test_registrations_survive_an_edge_restart(cluster, line, database_url):
+    """The edge writes each registration through to PostgreSQL (kamailio_location, as its own
+    role) and loads them when it starts: a phone registered before a Kamailio restart is still
+    called after it, without registering again."""
+    callee, caller = line(), line()
+    port = free_udp_port()
+    callee.register(port).expect_success()
+    device = callee.answer(port, calls=1, timeout_s=60)
+    rows = sql(database_url, "SELECT contact FROM kamailio_location WHERE username = $1",
+               callee.username)  # fmt: skip
+    assert len(rows) == 1 and f":{port}" in rows[0]["contact"], rows
+    cluster.kamailio.stop()
+    cluster.kamailio.start()
+    cluster.wait_dispatching({f"{n.plan.address}:{n.plan.sip_port}" for n in cluster.nodes})
+    assert cluster.kamailio.contacts(callee.username) == 1
+    caller.call(callee.username, hold_ms=200).expect_success(timeout=30)
+    device.expect_success(timeout=30)
 
 
 def test_a_tcp_phone_registers_and_is_called_through_the_edge(cluster, line):

@@ -88,16 +88,23 @@ def node_settings(
     )
 
 
-def kamailio_db_url(settings: Settings) -> str:
-    """Kamailio reads line credentials as Asterisk's read-only database role."""
+def kamailio_db_url(settings: Settings, *, writes_location: bool = False) -> str:
+    """Kamailio reads line credentials, trunks, bans and purges as Asterisk's read-only
+    database role; ``writes_location``: its registrations, as the edge's own role, which may
+    write kamailio_location only (migration 0034_edge_location)."""
     from centrex.asterisk.realtime import ASTERISK_DB_ROLE
+    from centrex.sandbox.postgres import EDGE_ROLE
 
     url = make_url(settings.database_url) if settings.database_url else None
     host = (url.host if url else None) or "127.0.0.1"
     port = (url.port if url else None) or 5432
     database = (url.database if url else None) or "centrex"
-    password = settings.asterisk_db_password.get_secret_value()
-    return f"postgres://{ASTERISK_DB_ROLE}:{password}@{host}:{port}/{database}"
+    role, secret = (
+        (EDGE_ROLE, settings.edge_db_password)
+        if writes_location
+        else (ASTERISK_DB_ROLE, settings.asterisk_db_password)
+    )
+    return f"postgres://{role}:{secret.get_secret_value()}@{host}:{port}/{database}"
 
 
 @dataclass
@@ -200,6 +207,7 @@ class Kamailio:
             module_dir=module_dir,
             ctl_socket=self.ctl_socket,
             db_url=kamailio_db_url(s),
+            location_db_url=kamailio_db_url(s, writes_location=True),
             realm=s.sip_realm,
             dispatcher_list=dispatcher_list,
             pike_density=s.edge_flood_requests,
@@ -274,7 +282,7 @@ class Kamailio:
     def contacts(self, username: str) -> int:
         """How many contacts the edge's location table holds for a line (0: unregistered)."""
         try:
-            text = self.rpc("ul.lookup", "location", username)
+            text = self.rpc("ul.lookup", "kamailio_location", username)
         except ClusterError:  # "AOR not found"
             return 0
         return text.count("Address:")

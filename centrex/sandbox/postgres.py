@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from centrex.config import Settings, get_settings
@@ -47,6 +48,9 @@ APP_ROLE = "centrex_app"
 # What Asterisk reads lines and trunks as: LOGIN, and SELECT on the ps_* views only (granted by
 # migration 0023_pjsip_realtime). Its password is CENTREX_ASTERISK_DB_PASSWORD.
 ASTERISK_ROLE = "centrex_asterisk"
+# What the SIP edge (Kamailio, clustered shape) writes its registrations as: LOGIN, and
+# kamailio_location only (migration 0034_edge_location). Its password is CENTREX_EDGE_DB_PASSWORD.
+EDGE_ROLE = "centrex_edge"
 DEFAULT_DB = "centrex"
 CANDIDATE_USERS = ("postgres", "centrex-pg")
 _CONF_NAME = "centrex.conf"
@@ -335,6 +339,7 @@ class PostgresCluster:
             self._reset_password = False
         self._ensure_app_role()
         self._ensure_asterisk_role()
+        self._ensure_edge_role()
         self.create_database_sync(DEFAULT_DB)
 
     def _ensure_app_role(self) -> None:
@@ -346,12 +351,17 @@ class PostgresCluster:
         )
 
     def _ensure_asterisk_role(self) -> None:
-        password = self.settings.asterisk_db_password.get_secret_value()
+        self._ensure_login_role(ASTERISK_ROLE, self.settings.asterisk_db_password)
+
+    def _ensure_edge_role(self) -> None:
+        self._ensure_login_role(EDGE_ROLE, self.settings.edge_db_password)
+
+    def _ensure_login_role(self, role: str, password: SecretStr) -> None:
         self._psql(
             "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
-            f"{_literal(ASTERISK_ROLE)}) THEN CREATE ROLE {ASTERISK_ROLE} LOGIN NOSUPERUSER "
+            f"{_literal(role)}) THEN CREATE ROLE {role} LOGIN NOSUPERUSER "
             "NOCREATEDB NOCREATEROLE NOREPLICATION; END IF; END $$;\n"
-            f"ALTER ROLE {ASTERISK_ROLE} PASSWORD {_literal(password)};"
+            f"ALTER ROLE {role} PASSWORD {_literal(password.get_secret_value())};"
         )
 
     def stop(self) -> None:
@@ -449,6 +459,7 @@ class PostgresCluster:
 # --- test support --------------------------------------------------------------------------------
 #: The Asterisk role's password in scratch clusters (tests/conftest.py gives Asterisk the same).
 TEST_ASTERISK_DB_PASSWORD = "test-asterisk-db-password"
+TEST_EDGE_DB_PASSWORD = "test-edge-db-password"
 
 
 @dataclass(frozen=True)
@@ -463,6 +474,7 @@ async def scratch_database(
     *,
     prefix: str = "centrex_test",
     asterisk_db_password: str = TEST_ASTERISK_DB_PASSWORD,
+    edge_db_password: str = TEST_EDGE_DB_PASSWORD,
 ) -> AsyncIterator[ScratchDatabase]:
     """A fresh, migrated database; cleaned up afterwards.
 
@@ -483,6 +495,7 @@ async def scratch_database(
                 database_url=None,
                 pg_port=free_port(),
                 asterisk_db_password=asterisk_db_password,
+                edge_db_password=edge_db_password,
             )
         )
         await asyncio.to_thread(cluster.start)

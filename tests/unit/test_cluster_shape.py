@@ -70,7 +70,7 @@ def test_nodes_do_not_qualify_lines_the_edge_keeps_phones_alive(tmp_path: Path) 
     config = text.read_text()
     assert 'modparam("nathelper", "natping_interval", 25)' in config
     assert 'modparam("nathelper", "ping_nated_only", 0)' in config
-    assert 'setbflag(FLB_PING);\n\tif (!save("location"))' in config
+    assert 'setbflag(FLB_PING);\n\tif (!save("kamailio_location"))' in config
     off = base.model_copy(update={"edge_keepalive_s": 0})
     config = Kamailio(off, tmp_path / "o", "127.0.0.1", 5060, [("127.0.0.11", 5061)]).render()
     assert "natping_interval" not in config.read_text()
