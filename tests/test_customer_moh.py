@@ -14,7 +14,7 @@ import wave
 import httpx
 import pytest
 from rtp_audio import RtpRecorder, tone_share
-from sip_agent import _scenario, free_udp_port, run_sipp, wait_bound
+from sip_agent import SipEndpoint, _scenario, free_udp_port, run_sipp, wait_bound
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +46,12 @@ def customer(api: httpx.Client) -> dict:
     return api.post("/v1/customers", json={"name": "hold music"}).json()
 
 
-def held_audio(api, make_line) -> list[int]:
-    """A call from a line of the customer to another, put on hold by the caller for 4 s: the
-    samples the held phone received (neither phone sends audio: all of it is Asterisk's)."""
+def held_audio(api, make_line, held_line=None) -> list[int]:
+    """A call from a line of the customer to another (``held_line``'s: another customer's), put
+    on hold by the caller for 4 s: the samples the held phone received (neither phone sends
+    audio: all of it is Asterisk's)."""
     _, alice = make_line("holder")
-    _, bob = make_line("held")
+    _, bob = (held_line or make_line)("held")
     port, bob_media = free_udp_port(), free_udp_port()
     bob.register(port).expect_success()
     with RtpRecorder("127.0.0.1", bob_media) as heard:
@@ -106,6 +107,19 @@ def test_the_held_party_hears_the_customer_s_own_music(api, make_line, control_s
     print(
         f"music on hold: tone share {share:.2f} (default music {tone_share(default, TONE_HZ):.2f})"
     )
+
+    # A line of another customer (no music of its own) held by this customer's line hears this
+    # customer's music: the callee's channel gets the caller customer's class (the dialplan's
+    # centrex-answered; ExecIf, app_exec.so: not loaded, its own class was heard instead).
+    def others_line(label: str) -> tuple[dict, SipEndpoint]:
+        body = {"customer_id": other["id"], "label": label}
+        created = api.post("/v1/lines", json=body)
+        assert created.status_code == 201, created.text
+        c = created.json()
+        return c, SipEndpoint(c["sip_username"], c["sip_password"], c["sip_server"])
+
+    across = tone_share(held_audio(api, make_line, others_line), TONE_HZ)
+    assert across > 0.8, f"another customer's held phone heard {across:.2f} at {TONE_HZ} Hz"
 
     # Back to the default music.
     assert api.delete(url).json()["music"] == "default"
