@@ -55,8 +55,10 @@ SECRETS_OF: dict[str, tuple[str, ...]] = {
     "edge": ("CENTREX_ASTERISK_DB_PASSWORD", "CENTREX_EDGE_DB_PASSWORD"),
 }
 
-#: Used only by the clustered shape's SIP edge (Kamailio).
-EDGE_ONLY_SECRETS = frozenset({"CENTREX_EDGE_DB_PASSWORD"})
+#: Used only by the clustered shape's SIP edge (Kamailio): its secrets no other process uses.
+EDGE_ONLY_SECRETS = frozenset(SECRETS_OF["edge"]).difference(
+    *(names for process, names in SECRETS_OF.items() if process != "edge")
+)
 
 USER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 CONFIG_SECRET = re.compile(r"[!-:<-~]+")  # printable ASCII but space and ';'
