@@ -29,6 +29,7 @@ from test_voicemail import leave_message, mwi_log, notifies, wav_bytes
 
 from centrex.config import Settings
 from centrex.sandbox.cluster import Cluster
+from centrex.voicemail.spool import spool_of
 
 pytestmark = pytest.mark.integration
 
@@ -202,13 +203,40 @@ def test_the_lamp_of_a_phone_registered_at_the_edge_lights_and_goes_off(
             gone = capi.delete(f"/v1/lines/{owner['id']}/voicemails/{message['id']}")
             assert gone.status_code == 204, gone.text
         # Every node's app_voicemail polls the mailbox (pollfreq 10 s) and sees it empty.
-        mwi.expect_success(60)
+        deleted = time.monotonic()
+        code = mwi.wait(60)
+        assert code == 0, lamp_report(cluster, phone.username, mwi, time.monotonic() - deleted)
         lamp = [n for n in notifies(mwi) if "Messages-Waiting:" in n]
         lit = next(i for i, n in enumerate(lamp) if "Messages-Waiting: yes" in n)
         assert "Messages-Waiting: no" in lamp[-1] and len(lamp) > lit + 1, mwi_log(mwi)
         print(f"\nmessages by node: {dict(taken)}; NOTIFYs: {len(lamp)}")
     finally:
         mwi.process.kill()
+
+
+def lamp_report(cluster: Cluster, mailbox: str, mwi, waited_s: float) -> str:
+    """Why the lamp did not go off: the NOTIFYs' states, the spool's files for the mailbox, each
+    node's inbound subscriptions and last log lines, and the phone's messages."""
+    states = [
+        line for n in notifies(mwi) for line in n.splitlines()
+        if line.startswith(("Messages-Waiting", "Voice-Message", "Subscription-State"))
+    ]  # fmt: skip
+    box = spool_of(cluster.api_settings) / mailbox
+    files = sorted(str(p.relative_to(box)) for p in box.rglob("*")) if box.exists() else []
+    nodes = "".join(
+        f"\n--- {node.plan.name}: {node.asterisk.cli('pjsip show subscriptions inbound')}"
+        + "".join(
+            line
+            for line in node.asterisk.log_file.read_text(errors="replace").splitlines(True)
+            if "SECURITY[" not in line and "<sip:edge@" not in line  # the edge's probes
+        )[-3000:]
+        for node in cluster.nodes
+    )
+    return (
+        f"no 'off' NOTIFY {waited_s:.0f}s after the deletions (sipp exit {mwi.process.returncode})"
+        f"\nNOTIFY states: {states}\nspool {box}: {files}{nodes}\n--- the phone's log:\n"
+        + mwi_log(mwi)[-6000:]
+    )
 
 
 # --- limits ---------------------------------------------------------------------------------------
